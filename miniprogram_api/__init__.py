@@ -1,0 +1,12 @@
+"""The mini-program's API: blueprints under ``/api/v1``."""
+
+from __future__ import annotations
+
+from flask_smorest import Api
+
+
+def register(api: Api) -> None:
+    from miniprogram_api import auth, jurisdictions, me
+
+    for module in (auth, me, jurisdictions):
+        api.register_blueprint(module.blp)

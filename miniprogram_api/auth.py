@@ -1,0 +1,63 @@
+"""Logging in with WeChat and binding the phone number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from yijing.extensions import limiter
+from yijing.services import auth as auth_service
+from yijing.web.auth import bearer_token, current_actor, current_principal, login_required
+from yijing.web.schemas import TokenSchema
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="小程序登录")
+
+
+class WeChatLoginSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class PhoneCodeSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class PhoneBoundSchema(Schema):
+    phone_masked = fields.String(dump_only=True)
+
+
+def _login_limit() -> str:
+    return current_app.config["YIJING"].login_rate_limit
+
+
+@blp.route("/wechat-login", methods=["POST"])
+@limiter.limit(_login_limit)
+@blp.arguments(WeChatLoginSchema)
+@blp.response(200, TokenSchema)
+def wechat_login(data: dict[str, Any]) -> dict[str, Any]:
+    """Exchange the wx.login code for a bearer token."""
+    issued = auth_service.wechat_login(data["code"], current_actor())
+    return {
+        "token": issued.token,
+        "expires_at": issued.expires_at,
+        "user": auth_service.me(issued.user.id),
+    }
+
+
+@blp.route("/phone", methods=["POST"])
+@login_required
+@blp.arguments(PhoneCodeSchema)
+@blp.response(200, PhoneBoundSchema)
+def bind_phone(data: dict[str, Any]) -> dict[str, Any]:
+    """Bind the phone number from the phone-number button's code."""
+    return {"phone_masked": auth_service.bind_phone(current_principal().user_id, data["code"])}
+
+
+@blp.route("/logout", methods=["POST"])
+@login_required
+@blp.response(204)
+def logout() -> None:
+    """Revoke the current token."""
+    auth_service.logout(bearer_token() or "")

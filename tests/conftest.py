@@ -1,0 +1,298 @@
+"""Test fixtures: real PostgreSQL or SQLite (``YIJING_TEST_DB``), real Redis, the fake WeChat.
+
+The schema is built by running the migrations. Every test starts from empty tables, an empty
+Redis database of our own and a reset fake WeChat server. Any connection to a host other than
+this machine fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from fakewechat import DEFAULT_APPID, DEFAULT_SECRET, FakeWeChatServer
+from yijing import create_app
+from yijing.config import Config
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_DB = os.environ.get("YIJING_TEST_DB", "sqlite")
+PG_SERVER_URL = os.environ.get("YIJING_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_TEST_DATABASE = os.environ.get("YIJING_TEST_PG_DATABASE", "yijing_test")
+REDIS_URL = os.environ.get("YIJING_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+# A small tree used by most tests: two districts, each with a street, communities and grids.
+TEST_TREE = [
+    {
+        "key": "150200",
+        "parent_key": None,
+        "name": "包头市",
+        "level": "city",
+        "code": "150200",
+        "lat": 40.657,
+        "lng": 109.840,
+    },
+    {
+        "key": "150203",
+        "parent_key": "150200",
+        "name": "昆都仑区",
+        "level": "district",
+        "code": "150203",
+        "lat": 40.661,
+        "lng": 109.822,
+    },
+    {
+        "key": "150203-01",
+        "parent_key": "150203",
+        "name": "沼潭街道",
+        "level": "street",
+        "code": None,
+        "lat": 40.650,
+        "lng": 109.830,
+    },
+    {
+        "key": "150203-01-01",
+        "parent_key": "150203-01",
+        "name": "沼潭社区",
+        "level": "community",
+        "code": None,
+        "lat": 40.652,
+        "lng": 109.832,
+    },
+    {
+        "key": "150203-01-01-1",
+        "parent_key": "150203-01-01",
+        "name": "第一网格",
+        "level": "grid",
+        "code": None,
+        "lat": 40.6525,
+        "lng": 109.8325,
+    },
+    {
+        "key": "150203-01-02",
+        "parent_key": "150203-01",
+        "name": "友谊社区",
+        "level": "community",
+        "code": None,
+        "lat": 40.660,
+        "lng": 109.815,
+    },
+    {
+        "key": "150204",
+        "parent_key": "150200",
+        "name": "青山区",
+        "level": "district",
+        "code": "150204",
+        "lat": 40.643,
+        "lng": 109.901,
+    },
+    {
+        "key": "150204-01",
+        "parent_key": "150204",
+        "name": "先锋道街道",
+        "level": "street",
+        "code": None,
+        "lat": 40.640,
+        "lng": 109.900,
+    },
+    {
+        "key": "150204-01-01",
+        "parent_key": "150204-01",
+        "name": "先锋社区",
+        "level": "community",
+        "code": None,
+        "lat": 40.641,
+        "lng": 109.905,
+    },
+]
+
+
+def _service_missing(what: str) -> None:
+    message = f"{what} is not reachable"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: the suite needs it)", pytrace=False)
+    pytest.skip(f"{message}; start it or run under CI=true to make this a failure")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_local_network() -> Iterator[None]:
+    """Fail any connection that leaves this machine (the fake WeChat is the only WeChat)."""
+    original = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if not (host in {"localhost", "::1"} or str(host).startswith("127.")):
+                raise AssertionError(f"test tried to reach {address!r}: only 127.0.0.1 is allowed")
+        return original(self, address)
+
+    socket.socket.connect = guarded  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        _service_missing(f"Redis at {REDIS_URL}")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if TEST_DB == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'yijing-test.db'}"
+    if TEST_DB != "postgresql":
+        pytest.fail(f"YIJING_TEST_DB must be sqlite or postgresql, not {TEST_DB!r}")
+    try:
+        with psycopg.connect(PG_SERVER_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG_TEST_DATABASE}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{PG_TEST_DATABASE}"')
+    except psycopg.OperationalError:
+        _service_missing(f"PostgreSQL at {PG_SERVER_URL}")
+    base = PG_SERVER_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{PG_TEST_DATABASE}"
+
+
+@pytest.fixture(scope="session")
+def fake_wechat() -> Iterator[FakeWeChatServer]:
+    with FakeWeChatServer() as server:
+        yield server
+
+
+def make_config(database_url: str, redis_url: str, wechat_url: str, **overrides: str) -> Config:
+    env = {
+        "YIJING_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": "yjtest:",
+        "QUEUE_PREFIX": "yjtest-",
+        "WECHAT_APPID": DEFAULT_APPID,
+        "WECHAT_SECRET": DEFAULT_SECRET,
+        "WECHAT_API_BASE_URL": wechat_url,
+        "WECHAT_TIMEOUT": "2",
+        "LOG_JSON": "true",
+        "LOG_LEVEL": "INFO",
+        "MEDIA_ROOT": os.environ.get("YIJING_TEST_MEDIA_ROOT", "/tmp/yijing-test-media"),
+    }
+    env.update(overrides)
+    return Config.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, redis_url: str, fake_wechat: FakeWeChatServer) -> Iterator[Flask]:
+    app = create_app(make_config(database_url, redis_url, fake_wechat.base_url))
+    app.config["TESTING"] = True
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        from yijing.extensions import db
+
+        db.engine.dispose()
+
+
+def _truncate_all(app: Flask) -> None:
+    from yijing.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        tables = [t.name for t in db.metadata.sorted_tables]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                return
+            for name in reversed(tables):
+                conn.execute(text(f"DELETE FROM {name}"))
+            if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+                conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty tables, our own Redis database and the fake WeChat before each test that uses the app."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app: Flask = request.getfixturevalue("app")
+    fake: FakeWeChatServer = request.getfixturevalue("fake_wechat")
+    _truncate_all(app)
+    redis.Redis.from_url(app.config["YIJING"].redis_url).flushdb()
+    fake.state.reset()
+    from yijing.extensions import limiter
+
+    limiter.reset()
+    yield
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def app_ctx(app: Flask) -> Iterator[Flask]:
+    with app.app_context():
+        yield app
+        from yijing.extensions import db
+
+        db.session.remove()
+
+
+@pytest.fixture
+def tree(app: Flask) -> dict[str, int]:
+    """Import :data:`TEST_TREE`; returns key → id."""
+    from yijing.extensions import db
+    from yijing.models import Jurisdiction
+    from yijing.services import jurisdictions
+
+    with app.app_context():
+        jurisdictions.import_nodes(TEST_TREE)
+        ids = {j.key: j.id for j in db.session.query(Jurisdiction)}
+        db.session.remove()
+    return ids
+
+
+@pytest.fixture
+def wechat_login(client: FlaskClient) -> Callable[[str], dict[str, str]]:
+    """Log a mini-program user in through the fake WeChat; returns auth headers."""
+
+    def login(name: str = "alice") -> dict[str, str]:
+        response = client.post("/api/v1/auth/wechat-login", json={"code": f"{name}.{uuid.uuid4().hex[:8]}"})
+        assert response.status_code == 200, response.get_json()
+        return {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+    return login
+
+
+@pytest.fixture
+def staff(app: Flask, client: FlaskClient, tree: dict[str, int]) -> Callable[..., dict[str, str]]:
+    """Create a staff user with ``role`` over the jurisdiction ``key`` and log in; returns auth headers."""
+    from yijing.actor import Actor
+    from yijing.extensions import db
+    from yijing.models import Role
+    from yijing.services import auth
+
+    def make(username: str, role: str = "desk", key: str = "150203") -> dict[str, str]:
+        password = "correct horse battery"
+        with app.app_context():
+            user = auth.create_staff(username, password, username)
+            auth.grant_role(user.id, Role(role), tree[key], Actor.system("test"))
+            db.session.remove()
+        response = client.post("/api/v1/desk/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+    return make

@@ -1,0 +1,1 @@
+"""Background jobs run by RQ. Jobs are module-level functions taking ids, never ORM objects."""

@@ -1,0 +1,22 @@
+"""Periodic jobs: what runs, on which queue, how often. Each is idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workers import maintenance, queues
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    func: Callable[..., Any]
+    queue: str
+    interval: int
+    timeout: int = 300
+
+
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
+]

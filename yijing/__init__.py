@@ -1,0 +1,97 @@
+"""Yijing: the backend of the 包头义警 mini-program and its desk console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from yijing.config import Config
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app from ``config`` (read from the environment when not given)."""
+    from yijing import cli, extensions
+    from yijing.web import docs, errors, health, request_log
+
+    config = config or Config.from_env()
+    request_log.configure_logging(config.log_level, config.log_json)
+
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(
+        YIJING=config,
+        SECRET_KEY=config.secret_key,
+        SQLALCHEMY_DATABASE_URI=config.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(config.database_url),
+        API_TITLE="包头义警 Yijing API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=docs.STATIC_URL,
+        RATELIMIT_STORAGE_URI=config.redis_url,
+        RATELIMIT_KEY_PREFIX=config.redis_prefix + "rl",
+        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1},
+        MAX_CONTENT_LENGTH=12 * 1024 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if config.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops)
+
+    extensions.db.init_app(app)
+    if config.database_url.startswith("sqlite"):
+        with app.app_context():
+            event.listen(extensions.db.engine, "connect", _sqlite_pragmas)
+    extensions.migrate.init_app(app, extensions.db, directory=str(_migrations_dir()), compare_type=True)
+    extensions.init_redis(app)
+    extensions.init_wechat(app)
+    extensions.limiter.init_app(app)
+    extensions.api.init_app(app)
+    extensions.api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "登录接口返回的 token"}
+    )
+
+    _register_blueprints(app)
+    errors.register_error_handlers(app)
+    request_log.init_request_log(app)
+    health.init_health(app)
+    docs.init_docs(app)
+    cli.init_cli(app)
+    return app
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 10}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _migrations_dir():
+    from yijing.config import ROOT
+
+    return ROOT / "migrations"
+
+
+def _register_blueprints(app: Flask) -> None:
+    import desk
+    import miniprogram_api
+    from yijing.extensions import api
+
+    miniprogram_api.register(api)
+    desk.register(api)
+
+
+__all__ = ["Engine", "create_app"]

@@ -1,0 +1,40 @@
+"""A Redis cache that degrades to a miss when Redis is unreachable.
+
+Nothing a user submits may depend on Redis being up: callers fall back to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from yijing.extensions import redis_client, redis_key
+
+log = logging.getLogger(__name__)
+
+
+def get_json(*key_parts: object) -> Any | None:
+    try:
+        raw = redis_client().get(redis_key(*key_parts))
+    except RedisError as exc:
+        log.warning("cache read failed, using the database", extra={"error": str(exc)})
+        return None
+    return None if raw is None else json.loads(raw)
+
+
+def set_json(value: Any, ttl: int, *key_parts: object) -> None:
+    try:
+        redis_client().set(redis_key(*key_parts), json.dumps(value, default=str), ex=max(ttl, 1))
+    except RedisError as exc:
+        log.warning("cache write failed", extra={"error": str(exc)})
+
+
+def delete(*keys: tuple[object, ...]) -> None:
+    """Delete each key given as a tuple of parts; a failure is logged (TTLs bound staleness)."""
+    try:
+        redis_client().delete(*(redis_key(*parts) for parts in keys))
+    except RedisError as exc:
+        log.warning("cache invalidation failed", extra={"error": str(exc)})

@@ -1,0 +1,115 @@
+"""``flask yijing …`` commands for operators: data, staff, workers."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from yijing.actor import Actor
+from yijing.errors import DomainError
+from yijing.models import Role
+
+yijing_cli = AppGroup("yijing", help="包头义警 operator commands.")
+
+
+def _fail(exc: DomainError) -> None:
+    click.echo(f"错误（{exc.code}）：{exc.message} {exc.fields or ''}".rstrip(), err=True)
+    sys.exit(1)
+
+
+@yijing_cli.command("import-jurisdictions")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def import_jurisdictions(path: str) -> None:
+    """Create or update the jurisdiction tree from a JSON or CSV file.
+
+    Columns/keys: key, parent_key, name, level, code, lat, lng (parents before children).
+    """
+    from yijing.services import jurisdictions
+
+    try:
+        result = jurisdictions.import_nodes(jurisdictions.read_import_file(path))
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"imported: {result.created} created, {result.updated} updated")
+
+
+@yijing_cli.command("create-staff")
+@click.argument("username")
+@click.option("--name", "display_name", default="", help="Name shown in the console.")
+@click.password_option(help="At least 10 characters (prompted when omitted).")
+def create_staff(username: str, display_name: str, password: str) -> None:
+    """Create a staff account that logs in to the desk console."""
+    from yijing.services import auth
+
+    try:
+        user = auth.create_staff(username, password, display_name)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"created staff user {user.username} (id {user.id})")
+
+
+@yijing_cli.command("grant")
+@click.argument("username")
+@click.argument("role", type=click.Choice([r.value for r in Role if r != Role.RESIDENT]))
+@click.argument("jurisdiction_key")
+def grant(username: str, role: str, jurisdiction_key: str) -> None:
+    """Grant ROLE over a jurisdiction (and its subtree) to a staff user."""
+    from sqlalchemy import select
+
+    from yijing.extensions import db
+    from yijing.models import User
+    from yijing.services import auth, jurisdictions
+
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        click.echo(f"no user {username}", err=True)
+        sys.exit(1)
+    try:
+        target = jurisdictions.get_by_key(jurisdiction_key)
+        auth.grant_role(user.id, Role(role), target.id, Actor.system("cli"))
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"granted {role} over {target.name} ({target.key}) to {username}")
+
+
+@yijing_cli.command("seed-demo")
+def seed_demo() -> None:
+    """Load Baotou's districts with demo streets, communities, grids and demo staff (never in production)."""
+    from yijing.demo import seed
+
+    if current_app.config["YIJING"].is_production:
+        click.echo("refusing to load demo data with YIJING_ENV=production", err=True)
+        sys.exit(1)
+    for line in seed.load_demo():
+        click.echo(line)
+
+
+@yijing_cli.command("worker")
+@click.option("--queues", "queue_names", default="", help="Comma-separated; default: all, by priority.")
+@click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.option("--no-scheduler", is_flag=True, help="Do not run RQ's scheduler for delayed jobs.")
+@click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation at a CPU cost).")
+def worker(queue_names: str, burst: bool, no_scheduler: bool, fork: bool) -> None:
+    """Run an RQ worker (dispatch › notify › default › reports) with the scheduler for delayed jobs."""
+    from workers import queues, runner
+
+    names = [n.strip() for n in queue_names.split(",") if n.strip()] or list(queues.ALL)
+    unknown = set(names) - set(queues.ALL)
+    if unknown:
+        raise click.BadParameter(f"unknown queues: {', '.join(sorted(unknown))}")
+    runner.run_worker(names, burst=burst, with_scheduler=not no_scheduler, fork=fork)
+
+
+@yijing_cli.command("cron")
+def cron() -> None:
+    """Enqueue the periodic jobs (run one per deployment)."""
+    from workers import runner
+
+    runner.run_cron()
+
+
+def init_cli(app: Flask) -> None:
+    app.cli.add_command(yijing_cli)

@@ -1,0 +1,283 @@
+"""Logging in (WeChat code, staff password), bearer tokens, and the principal behind a token."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from sqlalchemy import select, update
+
+from yijing import cache, pii
+from yijing.actor import Actor
+from yijing.errors import Conflict, Forbidden, InvalidInput, RateLimited, ServiceUnavailable, Unauthorized
+from yijing.extensions import db, wechat
+from yijing.models import AuthToken, Jurisdiction, Role, RoleGrant, TokenAudience, User, UserKind
+from yijing.models.base import utcnow
+from yijing.policies import Grant, Principal
+from yijing.services import audit
+from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
+
+log = logging.getLogger(__name__)
+_hasher = PasswordHasher()
+# Cached token → user look-ups live briefly so that a revocation during a Redis outage is bounded.
+TOKEN_CACHE_SECONDS = 60
+PRINCIPAL_CACHE_SECONDS = 300
+SESSION_KEY_CONTEXT = "user.session_key"
+PHONE_CONTEXT = "user.phone"
+
+# code2Session answers that mean "this code is no good": ask the user to try again.
+_BAD_CODE_ERRORS = {40029, 40163}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+    user: User
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _issue_token(user: User, audience: TokenAudience) -> tuple[str, datetime]:
+    config = current_app.config["YIJING"]
+    ttl = config.staff_token_ttl if audience == TokenAudience.DESK else config.user_token_ttl
+    prefix = "yjd_" if audience == TokenAudience.DESK else "yjm_"
+    token = prefix + secrets.token_urlsafe(32)
+    expires_at = utcnow() + timedelta(seconds=ttl)
+    db.session.add(
+        AuthToken(token_hash=_token_hash(token), user_id=user.id, audience=audience, expires_at=expires_at)
+    )
+    return token, expires_at
+
+
+def wechat_login(code: str, actor: Actor) -> IssuedToken:
+    """Exchange a ``wx.login`` code; create the user on first login. WeChat is asked first,
+    so a failure there creates nothing."""
+    try:
+        session = wechat().code_to_session(code)
+    except WeChatRateLimited:
+        raise RateLimited("登录过于频繁，请稍后再试", code="wechat_rate_limited") from None
+    except WeChatUnavailable:
+        raise ServiceUnavailable("微信服务暂时无法连接，请稍后再试", code="wechat_unavailable") from None
+    except WeChatError as exc:
+        if exc.errcode in _BAD_CODE_ERRORS:
+            raise Unauthorized(
+                "登录凭证无效或已使用，请重新打开小程序后再试", code="invalid_login_code"
+            ) from None
+        if exc.errcode == 40226:
+            raise Forbidden("该微信账号存在风险，暂时无法登录", code="wechat_user_blocked") from None
+        if exc.errcode == -1:
+            raise ServiceUnavailable("微信服务繁忙，请稍后再试", code="wechat_unavailable") from None
+        raise
+    openid = session["openid"]
+    user = db.session.scalar(select(User).where(User.openid == openid))
+    if user is None:
+        user = User(kind=UserKind.WECHAT, openid=openid, display_name="")
+        db.session.add(user)
+    elif not user.is_active:
+        raise Forbidden("该账号已停用", code="account_disabled")
+    user.unionid = session.get("unionid") or user.unionid
+    user.session_key_enc = pii.encrypt(session["session_key"], context=SESSION_KEY_CONTEXT)
+    user.last_login_at = utcnow()
+    db.session.flush()
+    token, expires_at = _issue_token(user, TokenAudience.MINIPROGRAM)
+    db.session.commit()
+    log.info("wechat login", extra={"user_id": user.id})
+    return IssuedToken(token=token, expires_at=expires_at, user=user)
+
+
+def bind_phone(user_id: int, code: str) -> str:
+    """Bind the phone from the phone-number button; returns it masked."""
+    try:
+        info = wechat().get_phone_number(code)
+    except WeChatUnavailable:
+        raise ServiceUnavailable("微信服务暂时无法连接，请稍后再试", code="wechat_unavailable") from None
+    except WeChatError as exc:
+        if exc.errcode in _BAD_CODE_ERRORS:
+            raise InvalidInput(
+                "手机号授权已失效，请重新点击授权", code="invalid_phone_code", fields={"code": ["无效"]}
+            ) from None
+        raise
+    phone = str(info.get("purePhoneNumber") or info.get("phoneNumber") or "")
+    if not phone:
+        raise ServiceUnavailable("微信未返回手机号，请稍后再试", code="wechat_unavailable")
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise Unauthorized()
+    user.phone_enc = pii.encrypt(phone, context=PHONE_CONTEXT)
+    user.phone_hash = pii.blind_index(phone, context=PHONE_CONTEXT)
+    db.session.commit()
+    forget_principal(user_id)
+    return pii.mask_phone(phone)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def staff_login(username: str, password: str, actor: Actor) -> IssuedToken:
+    """Password login for staff. The same answer for an unknown user and a wrong password."""
+    user = db.session.scalar(
+        select(User).where(User.username == username.strip(), User.kind == UserKind.STAFF)
+    )
+    failure = Unauthorized("用户名或密码错误", code="invalid_credentials")
+    if user is None or not user.password_hash:
+        _hasher.hash(password)  # spend the same time as a real check
+        raise failure
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise failure from None
+    if not user.is_active:
+        raise Forbidden("该账号已停用", code="account_disabled")
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    user.last_login_at = utcnow()
+    token, expires_at = _issue_token(user, TokenAudience.DESK)
+    audit.record(actor, "staff.login", "user", user.id)
+    db.session.commit()
+    return IssuedToken(token=token, expires_at=expires_at, user=user)
+
+
+def logout(token: str) -> None:
+    token_hash = _token_hash(token)
+    db.session.execute(
+        update(AuthToken)
+        .where(AuthToken.token_hash == token_hash, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    db.session.commit()
+    cache.delete(("tok", token_hash))
+
+
+def authenticate(token: str) -> Principal:
+    """The principal behind a bearer token: one Redis GET on a hit, one indexed query on a miss."""
+    token_hash = _token_hash(token)
+    cached = cache.get_json("tok", token_hash)
+    now = utcnow().timestamp()
+    if cached is None:
+        row = db.session.execute(
+            select(AuthToken.user_id, AuthToken.expires_at, AuthToken.revoked_at).where(
+                AuthToken.token_hash == token_hash
+            )
+        ).first()
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("登录状态无效，请重新登录", code="invalid_token")
+        cached = {"uid": row.user_id, "exp": row.expires_at.timestamp()}
+        if cached["exp"] > now:
+            cache.set_json(cached, min(TOKEN_CACHE_SECONDS, int(cached["exp"] - now)), "tok", token_hash)
+    if cached["exp"] <= now:
+        raise Unauthorized("登录已过期，请重新登录", code="token_expired")
+    return load_principal(int(cached["uid"]))
+
+
+def _principal_from(data: dict[str, Any]) -> Principal:
+    return Principal(
+        user_id=data["id"],
+        kind=data["kind"],
+        grants=tuple(Grant(g["role"], g["jurisdiction"]["id"], g["path"]) for g in data["grants"]),
+    )
+
+
+def profile(user_id: int) -> dict[str, Any]:
+    """What ``/me`` shows and what authorisation needs, cached per user."""
+    data = cache.get_json("principal", user_id)
+    if data is not None:
+        return data
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("账号不存在或已停用", code="invalid_token")
+    rows = db.session.execute(
+        select(RoleGrant.role, Jurisdiction.id, Jurisdiction.name, Jurisdiction.level, Jurisdiction.path)
+        .join(Jurisdiction, Jurisdiction.id == RoleGrant.jurisdiction_id)
+        .where(RoleGrant.user_id == user_id)
+        .order_by(RoleGrant.id)
+    ).all()
+    home = db.session.get(Jurisdiction, user.home_jurisdiction_id) if user.home_jurisdiction_id else None
+    phone = pii.decrypt(user.phone_enc, context=PHONE_CONTEXT) if user.phone_enc else None
+    data = {
+        "id": user.id,
+        "kind": user.kind,
+        "display_name": user.display_name,
+        "username": user.username,
+        "phone_masked": pii.mask_phone(phone) if phone else None,
+        "home_jurisdiction": (
+            {"id": home.id, "name": home.name, "level": home.level} if home is not None else None
+        ),
+        "grants": [
+            {"role": r.role, "path": r.path, "jurisdiction": {"id": r.id, "name": r.name, "level": r.level}}
+            for r in rows
+        ],
+        "created_at": user.created_at.isoformat(),
+    }
+    cache.set_json(data, PRINCIPAL_CACHE_SECONDS, "principal", user_id)
+    return data
+
+
+def load_principal(user_id: int) -> Principal:
+    return _principal_from(profile(user_id))
+
+
+def forget_principal(user_id: int) -> None:
+    """Drop the cached principal after a commit that changed the user or their grants."""
+    cache.delete(("principal", user_id))
+
+
+def create_staff(username: str, password: str, display_name: str = "") -> User:
+    username = username.strip()
+    if len(password) < 10:
+        raise InvalidInput("密码至少 10 位", fields={"password": ["密码至少 10 位"]})
+    if db.session.scalar(select(User.id).where(User.username == username)):
+        raise Conflict(f"用户名 {username} 已存在", code="username_taken")
+    user = User(
+        kind=UserKind.STAFF,
+        username=username,
+        password_hash=hash_password(password),
+        display_name=display_name or username,
+    )
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def grant_role(user_id: int, role: Role, jurisdiction_id: int, actor: Actor) -> RoleGrant:
+    """Grant ``role`` over a jurisdiction's subtree; granting twice keeps one grant."""
+    existing = db.session.scalar(
+        select(RoleGrant).where(
+            RoleGrant.user_id == user_id,
+            RoleGrant.role == role,
+            RoleGrant.jurisdiction_id == jurisdiction_id,
+        )
+    )
+    if existing is not None:
+        return existing
+    grant = RoleGrant(
+        user_id=user_id, role=role, jurisdiction_id=jurisdiction_id, granted_by_id=actor.user_id
+    )
+    db.session.add(grant)
+    audit.record(
+        actor, "role.grant", "user", user_id, data={"role": role, "jurisdiction_id": jurisdiction_id}
+    )
+    db.session.commit()
+    forget_principal(user_id)
+    return grant
+
+
+def me(user_id: int) -> dict[str, Any]:
+    """The profile with its role names; a WeChat user is a resident by being one."""
+    data = dict(profile(user_id))
+    roles = {g["role"] for g in data["grants"]}
+    if data["kind"] == UserKind.WECHAT:
+        roles.add(Role.RESIDENT)
+    data["roles"] = sorted(roles)
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    return data

@@ -1,0 +1,1 @@
+"""HTTP pieces shared by the mini-program API and the desk: errors, auth, idempotency, paging."""

@@ -1,0 +1,80 @@
+"""Bearer-token authentication for views, and the actor passed on to services."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from yijing.actor import Actor
+from yijing.errors import Unauthorized
+from yijing.policies import Principal
+from yijing.services import auth as auth_service
+
+F = TypeVar("F", bound=Callable[..., Any])
+SECURITY = [{"bearerAuth": []}]
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _document_security(fn: Callable[..., Any], optional: bool) -> None:
+    apidoc = copy.deepcopy(getattr(fn, "_apidoc", {}))
+    apidoc.setdefault("manual_doc", {})["security"] = [*SECURITY, {}] if optional else SECURITY
+    fn._apidoc = apidoc  # type: ignore[attr-defined]
+
+
+def login_required(fn: F) -> F:
+    """Reject the request with 401 unless it carries a valid, unexpired bearer token."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = bearer_token()
+        if token is None:
+            raise Unauthorized("请先登录", code="missing_token")
+        g.principal = auth_service.authenticate(token)
+        return fn(*args, **kwargs)
+
+    _document_security(wrapper, optional=False)
+    return wrapper  # type: ignore[return-value]
+
+
+def login_optional(fn: F) -> F:
+    """Authenticate when a token is given (a bad token is still a 401); anonymous otherwise."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = bearer_token()
+        g.principal = auth_service.authenticate(token) if token else None
+        return fn(*args, **kwargs)
+
+    _document_security(wrapper, optional=True)
+    return wrapper  # type: ignore[return-value]
+
+
+def current_principal() -> Principal:
+    principal = getattr(g, "principal", None)
+    if principal is None:
+        raise Unauthorized("请先登录", code="missing_token")
+    return principal
+
+
+def optional_principal() -> Principal | None:
+    return getattr(g, "principal", None)
+
+
+def current_actor() -> Actor:
+    principal = getattr(g, "principal", None)
+    return Actor(
+        user_id=principal.user_id if principal else None,
+        ip=request.remote_addr,
+        request_id=getattr(g, "request_id", None),
+    )

@@ -1,0 +1,286 @@
+"""The backend's one WeChat server-API client, built on wechatpy's ``WeChatClient``.
+
+What it adds to wechatpy (see /work/shared/WECHAT.md): a configurable base URL for every call, login
+without an access token, one cross-process token refresher (Redis cache + Redis lock + ``stable_token``),
+exactly one refresh-and-retry on 40001/42001, the v2 content-security calls, ``miniprogram_state`` on
+subscribe messages, and translation of every failure into :mod:`yijing.wechat.errors`.
+
+Never logged: the secret, access tokens, session keys (nor openids, message contents or phone numbers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+from redis import Redis
+from redis.exceptions import LockError
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session.redisstorage import RedisStorage
+
+from yijing.wechat.errors import WeChatError, WeChatUnavailable, error_for
+
+logger = logging.getLogger(__name__)
+
+#: Answers that mean "this access token is no good": invalid credential, invalid token, expired token.
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+#: A cached token is dropped this many seconds before WeChat says it expires.
+TOKEN_SAFETY_MARGIN = 300
+MINIPROGRAM_STATES = frozenset({"developer", "trial", "formal"})
+
+
+class _GatewayClient(WeChatClient):
+    """wechatpy client whose token fetch goes through the gateway, never to the hard-coded host."""
+
+    def __init__(self, appid: str, secret: str, *, token_fetcher: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(appid, secret, **kwargs)
+        self._token_fetcher = token_fetcher
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        return {"access_token": self._token_fetcher()}
+
+
+class WeChatGateway:
+    """Calls the WeChat server API for one mini-program.
+
+    ``base_url`` is ``https://api.weixin.qq.com`` in production (the fake's URL in tests); ``timeout`` is
+    the per-request connect/read timeout in seconds; ``miniprogram_state`` (developer/trial/formal)
+    is the mini-program version subscribe messages open; Redis keys start with ``key_prefix + "wx"``.
+    """
+
+    def __init__(
+        self,
+        appid: str,
+        secret: str,
+        base_url: str,
+        redis: Redis,
+        *,
+        timeout: float = 5.0,
+        miniprogram_state: str = "formal",
+        key_prefix: str = "yj:",
+    ) -> None:
+        if miniprogram_state not in MINIPROGRAM_STATES:
+            raise ValueError(f"miniprogram_state must be one of {sorted(MINIPROGRAM_STATES)}")
+        self.appid = appid
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.miniprogram_state = miniprogram_state
+        self._secret = secret
+        self._redis = redis
+        self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
+        self.client = _GatewayClient(
+            appid,
+            secret,
+            token_fetcher=self.access_token,
+            session=RedisStorage(redis, prefix=f"{key_prefix}wx"),
+            timeout=timeout,
+            auto_retry=False,
+        )
+        self.client.API_BASE_URL = f"{self.base_url}/cgi-bin/"
+        self.client.wxa.API_BASE_URL = f"{self.base_url}/"
+
+    def __repr__(self) -> str:
+        return f"WeChatGateway(appid={self.appid!r}, base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the pooled HTTP connections."""
+        self.client._http.close()
+
+    # -- login (no access token) --
+
+    def code_to_session(self, js_code: str) -> dict[str, Any]:
+        """Exchange a ``wx.login`` code: ``{"openid", "session_key", "unionid"?}``.
+
+        Uses only appid + secret, so a token outage cannot break login.
+        """
+        params = {
+            "appid": self.appid,
+            "secret": self._secret,
+            "js_code": js_code,
+            "grant_type": "authorization_code",
+        }
+        result = self._plain_request("GET", "sns/jscode2session", params=params)
+        return {k: v for k, v in result.items() if k not in ("errcode", "errmsg")}
+
+    # -- access token --
+
+    def access_token(self, force_refresh: bool = False) -> str:
+        """The shared access token; fetched under a Redis lock by one process at a time when missing.
+
+        ``force_refresh`` replaces the cached token, unless another process already replaced it.
+        """
+        cached = self._cached_token()
+        if cached and not force_refresh:
+            return cached
+        return self._refresh(stale=cached if force_refresh else None, force=force_refresh)
+
+    def _cached_token(self) -> str | None:
+        token = self.client.session.get(self.client.access_token_key)
+        return token if isinstance(token, str) and token else None
+
+    def _refresh(self, *, stale: str | None, force: bool) -> str:
+        lock = self._redis.lock(
+            self._lock_name,
+            timeout=3 * self.timeout + 5,  # outlives a fetch, never a dead holder for long
+            blocking_timeout=2 * self.timeout + 1,
+        )
+        if not lock.acquire():
+            cached = self._cached_token()
+            if cached and cached != stale:
+                return cached
+            raise WeChatUnavailable(None, "timed out waiting for the access token lock")
+        try:
+            cached = self._cached_token()
+            if cached and cached != stale:
+                return cached  # another process refreshed while this one waited
+            return self._fetch_stable_token(force)
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                logger.warning("wechat access token lock expired before release")
+
+    def _fetch_stable_token(self, force: bool) -> str:
+        body = {
+            "grant_type": "client_credential",
+            "appid": self.appid,
+            "secret": self._secret,
+            "force_refresh": force,
+        }
+        result = self._plain_request("POST", "cgi-bin/stable_token", json=body)
+        token = result.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise WeChatUnavailable(None, "stable_token answer has no access_token")
+        expires_in = int(result.get("expires_in") or 7200)
+        margin = TOKEN_SAFETY_MARGIN if expires_in > 2 * TOKEN_SAFETY_MARGIN else expires_in // 2
+        ttl = max(expires_in - margin, 1)
+        session = self.client.session
+        session.set(self.client.access_token_key, token, ttl)
+        # wechatpy's own access_token property refetches 60 s before this instant.
+        session.set(self.client.access_token_expires_at_key, int(time.time()) + ttl + 60, ttl)
+        logger.info("wechat access token fetched (force_refresh=%s, cached %d s)", force, ttl)
+        return token
+
+    # -- token-bearing calls --
+
+    def get_phone_number(self, code: str) -> dict[str, Any]:
+        """Exchange a ``getPhoneNumber`` button code for ``phone_info``."""
+        result = self._call("wxa/business/getuserphonenumber", {"code": code}, wxa=True)
+        phone_info = result.get("phone_info")
+        if not isinstance(phone_info, dict):
+            raise WeChatUnavailable(None, "getuserphonenumber answer has no phone_info")
+        return phone_info
+
+    def send_subscribe_message(
+        self, openid: str, template_id: str, data: Mapping[str, Any], page: str | None = None
+    ) -> dict[str, Any]:
+        """Send a subscribe message; ``data`` maps field to value (``"text"`` or ``{"value": "text"}``)."""
+        body: dict[str, Any] = {
+            "touser": openid,
+            "template_id": template_id,
+            "data": {k: v if isinstance(v, Mapping) else {"value": str(v)} for k, v in data.items()},
+            "miniprogram_state": self.miniprogram_state,
+            "lang": "zh_CN",
+        }
+        if page:
+            body["page"] = page
+        return self._call("message/subscribe/send", body)
+
+    def msg_sec_check(self, openid: str, content: str, scene: int) -> dict[str, Any]:
+        """Text check v2; ``result["result"]["suggest"]`` is pass, review or risky."""
+        body = {"version": 2, "openid": openid, "scene": scene, "content": content}
+        return self._call("wxa/msg_sec_check", body, wxa=True)
+
+    def media_check_async(self, openid: str, media_url: str, media_type: int, scene: int) -> dict[str, Any]:
+        """Start an asynchronous media check v2 (media_type 1 audio, 2 image); returns ``trace_id``."""
+        body = {
+            "media_url": media_url,
+            "media_type": media_type,
+            "version": 2,
+            "openid": openid,
+            "scene": scene,
+        }
+        return self._call("wxa/media_check_async", body, wxa=True)
+
+    def _call(self, endpoint: str, body: dict[str, Any], *, wxa: bool = False) -> dict[str, Any]:
+        """POST with the access token; on a token error refresh it once and retry once."""
+        token = self.access_token()
+        try:
+            return self._post(endpoint, body, token, wxa=wxa)
+        except WeChatError as exc:
+            if exc.errcode not in TOKEN_ERRCODES:
+                raise
+            logger.info("wechat %s: token refused (errcode %s), refreshing once", endpoint, exc.errcode)
+        return self._post(endpoint, body, self.access_token(force_refresh=True), wxa=wxa)
+
+    def _post(self, endpoint: str, body: dict[str, Any], token: str, *, wxa: bool) -> dict[str, Any]:
+        base = self.client.wxa.API_BASE_URL if wxa else self.client.API_BASE_URL
+        started = time.monotonic()
+        try:
+            result = self.client.post(endpoint, api_base_url=base, params={"access_token": token}, data=body)
+        except WeChatClientException as exc:
+            raise self._log_failure(endpoint, started, _translate_wechatpy(exc)) from None
+        except requests.RequestException as exc:
+            raise self._log_failure(endpoint, started, _translate_requests(exc)) from None
+        if not isinstance(result, dict):
+            raise self._log_failure(endpoint, started, WeChatUnavailable(None, "answer is not JSON"))
+        logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
+        return result
+
+    # -- calls without an access token --
+
+    def _plain_request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
+        """A request through the client's HTTP session that sends no access token."""
+        started = time.monotonic()
+        try:
+            response = self.client._http.request(
+                method, f"{self.base_url}/{endpoint}", timeout=self.timeout, **kwargs
+            )
+            if response.status_code >= 400:
+                raise WeChatUnavailable(
+                    None, f"HTTP {response.status_code}", http_status=response.status_code
+                )
+            try:
+                result = response.json()
+            except ValueError:
+                raise WeChatUnavailable(None, "answer is not JSON") from None
+            if not isinstance(result, dict):
+                raise WeChatUnavailable(None, "answer is not a JSON object")
+            errcode = int(result.get("errcode") or 0)
+            if errcode:
+                raise error_for(errcode, str(result.get("errmsg", errcode)))
+        except WeChatError as exc:
+            raise self._log_failure(endpoint, started, exc) from None
+        except requests.RequestException as exc:
+            raise self._log_failure(endpoint, started, _translate_requests(exc)) from None
+        logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
+        return result
+
+    @staticmethod
+    def _log_failure(endpoint: str, started: float, exc: WeChatError) -> WeChatError:
+        logger.warning("wechat %s failed in %.0f ms: %s", endpoint, _ms(started), exc)
+        return exc
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _translate_wechatpy(exc: WeChatClientException) -> WeChatError:
+    """wechatpy raises ``WeChatClientException`` (``APILimitedException`` for 45009) for error answers,
+    and with ``errcode=None`` for HTTP errors."""
+    if exc.errcode is None:
+        status = getattr(exc.response, "status_code", None)
+        return WeChatUnavailable(None, f"HTTP {status}", http_status=status)
+    return error_for(int(exc.errcode), str(exc.errmsg))
+
+
+def _translate_requests(exc: requests.RequestException) -> WeChatUnavailable:
+    """Only the exception's class: its text can contain the URL, hence the secret or access token."""
+    if isinstance(exc, requests.Timeout):
+        return WeChatUnavailable(None, f"timed out ({type(exc).__name__})")
+    return WeChatUnavailable(None, f"network error ({type(exc).__name__})")
