@@ -113,7 +113,10 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_rate_limit(exc: RateLimitExceeded) -> Response:
-    return error_response(429, "rate_limited", f"操作太频繁，请稍后再试（限制：{exc.description}）")
+    from yijing.web.ratelimit import describe
+
+    rule = describe(exc.limit.limit) if getattr(exc, "limit", None) else str(exc.description)
+    return error_response(429, "rate_limited", f"操作太频繁，请稍后再试（{rule}）")
 
 
 def handle_integrity_error(exc: IntegrityError) -> Response:
