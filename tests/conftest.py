@@ -296,3 +296,32 @@ def staff(app: Flask, client: FlaskClient, tree: dict[str, int]) -> Callable[...
         return {"Authorization": f"Bearer {response.get_json()['token']}"}
 
     return make
+
+
+@pytest.fixture
+def make_app(
+    app: Flask, database_url: str, redis_url: str, fake_wechat: FakeWeChatServer
+) -> Iterator[Callable[..., Flask]]:
+    """Build another app on the same (migrated) database, with environment overrides.
+
+    Flask-Limiter keeps one storage per limiter (one app per process in production), so the
+    session app's limiter storage is restored afterwards.
+    """
+    from yijing.extensions import limiter
+
+    built: list[Flask] = []
+
+    def build(**overrides: str) -> Flask:
+        other = create_app(make_config(database_url, redis_url, fake_wechat.base_url, **overrides))
+        other.config["TESTING"] = True
+        built.append(other)
+        return other
+
+    yield build
+    for other in built:
+        with other.app_context():
+            from yijing.extensions import db
+
+            db.session.remove()
+            db.engine.dispose()
+    limiter.init_app(app)

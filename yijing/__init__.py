@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask_smorest import Api
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from yijing.config import Config
+from yijing.config import ROOT, Config
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,12 +60,8 @@ def create_app(config: Config | None = None) -> Flask:
     extensions.init_redis(app)
     extensions.init_wechat(app)
     extensions.limiter.init_app(app)
-    extensions.api.init_app(app)
-    extensions.api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "登录接口返回的 token"}
-    )
-
-    _register_blueprints(app)
+    api = extensions.create_api(app)
+    _register_blueprints(api)
     errors.register_error_handlers(app)
     request_log.init_request_log(app)
     health.init_health(app)
@@ -79,19 +76,13 @@ def _engine_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
 
-def _migrations_dir():
-    from yijing.config import ROOT
-
+def _migrations_dir() -> Path:
     return ROOT / "migrations"
 
 
-def _register_blueprints(app: Flask) -> None:
+def _register_blueprints(api: Api) -> None:
     import desk
     import miniprogram_api
-    from yijing.extensions import api
 
     miniprogram_api.register(api)
     desk.register(api)
-
-
-__all__ = ["Engine", "create_app"]

@@ -27,13 +27,22 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-api = Api()
 limiter = Limiter(
     key_func=get_remote_address,
     headers_enabled=True,
     swallow_errors=True,
     in_memory_fallback_enabled=True,
 )
+
+
+def create_api(app: Flask) -> Api:
+    """One flask-smorest ``Api`` per app (it owns that app's OpenAPI document)."""
+    api = Api(app)
+    app.extensions["yijing_api"] = api
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "登录接口返回的 token"}
+    )
+    return api
 
 
 def init_redis(app: Flask) -> None:

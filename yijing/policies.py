@@ -70,12 +70,12 @@ class Principal:
 def scope_paths(principal: Principal, permission: Permission) -> list[str]:
     """The subtree roots where ``principal`` holds ``permission``, without nested duplicates."""
     roles = ROLES_WITH[permission]
-    paths = sorted({g.path for g in principal.grants if g.role in roles}, key=len)
+    paths = sorted({g.path for g in principal.grants if g.role in roles}, key=lambda p: (len(p), p))
     kept: list[str] = []
     for path in paths:
         if not any(path.startswith(root) for root in kept):
             kept.append(path)
-    return kept
+    return sorted(kept)
 
 
 def may(principal: Principal, permission: Permission, jurisdiction_path: str) -> bool:

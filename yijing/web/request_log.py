@@ -15,6 +15,18 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (gunicorn and pytest swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
@@ -30,12 +42,13 @@ def configure_logging(level: str, as_json: bool) -> None:
     if getattr(root, "_yijing_configured", False):
         root.setLevel(level)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     if as_json:
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
             )
         )
     else:
@@ -45,6 +58,8 @@ def configure_logging(level: str, as_json: bool) -> None:
     root.setLevel(level)
     root._yijing_configured = True  # type: ignore[attr-defined]
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # urllib3 logs full URLs at DEBUG, and WeChat URLs carry the secret or the access token.
+    logging.getLogger("urllib3").setLevel(logging.INFO)
 
 
 def init_request_log(app: Flask) -> None:

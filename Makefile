@@ -1,0 +1,56 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-sqlite test-postgresql lint format worker cron bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the API, an RQ worker, the periodic-job scheduler and the fake WeChat server locally.
+run: install
+	$(BIN)/python scripts/run_local.py
+
+## The whole suite: lint, then SQLite, then PostgreSQL (required under CI=true).
+test: install lint test-sqlite test-postgresql
+
+test-sqlite: install
+	YIJING_TEST_DB=sqlite $(BIN)/python -m pytest
+
+test-postgresql: install
+	@if [ "$$CI" = "true" ] || $(BIN)/python scripts/pg_reachable.py; then \
+		YIJING_TEST_DB=postgresql $(BIN)/python -m pytest; \
+	else \
+		echo "PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run was skipped (CI=true makes it required)."; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## An RQ worker for every queue (dispatch > notify > default > reports) with RQ's scheduler.
+worker: install
+	$(BIN)/flask --app app yijing worker
+
+## The periodic jobs (one per deployment).
+cron: install
+	$(BIN)/flask --app app yijing cron
+
+## Benchmarks against PostgreSQL and Redis; figures are ratios to a baseline measured in the same run.
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		(echo "wrk is needed: apt-get install -y wrk"; exit 2)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) instance var .pytest_cache .ruff_cache

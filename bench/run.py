@@ -1,0 +1,405 @@
+"""Run the load benchmarks: ``python -m bench.run [--scenarios me] [--duration 10] ...``.
+
+Starts the fake WeChat server, migrates the benchmark database, starts the real app and the
+baseline app under identical gunicorn settings, runs wrk against the baseline's constant endpoint
+and then against each scenario, and prints req/s, p50/p99 latency and the ratio to the baseline
+measured in the same run. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import harness
+from bench.harness import (
+    BASELINES,
+    LOG_DIR,
+    REPO_ROOT,
+    RESULTS_DIR,
+    BenchError,
+    Context,
+    Processes,
+    Request,
+    Result,
+    WrkMissing,
+)
+from bench.scenarios import SCENARIOS
+
+APP_TARGET = "app:app"
+BASELINE_TARGET = "bench.baseline_app:app"
+# The fake WeChat server accepts exactly this app; the app is configured with the same pair.
+WECHAT_APPID = "wx-bench-appid"
+WECHAT_SECRET = "bench-secret"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
+    p.add_argument("--baseline-only", action="store_true", help="only the baseline; no app, DB or Redis")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
+    p.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="seconds of unrecorded wrk before each run (0: none)"
+    )
+    p.add_argument("--repeat", type=int, default=1, help="repeat baseline+scenarios N times, report medians")
+    p.add_argument(
+        "--gunicorn", choices=("sync", "gthread"), default="sync", help="worker class (default sync)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    p.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    p.add_argument("--fresh-db", action="store_true", help="drop and recreate the benchmark database first")
+    p.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for each server")
+    p.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the app (repeatable), e.g. --app-env RATELIMIT_ENABLED=false",
+    )
+    p.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json", help="results JSON")
+    args = p.parse_args(argv)
+    for name in ("duration", "connections", "threads", "repeat", "workers", "gunicorn_threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.connections < args.threads:
+        p.error("--connections must be at least --threads (wrk needs one connection per thread)")
+    return args
+
+
+def _select(args: argparse.Namespace) -> list[Any]:
+    if args.baseline_only:
+        return []
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise BenchError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    return [SCENARIOS[n] for n in names]
+
+
+def _app_env(
+    args: argparse.Namespace, database_url: str, redis_url: str, fake_url: str | None
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "WECHAT_APPID": WECHAT_APPID,
+            "WECHAT_SECRET": WECHAT_SECRET,
+            "YIJING_ENV": "development",
+        }
+    )
+    if fake_url:
+        env["WECHAT_API_BASE_URL"] = fake_url
+    for item in args.app_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--app-env wants KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
+
+def _say(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace, procs: Processes) -> None:
+        self.args = args
+        self.procs = procs
+        self.session = requests.Session()
+
+    # -- servers -------------------------------------------------------------------------------
+
+    def start_servers(self, scenarios: list[Any]) -> Context:
+        a = self.args
+        database_url = os.environ.get("BENCH_DATABASE_URL", harness.DEFAULT_DATABASE_URL)
+        redis_url = os.environ.get("BENCH_REDIS_URL", harness.DEFAULT_REDIS_URL)
+        needs_app = any(s.needs_app for s in scenarios)
+        fake_url = None
+
+        gargs = {"worker_class": a.gunicorn, "workers": a.workers, "threads": a.gunicorn_threads}
+        env = _app_env(a, database_url, redis_url, None)
+
+        baseline_port = harness.free_port()
+        baseline = self.procs.start(
+            "baseline",
+            harness.gunicorn_argv(BASELINE_TARGET, baseline_port, **gargs),
+            env,
+            LOG_DIR / "baseline.log",
+        )
+        baseline_url = f"http://127.0.0.1:{baseline_port}"
+
+        if scenarios:
+            _say(harness.ensure_database(database_url, fresh=a.fresh_db))
+            _say(f"FLUSHDB redis db {harness.flush_redis(redis_url)}")
+
+        app_url = None
+        if needs_app:
+            if not (REPO_ROOT / "app.py").exists():
+                raise BenchError(f"{REPO_ROOT / 'app.py'} does not exist yet; try --baseline-only")
+            fake_port = harness.free_port()
+            fake_argv = [sys.executable, "-m", "fakewechat", "--host", "127.0.0.1", "--port", str(fake_port)]
+            fake_argv += ["--appid", WECHAT_APPID, "--secret", WECHAT_SECRET]
+            fake = self.procs.start("fakewechat", fake_argv, env, LOG_DIR / "fakewechat.log")
+            harness.wait_for_tcp(fake, "127.0.0.1", fake_port, a.startup_timeout)
+            fake_url = f"http://127.0.0.1:{fake_port}"
+            _say(f"fake WeChat at {fake_url}")
+
+            env = _app_env(a, database_url, redis_url, fake_url)
+            _say("migrating: flask --app app db upgrade")
+            harness.run_logged(
+                "migrations",
+                [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                env,
+                LOG_DIR / "migrate.log",
+                timeout=300,
+            )
+            app_port = harness.free_port()
+            app = self.procs.start(
+                "app", harness.gunicorn_argv(APP_TARGET, app_port, **gargs), env, LOG_DIR / "app.log"
+            )
+            app_url = f"http://127.0.0.1:{app_port}"
+            harness.wait_for_http(app, app_url + "/healthz", a.startup_timeout)
+            _say(f"app ({APP_TARGET}) at {app_url}")
+
+        harness.wait_for_http(baseline, baseline_url + "/healthz", a.startup_timeout)
+        _say(f"baseline ({BASELINE_TARGET}) at {baseline_url}")
+        mode = f"{a.gunicorn} ×{a.workers}" + (f"×{a.gunicorn_threads}" if a.gunicorn == "gthread" else "")
+        _say(f"gunicorn {mode}; wrk -t{a.threads} -c{a.connections} -d{a.duration}s --latency")
+
+        ctx = Context(
+            baseline_url=baseline_url,
+            fake_wechat_url=fake_url,
+            database_url=database_url,
+            redis_url=redis_url,
+            session=self.session,
+            results_dir=RESULTS_DIR,
+            duration=a.duration,
+            connections=a.connections,
+            threads=a.threads,
+            _app_url=app_url,
+        )
+        ctx.measure_http = lambda label, req: self.measure(ctx.app_url, label, req)
+        return ctx
+
+    # -- measuring -----------------------------------------------------------------------------
+
+    def measure(self, base_url: str, label: str, req: Request, *, baseline: str | None = None) -> Result:
+        a = self.args
+        harness.preflight(self.session, base_url, req, what=label)
+        wrk_opts = {"connections": a.connections, "threads": a.threads, "results_dir": RESULTS_DIR}
+        if a.warmup:
+            warm = harness.run_wrk(base_url, req, label=f"{label}.warmup", duration=a.warmup, **wrk_opts)
+            self._check(base_url, f"{label}.warmup", req, warm)
+        stats = harness.run_wrk(base_url, req, label=label, duration=a.duration, **wrk_opts)
+        self._check(base_url, label, req, stats)
+        errors = sum(stats.socket_errors.values())
+        _say(
+            f"{label}: {stats.rps:,.0f} req/s, p50 {stats.p50_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms"
+            + (f", socket errors {stats.socket_errors}" if errors else "")
+        )
+        return Result(
+            scenario=label,
+            rps=stats.rps,
+            p50_ms=stats.p50_ms,
+            p99_ms=stats.p99_ms,
+            baseline=baseline,
+            target=req.describe(),
+            requests=stats.requests,
+            non_2xx=stats.non_2xx,
+            socket_errors=stats.socket_errors,
+        )
+
+    def _check(self, base_url: str, label: str, req: Request, stats: harness.WrkStats) -> None:
+        if not stats.non_2xx:
+            return
+        try:
+            r = self.session.request(
+                req.method, base_url + req.path, headers=req.headers, data=req.body_bytes, timeout=10
+            )
+            sample = f"one more request now answers {r.status_code}: {r.text[:300]}"
+        except requests.RequestException as exc:
+            sample = f"one more request fails: {exc}"
+        raise BenchError(
+            f"{label}: {stats.non_2xx} of {stats.requests} responses were not 2xx/3xx under load; {sample}\n"
+            f"see {LOG_DIR} and {RESULTS_DIR}/wrk_{harness._slug(label)}.txt"
+        )
+
+    def run(self, scenarios: list[Any]) -> tuple[list[Result], dict[str, Any]]:
+        ctx = self.start_servers(scenarios)
+        baselines_needed = ["constant"] + [
+            s.baseline for s in scenarios if hasattr(s, "setup") and s.baseline != "constant"
+        ]
+        baselines_needed = list(dict.fromkeys(baselines_needed))
+        for b in baselines_needed:
+            if b not in BASELINES:
+                raise BenchError(f"unknown baseline {b!r}; known: {', '.join(BASELINES)}")
+
+        prepared: dict[str, Request] = {}
+        runs: dict[str, list[Result]] = {}
+        for i in range(self.args.repeat):
+            if self.args.repeat > 1:
+                _say(f"round {i + 1} of {self.args.repeat}")
+            this_round: dict[str, Result] = {}
+            for b in baselines_needed:
+                label = f"baseline:{b}"
+                row = self.measure(ctx.baseline_url, label, Request(path=BASELINES[b]))
+                row.ratio = 1.0
+                this_round[label] = row
+                runs.setdefault(label, []).append(row)
+            for s in scenarios:
+                if hasattr(s, "run"):
+                    for row in s.run(ctx):
+                        runs.setdefault(row.scenario, []).append(row)
+                    continue
+                if s.name not in prepared:
+                    _say(f"setting up {s.name}: {s.description}")
+                    prepared[s.name] = s.setup(ctx)
+                row = self.measure(ctx.app_url, s.name, prepared[s.name], baseline=f"baseline:{s.baseline}")
+                # against this round's baseline: rounds drift (shared CPU), the ratio drifts less
+                row.ratio = row.rps / this_round[row.baseline].rps
+                runs.setdefault(s.name, []).append(row)
+
+        rows = [harness.median_result(r) for r in runs.values()]
+        by_name = {r.scenario: r for r in rows}
+        for r in rows:
+            if r.ratio is None and r.baseline in by_name:
+                r.ratio = r.rps / by_name[r.baseline].rps
+        extra = {"fake_wechat_requests": self._fake_requests(ctx)}
+        return rows, extra
+
+    def _fake_requests(self, ctx: Context) -> int | None:
+        if not ctx.fake_wechat_url:
+            return None
+        try:
+            data = self.session.get(ctx.fake_wechat_url + "/__fake__/requests", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+        if isinstance(data, dict):
+            data = data.get("requests", data.get("items"))
+        return len(data) if isinstance(data, list) else None
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def format_table(rows: list[Result]) -> str:
+    head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "× baseline", "errors")
+    body = []
+    for r in rows:
+        errors = r.non_2xx + sum(r.socket_errors.values())
+        body.append(
+            (
+                r.scenario,
+                r.target,
+                f"{r.rps:,.0f}",
+                f"{r.p50_ms:.2f}",
+                f"{r.p99_ms:.2f}",
+                "-" if r.ratio is None else f"{r.ratio:.2f}",
+                str(errors),
+            )
+        )
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    left = {0, 1}
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)])
+
+
+def _meta(args: argparse.Namespace, scenarios: list[Any], started: dt.datetime) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    try:
+        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout
+        wrk_version = wrk_version.splitlines()[0].strip() if wrk_version else None
+    except OSError:
+        wrk_version = None
+    db = os.environ.get("BENCH_DATABASE_URL", harness.DEFAULT_DATABASE_URL)
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "scenarios": [s.name for s in scenarios],
+        "wrk": {
+            "threads": args.threads,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "version": wrk_version,
+        },
+        "gunicorn": {
+            "worker_class": args.gunicorn,
+            "workers": args.workers,
+            "threads": args.gunicorn_threads if args.gunicorn == "gthread" else 1,
+        },
+        "repeat": args.repeat,
+        "database_url": make_url(db).render_as_string(hide_password=True),
+        "redis_url": os.environ.get("BENCH_REDIS_URL", harness.DEFAULT_REDIS_URL),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally that stops every subprocess
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for s in SCENARIOS.values():
+            kind = "run" if hasattr(s, "run") else "http"
+            print(f"{s.name:20} {kind:5} {s.description}")
+        return 0
+    try:
+        harness.require_wrk()
+    except WrkMissing as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    started = dt.datetime.now().astimezone()
+    procs = Processes()
+    try:
+        scenarios = _select(args)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        rows, extra = Runner(args, procs).run(scenarios)
+    except BenchError as exc:
+        print(f"bench: FAILED: {exc}", file=sys.stderr)
+        print(f"bench: server logs in {LOG_DIR}, wrk output in {RESULTS_DIR}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+
+    print()
+    print(format_table(rows))
+    payload = {"meta": {**_meta(args, scenarios, started), **extra}, "results": [r.as_dict() for r in rows]}
+    harness.write_json(args.output, payload)
+    print(f"\nbench: results in {args.output}; logs in {LOG_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The scenario registry: name → scenario.
+
+A scenario is any object with ``name``, ``description`` and ``needs_app`` and either
+
+* ``setup(ctx) -> Request`` (an HTTP scenario, see ``bench.harness.HttpScenario``): it prepares state
+  over HTTP and returns the request wrk sends; it also names the ``baseline`` (a key of
+  ``bench.harness.BASELINES``) its ratio is computed against; or
+* ``run(ctx) -> list[Result]`` (see ``bench.harness.RunScenario``): it measures itself, e.g. Redis
+  GEOSEARCH timed from Python with ``bench.harness.time_calls``, or several wrk runs through
+  ``ctx.measure_http``. Set ``needs_app = False`` if it does not need the app or fake WeChat.
+
+To add one: write ``bench/scenarios/<name>.py`` exposing ``SCENARIO`` and add it to ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Scenario
+from bench.scenarios import me
+
+_MODULES = [me]
+
+SCENARIOS: dict[str, Scenario] = {}
+for _module in _MODULES:
+    _scenario = _module.SCENARIO
+    if _scenario.name in SCENARIOS:
+        raise RuntimeError(f"duplicate scenario name {_scenario.name!r}")
+    SCENARIOS[_scenario.name] = _scenario
+
+
+def get(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None

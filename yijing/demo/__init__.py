@@ -1,0 +1,1 @@
+"""Demo data for development, screenshots and benchmarks (not real operational data)."""
