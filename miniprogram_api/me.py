@@ -18,4 +18,5 @@ blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="当前用�
 @blp.response(200, MeSchema)
 def get_me() -> dict[str, Any]:
     """The user, their roles and the jurisdictions they hold them in."""
-    return auth_service.me(current_principal().user_id)
+    principal = current_principal()
+    return auth_service.me(principal.user_id, principal.profile)

@@ -6,8 +6,10 @@ Every endpoint asks through :func:`require` (one target) or :func:`scope_paths` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from yijing.errors import Forbidden
 from yijing.models.user import Role
@@ -62,6 +64,8 @@ class Principal:
     user_id: int
     kind: str
     grants: tuple[Grant, ...] = field(default_factory=tuple)
+    # What /me shows, loaded with the grants so a request reads it once.
+    profile: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def has_role(self, role: Role) -> bool:
         return any(g.role == role for g in self.grants)

@@ -30,9 +30,10 @@ class StderrHandler(logging.StreamHandler):
 class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
-            record.request_id = getattr(g, "request_id", None)
-            principal = getattr(g, "principal", None)
-            record.user_id = getattr(principal, "user_id", None)
+            if not hasattr(record, "request_id"):
+                record.request_id = getattr(g, "request_id", None)
+            if not hasattr(record, "user_id"):
+                record.user_id = getattr(getattr(g, "principal", None), "user_id", None)
         return True
 
 
