@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -42,6 +43,15 @@ def wait_for_port(host: str, port: int, what: str, seconds: float = 20) -> None:
     raise SystemExit(f"[make run] {what} did not start listening on {host}:{port} within {seconds:.0f}s")
 
 
+def start(procs: list[subprocess.Popen], args: list[str], log_name: str | None = None, **kwargs: Any) -> None:
+    """Start a child process (its output to ``var/<log_name>`` when given) and remember it."""
+    if log_name is None:
+        procs.append(subprocess.Popen(args, **kwargs))
+        return
+    with open(VAR / log_name, "ab") as log:  # the child keeps its own copy of the descriptor
+        procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **kwargs))
+
+
 def redis_answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
@@ -65,24 +75,22 @@ def ensure_redis(env: dict[str, str], procs: list[subprocess.Popen]) -> None:
     port = int(os.environ.get("LOCAL_REDIS_PORT", "6390"))
     (VAR / "redis").mkdir(parents=True, exist_ok=True)
     say(f"Redis: starting a local redis-server on 127.0.0.1:{port} (data in var/redis, for development only)")
-    procs.append(
-        subprocess.Popen(
-            [
-                server,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(VAR / "redis"),
-                "--save",
-                "60 1",
-                "--appendonly",
-                "no",
-            ],
-            stdout=open(VAR / "redis.log", "ab"),  # noqa: SIM115 - the file lives as long as the child
-            stderr=subprocess.STDOUT,
-        )
+    start(
+        procs,
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(VAR / "redis"),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+        ],
+        log_name="redis.log",
     )
     wait_for_port("127.0.0.1", port, "redis-server")
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
@@ -97,25 +105,23 @@ def ensure_fake_wechat(env: dict[str, str], procs: list[subprocess.Popen]) -> No
     port = int(env.get("FAKE_WECHAT_PORT", "9400"))
     env.setdefault("WECHAT_APPID", DEMO_WECHAT_APPID)
     env.setdefault("WECHAT_SECRET", DEMO_WECHAT_SECRET)
-    procs.append(
-        subprocess.Popen(
-            [
-                str(BIN / "python"),
-                "-m",
-                "fakewechat",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--appid",
-                env["WECHAT_APPID"],
-                "--secret",
-                env["WECHAT_SECRET"],
-            ],
-            env=env,
-            stdout=open(VAR / "fakewechat.log", "ab"),  # noqa: SIM115 - the file lives as long as the child
-            stderr=subprocess.STDOUT,
-        )
+    start(
+        procs,
+        [
+            str(BIN / "python"),
+            "-m",
+            "fakewechat",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--appid",
+            env["WECHAT_APPID"],
+            "--secret",
+            env["WECHAT_SECRET"],
+        ],
+        log_name="fakewechat.log",
+        env=env,
     )
     wait_for_port("127.0.0.1", port, "the fake WeChat server")
     env["WECHAT_API_BASE_URL"] = f"http://127.0.0.1:{port}"
@@ -154,32 +160,26 @@ def main() -> None:
         flask(env, "db", "upgrade")
         flask(env, "yijing", "seed-demo")
         host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(BIN / "gunicorn"),
-                    "app:app",
-                    "--bind",
-                    f"{host}:{port}",
-                    "--workers",
-                    env.get("WEB_CONCURRENCY", "2"),
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    "4",
-                    "--access-logfile",
-                    "-",
-                ],
-                env=env,
-                cwd=ROOT,
-            )
+        workers = env.get("WEB_CONCURRENCY", "2")
+        start(
+            procs,
+            [
+                str(BIN / "gunicorn"),
+                "app:app",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                workers,
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
+            ],
+            env=env,
+            cwd=ROOT,
         )
-        procs.append(
-            subprocess.Popen([str(BIN / "flask"), "--app", "app", "yijing", "worker"], env=env, cwd=ROOT)
-        )
-        procs.append(
-            subprocess.Popen([str(BIN / "flask"), "--app", "app", "yijing", "cron"], env=env, cwd=ROOT)
-        )
+        start(procs, [str(BIN / "flask"), "--app", "app", "yijing", "worker"], env=env, cwd=ROOT)
+        start(procs, [str(BIN / "flask"), "--app", "app", "yijing", "cron"], env=env, cwd=ROOT)
         wait_for_port(host, int(port), "the API")
         base = f"http://{host}:{port}"
         say("ready:")
