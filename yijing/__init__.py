@@ -23,6 +23,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
+    from desk import console
     from yijing import cli, extensions
     from yijing.web import docs, errors, health, request_log
 
@@ -66,6 +67,7 @@ def create_app(config: Config | None = None) -> Flask:
     request_log.init_request_log(app)
     health.init_health(app)
     docs.init_docs(app)
+    console.init_console(app)
     cli.init_cli(app)
     return app
 
