@@ -19,7 +19,7 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_request_context():
             record.request_id = getattr(g, "request_id", None)
-            principal = getattr(g, "principal", None)
+            principal = None if getattr(g, "log_redacted", False) else getattr(g, "principal", None)
             record.user_id = getattr(principal, "user_id", None)
         return True
 
@@ -47,6 +47,14 @@ def configure_logging(level: str, as_json: bool) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def redact_request() -> None:
+    """Keep this request's user, address and path ids out of the logs (e.g. anonymous clue reporting).
+
+    The access line then shows the route pattern (``/api/v1/clues/<int:clue_id>``) instead of the path.
+    """
+    g.log_redacted = True
+
+
 def init_request_log(app: Flask) -> None:
     access = logging.getLogger("yijing.access")
 
@@ -63,14 +71,16 @@ def init_request_log(app: Flask) -> None:
             response.headers[REQUEST_ID_HEADER] = request_id
         started = getattr(g, "request_started", None)
         if started is not None and not request.path.startswith("/healthz"):
+            redacted = getattr(g, "log_redacted", False)
+            rule = request.url_rule.rule if request.url_rule is not None else "?"
             access.info(
                 "request",
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": rule if redacted else request.path,
                     "status": response.status_code,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "ip": request.remote_addr,
+                    "ip": None if redacted else request.remote_addr,
                 },
             )
         return response
