@@ -30,7 +30,7 @@ def _keep_reporters_out_of_logs() -> None:
     redact_request()
 
 
-class UploadFormSchema(Schema):
+class UploadArgsSchema(Schema):
     purpose = fields.String(
         load_default=MediaPurpose.CLUE.value,
         validate=validate.OneOf([p.value for p in MediaPurpose]),
@@ -60,12 +60,12 @@ def _upload_limit() -> str:
 @blp.route("", methods=["POST"])
 @login_required
 @limiter.limit(_upload_limit, key_func=user_key)
-@blp.arguments(UploadFormSchema, location="form")
+@blp.arguments(UploadArgsSchema, location="query")
 @blp.arguments(UploadFileSchema, location="files")
 @blp.response(201, MediaSchema)
-def upload(form: dict[str, Any], files: dict[str, Any]) -> Media:
+def upload(args: dict[str, Any], files: dict[str, Any]) -> Media:
     """Upload an image; it is checked, re-encoded and stripped of EXIF/GPS before it is kept."""
-    return media_service.upload(current_principal(), form["purpose"], files["file"].read())
+    return media_service.upload(current_principal(), args["purpose"], files["file"].read())
 
 
 @blp.route("/<string:key>", methods=["GET"])

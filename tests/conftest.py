@@ -353,7 +353,6 @@ def upload_image(client: FlaskClient, media_storage: Any) -> Callable[..., Any]:
         boundary = "yijing-test-" + uuid.uuid4().hex
         body = (
             (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
                 "Content-Type: application/octet-stream\r\n\r\n"
             ).encode()
@@ -362,6 +361,7 @@ def upload_image(client: FlaskClient, media_storage: Any) -> Callable[..., Any]:
         )
         return client.post(
             "/api/v1/media",
+            query_string={"purpose": purpose},
             data=body,
             headers=headers,
             content_type=f"multipart/form-data; boundary={boundary}",
@@ -385,3 +385,24 @@ def report_clue(client: FlaskClient, tree: dict[str, int]) -> Callable[..., Any]
         return client.post("/api/v1/clues", json=body, headers={**headers, **(extra_headers or {})})
 
     return report
+
+
+@pytest.fixture
+def run_jobs(app: Flask) -> Callable[..., None]:
+    """Run the queued jobs of ``names`` (all queues by default) in this process until none is left."""
+    from rq import SimpleWorker
+
+    from workers import queues
+    from yijing.extensions import redis_client
+
+    def run(*names: str) -> None:
+        with app.app_context():
+            worker = SimpleWorker(
+                [queues.get_queue(n) for n in (names or queues.ALL)], connection=redis_client()
+            )
+            worker.work(burst=True, with_scheduler=False)
+            from yijing.extensions import db
+
+            db.session.remove()
+
+    return run
