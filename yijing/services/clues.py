@@ -1075,7 +1075,9 @@ def check_content(clue_id: int) -> str | None:
             log.warning("clue content check refused", extra={"clue_id": clue.id, "errcode": exc.errcode})
         else:
             verdict = result.get("result") or {}
-            flag = ContentFlag(verdict.get("suggest", ContentFlag.SKIPPED))
+            suggest = verdict.get("suggest")
+            # An answer this code does not know is left to a person rather than passed.
+            flag = ContentFlag(suggest) if suggest in {"pass", "review", "risky"} else ContentFlag.REVIEW
             label = verdict.get("label")
     clue.content_flag = flag
     clue.content_label = int(label) if label is not None else None

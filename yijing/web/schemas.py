@@ -63,7 +63,10 @@ class PlaceSchema(Schema):
 
 class PhotoSchema(Schema):
     id = fields.String(dump_only=True, metadata={"description": "图片 id（上传接口返回的 id）"})
-    url = fields.String(dump_only=True, metadata={"description": "需带登录凭证访问"})
+    url = fields.String(
+        dump_only=True,
+        metadata={"description": "需登录访问；凭查询码查看时在请求头 X-Clue-Tracking-Code 带上查询码"},
+    )
     width = fields.Integer(dump_only=True)
     height = fields.Integer(dump_only=True)
 
