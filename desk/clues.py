@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -19,6 +20,7 @@ from yijing.web.schemas import ClueSummarySchema, JurisdictionSummarySchema, Pho
 blp = Blueprint("desk_clues", __name__, url_prefix="/api/v1/desk/clues", description="值班台：线索研判")
 
 STATUSES = [s.value for s in ClueStatus]
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class QueueArgsSchema(PageArgsSchema):
@@ -29,8 +31,8 @@ class QueueArgsSchema(PageArgsSchema):
     )
     category = fields.String(load_default=None, validate=validate.OneOf([c.value for c in ClueCategory]))
     jurisdiction_id = fields.Integer(load_default=None, metadata={"description": "只看该辖区及其下级"})
-    created_from = fields.AwareDateTime(load_default=None)
-    created_to = fields.AwareDateTime(load_default=None)
+    created_from = fields.AwareDateTime(load_default=None, default_timezone=SHANGHAI)
+    created_to = fields.AwareDateTime(load_default=None, default_timezone=SHANGHAI)
     has_photos = fields.Boolean(load_default=None)
     assignee = fields.String(
         load_default=None, validate=validate.OneOf(["me", "none"]), metadata={"description": "me 或 none"}

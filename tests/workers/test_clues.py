@@ -106,9 +106,10 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
     from fakewechat import fake_openid
     from workers import clues as clue_jobs
     from workers import queues
-    from yijing.extensions import db, redis_client
+    from yijing.extensions import db, limiter, redis_client
     from yijing.models import Clue, Notification
 
+    storage_before = vars(limiter)["_storage"]
     desk = staff("desk-kdl", "desk", "150203")  # logged in before the outage: tokens live in the database
     with (
         _own_redis() as server,
@@ -169,6 +170,7 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
         checks = fake_wechat.state.requests("/wxa/msg_sec_check")
         assert len(checks) == 1
         assert checks[0].json["openid"] == fake_openid("lin") and checks[0].json["scene"] == 3
+    assert vars(limiter)["_storage"] is storage_before  # the test app's limiter is its own again
 
 
 def test_a_wechat_outage_leaves_the_clue_unchecked_but_kept(
