@@ -325,3 +325,113 @@ def make_app(
             db.session.remove()
             db.engine.dispose()
     limiter.init_app(app)
+
+
+# -- media and clues (issue 5) --
+
+# Points near the test tree's communities: 沼潭社区 in 昆都仑区, 先锋社区 in 青山区.
+PLACES = {
+    "kundulun": {"lat": 40.6523, "lng": 109.8331, "address": "沼潭社区 3 号楼"},
+    "qingshan": {"lat": 40.6412, "lng": 109.9046, "address": "先锋道 8 号"},
+}
+
+
+@pytest.fixture
+def places() -> dict[str, dict[str, Any]]:
+    """Places for clues: ``kundulun`` (沼潭社区, 昆都仑区) and ``qingshan`` (先锋社区, 青山区)."""
+    return {name: dict(place) for name, place in PLACES.items()}
+
+
+def make_image(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), exif: Any = None) -> bytes:
+    """A small image in ``fmt`` (JPEG, PNG, WEBP), optionally with EXIF."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", size, (200, 40, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"exif": exif} if exif is not None else {}))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def media_storage(app: Flask, tmp_path: Any) -> Iterator[Any]:
+    """Store uploads under this test's own directory; yields the directory."""
+    from yijing.storage import LocalStorage
+
+    previous = app.extensions.get("yijing_storage")
+    root = tmp_path / "media"
+    app.extensions["yijing_storage"] = LocalStorage(root)
+    yield root
+    if previous is None:
+        app.extensions.pop("yijing_storage", None)
+    else:
+        app.extensions["yijing_storage"] = previous
+
+
+@pytest.fixture
+def upload_image(client: FlaskClient, media_storage: Any) -> Callable[..., Any]:
+    """POST an image to /api/v1/media; returns the response.
+
+    The multipart body is built here: the test client spools large bodies to a file it never closes.
+    """
+
+    def upload(
+        headers: dict[str, str], data: bytes | None = None, purpose: str = "clue", filename: str = "photo.jpg"
+    ) -> Any:
+        boundary = "yijing-test-" + uuid.uuid4().hex
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + (make_image() if data is None else data)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        return client.post(
+            "/api/v1/media",
+            query_string={"purpose": purpose},
+            data=body,
+            headers=headers,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+
+    return upload
+
+
+@pytest.fixture
+def report_clue(client: FlaskClient, tree: dict[str, int]) -> Callable[..., Any]:
+    """POST a clue (a valid one by default, overridden by keyword); returns the response."""
+
+    def report(headers: dict[str, str], extra_headers: dict[str, str] | None = None, **fields: Any) -> Any:
+        body = {
+            "category": "suspicious_person",
+            "description": "小区门口有陌生人反复查看电动车",
+            "place": dict(PLACES["kundulun"]),
+            "anonymous": False,
+        }
+        body.update(fields)
+        return client.post("/api/v1/clues", json=body, headers={**headers, **(extra_headers or {})})
+
+    return report
+
+
+@pytest.fixture
+def run_jobs(app: Flask) -> Callable[..., None]:
+    """Run the queued jobs of ``names`` (all queues by default) in this process until none is left."""
+    from rq import SimpleWorker
+
+    from workers import queues
+    from yijing.extensions import redis_client
+
+    def run(*names: str) -> None:
+        with app.app_context():
+            worker = SimpleWorker(
+                [queues.get_queue(n) for n in (names or queues.ALL)], connection=redis_client()
+            )
+            worker.work(burst=True, with_scheduler=False)
+            from yijing.extensions import db
+
+            db.session.remove()
+
+    return run

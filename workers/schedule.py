@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import maintenance, queues
+from workers import clues, maintenance, media, queues
 
 
 @dataclass(frozen=True)
@@ -19,4 +19,6 @@ class PeriodicJob:
 
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
+    PeriodicJob(clues.sweep, queues.DEFAULT, interval=300),
+    PeriodicJob(media.purge_orphans, queues.DEFAULT, interval=3600),
 ]

@@ -46,7 +46,8 @@ def create_app(config: Config | None = None) -> Flask:
         RATELIMIT_STORAGE_URI=config.redis_url,
         RATELIMIT_KEY_PREFIX=config.redis_prefix + "rl",
         RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1},
-        MAX_CONTENT_LENGTH=12 * 1024 * 1024,
+        # Room for an image of MEDIA_MAX_BYTES plus the multipart envelope.
+        MAX_CONTENT_LENGTH=max(12 * 1024 * 1024, config.media_max_bytes + 1024 * 1024),
         JSON_AS_ASCII=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

@@ -114,6 +114,18 @@ class Config:
     media_root: str
     queue_prefix: str
     proxy_hops: int
+    # Media uploads and clues (issue 5).
+    media_max_bytes: int = 10 * 1024 * 1024
+    media_max_pixels: int = 50_000_000
+    media_max_dimension: int = 4096
+    media_rate_limit: str = "60/hour"
+    media_orphan_hours: int = 24
+    clue_rate_limit: str = "10/hour"
+    clue_track_rate_limit: str = "60/minute"
+    clue_valid_points: int = 10
+    clue_duplicate_radius_m: int = 300
+    clue_duplicate_window_hours: int = 72
+    clue_max_distance_m: int = 50_000
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -165,6 +177,17 @@ class Config:
             media_root=_str(env, "MEDIA_ROOT", str(ROOT / "var" / "media")),
             queue_prefix=_str(env, "QUEUE_PREFIX", ""),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
+            media_max_bytes=_int(env, "MEDIA_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
+            media_max_pixels=_int(env, "MEDIA_MAX_PIXELS", 50_000_000, minimum=1),
+            media_max_dimension=_int(env, "MEDIA_MAX_DIMENSION", 4096, minimum=64),
+            media_rate_limit=_str(env, "MEDIA_RATE_LIMIT", "60/hour"),
+            media_orphan_hours=_int(env, "MEDIA_ORPHAN_HOURS", 24, minimum=1),
+            clue_rate_limit=_str(env, "CLUE_RATE_LIMIT", "10/hour"),
+            clue_track_rate_limit=_str(env, "CLUE_TRACK_RATE_LIMIT", "60/minute"),
+            clue_valid_points=_int(env, "CLUE_VALID_POINTS", 10),
+            clue_duplicate_radius_m=_int(env, "CLUE_DUPLICATE_RADIUS_M", 300, minimum=1),
+            clue_duplicate_window_hours=_int(env, "CLUE_DUPLICATE_WINDOW_HOURS", 72, minimum=1),
+            clue_max_distance_m=_int(env, "CLUE_MAX_DISTANCE_M", 50_000, minimum=1),
         )
         if config.is_production:
             config.check_production()

@@ -21,5 +21,5 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[d
         stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
-    primary_key = next(iter(table.primary_key.columns))
-    return len(session.execute(stmt.returning(primary_key)).all())
+    # Count the RETURNING rows: with psycopg 3 and SQLAlchemy 2.1 the rowcount of this statement is -1.
+    return len(session.execute(stmt.returning(*table.primary_key.columns)).all())

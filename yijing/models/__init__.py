@@ -1,8 +1,19 @@
 """Every model, imported so that Alembic and the app see the whole schema."""
 
 from yijing.models.audit import AuditEntry
+from yijing.models.clue import (
+    CannedReply,
+    Clue,
+    ClueCategory,
+    ClueDuplicateCandidate,
+    ClueEvent,
+    ClueMessage,
+    CluePhoto,
+    ClueStatus,
+)
 from yijing.models.idempotency import IdempotencyRecord
 from yijing.models.jurisdiction import Jurisdiction, JurisdictionLevel
+from yijing.models.media import Media, MediaPurpose
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
@@ -10,9 +21,19 @@ from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, 
 __all__ = [
     "AuditEntry",
     "AuthToken",
+    "CannedReply",
+    "Clue",
+    "ClueCategory",
+    "ClueDuplicateCandidate",
+    "ClueEvent",
+    "ClueMessage",
+    "CluePhoto",
+    "ClueStatus",
     "IdempotencyRecord",
     "Jurisdiction",
     "JurisdictionLevel",
+    "Media",
+    "MediaPurpose",
     "Notification",
     "NotificationStatus",
     "PointsEntry",

@@ -32,7 +32,9 @@ class RequestContextFilter(logging.Filter):
         if has_request_context():
             if not hasattr(record, "request_id"):
                 record.request_id = getattr(g, "request_id", None)
-            if not hasattr(record, "user_id"):
+            if getattr(g, "log_redacted", False):
+                record.user_id = None
+            elif not hasattr(record, "user_id"):
                 record.user_id = getattr(getattr(g, "principal", None), "user_id", None)
         return True
 
@@ -63,6 +65,14 @@ def configure_logging(level: str, as_json: bool) -> None:
     logging.getLogger("urllib3").setLevel(logging.INFO)
 
 
+def redact_request() -> None:
+    """Keep this request's user, address and path ids out of the logs (e.g. anonymous clue reporting).
+
+    The access line then shows the route pattern (``/api/v1/clues/<int:clue_id>``) instead of the path.
+    """
+    g.log_redacted = True
+
+
 def init_request_log(app: Flask) -> None:
     access = logging.getLogger("yijing.access")
 
@@ -79,14 +89,16 @@ def init_request_log(app: Flask) -> None:
             response.headers[REQUEST_ID_HEADER] = request_id
         started = getattr(g, "request_started", None)
         if started is not None and not request.path.startswith("/healthz"):
+            redacted = getattr(g, "log_redacted", False)
+            rule = request.url_rule.rule if request.url_rule is not None else "?"
             access.info(
                 "request",
                 extra={
                     "method": request.method,
-                    "path": request.path,
+                    "path": rule if redacted else request.path,
                     "status": response.status_code,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "ip": request.remote_addr,
+                    "ip": None if redacted else request.remote_addr,
                 },
             )
         return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 
 class JurisdictionSummarySchema(Schema):
@@ -50,3 +50,42 @@ class ErrorDetailSchema(Schema):
 
 class ErrorSchema(Schema):
     error = fields.Nested(ErrorDetailSchema)
+
+
+# -- clues (issue 5): shared by the mini-program and the desk --
+
+
+class PlaceSchema(Schema):
+    lat = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
+    lng = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
+    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
+
+
+class PhotoSchema(Schema):
+    id = fields.String(dump_only=True, metadata={"description": "图片 id（上传接口返回的 id）"})
+    url = fields.String(
+        dump_only=True,
+        metadata={"description": "需登录访问；凭查询码查看时在请求头 X-Clue-Tracking-Code 带上查询码"},
+    )
+    width = fields.Integer(dump_only=True)
+    height = fields.Integer(dump_only=True)
+
+
+class ClueSummarySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    category = fields.String(dump_only=True)
+    category_label = fields.String(dump_only=True)
+    status = fields.String(dump_only=True)
+    status_label = fields.String(dump_only=True)
+    description = fields.String(dump_only=True)
+    place = fields.Nested(PlaceSchema, dump_only=True)
+    occurred_at = fields.DateTime(dump_only=True, allow_none=True)
+    anonymous = fields.Boolean(dump_only=True)
+    urgent = fields.Boolean(dump_only=True)
+    photo_count = fields.Integer(dump_only=True)
+    valid = fields.Boolean(dump_only=True, allow_none=True, metadata={"description": "办结时认定是否有效"})
+    transfer_target = fields.String(dump_only=True, allow_none=True)
+    transfer_reference = fields.String(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+    closed_at = fields.DateTime(dump_only=True, allow_none=True)
