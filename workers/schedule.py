@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import maintenance, queues
+from workers import duty, maintenance, queues
 
 
 @dataclass(frozen=True)
@@ -19,4 +19,6 @@ class PeriodicJob:
 
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
+    # Searches already skip stale entries; this removes them and marks them off duty in the database.
+    PeriodicJob(duty.evict_stale, queues.DEFAULT, interval=60, timeout=120),
 ]
