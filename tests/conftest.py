@@ -303,7 +303,9 @@ def staff(app: Flask, client: FlaskClient, tree: dict[str, int]) -> Callable[...
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
-def make_id_number(birth: Any = None, *, region: str = "150203", seq: int = 123, check: str | None = None) -> str:
+def make_id_number(
+    birth: Any = None, *, region: str = "150203", seq: int = 123, check: str | None = None
+) -> str:
     """A resident ID number (GB 11643) with a correct check digit unless ``check`` is given.
 
     ``birth`` is a ``date`` or ``YYYYMMDD`` text; by default someone aged 30.
@@ -359,7 +361,9 @@ class VolunteerHelper:
         assert response.status_code == 200, response.get_json()
         return response.get_json()
 
-    def approved(self, desk: dict[str, str], name: str = "vol", **overrides: Any) -> tuple[dict[str, str], dict]:
+    def approved(
+        self, desk: dict[str, str], name: str = "vol", **overrides: Any
+    ) -> tuple[dict[str, str], dict]:
         headers, body = self.apply(name, **overrides)
         return headers, self.approve(desk, body["id"])
 

@@ -18,4 +18,5 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[d
         stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
-    return session.execute(stmt).rowcount or 0
+    # Without preserve_rowcount SQLAlchemy 2.1 + psycopg report -1 for an INSERT, which reads as "inserted".
+    return session.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount or 0

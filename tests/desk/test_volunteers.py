@@ -57,7 +57,9 @@ def test_the_full_path(client, volunteers, staff):
     assert card["name_masked"] == "张*三"
     assert card["category_label"] == "快递员"
     assert card["team"]["name"] == "沼潭社区义警队"
-    verified = client.get("/api/v1/desk/volunteers/verify", query_string={"code": card["qr_payload"]}, headers=qs)
+    verified = client.get(
+        "/api/v1/desk/volunteers/verify", query_string={"code": card["qr_payload"]}, headers=qs
+    )
     assert verified.get_json()["genuine"] is True
     assert verified.get_json()["valid"] is True
     assert verified.get_json()["volunteer_number"] == card["volunteer_number"]
@@ -81,19 +83,25 @@ def test_the_full_path(client, volunteers, staff):
     assert other["items"] == []
 
     # Suspension: out of the on-duty search, card no longer valid.
-    suspended = client.post(f"/api/v1/desk/volunteers/{vid}/suspend", json={"reason": "多次无故缺岗"}, headers=kdl)
+    suspended = client.post(
+        f"/api/v1/desk/volunteers/{vid}/suspend", json={"reason": "多次无故缺岗"}, headers=kdl
+    )
     assert suspended.status_code == 200
     assert suspended.get_json()["status"] == "suspended"
     found = client.get(
         "/api/v1/desk/volunteers/on-duty", query_string={"lat": 40.6600, "lng": 109.8400}, headers=kdl
     ).get_json()
     assert found["items"] == []
-    verified = client.get("/api/v1/desk/volunteers/verify", query_string={"code": card["qr_payload"]}, headers=qs)
+    verified = client.get(
+        "/api/v1/desk/volunteers/verify", query_string={"code": card["qr_payload"]}, headers=qs
+    )
     assert verified.get_json()["genuine"] is True
     assert verified.get_json()["valid"] is False
     assert verified.get_json()["status"] == "suspended"
     # And a suspended volunteer cannot go back on duty or ping.
-    again = client.post("/api/v1/volunteers/me/duty", json={"on_duty": True, "lat": 40.65, "lng": 109.83}, headers=headers)
+    again = client.post(
+        "/api/v1/volunteers/me/duty", json={"on_duty": True, "lat": 40.65, "lng": 109.83}, headers=headers
+    )
     assert again.status_code == 403
     assert again.get_json()["error"]["code"] == "volunteer_not_approved"
     ping = client.post("/api/v1/volunteers/me/location", json={"lat": 40.65, "lng": 109.83}, headers=headers)
@@ -108,7 +116,9 @@ def test_every_endpoint_is_403_outside_the_jurisdiction(client, volunteers, staf
     reason = {"reason": "核查需要"}
     attempts = [
         client.get(f"/api/v1/desk/volunteers/{vid}", headers=qs),
-        client.post(f"/api/v1/desk/volunteers/{vid}/review", json={"decision": "reject", **reason}, headers=qs),
+        client.post(
+            f"/api/v1/desk/volunteers/{vid}/review", json={"decision": "reject", **reason}, headers=qs
+        ),
         client.post(f"/api/v1/desk/volunteers/{vid}/suspend", json=reason, headers=qs),
         client.post(f"/api/v1/desk/volunteers/{vid}/reinstate", json=reason, headers=qs),
         client.post(f"/api/v1/desk/volunteers/{vid}/pii", json=reason, headers=qs),
@@ -133,7 +143,9 @@ def test_list_filters_and_pagination(client, volunteers, staff, tree):
     city = staff("desk-city", "desk", "150200")
     _, a = volunteers.apply("a", category="courier", employer="顺丰速运", real_name="王大锤")
     _, b = volunteers.apply("b", category="taxi_driver", employer="鹿城出租", real_name="刘小明")
-    _, c = volunteers.apply("c", category="courier", employer="京东物流", jurisdiction_id=tree["150204-01-01"])
+    _, c = volunteers.apply(
+        "c", category="courier", employer="京东物流", jurisdiction_id=tree["150204-01-01"]
+    )
     volunteers.approve(city, b["id"])
 
     assert _ids(client.get("/api/v1/desk/volunteers", headers=city)) == [c["id"], b["id"], a["id"]]
@@ -144,13 +156,17 @@ def test_list_filters_and_pagination(client, volunteers, staff, tree):
         a["id"],
     ]
     assert _ids(client.get("/api/v1/desk/volunteers?category=courier", headers=city)) == [c["id"], a["id"]]
-    assert _ids(client.get(f"/api/v1/desk/volunteers?jurisdiction_id={tree['150204']}", headers=city)) == [c["id"]]
+    assert _ids(client.get(f"/api/v1/desk/volunteers?jurisdiction_id={tree['150204']}", headers=city)) == [
+        c["id"]
+    ]
     assert _ids(client.get("/api/v1/desk/volunteers", query_string={"q": "顺丰"}, headers=city)) == [a["id"]]
     assert _ids(client.get("/api/v1/desk/volunteers", query_string={"q": "刘*明"}, headers=city)) == [b["id"]]
     assert _ids(client.get("/api/v1/desk/volunteers", query_string={"q": "王"}, headers=city)) == [a["id"]]
     # The clear name is not searchable: only its mask is stored.
     assert _ids(client.get("/api/v1/desk/volunteers", query_string={"q": "王大锤"}, headers=city)) == []
-    number = client.get(f"/api/v1/desk/volunteers/{b['id']}", headers=city).get_json()["volunteer"]["volunteer_number"]
+    number = client.get(f"/api/v1/desk/volunteers/{b['id']}", headers=city).get_json()["volunteer"][
+        "volunteer_number"
+    ]
     assert _ids(client.get("/api/v1/desk/volunteers", query_string={"q": number}, headers=city)) == [b["id"]]
 
     first = client.get("/api/v1/desk/volunteers?limit=2", headers=city).get_json()
@@ -183,12 +199,23 @@ def test_decisions_are_audited_notify_and_grant_or_revoke_the_role(app, client, 
     volunteers.approve(desk, vid, reason="材料齐全")
     me = client.get("/api/v1/me", headers=headers).get_json()
     assert "volunteer" in me["roles"]
-    assert {"role": "volunteer", "jurisdiction": {"id": tree["150203-01-01"], "name": "沼潭社区", "level": "community"}} in me[
-        "grants"
-    ]
-    assert client.post(f"/api/v1/desk/volunteers/{vid}/suspend", json={"reason": "违反纪律"}, headers=desk).status_code == 200
+    assert {
+        "role": "volunteer",
+        "jurisdiction": {"id": tree["150203-01-01"], "name": "沼潭社区", "level": "community"},
+    } in me["grants"]
+    assert (
+        client.post(
+            f"/api/v1/desk/volunteers/{vid}/suspend", json={"reason": "违反纪律"}, headers=desk
+        ).status_code
+        == 200
+    )
     assert "volunteer" not in client.get("/api/v1/me", headers=headers).get_json()["roles"]
-    assert client.post(f"/api/v1/desk/volunteers/{vid}/reinstate", json={"reason": "已整改"}, headers=desk).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/desk/volunteers/{vid}/reinstate", json={"reason": "已整改"}, headers=desk
+        ).status_code
+        == 200
+    )
     assert "volunteer" in client.get("/api/v1/me", headers=headers).get_json()["roles"]
     mine = client.get("/api/v1/volunteers/me", headers=headers).get_json()
     assert mine["status"] == "approved"
@@ -234,13 +261,17 @@ def test_reject_with_reason_then_the_applicant_may_apply_again(app, client, volu
     desk = staff("desk-rej", "desk", "150203")
     headers, body = volunteers.apply("rejected")
     response = client.post(
-        f"/api/v1/desk/volunteers/{body['id']}/review", json={"decision": "reject", "reason": "照片不清"}, headers=desk
+        f"/api/v1/desk/volunteers/{body['id']}/review",
+        json={"decision": "reject", "reason": "照片不清"},
+        headers=desk,
     )
     assert response.status_code == 200
     mine = client.get("/api/v1/volunteers/me", headers=headers).get_json()
     assert (mine["status"], mine["decision_reason"]) == ("rejected", "照片不清")
     assert "volunteer" not in client.get("/api/v1/me", headers=headers).get_json()["roles"]
-    assert client.post("/api/v1/volunteers", json=volunteers.application(), headers=headers).status_code == 201
+    assert (
+        client.post("/api/v1/volunteers", json=volunteers.application(), headers=headers).status_code == 201
+    )
 
     from yijing.extensions import db
     from yijing.models import Notification
@@ -256,14 +287,31 @@ def test_reason_is_required_and_transitions_are_checked(client, volunteers, staf
     vid = body["id"]
     missing = client.post(f"/api/v1/desk/volunteers/{vid}/review", json={"decision": "approve"}, headers=desk)
     assert missing.status_code == 422 and missing.get_json()["error"]["fields"]["reason"] == ["必填"]
-    assert client.post(f"/api/v1/desk/volunteers/{vid}/suspend", json={"reason": "不行"}, headers=desk).status_code == 409
+    assert (
+        client.post(
+            f"/api/v1/desk/volunteers/{vid}/suspend", json={"reason": "不行"}, headers=desk
+        ).status_code
+        == 409
+    )
     volunteers.approve(desk, vid)
     twice = client.post(
         f"/api/v1/desk/volunteers/{vid}/review", json={"decision": "approve", "reason": "再批"}, headers=desk
     )
     assert twice.status_code == 409 and twice.get_json()["error"]["code"] == "bad_status"
-    assert client.post(f"/api/v1/desk/volunteers/{vid}/reinstate", json={"reason": "恢复"}, headers=desk).status_code == 409
-    assert client.post("/api/v1/desk/volunteers/999999/review", json={"decision": "approve", "reason": "无此人"}, headers=desk).status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/desk/volunteers/{vid}/reinstate", json={"reason": "恢复"}, headers=desk
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            "/api/v1/desk/volunteers/999999/review",
+            json={"decision": "approve", "reason": "无此人"},
+            headers=desk,
+        ).status_code
+        == 404
+    )
 
 
 def test_volunteer_numbers_are_sequential(volunteers, staff):
@@ -277,7 +325,9 @@ def test_leaders_review_but_cannot_read_personal_information(client, volunteers,
     leader = staff("leader-1", "leader", "150203-01-01")
     _, body = volunteers.apply("led")
     assert volunteers.approve(leader, body["id"])["status"] == "approved"
-    response = client.post(f"/api/v1/desk/volunteers/{body['id']}/pii", json={"reason": "核实"}, headers=leader)
+    response = client.post(
+        f"/api/v1/desk/volunteers/{body['id']}/pii", json={"reason": "核实"}, headers=leader
+    )
     assert response.status_code == 403
 
 

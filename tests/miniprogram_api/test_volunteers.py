@@ -85,7 +85,10 @@ def test_home_must_be_a_community_or_grid(app, client, volunteers, tree):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda idn: idn(check="0") if idn()[-1] != "0" else idn(check="1"), "身份证号码校验位不正确，请核对是否输错"),
+        (
+            lambda idn: idn(check="0") if idn()[-1] != "0" else idn(check="1"),
+            "身份证号码校验位不正确，请核对是否输错",
+        ),
         (lambda idn: idn("19900230"), "身份证号码中的出生日期不存在，请核对第 7–14 位"),
         (lambda idn: idn("19901301"), "身份证号码中的出生日期不存在，请核对第 7–14 位"),
         (lambda idn: idn(region="990203"), "身份证号码的地区码无效，请核对前 6 位"),
@@ -164,7 +167,10 @@ def test_consent_must_be_given(app, volunteers):
 
 def test_bound_phone_is_the_default(app, client, wechat_login, volunteers):
     headers = wechat_login("bound")
-    assert client.post("/api/v1/auth/phone", json={"code": "phone-13987654321"}, headers=headers).status_code == 200
+    assert (
+        client.post("/api/v1/auth/phone", json={"code": "phone-13987654321"}, headers=headers).status_code
+        == 200
+    )
     body = volunteers.application()
     del body["phone"]
     response = client.post("/api/v1/volunteers", json=body, headers=headers)
@@ -202,7 +208,7 @@ def test_idempotency_key_replays_the_application(client, wechat_login, volunteer
     body = volunteers.application()
     first = client.post("/api/v1/volunteers", json=body, headers=headers)
     second = client.post("/api/v1/volunteers", json=body, headers=headers)
-    assert first.status_code == second.status_code == 201
+    assert first.status_code == second.status_code == 201, second.get_json()
     assert second.headers.get("Idempotent-Replayed") == "true"
     assert first.get_json()["id"] == second.get_json()["id"]
 
@@ -268,9 +274,11 @@ def test_withdraw_without_application_is_404(client, wechat_login):
     assert response.status_code == 404
 
 
-def test_withdrawing_an_approved_volunteer_revokes_the_role_and_takes_them_off_duty(client, volunteers, staff):
+def test_withdrawing_an_approved_volunteer_revokes_the_role_and_takes_them_off_duty(
+    client, volunteers, staff
+):
     desk = staff("desk-w", "desk", "150203")
-    headers, body = volunteers.approved(desk, "leaver")
+    headers, _ = volunteers.approved(desk, "leaver")
     assert "volunteer" in client.get("/api/v1/me", headers=headers).get_json()["roles"]
     volunteers.on_duty(headers, 40.652, 109.832)
     response = client.post("/api/v1/volunteers/me/withdraw", json={"reason": "搬家"}, headers=headers)

@@ -9,6 +9,7 @@ the database at most every ``DUTY_DB_SYNC_SECONDS`` (or at once when Redis is un
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -142,10 +143,8 @@ def my_state(user_id: int) -> dict[str, Any]:
     volunteer, _ = _mine(user_id)
     state = _state(volunteer)
     if volunteer.on_duty:
-        try:
+        with contextlib.suppress(RedisError):  # the database's last synced ping will do
             state["last_ping_at"] = duty_index.last_seen(volunteer.id) or volunteer.duty_seen_at
-        except RedisError:
-            pass
     return state
 
 
@@ -159,8 +158,7 @@ def _on_duty_rows(batch: int = duty_index.BATCH) -> Iterator[tuple[Volunteer, st
         .where(Volunteer.on_duty.is_(True), Volunteer.status == VolunteerStatus.APPROVED)
         .execution_options(yield_per=batch)
     )
-    for volunteer, path in db.session.execute(stmt):
-        yield volunteer, path
+    yield from db.session.execute(stmt)  # rows unpack as (volunteer, path)
 
 
 def rebuild_index() -> RebuildResult:

@@ -70,7 +70,7 @@ local function in_scope(path)
   return false
 end
 
-local fetch = math.max(limit * 2, 32)
+local fetch = limit
 while true do
   local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
                           'ASC', 'COUNT', fetch, 'WITHDIST', 'WITHCOORD')
@@ -84,12 +84,15 @@ while true do
         local ok, data = pcall(cjson.decode, info)
         if ok and (cats == nil or cats[data.c]) and in_scope(data.p) then
           out[#out + 1] = {id, hit[2], hit[3][1], hit[3][2], seen, info}
-          if #out >= limit then return out end
+          if #out >= limit then return cjson.encode(out) end
         end
       end
     end
   end
-  if #hits < fetch then return out end
+  if #hits < fetch then
+    if #out == 0 then return '[]' end
+    return cjson.encode(out)
+  end
   fetch = fetch * 4
 end
 """
@@ -214,29 +217,46 @@ def add(entry: DutyEntry, lat: float, lng: float, *, seen_at: float | None = Non
 def add_many(
     items: Iterable[tuple[DutyEntry, float, float, float | None]], *, keep_newer: bool = False
 ) -> int:
-    """Add many volunteers, :data:`BATCH` per round trip; returns how many.
+    """Add many volunteers, :data:`BATCH` per round trip (one command per key); returns how many.
 
     With ``keep_newer`` (rebuilding from the database) a volunteer already in the index keeps
     their position and a fresher ping time: a ping that arrived meanwhile is never undone.
     """
     client = redis_client()
-    now = time.time()
     count = 0
-    pipe = client.pipeline(transaction=True)
-    for entry, lat, lng, seen_at in items:
+    batch: list[tuple[DutyEntry, float, float, float | None]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == BATCH:
+            count += _write(client, batch, keep_newer)
+            batch = []
+    if batch:
+        count += _write(client, batch, keep_newer)
+    return count
+
+
+def _write(client: Redis, batch: list[tuple[DutyEntry, float, float, float | None]], keep_newer: bool) -> int:
+    now = time.time()
+    geo: dict[str, list[object]] = {}
+    seen: dict[str, float] = {}
+    info: dict[str, str] = {}
+    for entry, lat, lng, seen_at in batch:
         member = str(entry.volunteer_id)
         for key in _geo_keys(entry.category, entry.path):
-            pipe.geoadd(key, [lng, lat, member], nx=keep_newer)
-        pipe.zadd(key_seen(), {member: now if seen_at is None else seen_at}, gt=keep_newer)
-        if keep_newer:
-            pipe.hsetnx(key_info(), member, entry.info_json())
-        else:
-            pipe.hset(key_info(), member, entry.info_json())
-        count += 1
-        if count % BATCH == 0:
-            pipe.execute()
+            geo.setdefault(key, []).extend((lng, lat, member))
+        seen[member] = now if seen_at is None else seen_at
+        info[member] = entry.info_json()
+    pipe = client.pipeline(transaction=True)
+    for key, values in geo.items():
+        pipe.geoadd(key, values, nx=keep_newer)
+    pipe.zadd(key_seen(), seen, gt=keep_newer)
+    if keep_newer:
+        for member, value in info.items():
+            pipe.hsetnx(key_info(), member, value)
+    else:
+        pipe.hset(key_info(), mapping=info)
     pipe.execute()
-    return count
+    return len(batch)
 
 
 def remove(volunteer_id: int) -> bool:
@@ -331,7 +351,10 @@ def search(
     paths = list(within_paths or ())
     args: list[object] = [lng, lat, radius_m, max(1, limit), min_seen, len(categories), *categories]
     args += [len(paths), *paths]
-    rows = _script(client, _SEARCH_LUA)(keys=[key, key_seen(), key_info()], args=args, client=client)
+    # One JSON string back: parsing it beats parsing ~7 RESP elements per hit in Python.
+    rows = json.loads(
+        _script(client, _SEARCH_LUA)(keys=[key, key_seen(), key_info()], args=args, client=client)
+    )
     hits = []
     for member, dist, hit_lng, hit_lat, seen, raw in rows:
         data = json.loads(raw)
