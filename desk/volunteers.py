@@ -39,12 +39,12 @@ class VolunteerListArgsSchema(PageArgsSchema):
     )
 
 
-class LookupSchema(Schema):
+class VolunteerLookupSchema(Schema):
     id_number = fields.String(load_default=None, validate=validate.Length(max=32))
     phone = fields.String(load_default=None, validate=validate.Length(max=20))
 
 
-class HistoryEntrySchema(Schema):
+class VolunteerHistoryEntrySchema(Schema):
     action = fields.String(dump_only=True)
     reason = fields.String(dump_only=True, allow_none=True)
     actor = fields.String(dump_only=True, allow_none=True)
@@ -53,10 +53,10 @@ class HistoryEntrySchema(Schema):
 
 class VolunteerDetailSchema(Schema):
     volunteer = fields.Nested(VolunteerSchema, dump_only=True)
-    history = fields.List(fields.Nested(HistoryEntrySchema), dump_only=True)
+    history = fields.List(fields.Nested(VolunteerHistoryEntrySchema), dump_only=True)
 
 
-class ReviewSchema(Schema):
+class VolunteerReviewSchema(Schema):
     decision = fields.String(
         required=True,
         validate=validate.OneOf(["approve", "reject"], error="请选择通过（approve）或不通过（reject）"),
@@ -64,11 +64,11 @@ class ReviewSchema(Schema):
     reason = fields.String(required=True, validate=REASON)
 
 
-class ReasonSchema(Schema):
+class VolunteerReasonSchema(Schema):
     reason = fields.String(required=True, validate=REASON)
 
 
-class PIIReadSchema(Schema):
+class VolunteerPIIReadSchema(Schema):
     reason = fields.String(
         required=True,
         validate=validate.Length(min=2, max=200, error="请填写查看事由（2–200 字）"),
@@ -82,18 +82,18 @@ class PIIReadSchema(Schema):
     )
 
 
-class PIISchema(Schema):
+class VolunteerPIISchema(Schema):
     volunteer_id = fields.Integer(dump_only=True)
     real_name = fields.String(dump_only=True)
     id_number = fields.String(dump_only=True)
     phone = fields.String(dump_only=True)
 
 
-class VerifyArgsSchema(Schema):
+class CardVerifyArgsSchema(Schema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
-class VerifySchema(Schema):
+class CardVerifySchema(Schema):
     genuine = fields.Boolean(dump_only=True, metadata={"description": "二维码是否由本系统签发"})
     valid = fields.Boolean(dump_only=True, metadata={"description": "是否为当前有效的义警（已通过且未暂停）"})
     message = fields.String(dump_only=True)
@@ -137,13 +137,13 @@ class OnDutyItemSchema(Schema):
     last_seen_at = fields.DateTime(dump_only=True)
 
 
-class PointSchema(Schema):
+class OnDutyOriginSchema(Schema):
     lat = fields.Float(dump_only=True)
     lng = fields.Float(dump_only=True)
 
 
 class OnDutySchema(Schema):
-    origin = fields.Nested(PointSchema, dump_only=True)
+    origin = fields.Nested(OnDutyOriginSchema, dump_only=True)
     radius_m = fields.Float(dump_only=True)
     items = fields.List(fields.Nested(OnDutyItemSchema), dump_only=True)
 
@@ -160,7 +160,7 @@ def list_volunteers(args: dict[str, Any]) -> Page[Volunteer]:
 
 @blp.route("/lookup", methods=["POST"])
 @login_required
-@blp.arguments(LookupSchema)
+@blp.arguments(VolunteerLookupSchema)
 @blp.response(200, VolunteerSchema(many=True))
 def lookup(data: dict[str, Any]) -> list[Volunteer]:
     """Find records in my jurisdiction by ID number or phone (matched by keyed hash)."""
@@ -186,8 +186,8 @@ def on_duty(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/verify", methods=["GET"])
 @login_required
-@blp.arguments(VerifyArgsSchema, location="query")
-@blp.response(200, VerifySchema)
+@blp.arguments(CardVerifyArgsSchema, location="query")
+@blp.response(200, CardVerifySchema)
 def verify(args: dict[str, Any]) -> dict[str, Any]:
     """Whether a volunteer card's QR code is genuine and the volunteer currently approved."""
     return volunteer_service.verify_card(current_principal(), args["code"])
@@ -204,7 +204,7 @@ def get_one(volunteer_id: int) -> dict[str, Any]:
 @blp.route("/<int:volunteer_id>/review", methods=["POST"])
 @login_required
 @idempotent
-@blp.arguments(ReviewSchema)
+@blp.arguments(VolunteerReviewSchema)
 @blp.response(200, VolunteerSchema)
 def review(data: dict[str, Any], volunteer_id: int) -> Volunteer:
     """Approve or reject a pending application, with a reason."""
@@ -216,7 +216,7 @@ def review(data: dict[str, Any], volunteer_id: int) -> Volunteer:
 @blp.route("/<int:volunteer_id>/suspend", methods=["POST"])
 @login_required
 @idempotent
-@blp.arguments(ReasonSchema)
+@blp.arguments(VolunteerReasonSchema)
 @blp.response(200, VolunteerSchema)
 def suspend(data: dict[str, Any], volunteer_id: int) -> Volunteer:
     """Suspend an approved volunteer, with a reason."""
@@ -226,7 +226,7 @@ def suspend(data: dict[str, Any], volunteer_id: int) -> Volunteer:
 @blp.route("/<int:volunteer_id>/reinstate", methods=["POST"])
 @login_required
 @idempotent
-@blp.arguments(ReasonSchema)
+@blp.arguments(VolunteerReasonSchema)
 @blp.response(200, VolunteerSchema)
 def reinstate(data: dict[str, Any], volunteer_id: int) -> Volunteer:
     """Reinstate a suspended volunteer, with a reason."""
@@ -236,8 +236,8 @@ def reinstate(data: dict[str, Any], volunteer_id: int) -> Volunteer:
 # No @idempotent here on purpose: a stored replay would keep the clear values in the database.
 @blp.route("/<int:volunteer_id>/pii", methods=["POST"])
 @login_required
-@blp.arguments(PIIReadSchema)
-@blp.response(200, PIISchema)
+@blp.arguments(VolunteerPIIReadSchema)
+@blp.response(200, VolunteerPIISchema)
 def read_pii(data: dict[str, Any], volunteer_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
     """The clear name, ID number and phone, for a stated reason (audited: who, when, why, from where)."""
     clear = volunteer_service.read_pii(

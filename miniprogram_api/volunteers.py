@@ -27,26 +27,26 @@ NAME_PATTERN = r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaffA-Za-z·・•. ]{2,30
 MAX_LAT = 85.05112878  # Redis GEO's limit (Web Mercator)
 
 
-class OptionSchema(Schema):
+class VolunteerOptionSchema(Schema):
     value = fields.String(dump_only=True)
     label = fields.String(dump_only=True)
 
 
-class PrivacyTermsSchema(Schema):
+class VolunteerPrivacyTermsSchema(Schema):
     version = fields.String(dump_only=True)
     summary = fields.String(dump_only=True)
 
 
-class AgeLimitsSchema(Schema):
+class VolunteerAgeLimitsSchema(Schema):
     min = fields.Integer(dump_only=True)
     max = fields.Integer(dump_only=True)
 
 
-class FormOptionsSchema(Schema):
-    categories = fields.List(fields.Nested(OptionSchema), dump_only=True)
-    skills = fields.List(fields.Nested(OptionSchema), dump_only=True)
-    privacy_terms = fields.Nested(PrivacyTermsSchema, dump_only=True)
-    age_limits = fields.Nested(AgeLimitsSchema, dump_only=True)
+class VolunteerFormSchema(Schema):
+    categories = fields.List(fields.Nested(VolunteerOptionSchema), dump_only=True)
+    skills = fields.List(fields.Nested(VolunteerOptionSchema), dump_only=True)
+    privacy_terms = fields.Nested(VolunteerPrivacyTermsSchema, dump_only=True)
+    age_limits = fields.Nested(VolunteerAgeLimitsSchema, dump_only=True)
 
 
 CATEGORY_CHOICE = validate.OneOf([c.value for c in VolunteerCategory], error="请从列表中选择职业类别")
@@ -107,11 +107,11 @@ class ApplicationUpdateSchema(Schema):
     skills = fields.List(fields.String(validate=SKILL_CHOICE), validate=SKILLS_RULE)
 
 
-class WithdrawSchema(Schema):
+class VolunteerWithdrawSchema(Schema):
     reason = fields.String(load_default=None, validate=validate.Length(max=500, error="不超过 500 字"))
 
 
-class LocationSchema(Schema):
+class DutyLocationSchema(Schema):
     lat = fields.Float(required=True, validate=validate.Range(-MAX_LAT, MAX_LAT, error="纬度超出范围"))
     lng = fields.Float(required=True, validate=validate.Range(-180, 180, error="经度超出范围"))
     accuracy = fields.Float(load_default=None, validate=validate.Range(min=0, error="精度不能为负"))
@@ -135,7 +135,7 @@ class DutyStateSchema(Schema):
 
 
 @blp.route("/form", methods=["GET"])
-@blp.response(200, FormOptionsSchema)
+@blp.response(200, VolunteerFormSchema)
 def form() -> dict[str, Any]:
     """Categories, skills, age limits and the privacy terms' current version."""
     return volunteer_service.form_options()
@@ -162,7 +162,7 @@ def get_mine() -> Volunteer:
 
 @blp.route("/me", methods=["PATCH"])
 @login_required
-@limiter.limit("30/hour", key_func=user_key)
+@limiter.limit("20/hour", key_func=user_key)
 @blp.arguments(ApplicationUpdateSchema)
 @blp.response(200, VolunteerSchema)
 def update_mine(changes: dict[str, Any]) -> Volunteer:
@@ -173,7 +173,7 @@ def update_mine(changes: dict[str, Any]) -> Volunteer:
 @blp.route("/me/withdraw", methods=["POST"])
 @login_required
 @idempotent
-@blp.arguments(WithdrawSchema)
+@blp.arguments(VolunteerWithdrawSchema)
 @blp.response(200, VolunteerSchema)
 def withdraw(data: dict[str, Any]) -> Volunteer:
     """Withdraw my application, or leave the corps."""
@@ -219,7 +219,7 @@ def set_duty(data: dict[str, Any]) -> dict[str, Any]:
 @login_required
 @idempotent
 @limiter.limit("30/minute", key_func=user_key)
-@blp.arguments(LocationSchema)
+@blp.arguments(DutyLocationSchema)
 @blp.response(200, DutyStateSchema)
 def ping(data: dict[str, Any]) -> dict[str, Any]:
     """Report my location while on duty (every minute or so)."""

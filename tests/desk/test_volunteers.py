@@ -402,3 +402,34 @@ def test_clear_reads_are_audited_and_raw_rows_hold_no_clear_values(app, client, 
         for value in values:
             decoded = (value or b"").decode(errors="replace")
             assert name not in decoded and number not in decoded and phone not in decoded
+
+
+def test_the_list_costs_the_same_queries_for_any_page_size(app, client, volunteers, staff):
+    from sqlalchemy import event
+
+    from yijing.extensions import db
+
+    desk = staff("desk-q", "desk", "150203")
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def queries_for_list() -> int:
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert client.get("/api/v1/desk/volunteers", headers=desk).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(statements)
+
+    volunteers.approved(desk, "one")
+    few = queries_for_list()
+    for i in range(5):
+        volunteers.approved(desk, f"more{i}")
+    assert queries_for_list() == few
+    # Token and principal come from Redis; the page is one query.
+    assert sum(1 for s in statements if s.lstrip().upper().startswith("SELECT")) == 1

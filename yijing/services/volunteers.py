@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from redis.exceptions import RedisError
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from yijing import pii, policies, resident_id
 from yijing.actor import Actor
@@ -61,6 +61,13 @@ PRIVACY_SUMMARY = (
 )
 
 _PHONE = re.compile(r"^1[3-9]\d{9}$")
+# What a volunteer's view shows besides the row itself (many-to-one: joined into the same query).
+_VIEW_LOADS = (
+    joinedload(Volunteer.home),
+    joinedload(Volunteer.community),
+    joinedload(Volunteer.team),
+    joinedload(Volunteer.consent),
+)
 
 STATUS_LABELS = {
     VolunteerStatus.PENDING: "待审核",
@@ -256,9 +263,13 @@ def apply(user_id: int, data: dict[str, Any], actor: Actor) -> Volunteer:
 
 
 def my_application(user_id: int) -> Volunteer:
-    """The open application, or else the latest closed one."""
-    volunteer = _open_application(user_id) or db.session.scalar(
-        select(Volunteer).where(Volunteer.user_id == user_id).order_by(Volunteer.id.desc()).limit(1)
+    """The open application, or else the latest closed one (one query with what it shows)."""
+    volunteer = db.session.scalar(
+        select(Volunteer)
+        .where(Volunteer.user_id == user_id)
+        .options(*_VIEW_LOADS)
+        .order_by(Volunteer.open_user_id.is_(None), Volunteer.id.desc())
+        .limit(1)
     )
     if volunteer is None:
         raise NotFound("您还没有提交义警申请", code="no_application")
@@ -361,7 +372,13 @@ def _staff_list_query(principal: Principal, filters: dict[str, Any]) -> Select[A
         select(Volunteer)
         .join(Jurisdiction, Jurisdiction.id == Volunteer.jurisdiction_id)
         .where(jurisdictions.in_subtrees(Jurisdiction.path, paths))
-        .options(selectinload(Volunteer.home), selectinload(Volunteer.team))
+        # One query: the home comes with the join that filters by it, the rest are many-to-one joins.
+        .options(
+            contains_eager(Volunteer.home),
+            joinedload(Volunteer.community),
+            joinedload(Volunteer.team),
+            joinedload(Volunteer.consent),
+        )
     )
     if filters.get("status"):
         stmt = stmt.where(Volunteer.status.in_(filters["status"]))

@@ -60,7 +60,7 @@ class TeamSummarySchema(Schema):
     name = fields.String(dump_only=True)
 
 
-class ConsentSchema(Schema):
+class PrivacyConsentSchema(Schema):
     version = fields.String(dump_only=True)
     accepted_at = fields.DateTime(dump_only=True, attribute="created_at")
 
@@ -100,7 +100,7 @@ class VolunteerSchema(Schema):
     decision_reason = fields.String(dump_only=True, allow_none=True)
     decided_at = fields.DateTime(dump_only=True, allow_none=True)
     on_duty = fields.Boolean(dump_only=True)
-    consent = fields.Nested(ConsentSchema, dump_only=True)
+    consent = fields.Nested(PrivacyConsentSchema, dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True, allow_none=True)
 
@@ -116,7 +116,7 @@ class CardSchema(Schema):
     qr_payload = fields.String(dump_only=True, metadata={"description": "二维码内容（签名），值班台扫码核验"})
 
 
-class UserSummarySchema(Schema):
+class LiaisonSchema(Schema):
     id = fields.Integer(dump_only=True)
     display_name = fields.String(dump_only=True)
 
@@ -131,7 +131,7 @@ class TeamSchema(Schema):
     name = fields.String(dump_only=True)
     community = fields.Nested(JurisdictionSummarySchema, dump_only=True)
     liaison = fields.Nested(
-        UserSummarySchema, dump_only=True, allow_none=True, metadata={"description": "联络民警"}
+        LiaisonSchema, dump_only=True, allow_none=True, metadata={"description": "联络民警"}
     )
     captain = fields.Nested(CaptainSchema, dump_only=True, allow_none=True)
     member_count = fields.Integer(dump_only=True)
