@@ -37,3 +37,47 @@ def test_unique_while_open_free_once_closed(app, volunteers, wechat_login, colum
         db.session.commit()
         assert db.session.query(Volunteer).count() == 2
         db.session.remove()
+
+
+def test_a_lost_race_on_the_id_number_is_a_field_error_and_stores_nothing(
+    app, volunteers, id_number, monkeypatch
+):
+    """Two users submit the same ID number at once: the check before the insert passes for both,
+    the unique constraint stops the second, which gets the same field error as usual."""
+    from yijing import pii, resident_id
+    from yijing.extensions import db
+    from yijing.models import PrivacyConsent, Volunteer
+    from yijing.services import volunteers as service
+
+    number = id_number(seq=606)
+    volunteers.apply("winner", id_number=number)
+
+    def check_without_lookup(value, user_id, errors):
+        normalised = resident_id.normalise(value)
+        return normalised, pii.blind_index(normalised, context=service.ID_NUMBER_CONTEXT)
+
+    monkeypatch.setattr(service, "_check_id_number", check_without_lookup)
+    _, body = volunteers.apply("loser", expect=422, id_number=number)
+    assert body["error"]["code"] == "id_number_taken"
+    assert body["error"]["fields"] == {"id_number": ["该身份证号码已被其他账号用于义警申请"]}
+    with app.app_context():
+        assert db.session.query(Volunteer).count() == 1
+        assert db.session.query(PrivacyConsent).count() == 1
+        db.session.remove()
+
+
+def test_a_lost_race_on_a_second_application_is_a_conflict(app, client, volunteers, monkeypatch):
+    from yijing.services import volunteers as service
+
+    headers, _ = volunteers.apply("double")
+    real = service._open_application
+    calls = []
+
+    def first_misses(user_id, **kwargs):
+        calls.append(user_id)
+        return None if len(calls) == 1 else real(user_id, **kwargs)
+
+    monkeypatch.setattr(service, "_open_application", first_misses)
+    response = client.post("/api/v1/volunteers", json=volunteers.application(), headers=headers)
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "application_exists"

@@ -240,9 +240,13 @@ def _write(client: Redis, batch: list[tuple[DutyEntry, float, float, float | Non
     geo: dict[str, list[object]] = {}
     seen: dict[str, float] = {}
     info: dict[str, str] = {}
+    keys_for: dict[tuple[str, str], list[str]] = {}
     for entry, lat, lng, seen_at in batch:
         member = str(entry.volunteer_id)
-        for key in _geo_keys(entry.category, entry.path):
+        keys = keys_for.get((entry.category, entry.path))
+        if keys is None:
+            keys = keys_for[(entry.category, entry.path)] = _geo_keys(entry.category, entry.path)
+        for key in keys:
             geo.setdefault(key, []).extend((lng, lat, member))
         seen[member] = now if seen_at is None else seen_at
         info[member] = entry.info_json()

@@ -193,19 +193,16 @@ def _open_application(user_id: int, *, for_update: bool = False) -> Volunteer | 
     return db.session.scalar(stmt)
 
 
-def _commit_application(user_id: int) -> None:
-    """Commit; a concurrent application that won the unique constraints becomes a clear error."""
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if _open_application(user_id) is not None:
-            raise Conflict("您已有一份进行中的义警申请", code="application_exists") from None
-        raise InvalidInput(
-            "该身份证号码已被其他账号用于义警申请",
-            code="id_number_taken",
-            fields={"id_number": ["该身份证号码已被其他账号用于义警申请"]},
-        ) from None
+def _uniqueness_error(user_id: int) -> Exception:
+    """What a unique-constraint failure meant: a concurrent request won the race."""
+    db.session.rollback()
+    if _open_application(user_id) is not None:
+        return Conflict("您已有一份进行中的义警申请", code="application_exists")
+    return InvalidInput(
+        "该身份证号码已被其他账号用于义警申请",
+        code="id_number_taken",
+        fields={"id_number": ["该身份证号码已被其他账号用于义警申请"]},
+    )
 
 
 # -- applying -----------------------------------------------------------------------------------
@@ -249,16 +246,19 @@ def apply(user_id: int, data: dict[str, Any], actor: Actor) -> Volunteer:
     )
     _set_pii(volunteer, real_name=data["real_name"].strip(), id_number=identity[0], phone=phone)
     _set_status(volunteer, VolunteerStatus.PENDING)
-    db.session.add(volunteer)
-    db.session.flush()
-    audit.record(
-        actor,
-        "volunteer.apply",
-        "volunteer",
-        volunteer.id,
-        data={"consent_version": consent.version, "jurisdiction_id": home[0].id},
-    )
-    _commit_application(user_id)
+    try:
+        db.session.add(volunteer)
+        db.session.flush()
+        audit.record(
+            actor,
+            "volunteer.apply",
+            "volunteer",
+            volunteer.id,
+            data={"consent_version": consent.version, "jurisdiction_id": home[0].id},
+        )
+        db.session.commit()
+    except IntegrityError:
+        raise _uniqueness_error(user_id) from None
     return volunteer
 
 
@@ -301,7 +301,10 @@ def update_application(user_id: int, changes: dict[str, Any], actor: Actor) -> V
     _set_pii(volunteer, real_name=real_name, id_number=identity[0] if identity else None, phone=phone)
     volunteer.updated_at = utcnow()
     audit.record(actor, "volunteer.update", "volunteer", volunteer.id, data={"fields": sorted(changes)})
-    _commit_application(user_id)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        raise _uniqueness_error(user_id) from None
     return volunteer
 
 
