@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from miniprogram_api import auth, clues, jurisdictions, me, media
+    from miniprogram_api import auth, clues, jurisdictions, me, media, volunteers
 
-    for module in (auth, me, jurisdictions, media, clues):
+    for module in (auth, me, jurisdictions, volunteers, media, clues):
         api.register_blueprint(module.blp)

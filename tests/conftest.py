@@ -435,3 +435,91 @@ def run_jobs(app: Flask) -> Callable[..., None]:
             db.session.remove()
 
     return run
+
+
+# -- volunteers ---------------------------------------------------------------------------------
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def make_id_number(
+    birth: Any = None, *, region: str = "150203", seq: int = 123, check: str | None = None
+) -> str:
+    """A resident ID number (GB 11643) with a correct check digit unless ``check`` is given.
+
+    ``birth`` is a ``date`` or ``YYYYMMDD`` text; by default someone aged 30.
+    """
+    from datetime import date
+
+    if birth is None:
+        today = date.today()
+        birth = today.replace(year=today.year - 30, day=min(today.day, 28))
+    text = birth if isinstance(birth, str) else birth.strftime("%Y%m%d")
+    body = f"{region}{text}{seq:03d}"
+    digit = "10X98765432"[sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True)) % 11]
+    return body + (check if check is not None else digit)
+
+
+class VolunteerHelper:
+    """Apply, approve and put volunteers on duty through HTTP."""
+
+    def __init__(self, client: FlaskClient, login: Callable[[str], dict[str, str]], tree: dict[str, int]):
+        self.client = client
+        self.login = login
+        self.tree = tree
+        self._seq = 100
+
+    def application(self, **overrides: Any) -> dict[str, Any]:
+        self._seq += 1
+        body = {
+            "category": "courier",
+            "employer": "包头顺丰速运",
+            "real_name": "张小三",
+            "id_number": make_id_number(seq=self._seq),
+            "phone": "13812345678",
+            "jurisdiction_id": self.tree["150203-01-01"],
+            "skills": ["first_aid", "driving"],
+            "consent_accepted": True,
+            "consent_version": "2026-01",
+        }
+        body.update(overrides)
+        return body
+
+    def apply(self, name: str = "vol", *, expect: int = 201, **overrides: Any) -> tuple[dict[str, str], dict]:
+        headers = self.login(name)
+        response = self.client.post("/api/v1/volunteers", json=self.application(**overrides), headers=headers)
+        assert response.status_code == expect, response.get_json()
+        return headers, response.get_json()
+
+    def approve(self, desk: dict[str, str], volunteer_id: int, reason: str = "材料齐全，同意") -> dict:
+        response = self.client.post(
+            f"/api/v1/desk/volunteers/{volunteer_id}/review",
+            json={"decision": "approve", "reason": reason},
+            headers=desk,
+        )
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def approved(
+        self, desk: dict[str, str], name: str = "vol", **overrides: Any
+    ) -> tuple[dict[str, str], dict]:
+        headers, body = self.apply(name, **overrides)
+        return headers, self.approve(desk, body["id"])
+
+    def on_duty(self, headers: dict[str, str], lat: float, lng: float) -> dict:
+        response = self.client.post(
+            "/api/v1/volunteers/me/duty", json={"on_duty": True, "lat": lat, "lng": lng}, headers=headers
+        )
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+
+@pytest.fixture
+def volunteers(client: FlaskClient, wechat_login: Callable[[str], dict[str, str]], tree: dict[str, int]):
+    return VolunteerHelper(client, wechat_login, tree)
+
+
+@pytest.fixture
+def id_number() -> Callable[..., str]:
+    """:func:`make_id_number`: build resident ID numbers (valid unless told otherwise)."""
+    return make_id_number

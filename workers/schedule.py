@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import clues, maintenance, media, queues
+from workers import clues, duty, maintenance, media, queues
 
 
 @dataclass(frozen=True)
@@ -21,4 +21,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
     PeriodicJob(clues.sweep, queues.DEFAULT, interval=300),
     PeriodicJob(media.purge_orphans, queues.DEFAULT, interval=3600),
+    # Searches already skip stale entries; this removes them and marks them off duty in the database.
+    PeriodicJob(duty.evict_stale, queues.DEFAULT, interval=60, timeout=120),
 ]

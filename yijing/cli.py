@@ -111,5 +111,34 @@ def cron() -> None:
     runner.run_cron()
 
 
+@yijing_cli.command("rotate-pii-keys")
+@click.option("--batch-size", default=500, show_default=True, help="Rows re-encrypted per transaction.")
+@click.option("--dry-run", is_flag=True, help="Only count the values still under an old key.")
+def rotate_pii_keys(batch_size: int, dry_run: bool) -> None:
+    """Re-encrypt every personal-information column under PII_ACTIVE_KEY_ID."""
+    from yijing.services import pii_keys
+
+    active = current_app.config["YIJING"].pii_active_key_id
+    if not dry_run:
+        for label, count in pii_keys.rotate(batch_size=batch_size).items():
+            click.echo(f"re-encrypted {count:>8} {label}")
+    left = pii_keys.pending()
+    for label, count in left.items():
+        click.echo(f"under an old key {count:>6} {label}")
+    if any(left.values()):
+        click.echo(f"values remain under keys other than {active!r}", err=True)
+        sys.exit(0 if dry_run else 1)
+    click.echo(f"every value is under the active key {active!r}")
+
+
+@yijing_cli.command("rebuild-duty-index")
+def rebuild_duty_index() -> None:
+    """Rebuild the Redis index of on-duty volunteers from the database (safe while running)."""
+    from yijing.services import duty
+
+    result = duty.rebuild_index()
+    click.echo(f"duty index rebuilt: {result.added} on duty, {result.removed} stale entries removed")
+
+
 def init_cli(app: Flask) -> None:
     app.cli.add_command(yijing_cli)

@@ -127,6 +127,13 @@ class Config:
     clue_duplicate_window_hours: int = 72
     clue_max_distance_m: int = 50_000
     extra: dict[str, object] = field(default_factory=dict)
+    # Volunteers (issue 3): the corps' age limits, the privacy terms' version and the duty index.
+    volunteer_min_age: int = 18
+    volunteer_max_age: int = 65
+    volunteer_privacy_version: str = "2026-01"
+    volunteer_number_prefix: str = "BTYJ"
+    duty_ping_window_seconds: int = 600
+    duty_db_sync_seconds: int = 240
 
     @property
     def is_production(self) -> bool:
@@ -188,7 +195,17 @@ class Config:
             clue_duplicate_radius_m=_int(env, "CLUE_DUPLICATE_RADIUS_M", 300, minimum=1),
             clue_duplicate_window_hours=_int(env, "CLUE_DUPLICATE_WINDOW_HOURS", 72, minimum=1),
             clue_max_distance_m=_int(env, "CLUE_MAX_DISTANCE_M", 50_000, minimum=1),
+            volunteer_min_age=_int(env, "VOLUNTEER_MIN_AGE", 18, minimum=14),
+            volunteer_max_age=_int(env, "VOLUNTEER_MAX_AGE", 65, minimum=14),
+            volunteer_privacy_version=_str(env, "VOLUNTEER_PRIVACY_VERSION", "2026-01"),
+            volunteer_number_prefix=_str(env, "VOLUNTEER_NUMBER_PREFIX", "BTYJ"),
+            duty_ping_window_seconds=_int(env, "DUTY_PING_WINDOW_SECONDS", 600, minimum=30),
+            duty_db_sync_seconds=_int(env, "DUTY_DB_SYNC_SECONDS", 240, minimum=0),
         )
+        if config.volunteer_min_age > config.volunteer_max_age:
+            raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
+        if not config.volunteer_number_prefix.isalnum():
+            raise ConfigError("VOLUNTEER_NUMBER_PREFIX must be letters and digits only")
         if config.is_production:
             config.check_production()
         return config

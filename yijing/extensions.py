@@ -9,6 +9,8 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -48,8 +50,14 @@ def create_api(app: Flask) -> Api:
 def init_redis(app: Flask) -> None:
     """One connection pool per process; clients are cheap views on it."""
     url = app.config["YIJING"].redis_url
+    # One quick retry, not redis-py's default backoff of seconds: during an outage every request
+    # that can do without Redis must not wait for it.
     app.extensions["yijing_redis"] = Redis.from_url(
-        url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+        url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
     )
 
 

@@ -19,6 +19,7 @@ class Permission(StrEnum):
     JURISDICTION_READ = "jurisdiction.read"
     VOLUNTEER_REVIEW = "volunteer.review"
     VOLUNTEER_PII = "volunteer.read_pii"
+    VOLUNTEER_LOCATE = "volunteer.locate"
     TEAM_MANAGE = "team.manage"
     TASK_MANAGE = "task.manage"
     CLUE_TRIAGE = "clue.triage"
@@ -37,6 +38,9 @@ ROLES_WITH: dict[Permission, frozenset[Role]] = {
     Permission.JURISDICTION_READ: STAFF_ROLES,
     Permission.VOLUNTEER_REVIEW: STAFF_ROLES,
     Permission.VOLUNTEER_PII: frozenset({Role.DESK, Role.ADMIN}),
+    # Seeing where on-duty volunteers are (masked names, distances): the desk dispatches, leaders
+    # look at coverage.
+    Permission.VOLUNTEER_LOCATE: STAFF_ROLES,
     Permission.TEAM_MANAGE: STAFF_ROLES,
     Permission.TASK_MANAGE: frozenset({Role.DESK, Role.ADMIN}),
     Permission.CLUE_TRIAGE: frozenset({Role.DESK, Role.ADMIN}),

@@ -17,6 +17,14 @@ from yijing.models.media import Media, MediaPurpose
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
+from yijing.models.volunteer import (
+    PrivacyConsent,
+    Team,
+    Volunteer,
+    VolunteerCategory,
+    VolunteerNumberCounter,
+    VolunteerStatus,
+)
 
 __all__ = [
     "AuditEntry",
@@ -37,9 +45,15 @@ __all__ = [
     "Notification",
     "NotificationStatus",
     "PointsEntry",
+    "PrivacyConsent",
     "Role",
     "RoleGrant",
+    "Team",
     "TokenAudience",
     "User",
     "UserKind",
+    "Volunteer",
+    "VolunteerCategory",
+    "VolunteerNumberCounter",
+    "VolunteerStatus",
 ]

@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from yijing import cache, pii
 from yijing.actor import Actor
@@ -293,6 +293,27 @@ def grant_role(user_id: int, role: Role, jurisdiction_id: int, actor: Actor) -> 
     db.session.commit()
     forget_principal(user_id)
     return grant
+
+
+def revoke_role(user_id: int, role: Role, jurisdiction_id: int, actor: Actor) -> bool:
+    """Revoke ``role`` over a jurisdiction; False when the user did not hold it.
+
+    Like :func:`grant_role` it commits the session (with whatever else the caller changed in it).
+    """
+    deleted = db.session.execute(
+        delete(RoleGrant).where(
+            RoleGrant.user_id == user_id,
+            RoleGrant.role == role,
+            RoleGrant.jurisdiction_id == jurisdiction_id,
+        )
+    ).rowcount
+    if deleted:
+        audit.record(
+            actor, "role.revoke", "user", user_id, data={"role": role, "jurisdiction_id": jurisdiction_id}
+        )
+    db.session.commit()
+    forget_principal(user_id)
+    return bool(deleted)
 
 
 def me(user_id: int, known: Mapping[str, Any] | None = None) -> dict[str, Any]:

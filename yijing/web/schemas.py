@@ -89,3 +89,90 @@ class ClueSummarySchema(Schema):
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
     closed_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+# -- volunteers (shared by the mini-program and the desk; personal information masked) -------------
+
+
+class TeamSummarySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(dump_only=True)
+
+
+class PrivacyConsentSchema(Schema):
+    version = fields.String(dump_only=True)
+    accepted_at = fields.DateTime(dump_only=True, attribute="created_at")
+
+
+def _category_label(obj: object) -> str:
+    from yijing.models.volunteer import CATEGORY_LABELS
+
+    category = obj["category"] if isinstance(obj, dict) else obj.category  # type: ignore[attr-defined]
+    return CATEGORY_LABELS.get(category, category)
+
+
+def _status_label(obj: object) -> str:
+    from yijing.services.volunteers import STATUS_LABELS
+
+    return STATUS_LABELS.get(obj.status, obj.status)  # type: ignore[attr-defined]
+
+
+class VolunteerSchema(Schema):
+    """A volunteer or an application, as everyone but the clear-read endpoint sees it."""
+
+    id = fields.Integer(dump_only=True)
+    status = fields.String(
+        dump_only=True, metadata={"description": "pending | approved | rejected | suspended | withdrawn"}
+    )
+    status_label = fields.Function(_status_label, dump_only=True)
+    category = fields.String(dump_only=True)
+    category_label = fields.Function(_category_label, dump_only=True)
+    employer = fields.String(dump_only=True)
+    name_masked = fields.String(dump_only=True, metadata={"description": "张*三"})
+    id_number_masked = fields.String(dump_only=True, metadata={"description": "150***********1234"})
+    phone_masked = fields.String(dump_only=True, metadata={"description": "138****5678"})
+    skills = fields.List(fields.String(), dump_only=True)
+    home = fields.Nested(JurisdictionSummarySchema, dump_only=True, metadata={"description": "社区或网格"})
+    community = fields.Nested(JurisdictionSummarySchema, dump_only=True)
+    team = fields.Nested(TeamSummarySchema, dump_only=True, allow_none=True)
+    volunteer_number = fields.String(dump_only=True, allow_none=True)
+    decision_reason = fields.String(dump_only=True, allow_none=True)
+    decided_at = fields.DateTime(dump_only=True, allow_none=True)
+    on_duty = fields.Boolean(dump_only=True)
+    consent = fields.Nested(PrivacyConsentSchema, dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+class CardSchema(Schema):
+    volunteer_number = fields.String(dump_only=True)
+    name_masked = fields.String(dump_only=True)
+    category = fields.String(dump_only=True)
+    category_label = fields.String(dump_only=True)
+    status = fields.String(dump_only=True)
+    team = fields.Nested(TeamSummarySchema, dump_only=True, allow_none=True)
+    community = fields.Nested(JurisdictionSummarySchema, dump_only=True)
+    qr_payload = fields.String(dump_only=True, metadata={"description": "二维码内容（签名），值班台扫码核验"})
+
+
+class LiaisonSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    display_name = fields.String(dump_only=True)
+
+
+class CaptainSchema(Schema):
+    volunteer_id = fields.Integer(dump_only=True)
+    name_masked = fields.String(dump_only=True)
+
+
+class TeamSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(dump_only=True)
+    community = fields.Nested(JurisdictionSummarySchema, dump_only=True)
+    liaison = fields.Nested(
+        LiaisonSchema, dump_only=True, allow_none=True, metadata={"description": "联络民警"}
+    )
+    captain = fields.Nested(CaptainSchema, dump_only=True, allow_none=True)
+    member_count = fields.Integer(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True, allow_none=True)

@@ -1,0 +1,268 @@
+"""Going on and off duty, location pings, the on-duty search for the desk, and keeping the
+Redis index (:mod:`yijing.services.duty_index`) in line with the database.
+
+The database row is the truth (``volunteers.on_duty``, the last synced location); Redis holds
+every ping. A ping costs one indexed SELECT and one Redis round trip; it writes the location to
+the database at most every ``DUTY_DB_SYNC_SECONDS`` (or at once when Redis is unreachable), so
+100,000 volunteers pinging every minute do not become 1,700 UPDATEs a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+
+from yijing import policies
+from yijing.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from yijing.extensions import db
+from yijing.models import Jurisdiction, Volunteer, VolunteerStatus
+from yijing.models.base import utcnow
+from yijing.policies import Permission, Principal
+from yijing.services import duty_index, jurisdictions, volunteers
+from yijing.services.duty_index import DutyEntry
+
+log = logging.getLogger(__name__)
+
+# Radius of a point search unless given, and the largest allowed.
+DEFAULT_RADIUS_M = 3000
+MAX_POINT_RADIUS_M = 50_000
+# "Inside my jurisdiction": everyone whose home is in the subtree, nearest to its centre first.
+JURISDICTION_RADIUS_M = 300_000
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    added: int
+    removed: int
+
+
+def entry_for(volunteer: Volunteer, path: str) -> DutyEntry:
+    return DutyEntry(
+        volunteer_id=volunteer.id,
+        user_id=volunteer.user_id,
+        category=volunteer.category,
+        path=path,
+        jurisdiction_id=volunteer.jurisdiction_id,
+        name_masked=volunteer.name_masked,
+        team_id=volunteer.team_id,
+    )
+
+
+def _mine(user_id: int) -> tuple[Volunteer, str]:
+    row = db.session.execute(
+        select(Volunteer, Jurisdiction.path)
+        .join(Jurisdiction, Jurisdiction.id == Volunteer.jurisdiction_id)
+        .where(Volunteer.open_user_id == user_id)
+    ).first()
+    if row is None:
+        raise NotFound("您还没有提交义警申请", code="no_application")
+    return row[0], row[1]
+
+
+def _state(volunteer: Volunteer, *, indexed: bool | None = None) -> dict[str, Any]:
+    config = current_app.config["YIJING"]
+    return {
+        "on_duty": volunteer.on_duty,
+        "since": volunteer.duty_started_at if volunteer.on_duty else None,
+        "last_ping_at": volunteer.duty_seen_at,
+        "ping_window_seconds": config.duty_ping_window_seconds,
+        "indexed": indexed,
+    }
+
+
+def _index_add(entry: DutyEntry, lat: float, lng: float) -> bool:
+    try:
+        duty_index.add(entry, lat, lng)
+    except RedisError as exc:
+        log.warning("duty index unavailable", extra={"volunteer_id": entry.volunteer_id, "error": str(exc)})
+        return False
+    return True
+
+
+def _index_remove(volunteer_id: int) -> None:
+    try:
+        duty_index.remove(volunteer_id)
+    except RedisError as exc:
+        log.warning("duty index unavailable", extra={"volunteer_id": volunteer_id, "error": str(exc)})
+
+
+def set_duty(user_id: int, on_duty: bool, lat: float | None, lng: float | None) -> dict[str, Any]:
+    """Go on duty at a location, or off duty. Only approved, not suspended volunteers go on duty."""
+    volunteer, path = _mine(user_id)
+    now = utcnow()
+    if not on_duty:
+        volunteer.on_duty = False
+        state = _state(volunteer)
+        db.session.commit()
+        _index_remove(volunteer.id)
+        return state
+    volunteers.ensure_approved(volunteer)
+    if lat is None or lng is None:
+        raise InvalidInput(
+            "上岗需要当前位置", code="location_required", fields={"lat": ["必填"], "lng": ["必填"]}
+        )
+    if not volunteer.on_duty:
+        volunteer.on_duty = True
+        volunteer.duty_started_at = now
+    volunteer.duty_seen_at = now
+    volunteer.duty_lat, volunteer.duty_lng = lat, lng
+    state, entry = _state(volunteer), entry_for(volunteer, path)
+    db.session.commit()
+    # After the commit: if Redis is down the database has it and the index is rebuilt from it.
+    state["indexed"] = _index_add(entry, lat, lng)
+    return state
+
+
+def ping(user_id: int, lat: float, lng: float) -> dict[str, Any]:
+    """A location ping while on duty: refreshes the index and, now and then, the database."""
+    volunteer, path = _mine(user_id)
+    if volunteer.status != VolunteerStatus.APPROVED or not volunteer.on_duty:
+        _index_remove(volunteer.id)
+        raise Conflict("您当前不在岗，请先点击“上岗”", code="not_on_duty")
+    now = utcnow()
+    indexed = _index_add(entry_for(volunteer, path), lat, lng)
+    sync = timedelta(seconds=current_app.config["YIJING"].duty_db_sync_seconds)
+    state = _state(volunteer, indexed=indexed)
+    state["last_ping_at"] = now
+    if not indexed or volunteer.duty_seen_at is None or now - volunteer.duty_seen_at >= sync:
+        volunteer.duty_seen_at = now
+        volunteer.duty_lat, volunteer.duty_lng = lat, lng
+        db.session.commit()
+    return state
+
+
+def my_state(user_id: int) -> dict[str, Any]:
+    volunteer, _ = _mine(user_id)
+    state = _state(volunteer)
+    if volunteer.on_duty:
+        with contextlib.suppress(RedisError):  # the database's last synced ping will do
+            state["last_ping_at"] = duty_index.last_seen(volunteer.id) or volunteer.duty_seen_at
+    return state
+
+
+# -- keeping the index in line with the database --------------------------------------------------
+
+
+def _on_duty_rows(batch: int = duty_index.BATCH) -> Iterator[tuple[Volunteer, str]]:
+    stmt = (
+        select(Volunteer, Jurisdiction.path)
+        .join(Jurisdiction, Jurisdiction.id == Volunteer.jurisdiction_id)
+        .where(Volunteer.on_duty.is_(True), Volunteer.status == VolunteerStatus.APPROVED)
+        .execution_options(yield_per=batch)
+    )
+    yield from db.session.execute(stmt)  # rows unpack as (volunteer, path)
+
+
+def rebuild_index() -> RebuildResult:
+    """Make the index match the database: add every on-duty volunteer (keeping fresher pings
+    already in Redis) and drop everyone who is not on duty. Safe to run on a live system."""
+    on_duty: set[int] = set()
+
+    def items() -> Iterator[tuple[DutyEntry, float, float, float | None]]:
+        for volunteer, path in _on_duty_rows():
+            if volunteer.duty_lat is None or volunteer.duty_lng is None:
+                continue
+            on_duty.add(volunteer.id)
+            seen = volunteer.duty_seen_at or volunteer.duty_started_at or utcnow()
+            yield entry_for(volunteer, path), volunteer.duty_lat, volunteer.duty_lng, seen.timestamp()
+
+    added = duty_index.add_many(items(), keep_newer=True)
+    removed = 0
+    for volunteer_id in duty_index.members() - on_duty:
+        duty_index.remove(volunteer_id)
+        removed += 1
+    duty_index.mark_built()
+    db.session.rollback()
+    return RebuildResult(added=added, removed=removed)
+
+
+def evict_stale() -> int:
+    """Drop volunteers whose last ping is older than the window, and mark them off duty.
+
+    Rebuilds the index first when Redis lost it (its marker is gone). Returns how many went.
+    """
+    if not duty_index.is_built():
+        result = rebuild_index()
+        log.warning("duty index was missing and has been rebuilt", extra={"added": result.added})
+    evicted = duty_index.evict_stale()
+    for start in range(0, len(evicted), duty_index.BATCH):
+        chunk = evicted[start : start + duty_index.BATCH]
+        db.session.execute(
+            update(Volunteer)
+            .where(Volunteer.id.in_(chunk), Volunteer.on_duty.is_(True))
+            .values(on_duty=False)
+        )
+        db.session.commit()
+    if evicted:
+        log.info("stale volunteers went off duty", extra={"count": len(evicted)})
+    return len(evicted)
+
+
+# -- the desk's on-duty search ----------------------------------------------------------------------
+
+
+def _common_partition(paths: Sequence[str]) -> str | None:
+    partitions = {duty_index.partition_of(p) for p in paths}
+    if len(partitions) == 1:
+        return partitions.pop()
+    return None
+
+
+def search_for_staff(
+    principal: Principal,
+    *,
+    lat: float | None,
+    lng: float | None,
+    radius_m: float | None,
+    jurisdiction_id: int | None,
+    categories: Sequence[str] | None,
+    limit: int,
+) -> dict[str, Any]:
+    """On-duty volunteers whose home lies in the staff member's jurisdiction (or the one given),
+    within a radius of a point, or else nearest the jurisdiction's centre; nearest first."""
+    paths = policies.require_somewhere(principal, Permission.VOLUNTEER_LOCATE)
+    root: Jurisdiction | None = None
+    if jurisdiction_id is not None:
+        root = jurisdictions.get(jurisdiction_id)
+        policies.require(principal, Permission.VOLUNTEER_LOCATE, root.path)
+        paths = [root.path]
+    if lat is None or lng is None:
+        if root is None:
+            if len(paths) != 1:
+                raise InvalidInput(
+                    "请指定辖区或位置", code="origin_required", fields={"jurisdiction_id": ["请指定辖区"]}
+                )
+            root = db.session.scalar(select(Jurisdiction).where(Jurisdiction.path == paths[0]))
+        if root is None or root.lat is None or root.lng is None:
+            raise InvalidInput(
+                "该辖区没有中心点坐标，请改用位置搜索", code="no_centre", fields={"lat": ["请提供位置"]}
+            )
+        lat, lng = root.lat, root.lng
+        radius = radius_m or JURISDICTION_RADIUS_M
+    else:
+        radius = min(radius_m or DEFAULT_RADIUS_M, MAX_POINT_RADIUS_M)
+    db.session.rollback()  # nothing to write; release the connection before talking to Redis
+    try:
+        hits = duty_index.search(
+            lat,
+            lng,
+            radius,
+            limit,
+            categories=categories,
+            within_paths=paths,
+            partition=_common_partition(paths),
+        )
+    except RedisError as exc:
+        log.warning("duty index unavailable", extra={"error": str(exc)})
+        raise ServiceUnavailable(
+            "在岗定位服务暂时不可用，请稍后再试", code="duty_index_unavailable"
+        ) from None
+    return {"origin": {"lat": lat, "lng": lng}, "radius_m": radius, "items": hits}
