@@ -18,4 +18,7 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[d
         stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
-    return session.execute(stmt).rowcount or 0
+    # Count the rows RETURNING gives back: with psycopg, SQLAlchemy's implicit RETURNING of the
+    # primary key makes ``rowcount`` -1 whether or not a row was inserted.
+    stmt = stmt.returning(*table.primary_key.columns)
+    return len(session.execute(stmt).all())
