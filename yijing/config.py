@@ -115,6 +115,12 @@ class Config:
     queue_prefix: str
     proxy_hops: int
     extra: dict[str, object] = field(default_factory=dict)
+    # Feed, comments and messages (issue 6).
+    comment_rate_limit: str = "5/minute;60/day"
+    message_rate_limit: str = "3/hour;10/day"
+    feed_page_cache_ttl: int = 60
+    feed_post_cache_ttl: int = 300
+    comment_report_threshold: int = 5
 
     @property
     def is_production(self) -> bool:
@@ -165,6 +171,11 @@ class Config:
             media_root=_str(env, "MEDIA_ROOT", str(ROOT / "var" / "media")),
             queue_prefix=_str(env, "QUEUE_PREFIX", ""),
             proxy_hops=_int(env, "PROXY_HOPS", 0),
+            comment_rate_limit=_str(env, "COMMENT_RATE_LIMIT", "5/minute;60/day"),
+            message_rate_limit=_str(env, "MESSAGE_RATE_LIMIT", "3/hour;10/day"),
+            feed_page_cache_ttl=_int(env, "FEED_PAGE_CACHE_TTL", 60, minimum=1),
+            feed_post_cache_ttl=_int(env, "FEED_POST_CACHE_TTL", 300, minimum=1),
+            comment_report_threshold=_int(env, "COMMENT_REPORT_THRESHOLD", 5, minimum=1),
         )
         if config.is_production:
             config.check_production()

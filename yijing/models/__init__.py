@@ -1,8 +1,19 @@
 """Every model, imported so that Alembic and the app see the whole schema."""
 
 from yijing.models.audit import AuditEntry
+from yijing.models.feed import (
+    Comment,
+    CommentReport,
+    CommentStatus,
+    CounterFlush,
+    Post,
+    PostKind,
+    PostLike,
+    PostStatus,
+)
 from yijing.models.idempotency import IdempotencyRecord
 from yijing.models.jurisdiction import Jurisdiction, JurisdictionLevel
+from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
@@ -10,12 +21,23 @@ from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, 
 __all__ = [
     "AuditEntry",
     "AuthToken",
+    "Comment",
+    "CommentReport",
+    "CommentStatus",
+    "CounterFlush",
     "IdempotencyRecord",
     "Jurisdiction",
     "JurisdictionLevel",
+    "Message",
+    "MessageReply",
+    "MessageStatus",
     "Notification",
     "NotificationStatus",
     "PointsEntry",
+    "Post",
+    "PostKind",
+    "PostLike",
+    "PostStatus",
     "Role",
     "RoleGrant",
     "TokenAudience",
