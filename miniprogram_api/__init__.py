@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from miniprogram_api import auth, jurisdictions, me
+    from miniprogram_api import auth, feed, jurisdictions, me, messages
 
-    for module in (auth, me, jurisdictions):
+    for module in (auth, me, jurisdictions, feed, messages):
         api.register_blueprint(module.blp)

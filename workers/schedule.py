@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import maintenance, queues
+from workers import comments, feed, maintenance, queues
 
 
 @dataclass(frozen=True)
@@ -19,4 +19,8 @@ class PeriodicJob:
 
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
+    PeriodicJob(feed.publish_due, queues.DEFAULT, interval=30, timeout=120),
+    PeriodicJob(feed.flush_counters, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(feed.reconcile_counts, queues.REPORTS, interval=3600, timeout=600),
+    PeriodicJob(comments.sweep_pending_comments, queues.DEFAULT, interval=300, timeout=120),
 ]
