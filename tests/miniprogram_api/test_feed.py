@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 
-def _post(client, headers, tree, *, key="150203", kind="notice", title="通知", body="正文", publish=True, **extra):
+def _post(
+    client, headers, tree, *, key="150203", kind="notice", title="通知", body="正文", publish=True, **extra
+):
     response = client.post(
         "/api/v1/desk/posts",
         json={"kind": kind, "title": title, "body": body, "jurisdiction_id": tree[key], **extra},
@@ -105,7 +107,10 @@ def test_pinned_first_then_newest_and_kind_filter(client, tree, city_desk):
 
 
 def test_cursor_pages_walk_the_whole_feed_in_order(client, tree, city_desk, wechat_login):
-    ids = [_post(client, city_desk, tree, key="150200" if i % 2 else "150203", title=f"第{i}条") for i in range(7)]
+    ids = [
+        _post(client, city_desk, tree, key="150200" if i % 2 else "150203", title=f"第{i}条")
+        for i in range(7)
+    ]
     client.post(f"/api/v1/desk/posts/{ids[2]}/pin", headers=city_desk)
     user = wechat_login("pager")
     _follow(client, user, tree, "150203")
@@ -152,7 +157,9 @@ def test_scheduled_post_shows_at_its_time_pinned_first_and_withdraw_removes_it(a
     assert client.get(f"/api/v1/desk/posts/{draft}", headers=city_desk).get_json()["status"] == "published"
     assert _feed_ids(client) == [draft, older]
 
-    withdrawn = client.post(f"/api/v1/desk/posts/{draft}/withdraw", json={"reason": "信息有误"}, headers=city_desk)
+    withdrawn = client.post(
+        f"/api/v1/desk/posts/{draft}/withdraw", json={"reason": "信息有误"}, headers=city_desk
+    )
     assert withdrawn.status_code == 200
     assert withdrawn.get_json()["status"] == "withdrawn"
     assert _feed_ids(client) == [older]
@@ -253,12 +260,21 @@ def test_likes_are_idempotent_and_counted(app, client, tree, city_desk, wechat_l
 
     post = _post(client, city_desk, tree, key="150200")
     alice, bob = wechat_login("alice"), wechat_login("bob")
-    assert client.post(f"/api/v1/feed/{post}/like", headers=alice).get_json() == {"liked": True, "like_count": 1}
-    assert client.post(f"/api/v1/feed/{post}/like", headers=alice).get_json() == {"liked": True, "like_count": 1}
+    assert client.post(f"/api/v1/feed/{post}/like", headers=alice).get_json() == {
+        "liked": True,
+        "like_count": 1,
+    }
+    assert client.post(f"/api/v1/feed/{post}/like", headers=alice).get_json() == {
+        "liked": True,
+        "like_count": 1,
+    }
     assert client.post(f"/api/v1/feed/{post}/like", headers=bob).get_json()["like_count"] == 2
     detail = client.get(f"/api/v1/feed/{post}", headers=alice).get_json()
     assert detail["like_count"] == 2 and detail["liked"] is True
-    assert client.delete(f"/api/v1/feed/{post}/like", headers=bob).get_json() == {"liked": False, "like_count": 1}
+    assert client.delete(f"/api/v1/feed/{post}/like", headers=bob).get_json() == {
+        "liked": False,
+        "like_count": 1,
+    }
     assert client.delete(f"/api/v1/feed/{post}/like", headers=bob).get_json()["like_count"] == 1
     assert client.get(f"/api/v1/feed/{post}", headers=bob).get_json()["liked"] is False
     assert client.post(f"/api/v1/feed/{post}/like").status_code == 401
