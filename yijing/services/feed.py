@@ -85,8 +85,9 @@ from yijing.sql import insert_ignore
 
 log = logging.getLogger(__name__)
 
-#: Items kept per cached (scope, kind) page; a first page of up to this many is answered from Redis.
-CACHE_SIZE = 50
+#: Items kept per cached (scope, kind) page; a first page of up to this many (the mini-program asks
+#: for the default 20) is answered from Redis. Larger pages decode and sort more on every hit.
+CACHE_SIZE = DEFAULT_LIMIT
 SUMMARY_CHARS = 120
 MAX_IMAGES = 9
 TOMBSTONE = "-"
@@ -103,6 +104,10 @@ RECONCILE_WINDOW = timedelta(days=30)
 #: Flush batch ids are kept this long (a claimed batch is retried within minutes).
 FLUSH_RECORD_RETENTION = timedelta(days=7)
 
+#: A feed scope as the cache names it: :data:`CITY` or a district's jurisdiction id.
+Scope = str | int
+CITY = "city"
+
 _IMAGE_URL = re.compile(r"^https?://[^\s]{1,490}$")
 _MEDIA_ID = re.compile(r"^[1-9][0-9]{0,17}$")
 
@@ -111,11 +116,11 @@ _MEDIA_ID = re.compile(r"^[1-9][0-9]{0,17}$")
 # Redis keys and scripts
 
 
-def _k_page(scope: int, kind: str | None) -> str:
+def _k_page(scope: Scope, kind: str | None) -> str:
     return redis_key("feed", "page", scope, kind or "*")
 
 
-def _k_ver(scope: int, kind: str | None) -> str:
+def _k_ver(scope: Scope, kind: str | None) -> str:
     return redis_key("feed", "ver", scope, kind or "*")
 
 
@@ -127,13 +132,14 @@ def _k_counter(name: str, flushing: bool = False) -> str:
     return redis_key("feed", name, "flushing") if flushing else redis_key("feed", name)
 
 
-# KEYS: detail, views, views flushing, likes, likes flushing. ARGV: post id, "1" to count a view, tombstone.
-# Returns nil on a miss, {tombstone} for a post that is not live, else {detail, v, v', l, l'}.
+# KEYS: detail, views, views flushing, likes, likes flushing. ARGV: post id, "1" to count a view, tombstone,
+# like delta. Returns nil on a miss, {tombstone} for a post that is not live, else {detail, v, v', l, l'}.
 _DETAIL_LUA = """
 local v = redis.call('GET', KEYS[1])
 if not v then return false end
 if v == ARGV[3] then return {v} end
 if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[2], ARGV[1], 1) end
+if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[4], ARGV[1], ARGV[4]) end
 return {v,
   redis.call('HGET', KEYS[2], ARGV[1]) or '0', redis.call('HGET', KEYS[3], ARGV[1]) or '0',
   redis.call('HGET', KEYS[4], ARGV[1]) or '0', redis.call('HGET', KEYS[5], ARGV[1]) or '0'}
@@ -219,17 +225,37 @@ def require_district(district_id: int, field: str = "district_id") -> dict[str, 
     return area
 
 
-def reader_scopes(user_id: int | None, district_id: int | None) -> list[int]:
-    """The scopes a reader sees: the city, and the chosen district or the user's home district."""
+def reader_scopes(user_id: int | None, district_id: int | None) -> list[Scope]:
+    """The scopes a reader sees: the city, and the chosen district or the user's home district.
+
+    The city is named :data:`CITY` rather than by id, so that an anonymous first page needs no look-up.
+    """
     if district_id is not None:
-        area = require_district(district_id)
-        return [s for s in (area["city"], district_id) if s]
+        require_district(district_id)
+        return [CITY, district_id]
     home = auth_service.profile(user_id)["home_jurisdiction"] if user_id is not None else None
-    if home:
-        area = _area(home["id"])
-        return list(dict.fromkeys(s for s in (area["city"], area["district"]) if s))
+    if not home or home["level"] == JurisdictionLevel.CITY:
+        return [CITY]
+    if home["level"] == JurisdictionLevel.DISTRICT:
+        return [CITY, home["id"]]
+    district = _area(home["id"])["district"]
+    return [CITY, district] if district else [CITY]
+
+
+def _scope_ids(scopes: Sequence[Scope]) -> dict[Scope, int]:
+    """Scope → jurisdiction id (the city's looked up); a scope that does not exist is left out."""
+    ids: dict[Scope, int] = {}
+    for scope in scopes:
+        scope_id = _city_id() if scope == CITY else scope
+        if isinstance(scope_id, int):
+            ids[scope] = scope_id
+    return ids
+
+
+def _scopes_of(jurisdiction_ids: Iterable[int]) -> list[Scope]:
+    """The cache names of these scopes (the city's is :data:`CITY`)."""
     city = _city_id()
-    return [city] if city else []
+    return [CITY if jid == city else jid for jid in jurisdiction_ids]
 
 
 def set_home_district(user_id: int, district_id: int, actor: Actor) -> dict[str, Any]:
@@ -327,7 +353,7 @@ def _item(row: Any) -> dict[str, Any]:
             "level": row.jurisdiction_level,
         },
         "pinned": bool(row.pinned),
-        "published_at": row.published_at,
+        "published_at": row.published_at.isoformat(),
         "view_count": row.view_count,
         "like_count": row.like_count,
         "comment_count": row.comment_count,
@@ -335,15 +361,7 @@ def _item(row: Any) -> dict[str, Any]:
 
 
 def _sort_key(item: dict[str, Any]) -> tuple[bool, datetime, int]:
-    return (item["pinned"], item["published_at"], item["id"])
-
-
-def _to_json(item: dict[str, Any]) -> dict[str, Any]:
-    return {**item, "published_at": item["published_at"].isoformat()}
-
-
-def _from_json(item: dict[str, Any]) -> dict[str, Any]:
-    return {**item, "published_at": datetime.fromisoformat(item["published_at"])}
+    return (item["pinned"], datetime.fromisoformat(item["published_at"]), item["id"])
 
 
 def _decode_feed_cursor(cursor: str) -> list[Any]:
@@ -357,7 +375,7 @@ def _decode_feed_cursor(cursor: str) -> list[Any]:
 
 
 def _cached_pages(
-    scopes: Sequence[int], kind: str | None, now: datetime
+    scopes: Sequence[Scope], kind: str | None, now: datetime
 ) -> list[tuple[list[dict[str, Any]], bool]]:
     """The first page of each scope, from Redis where valid, built in one statement where not."""
     keys = [k for s in scopes for k in (_k_ver(s, kind), _k_page(s, kind))]
@@ -367,8 +385,8 @@ def _cached_pages(
     except RedisError as exc:
         log.warning("feed cache read failed, using the database", extra={"error": str(exc)})
         values, redis_ok = [None] * len(keys), False
-    pages: dict[int, tuple[list[dict[str, Any]], bool]] = {}
-    versions: dict[int, int] = {}
+    pages: dict[Scope, tuple[list[dict[str, Any]], bool]] = {}
+    versions: dict[Scope, int] = {}
     for i, scope in enumerate(scopes):
         version = int(values[2 * i] or 0)
         versions[scope] = version
@@ -376,18 +394,20 @@ def _cached_pages(
         if raw is not None:
             page = json.loads(raw)
             if page.get("v") == version:
-                pages[scope] = ([_from_json(item) for item in page["items"]], page["complete"])
-    missing = [s for s in scopes if s not in pages]
+                pages[scope] = (page["items"], page["complete"])
+    missing = _scope_ids([s for s in scopes if s not in pages])
     if missing:
-        rows = _fetch(missing, kind, now, limit=CACHE_SIZE + 1, with_next=True)
-        by_scope: dict[int, list[Any]] = {s: [] for s in missing}
+        rows = _fetch(list(missing.values()), kind, now, limit=CACHE_SIZE + 1, with_next=True)
+        by_id: dict[int, list[Any]] = {jid: [] for jid in missing.values()}
         for row in rows:
-            by_scope[row.jurisdiction_id].append(row)
+            by_id[row.jurisdiction_id].append(row)
         to_store = []
-        for scope in missing:
-            scope_rows = by_scope[scope]
+        for scope, scope_id in missing.items():
+            scope_rows = by_id[scope_id]
             next_at = (
-                scope_rows[0].next_at if scope_rows else db.session.scalar(_next_scheduled(scope, kind, now))
+                scope_rows[0].next_at
+                if scope_rows
+                else db.session.scalar(_next_scheduled(scope_id, kind, now))
             )
             items = [_item(r) for r in scope_rows[:CACHE_SIZE]]
             complete = len(scope_rows) <= CACHE_SIZE
@@ -395,7 +415,7 @@ def _cached_pages(
             ttl_ms = _config().feed_page_cache_ttl * 1000
             if next_at is not None:
                 ttl_ms = min(ttl_ms, math.ceil((next_at - now).total_seconds() * 1000))
-            value = {"v": versions[scope], "complete": complete, "items": [_to_json(it) for it in items]}
+            value = {"v": versions[scope], "complete": complete, "items": items}
             to_store.append((_k_page(scope, kind), json.dumps(value, ensure_ascii=False), max(ttl_ms, 1)))
         if redis_ok:
             try:
@@ -405,7 +425,7 @@ def _cached_pages(
                 pipe.execute()
             except RedisError as exc:
                 log.warning("feed cache write failed", extra={"error": str(exc)})
-    return [pages[s] for s in scopes]
+    return [pages.get(s, ([], True)) for s in scopes]
 
 
 def feed(
@@ -416,28 +436,32 @@ def feed(
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> Page[dict[str, Any]]:
-    """A page of the reader's feed: pinned posts first, then newest first."""
+    """A page of the reader's feed: pinned posts first, then newest first.
+
+    Items are in their wire format already (``published_at`` an ISO 8601 string), the shape
+    ``FeedItemSchema`` documents: the hottest read of the system skips a second serialisation.
+    """
     limit = max(1, min(limit, MAX_LIMIT))
     scopes = reader_scopes(user_id, district_id)
-    if not scopes:
-        return Page(items=[], next_cursor=None)
     now = utcnow()
     if cursor is None and limit <= CACHE_SIZE:
-        merged: list[dict[str, Any]] = []
+        keyed: list[tuple[tuple[bool, datetime, int], dict[str, Any]]] = []
         complete = True
         for items, scope_complete in _cached_pages(scopes, kind, now):
-            merged.extend(item for item in items if item["published_at"] <= now)
+            keyed.extend((_sort_key(item), item) for item in items)
             complete = complete and scope_complete
-        merged.sort(key=_sort_key, reverse=True)
-        has_more = len(merged) > limit or not complete
+        keyed = [pair for pair in keyed if pair[0][1] <= now]
+        has_more = len(keyed) > limit or not complete
     else:
         after = _decode_feed_cursor(cursor) if cursor else None
-        merged = [_item(r) for r in _fetch(scopes, kind, now, after=after, limit=limit + 1)]
-        merged.sort(key=_sort_key, reverse=True)
-        has_more = len(merged) > limit
-    page = merged[:limit]
-    next_cursor = encode_cursor(list(_sort_key(page[-1]))) if has_more and page else None
-    return Page(items=page, next_cursor=next_cursor)
+        ids = list(_scope_ids(scopes).values())
+        rows = _fetch(ids, kind, now, after=after, limit=limit + 1) if ids else []
+        keyed = [(_sort_key(item), item) for item in map(_item, rows)]
+        has_more = len(keyed) > limit
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
+    page = keyed[:limit]
+    next_cursor = encode_cursor(list(page[-1][0])) if has_more and page else None
+    return Page(items=[item for _key, item in page], next_cursor=next_cursor)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -524,13 +548,19 @@ def _counter_keys(post_id: int) -> list[str]:
     ]
 
 
-def _read_detail(post_id: int, *, count_view: bool) -> dict[str, Any]:
-    """The live post's detail with live counts; NotFound when it is not live."""
+def _read_detail(post_id: int, *, count_view: bool = False, like_delta: int = 0) -> dict[str, Any]:
+    """The live post's detail with live counts; NotFound when it is not live.
+
+    ``count_view`` counts a view; ``like_delta`` (±1, after a committed like or unlike) moves the
+    pending like count, in the same round trip.
+    """
     redis_ok = True
     try:
         script = redis_client().register_script(_DETAIL_LUA)
-        result = script(keys=_counter_keys(post_id), args=[post_id, "1" if count_view else "0", TOMBSTONE])
+        args = [post_id, "1" if count_view else "0", TOMBSTONE, str(like_delta)]
+        result = script(keys=_counter_keys(post_id), args=args)
     except RedisError as exc:
+        # A like's delta is lost with it: the flush or the hourly recount sets the count from the rows.
         log.warning("feed detail read failed, using the database", extra={"error": str(exc)})
         result, redis_ok = None, False
     if result:
@@ -554,6 +584,8 @@ def _read_detail(post_id: int, *, count_view: bool) -> dict[str, Any]:
                 if value != TOMBSTONE:
                     if count_view:
                         pipe.hincrby(_k_counter("views"), str(post_id), 1)
+                    if like_delta:
+                        pipe.hincrby(_k_counter("likes"), str(post_id), like_delta)
                     for key in _counter_keys(post_id)[1:]:
                         pipe.hget(key, str(post_id))
                 answers = pipe.execute()
@@ -593,25 +625,15 @@ def live_post(post_id: int) -> dict[str, Any]:
 # Likes
 
 
-def _like_delta(post_id: int, delta: int) -> None:
-    if not delta:
-        return
-    try:
-        redis_client().hincrby(_k_counter("likes"), str(post_id), delta)
-    except RedisError as exc:
-        # The row is committed; the flush or the hourly reconcile brings the count back in line.
-        log.warning("like counter update failed", extra={"error": str(exc), "post_id": post_id})
-
-
 def like(post_id: int, user_id: int) -> dict[str, Any]:
-    """Like a live post; liking again changes nothing."""
+    """Like a live post; liking again changes nothing (one row per user: ON CONFLICT DO NOTHING)."""
     live_post(post_id)
     inserted = insert_ignore(
         db.session(), PostLike, {"post_id": post_id, "user_id": user_id, "created_at": utcnow()}
     )
     db.session.commit()
-    _like_delta(post_id, 1 if inserted else 0)
-    return {"liked": True, "like_count": live_post(post_id)["like_count"]}
+    counts = _read_detail(post_id, like_delta=1 if inserted else 0)
+    return {"liked": True, "like_count": counts["like_count"]}
 
 
 def unlike(post_id: int, user_id: int) -> dict[str, Any]:
@@ -621,8 +643,8 @@ def unlike(post_id: int, user_id: int) -> dict[str, Any]:
         PostLike.__table__.delete().where(PostLike.post_id == post_id, PostLike.user_id == user_id)
     ).rowcount
     db.session.commit()
-    _like_delta(post_id, -1 if deleted else 0)
-    return {"liked": False, "like_count": live_post(post_id)["like_count"]}
+    counts = _read_detail(post_id, like_delta=-1 if deleted else 0)
+    return {"liked": False, "like_count": counts["like_count"]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -730,8 +752,16 @@ def reconcile_counts() -> int:
 
 
 def bump_pages(pairs: Iterable[tuple[int, str]]) -> None:
-    """After a commit: invalidate the cached pages of these (scope, kind) pairs (and the unfiltered ones)."""
-    keys = sorted({k for scope, kind in pairs for k in (_k_ver(scope, None), _k_ver(scope, kind))})
+    """After a commit: invalidate the cached pages of these (scope id, kind) pairs and the unfiltered ones."""
+    pairs = list(pairs)
+    scopes = _scopes_of(scope_id for scope_id, _kind in pairs)
+    keys = sorted(
+        {
+            k
+            for scope, (_id, kind) in zip(scopes, pairs, strict=True)
+            for k in (_k_ver(scope, None), _k_ver(scope, kind))
+        }
+    )
     if not keys:
         return
     try:
