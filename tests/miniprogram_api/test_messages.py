@@ -155,3 +155,26 @@ def test_qa_needs_both_consents_and_shows_in_the_feed(app, client, tree, wechat_
     client.put(f"/api/v1/messages/{message['id']}/consent", json={"publish_consent": False}, headers=alice)
     assert client.get("/api/v1/feed", query_string={"district_id": tree["150203"]}).get_json()["items"] == []
     assert client.get(f"/api/v1/feed/{post_id}").status_code == 404
+
+
+def test_consent_can_be_taken_back_after_the_desk_withdrew_the_qa(client, tree, wechat_login, desk):
+    alice = _resident(client, wechat_login, tree)
+    message = _write(client, alice, publish_consent=True)
+    client.post(f"/api/v1/desk/messages/{message['id']}/replies", json={"body": "已处理"}, headers=desk)
+    post_id = client.post(
+        f"/api/v1/desk/messages/{message['id']}/publish-qa", json={}, headers=desk
+    ).get_json()["qa_post_id"]
+    client.post(f"/api/v1/desk/posts/{post_id}/withdraw", json={"reason": "过时"}, headers=desk)
+    taken = client.put(
+        f"/api/v1/messages/{message['id']}/consent", json={"publish_consent": False}, headers=alice
+    )
+    assert taken.get_json()["publish_consent"] is False
+    assert (
+        client.get(f"/api/v1/messages/{message['id']}", headers=alice).get_json()["publish_consent"] is False
+    )
+    refused = client.post(f"/api/v1/desk/messages/{message['id']}/publish-qa", json={}, headers=desk)
+    assert refused.status_code == 409
+    client.put(f"/api/v1/messages/{message['id']}/consent", json={"publish_consent": True}, headers=alice)
+    again = client.post(f"/api/v1/desk/messages/{message['id']}/publish-qa", json={}, headers=desk)
+    assert again.status_code == 201
+    assert again.get_json()["qa_post_id"] != post_id

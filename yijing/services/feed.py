@@ -202,7 +202,8 @@ def _city_id() -> int | None:
         .order_by(Jurisdiction.id)
         .limit(1)
     )
-    cache.set_json(city or 0, AREA_TTL, "feed", "city")
+    # No city yet (the tree is not imported): remember that only briefly.
+    cache.set_json(city or 0, AREA_TTL if city else 10, "feed", "city")
     return city
 
 
@@ -998,7 +999,9 @@ def withdraw_post(principal: Principal, actor: Actor, post_id: int, reason: str)
 
 
 def _withdraw(post: Post, scope: Jurisdiction, actor: Actor, reason: str) -> dict[str, Any]:
+    """Withdraw and commit (with whatever else the caller's transaction holds)."""
     if post.status == PostStatus.WITHDRAWN:
+        db.session.commit()
         return desk_view(post, scope)
     was_shown = _shows_in_pages(post.status)
     now = utcnow()
