@@ -14,7 +14,9 @@ Visibility
 
 Feed pages (``GET /api/v1/feed``)
     Redis holds, per (scope, kind filter), the first :data:`CACHE_SIZE` items and a version number.
-    A reader fetches the versions and pages of its one or two scopes in one MGET and merges them. A page
+    A reader fetches the versions and pages of its one or two scopes in one MGET and merges them (the
+    city's keys are named ``city``, so an anonymous reader needs nothing else). Items are cached in wire
+    format, so a hit decodes JSON and sorts at most 2 × 20 items and runs no schema dump. A page
     counts only when its stored version equals the current one; writers INCR the versions of exactly the
     (scope, kind) pairs a change touches, after the commit. A reader that built a page from a snapshot
     taken before a change writes it under the old version, so it is never served after the change. A page
@@ -25,7 +27,9 @@ Feed pages (``GET /api/v1/feed``)
 Post detail (``GET /api/v1/feed/{id}``)
     One Lua call returns the cached detail and the pending counter deltas and counts the view. A miss is
     one primary-key query; the result is stored with SET NX so that it never overwrites what a writer
-    stored. Writers store the fresh detail (or a tombstone when it is withdrawn) after their commit.
+    stored. Writers store the fresh detail (or a tombstone when it is withdrawn) after their commit, so a
+    withdrawn post is gone at once even if a reader was rebuilding it; the counter flush only deletes the
+    details of the posts it touched.
 
 Counters
     Views: HINCRBY into a Redis hash; :func:`flush_counters` claims the hash atomically (RENAME into a
@@ -39,6 +43,8 @@ Counters
     shown count live; the flush recomputes ``posts.like_count`` from the rows (idempotent), and
     :func:`reconcile_counts` recomputes recent posts hourly, so losing Redis loses nothing.
     Comments: ``posts.comment_count`` changes in the transaction that makes a comment visible or not.
+    Shown counts are the stored ones plus the pending deltas: exact at rest, off by a few for a moment
+    around a flush. Feed items carry the stored counts (refreshed with the page).
 """
 
 from __future__ import annotations
@@ -213,6 +219,7 @@ def district_of(jurisdiction_id: int) -> int | None:
 
 
 def require_district(district_id: int, field: str = "district_id") -> dict[str, Any]:
+    """The area of a district-level jurisdiction; 422 naming ``field`` for anything else."""
     try:
         area = _area(district_id)
     except NotFound:
