@@ -104,8 +104,11 @@ def _user_id() -> int | None:
 @blp.response(200, page_of(FeedItemSchema))
 def list_feed(args: dict[str, Any]) -> Response:
     """The feed: city-wide posts and the district's, pinned first, then newest."""
+    principal = optional_principal()
     page = feed_service.feed(
-        _user_id(),
+        principal.user_id if principal else None,
+        # Where the Principal carries the profile loaded with it (newer foundation), reuse it.
+        profile=getattr(principal, "profile", None),
         district_id=args["district_id"],
         kind=args["kind"],
         cursor=args["cursor"],

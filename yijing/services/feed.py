@@ -54,7 +54,7 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -233,15 +233,20 @@ def require_district(district_id: int, field: str = "district_id") -> dict[str, 
     return area
 
 
-def reader_scopes(user_id: int | None, district_id: int | None) -> list[Scope]:
+def reader_scopes(
+    user_id: int | None, district_id: int | None, profile: Mapping[str, Any] | None = None
+) -> list[Scope]:
     """The scopes a reader sees: the city, and the chosen district or the user's home district.
 
     The city is named :data:`CITY` rather than by id, so that an anonymous first page needs no look-up.
+    ``profile`` is the user's profile when the request already loaded it (saves reading it again).
     """
     if district_id is not None:
         require_district(district_id)
         return [CITY, district_id]
-    home = auth_service.profile(user_id)["home_jurisdiction"] if user_id is not None else None
+    if user_id is not None and profile is None:
+        profile = auth_service.profile(user_id)
+    home = profile["home_jurisdiction"] if profile is not None else None
     if not home or home["level"] == JurisdictionLevel.CITY:
         return [CITY]
     if home["level"] == JurisdictionLevel.DISTRICT:
@@ -439,6 +444,7 @@ def _cached_pages(
 def feed(
     user_id: int | None,
     *,
+    profile: Mapping[str, Any] | None = None,
     district_id: int | None = None,
     kind: str | None = None,
     cursor: str | None = None,
@@ -450,7 +456,7 @@ def feed(
     ``FeedItemSchema`` documents: the hottest read of the system skips a second serialisation.
     """
     limit = max(1, min(limit, MAX_LIMIT))
-    scopes = reader_scopes(user_id, district_id)
+    scopes = reader_scopes(user_id, district_id, profile)
     now = utcnow()
     if cursor is None and limit <= CACHE_SIZE:
         keyed: list[tuple[tuple[bool, datetime, int], dict[str, Any]]] = []
