@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from desk import auth, clue_replies, clues, jurisdictions, teams, volunteers
+    from desk import auth, clue_replies, clues, comments, feed, jurisdictions, messages, teams, volunteers
 
-    for module in (auth, jurisdictions, volunteers, teams, clues, clue_replies):
+    for module in (auth, jurisdictions, volunteers, teams, clues, clue_replies, feed, comments, messages):
         api.register_blueprint(module.blp)

@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from miniprogram_api import auth, clues, jurisdictions, me, media, volunteers
+    from miniprogram_api import auth, clues, feed, jurisdictions, me, media, messages, volunteers
 
-    for module in (auth, me, jurisdictions, volunteers, media, clues):
+    for module in (auth, me, jurisdictions, volunteers, media, clues, feed, messages):
         api.register_blueprint(module.blp)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
+from marshmallow import Schema, fields
 
 from yijing.services import auth as auth_service
-from yijing.web.auth import current_principal, login_required
+from yijing.services import feed as feed_service
+from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.schemas import MeSchema
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="当前用户")
@@ -20,3 +22,16 @@ def get_me() -> dict[str, Any]:
     """The user, their roles and the jurisdictions they hold them in."""
     principal = current_principal()
     return auth_service.me(principal.user_id, principal.profile)
+
+
+class DistrictInSchema(Schema):
+    district_id = fields.Integer(required=True, metadata={"description": "区（旗县）一级辖区的编号"})
+
+
+@blp.route("/district", methods=["PUT"])
+@login_required
+@blp.arguments(DistrictInSchema)
+@blp.response(200, MeSchema)
+def set_district(data: dict[str, Any]) -> dict[str, Any]:
+    """Follow a district: its posts join your feed and your messages go to its police."""
+    return feed_service.set_home_district(current_principal().user_id, data["district_id"], current_actor())

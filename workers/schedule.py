@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import clues, duty, maintenance, media, queues
+from workers import clues, comments, duty, feed, maintenance, media, queues
 
 
 @dataclass(frozen=True)
@@ -23,4 +23,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(media.purge_orphans, queues.DEFAULT, interval=3600),
     # Searches already skip stale entries; this removes them and marks them off duty in the database.
     PeriodicJob(duty.evict_stale, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(feed.publish_due, queues.DEFAULT, interval=30, timeout=120),
+    PeriodicJob(feed.flush_counters, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(feed.reconcile_counts, queues.REPORTS, interval=3600, timeout=600),
+    PeriodicJob(comments.sweep_pending_comments, queues.DEFAULT, interval=300, timeout=120),
 ]

@@ -134,6 +134,12 @@ class Config:
     volunteer_number_prefix: str = "BTYJ"
     duty_ping_window_seconds: int = 600
     duty_db_sync_seconds: int = 240
+    # Feed, comments and messages (issue 6).
+    comment_rate_limit: str = "5/minute;60/day"
+    message_rate_limit: str = "3/hour;10/day"
+    feed_page_cache_ttl: int = 60
+    feed_post_cache_ttl: int = 300
+    comment_report_threshold: int = 5
 
     @property
     def is_production(self) -> bool:
@@ -201,6 +207,11 @@ class Config:
             volunteer_number_prefix=_str(env, "VOLUNTEER_NUMBER_PREFIX", "BTYJ"),
             duty_ping_window_seconds=_int(env, "DUTY_PING_WINDOW_SECONDS", 600, minimum=30),
             duty_db_sync_seconds=_int(env, "DUTY_DB_SYNC_SECONDS", 240, minimum=0),
+            comment_rate_limit=_str(env, "COMMENT_RATE_LIMIT", "5/minute;60/day"),
+            message_rate_limit=_str(env, "MESSAGE_RATE_LIMIT", "3/hour;10/day"),
+            feed_page_cache_ttl=_int(env, "FEED_PAGE_CACHE_TTL", 60, minimum=1),
+            feed_post_cache_ttl=_int(env, "FEED_POST_CACHE_TTL", 300, minimum=1),
+            comment_report_threshold=_int(env, "COMMENT_REPORT_THRESHOLD", 5, minimum=1),
         )
         if config.volunteer_min_age > config.volunteer_max_age:
             raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")

@@ -11,9 +11,20 @@ from yijing.models.clue import (
     CluePhoto,
     ClueStatus,
 )
+from yijing.models.feed import (
+    Comment,
+    CommentReport,
+    CommentStatus,
+    CounterFlush,
+    Post,
+    PostKind,
+    PostLike,
+    PostStatus,
+)
 from yijing.models.idempotency import IdempotencyRecord
 from yijing.models.jurisdiction import Jurisdiction, JurisdictionLevel
 from yijing.models.media import Media, MediaPurpose
+from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
@@ -37,14 +48,25 @@ __all__ = [
     "ClueMessage",
     "CluePhoto",
     "ClueStatus",
+    "Comment",
+    "CommentReport",
+    "CommentStatus",
+    "CounterFlush",
     "IdempotencyRecord",
     "Jurisdiction",
     "JurisdictionLevel",
     "Media",
     "MediaPurpose",
+    "Message",
+    "MessageReply",
+    "MessageStatus",
     "Notification",
     "NotificationStatus",
     "PointsEntry",
+    "Post",
+    "PostKind",
+    "PostLike",
+    "PostStatus",
     "PrivacyConsent",
     "Role",
     "RoleGrant",

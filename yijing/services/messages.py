@@ -1,0 +1,292 @@
+"""Messages to the police (留言): a resident writes to their district's police, the desk answers.
+
+A message goes to a district: the one the resident names, else their home district. The desk's inbox
+shows the messages of the districts where the staff member holds ``message.answer``, by status
+(new → answered → closed). Each reply notifies the resident through the outbox. A question and its
+answer become a public Q&A post on the feed only with both consents: the resident's flag on the
+message and the desk's decision to publish. Withdrawing the consent withdraws the Q&A post.
+
+Messages are private to the resident and the police, so they are not sent to WeChat's content check;
+the desk reviews (and may edit) the text it publishes as a Q&A.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from yijing import policies
+from yijing.actor import Actor
+from yijing.errors import Conflict, InvalidInput, NotFound
+from yijing.extensions import db
+from yijing.models import Jurisdiction, Message, MessageReply, MessageStatus, Post, PostKind, PostStatus, User
+from yijing.models.base import utcnow
+from yijing.pagination import DEFAULT_LIMIT, Page, SortKey, paginate
+from yijing.policies import Permission, Principal
+from yijing.services import audit, feed, jurisdictions, outbox
+
+MAX_LENGTH = 1000
+
+
+def _district(jurisdiction: Jurisdiction) -> dict[str, Any]:
+    return {"id": jurisdiction.id, "name": jurisdiction.name, "level": jurisdiction.level}
+
+
+def _replies(message_id: int, *, for_desk: bool) -> list[dict[str, Any]]:
+    rows = db.session.execute(
+        select(MessageReply, User.display_name)
+        .join(User, User.id == MessageReply.author_id)
+        .where(MessageReply.message_id == message_id)
+        .order_by(MessageReply.id)
+    ).all()
+    replies = []
+    for reply, name in rows:
+        item = {"id": reply.id, "body": reply.body, "created_at": reply.created_at, "author_name": "值班民警"}
+        if for_desk:
+            item.update(author_id=reply.author_id, author_name=name or "值班民警")
+        replies.append(item)
+    return replies
+
+
+def _view(
+    message: Message, district: Jurisdiction, *, replies: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    view = {
+        "id": message.id,
+        "body": message.body,
+        "status": message.status,
+        "publish_consent": bool(message.publish_consent),
+        "district": _district(district),
+        "created_at": message.created_at,
+        "answered_at": message.answered_at,
+        "closed_at": message.closed_at,
+        "qa_post_id": message.qa_post_id,
+    }
+    if replies is not None:
+        view["replies"] = replies
+    return view
+
+
+def _desk_view(
+    message: Message, district: Jurisdiction, user_name: str | None, *, with_replies: bool = False
+) -> dict[str, Any]:
+    view = _view(message, district, replies=_replies(message.id, for_desk=True) if with_replies else None)
+    view.update(user_id=message.user_id, user_name=user_name or "微信用户")
+    return view
+
+
+def _clean(body: str, field: str = "body") -> str:
+    body = body.strip()
+    if not body:
+        raise InvalidInput("内容不能为空", code="empty_message", fields={field: ["不能为空"]})
+    if len(body) > MAX_LENGTH:
+        raise InvalidInput(
+            f"最多 {MAX_LENGTH} 个字", code="message_too_long", fields={field: [f"最多 {MAX_LENGTH} 个字"]}
+        )
+    return body
+
+
+# --------------------------------------------------------------------------------------------------
+# The resident
+
+
+def create(user_id: int, body: str, *, district_id: int | None, publish_consent: bool) -> dict[str, Any]:
+    """Leave a message for the police of a district (the named one, else the home district)."""
+    body = _clean(body)
+    if district_id is None:
+        home = db.session.scalar(select(User.home_jurisdiction_id).where(User.id == user_id))
+        district_id = feed.district_of(home) if home else None
+        if district_id is None:
+            raise InvalidInput(
+                "请先选择留言要发给哪个区（旗县）的民警",
+                code="district_required",
+                fields={"district_id": ["未设置所在区，请选择"]},
+            )
+    else:
+        feed.require_district(district_id)
+    message = Message(
+        user_id=user_id,
+        jurisdiction_id=district_id,
+        body=body,
+        status=MessageStatus.NEW,
+        publish_consent=publish_consent,
+    )
+    db.session.add(message)
+    db.session.commit()
+    return _view(message, db.session.get(Jurisdiction, district_id), replies=[])
+
+
+def _own(user_id: int, message_id: int) -> tuple[Message, Jurisdiction]:
+    row = db.session.execute(
+        select(Message, Jurisdiction)
+        .join(Jurisdiction, Jurisdiction.id == Message.jurisdiction_id)
+        .where(Message.id == message_id, Message.user_id == user_id)
+    ).first()
+    if row is None:
+        raise NotFound("留言不存在", code="message_not_found")
+    return row[0], row[1]
+
+
+def list_mine(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> Page[dict[str, Any]]:
+    """The resident's own messages, newest first."""
+    stmt = (
+        select(Message, Jurisdiction)
+        .join(Jurisdiction, Jurisdiction.id == Message.jurisdiction_id)
+        .where(Message.user_id == user_id)
+    )
+    page = paginate(
+        stmt, [SortKey(Message.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
+    )
+    return Page(items=[_view(m, j) for m, j in page.items], next_cursor=page.next_cursor)
+
+
+def get_mine(user_id: int, message_id: int) -> dict[str, Any]:
+    """One of the resident's messages with the police's replies."""
+    message, district = _own(user_id, message_id)
+    return _view(message, district, replies=_replies(message.id, for_desk=False))
+
+
+def set_consent(user_id: int, message_id: int, consent: bool, actor: Actor) -> dict[str, Any]:
+    """Give or take back the consent to publish the message as a Q&A (taking it back withdraws it)."""
+    message, district = _own(user_id, message_id)
+    message.publish_consent = consent
+    qa_post_id = message.qa_post_id
+    if not consent and qa_post_id is not None:
+        audit.record(actor, "message.consent_withdrawn", "message", message.id)
+        feed.withdraw_system(qa_post_id, actor, "留言人撤回了公开同意")  # commits the consent too
+    else:
+        db.session.commit()
+    return _view(message, district, replies=_replies(message.id, for_desk=False))
+
+
+# --------------------------------------------------------------------------------------------------
+# The desk
+
+
+def _answerable(principal: Principal, message_id: int) -> tuple[Message, Jurisdiction, str | None]:
+    row = db.session.execute(
+        select(Message, Jurisdiction, User.display_name)
+        .join(Jurisdiction, Jurisdiction.id == Message.jurisdiction_id)
+        .join(User, User.id == Message.user_id)
+        .where(Message.id == message_id)
+    ).first()
+    if row is None:
+        raise NotFound("留言不存在", code="message_not_found")
+    policies.require(principal, Permission.MESSAGE_ANSWER, row[1].path)
+    return row[0], row[1], row[2]
+
+
+def inbox(
+    principal: Principal, *, status: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+) -> Page[dict[str, Any]]:
+    """Messages to the districts in the staff member's scopes, newest first."""
+    paths = policies.require_somewhere(principal, Permission.MESSAGE_ANSWER)
+    stmt = (
+        select(Message, Jurisdiction, User.display_name)
+        .join(Jurisdiction, Jurisdiction.id == Message.jurisdiction_id)
+        .join(User, User.id == Message.user_id)
+        .where(jurisdictions.in_subtrees(Jurisdiction.path, paths))
+    )
+    if status:
+        stmt = stmt.where(Message.status == status)
+    page = paginate(
+        stmt, [SortKey(Message.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
+    )
+    return Page(items=[_desk_view(*row) for row in page.items], next_cursor=page.next_cursor)
+
+
+def desk_get(principal: Principal, message_id: int) -> dict[str, Any]:
+    message, district, name = _answerable(principal, message_id)
+    return _desk_view(message, district, name, with_replies=True)
+
+
+def reply(principal: Principal, actor: Actor, message_id: int, body: str) -> dict[str, Any]:
+    """Answer a message; the resident is notified."""
+    message, district, name = _answerable(principal, message_id)
+    if message.status == MessageStatus.CLOSED:
+        raise Conflict("留言已关闭，不能再回复", code="message_closed")
+    answer = MessageReply(message_id=message.id, author_id=principal.user_id, body=_clean(body))
+    db.session.add(answer)
+    db.session.flush()
+    message.status = MessageStatus.ANSWERED
+    message.answered_at = message.answered_at or utcnow()
+    audit.record(actor, "message.reply", "message", message.id, data={"reply_id": answer.id})
+    outbox.notify(
+        message.user_id,
+        "message.reply",
+        title="民警回复了您的留言",
+        body=answer.body[:200],
+        data={"message_id": message.id},
+        page=f"pages/messages/detail?id={message.id}",
+        dedupe_key=f"message:{message.id}:reply:{answer.id}",
+    )
+    db.session.commit()
+    return _desk_view(message, district, name, with_replies=True)
+
+
+def close(principal: Principal, actor: Actor, message_id: int, reason: str | None) -> dict[str, Any]:
+    """Close a message (answered, or needing no answer)."""
+    message, district, name = _answerable(principal, message_id)
+    if message.status != MessageStatus.CLOSED:
+        message.status = MessageStatus.CLOSED
+        message.closed_at = utcnow()
+        audit.record(actor, "message.close", "message", message.id, reason=reason)
+        db.session.commit()
+    return _desk_view(message, district, name, with_replies=True)
+
+
+def publish_qa(
+    principal: Principal,
+    actor: Actor,
+    message_id: int,
+    *,
+    title: str | None = None,
+    question: str | None = None,
+    answer: str | None = None,
+) -> dict[str, Any]:
+    """Publish the question and its answer as a public Q&A post in the message's district.
+
+    Needs the resident's consent on the message and an answer; the desk may edit both texts (to
+    take out personal details). The resident is notified.
+    """
+    message, district, name = _answerable(principal, message_id)
+    policies.require(principal, Permission.FEED_PUBLISH, district.path)
+    if not message.publish_consent:
+        raise Conflict("留言人未同意公开，不能发布为问答", code="no_resident_consent")
+    if message.qa_post_id is not None:
+        status = db.session.scalar(select(Post.status).where(Post.id == message.qa_post_id))
+        if status != PostStatus.WITHDRAWN:
+            raise Conflict("该留言已发布为问答", code="qa_already_published")
+    last_reply = db.session.scalar(
+        select(MessageReply.body)
+        .where(MessageReply.message_id == message.id)
+        .order_by(MessageReply.id.desc())
+        .limit(1)
+    )
+    if last_reply is None:
+        raise Conflict("留言尚未回复，不能发布为问答", code="message_not_answered")
+    question_text = _clean(question or message.body, "question")
+    answer_text = _clean(answer or last_reply, "answer")
+    post = feed.create_live_post(
+        kind=PostKind.QA,
+        title=(title or f"群众问答：{question_text}").strip()[:100],
+        body=f"问：{question_text}\n\n答：{answer_text}",
+        jurisdiction_id=district.id,
+        author_id=principal.user_id,
+        actor=actor,
+    )
+    message.qa_post_id = post.id
+    audit.record(actor, "message.publish_qa", "message", message.id, data={"post_id": post.id})
+    outbox.notify(
+        message.user_id,
+        "message.qa_published",
+        title="您的留言已作为问答公开",
+        body=post.title,
+        data={"message_id": message.id, "post_id": post.id},
+        page=f"pages/feed/detail?id={post.id}",
+        dedupe_key=f"message:{message.id}:qa:{post.id}",
+    )
+    db.session.commit()
+    feed.after_publish(post.id)
+    return _desk_view(message, district, name, with_replies=True)
