@@ -19,3 +19,20 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[d
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
     return session.execute(stmt).rowcount or 0
+
+
+def insert_ignore_returning(
+    session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]], column: str = "id"
+) -> list[Any]:
+    """Like :func:`insert_ignore`; returns ``column`` of the rows inserted (a conflict returns nothing)."""
+    if isinstance(values, list) and not values:
+        return []
+    dialect = session.get_bind().dialect.name
+    table = model.__table__
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
+        raise NotImplementedError(dialect)
+    return list(session.execute(stmt.returning(table.c[column])).scalars())
