@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from desk import auth, jurisdictions
+    from desk import auth, broadcasts, jurisdictions, outbox
 
-    for module in (auth, jurisdictions):
+    for module in (auth, jurisdictions, broadcasts, outbox):
         api.register_blueprint(module.blp)

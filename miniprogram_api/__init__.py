@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from miniprogram_api import auth, jurisdictions, me
+    from miniprogram_api import auth, jurisdictions, me, notifications
 
-    for module in (auth, me, jurisdictions):
+    for module in (auth, me, jurisdictions, notifications):
         api.register_blueprint(module.blp)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import maintenance, queues
+from workers import maintenance, notifications, queues
 
 
 @dataclass(frozen=True)
@@ -19,4 +19,6 @@ class PeriodicJob:
 
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
+    # Rows left pending (Redis outage, a worker killed mid-batch, a deploy) and stalled fan-outs.
+    PeriodicJob(notifications.sweep, queues.NOTIFY, interval=60, timeout=120),
 ]
