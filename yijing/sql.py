@@ -9,16 +9,12 @@ from sqlalchemy.orm import Session
 
 
 def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]]) -> int:
-    """INSERT … ON CONFLICT DO NOTHING in the session's transaction; returns rows inserted."""
-    dialect = session.get_bind().dialect.name
-    table = model.__table__
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only PostgreSQL and SQLite are supported
-        raise NotImplementedError(dialect)
-    return session.execute(stmt).rowcount or 0
+    """INSERT … ON CONFLICT DO NOTHING in the session's transaction; returns rows inserted.
+
+    Counted with RETURNING: psycopg 3 reports ``rowcount`` -1 for this statement on PostgreSQL.
+    """
+    primary_key = next(iter(model.__table__.primary_key.columns)).name
+    return len(insert_ignore_returning(session, model, values, primary_key))
 
 
 def insert_ignore_returning(
