@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -240,25 +241,30 @@ def list_for(principal: Principal, *, cursor: str | None, limit: int) -> Page[Br
 
 
 def cancel(principal: Principal, actor: Actor, broadcast_id: int) -> Broadcast:
-    """Stop the fan-out at its next chunk; rows written but not yet sent stay in the inbox only."""
+    """Stop the fan-out at its next chunk; rows written but not yet sent stay in the inbox only.
+
+    A broadcast whose rows are all written may still be cancelled: what WeChat has not received yet
+    is then not sent.
+    """
+    cancellable = [*OPEN_STATUSES, BroadcastStatus.COMPLETED]
     broadcast, _ = _get_in_scope(principal, broadcast_id)
-    if broadcast.status not in OPEN_STATUSES:
-        raise Conflict("该群发已结束，无法取消", code="broadcast_finished")
+    if broadcast.status not in cancellable:
+        raise Conflict("该群发已取消或已失败", code="broadcast_finished")
     now = utcnow()
     changed = db.session.execute(
         update(Broadcast)
-        .where(Broadcast.id == broadcast.id, Broadcast.status.in_(list(OPEN_STATUSES)))
+        .where(Broadcast.id == broadcast.id, Broadcast.status.in_(cancellable))
         .values(
             status=BroadcastStatus.CANCELLED,
             cancelled_at=now,
             cancelled_by_id=actor.user_id,
-            finished_at=now,
+            finished_at=func.coalesce(Broadcast.finished_at, now),
         )
         .execution_options(synchronize_session=False)
     ).rowcount
     if not changed:
         db.session.rollback()
-        raise Conflict("该群发已结束，无法取消", code="broadcast_finished")
+        raise Conflict("该群发已取消或已失败", code="broadcast_finished")
     audit.record(actor, "broadcast.cancel", "broadcast", broadcast.id)
     db.session.commit()
     db.session.refresh(broadcast)
@@ -368,8 +374,12 @@ def fan_out_step(broadcast_id: int) -> int | None:
         log.info("broadcast fanned out", extra={"broadcast_id": broadcast_id, "rows": broadcast.written})
         return None
     pace = len(user_ids) * 60 / broadcast.rate_per_minute
-    elapsed = (utcnow() - started).total_seconds()
-    return max(math.ceil(pace - elapsed), 0)
+    wait = pace - (utcnow() - started).total_seconds()
+    if wait < 1:
+        # Less than RQ's scheduling grain (a second): wait here rather than write too fast.
+        time.sleep(max(wait, 0))
+        return 0
+    return math.ceil(wait)
 
 
 def revive_stalled() -> list[int]:
