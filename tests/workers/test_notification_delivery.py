@@ -361,6 +361,21 @@ def test_a_batch_hands_back_what_it_cannot_start_before_its_lease_ends(
     assert len(fake_wechat.state.requests(SEND)) == 2
 
 
+def test_sends_wait_for_the_shared_rate(app, app_ctx, fake_wechat, monkeypatch):
+    # One send a minute, a lease of two seconds: at most one row can go, the rest is handed back.
+    configure(app, monkeypatch, wechat_send_rate_per_minute=1, notify_claim_lease=2)
+    for i in range(3):
+        user_id = add_user(f"slow{i}")
+        accept(user_id)
+        outbox.notify(user_id, "task.reminder", title="提醒", dedupe_key=f"slow:{i}")
+    db.session.commit()
+    ids = sorted(db.session.scalars(select(Notification.id)))
+    report = delivery.deliver_batch(ids)
+    assert len(report.sent) <= 1
+    assert sorted(report.sent + report.released) == ids
+    assert len(fake_wechat.state.requests(SEND)) == len(report.sent)
+
+
 # -- the sweeper --
 
 
@@ -394,12 +409,6 @@ def test_the_sweeper_delivers_what_the_relay_could_not_enqueue(app, app_ctx, fak
     assert len(fake_wechat.state.requests(SEND)) == 1
 
 
-def test_the_sweeper_is_a_periodic_job():
-    from workers import schedule
-
-    assert any(job.func is notification_jobs.sweep for job in schedule.PERIODIC_JOBS)
-
-
 # -- the CLI --
 
 
@@ -420,3 +429,18 @@ def test_cli_shows_the_outbox_and_retries_failed_rows(app, app_ctx, fake_wechat)
     drain()
     assert row(nid).status == "sent"
     assert row(nid).attempts == 1
+
+
+def test_the_cron_process_registers_the_sweeper(app_ctx, monkeypatch):
+    from rq.cron import CronScheduler
+
+    from workers import runner
+
+    started = []
+    monkeypatch.setattr(CronScheduler, "start", lambda self: started.append(self))
+    runner.run_cron()
+    [scheduler] = started
+    jobs = {job.func_name: job for job in scheduler._cron_jobs}
+    sweeper = jobs["workers.notifications.sweep"]
+    assert sweeper.interval == 60
+    assert sweeper.queue_name == queues.queue_name(queues.NOTIFY)
