@@ -128,8 +128,9 @@ def _config() -> Any:
 def _enqueue_spec(broadcast_id: int, delay: int = 0) -> Any:
     from workers import queues
 
+    # On the dispatch queue: a mass alert is urgent, and a chunk is quick (its deliveries go to notify).
     return queues.JobSpec(
-        queue=queues.NOTIFY,
+        queue=queues.DISPATCH,
         func=FAN_OUT,
         args=(broadcast_id,),
         timeout=300,

@@ -31,7 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from yijing.config import Config
 from yijing.extensions import db, redis_client, wechat
@@ -140,12 +141,17 @@ def claim(ids: Sequence[int], worker: str, *, now: datetime | None = None) -> li
     return claimed
 
 
-def _finish(ids: Iterable[int], **values: Any) -> None:
+# The send loop writes through one held connection (commit as you go): a session would give its
+# connection back to the pool at every commit and take it again, with a ping, for the next row.
+Executor = Session | Connection
+
+
+def _finish(ids: Iterable[int], executor: Executor | None = None, **values: Any) -> None:
     """Set ``values`` on claimed rows and drop their claim (in the current transaction)."""
     ids = list(ids)
     if not ids:
         return
-    db.session.execute(
+    (executor or db.session).execute(
         update(Notification)
         .where(Notification.id.in_(ids), Notification.status == NotificationStatus.PENDING)
         .values(claimed_until=None, claimed_by=None, **values)
@@ -153,11 +159,11 @@ def _finish(ids: Iterable[int], **values: Any) -> None:
     )
 
 
-def _release(ids: Sequence[int], *, not_before: datetime | None, now: datetime) -> None:
+def _release(ids: Sequence[int], conn: Connection, *, not_before: datetime | None, now: datetime) -> None:
     """Hand rows back unsent (their consent reservation stays); commits."""
     grace = timedelta(seconds=_config().notify_sweep_grace)
-    _finish(ids, next_attempt_at=not_before, sweep_after=(not_before or now) + grace)
-    db.session.commit()
+    _finish(ids, conn, next_attempt_at=not_before, sweep_after=(not_before or now) + grace)
+    conn.commit()
 
 
 # -- preparing: template, openid, consent --
@@ -193,8 +199,8 @@ def _reserve_one_time(user_id: int, template_id: str) -> bool:
     return bool(taken)
 
 
-def _refund_one_time(user_id: int, template_id: str) -> None:
-    db.session.execute(
+def _refund_one_time(user_id: int, template_id: str, executor: Executor | None = None) -> None:
+    (executor or db.session).execute(
         update(SubscriptionConsent)
         .where(SubscriptionConsent.user_id == user_id, SubscriptionConsent.template_id == template_id)
         .values(remaining=SubscriptionConsent.remaining + 1)
@@ -322,10 +328,11 @@ def _reason(exc: WeChatError) -> str:
     return f"{exc.errcode}: {exc.errmsg}"
 
 
-def _record_success(item: _Send, result: dict[str, Any], now: datetime) -> None:
+def _record_success(item: _Send, result: dict[str, Any], now: datetime, conn: Connection) -> None:
     msgid = result.get("msgid")
     _finish(
         [item.id],
+        conn,
         status=NotificationStatus.SENT,
         sent_at=now,
         attempts=Notification.attempts + 1,
@@ -337,7 +344,9 @@ def _record_success(item: _Send, result: dict[str, Any], now: datetime) -> None:
     )
 
 
-def _record_failure(item: _Send, exc: WeChatError, now: datetime, report: BatchReport) -> None:
+def _record_failure(
+    item: _Send, exc: WeChatError, now: datetime, report: BatchReport, conn: Connection
+) -> None:
     config = _config()
     attempts = item.attempts + 1
     common = {
@@ -347,7 +356,7 @@ def _record_failure(item: _Send, exc: WeChatError, now: datetime, report: BatchR
         "error_code": exc.errcode,
     }
     if exc.errcode == NO_CONSENT_ERRCODE:
-        db.session.execute(
+        conn.execute(
             update(SubscriptionConsent)
             .where(
                 SubscriptionConsent.user_id == item.user_id,
@@ -356,7 +365,7 @@ def _record_failure(item: _Send, exc: WeChatError, now: datetime, report: BatchR
             .values(remaining=0)
             .execution_options(synchronize_session=False)
         )
-        _finish([item.id], status=NotificationStatus.INBOX_ONLY, template_id=None, **common)
+        _finish([item.id], conn, status=NotificationStatus.INBOX_ONLY, template_id=None, **common)
         report.inbox_only.append(item.id)
         return
     if _is_transient(exc) and attempts < config.notify_max_attempts:
@@ -366,6 +375,7 @@ def _record_failure(item: _Send, exc: WeChatError, now: datetime, report: BatchR
         due = now + timedelta(seconds=delay)
         _finish(
             [item.id],
+            conn,
             next_attempt_at=due,
             sweep_after=due + timedelta(seconds=config.notify_sweep_grace),
             **common,
@@ -375,8 +385,8 @@ def _record_failure(item: _Send, exc: WeChatError, now: datetime, report: BatchR
     if _is_transient(exc):
         common["last_error"] = f"重试 {attempts} 次后仍失败：{common['last_error']}"[:2000]
     if item.one_time:
-        _refund_one_time(item.user_id, item.template.template_id)
-    _finish([item.id], status=NotificationStatus.FAILED, **common)
+        _refund_one_time(item.user_id, item.template.template_id, conn)
+    _finish([item.id], conn, status=NotificationStatus.FAILED, **common)
     report.failed.append(item.id)
 
 
@@ -397,49 +407,50 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
     gateway = wechat()
     consecutive_transient = 0
     position = 0
-    try:
-        for position, item in enumerate(to_send):
-            if time.time() >= last_start or not limiter.acquire(deadline=last_start):
-                rest = [s.id for s in to_send[position:]]
-                _release(rest, not_before=None, now=utcnow())
-                report.released.extend(rest)
-                break
-            try:
-                result = gateway.send_subscribe_message(
-                    item.openid, item.template.template_id, item.data, item.page
-                )
-            except WeChatError as exc:
-                now = utcnow()
-                _record_failure(item, exc, now, report)
-                db.session.commit()
-                if isinstance(exc, WeChatRateLimited):
-                    limiter.pause(RATE_PAUSE_SECONDS)
-                    rest = [s.id for s in to_send[position + 1 :]]
-                    _release(rest, not_before=now + timedelta(seconds=RATE_PAUSE_SECONDS), now=now)
-                    report.retry.setdefault(RATE_PAUSE_SECONDS, []).extend(rest)
-                    break
-                consecutive_transient = consecutive_transient + 1 if _is_transient(exc) else 0
-                if consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT:
-                    delay = config.notify_retry_backoff[0]
-                    rest = [s.id for s in to_send[position + 1 :]]
-                    _release(rest, not_before=now + timedelta(seconds=delay), now=now)
-                    report.retry.setdefault(delay, []).extend(rest)
-                    break
-                continue
-            consecutive_transient = 0
-            _record_success(item, result, utcnow())
-            db.session.commit()
-            report.sent.append(item.id)
-    except Exception:
-        # Hand back the rows not yet tried; the one in flight keeps its claim until the lease ends.
-        db.session.rollback()
-        rest = [s.id for s in to_send[position + 1 :]]
+    with db.engine.connect() as conn:
         try:
-            _release(rest, not_before=None, now=utcnow())
-        except Exception:  # the database may be what failed: the lease then frees them
-            db.session.rollback()
-            log.warning("could not release claimed notifications", extra={"rows": len(rest)})
-        raise
+            for position, item in enumerate(to_send):
+                if time.time() >= last_start or not limiter.acquire(deadline=last_start):
+                    rest = [s.id for s in to_send[position:]]
+                    _release(rest, conn, not_before=None, now=utcnow())
+                    report.released.extend(rest)
+                    break
+                try:
+                    result = gateway.send_subscribe_message(
+                        item.openid, item.template.template_id, item.data, item.page
+                    )
+                except WeChatError as exc:
+                    now = utcnow()
+                    _record_failure(item, exc, now, report, conn)
+                    conn.commit()
+                    if isinstance(exc, WeChatRateLimited):
+                        limiter.pause(RATE_PAUSE_SECONDS)
+                        rest = [s.id for s in to_send[position + 1 :]]
+                        _release(rest, conn, not_before=now + timedelta(seconds=RATE_PAUSE_SECONDS), now=now)
+                        report.retry.setdefault(RATE_PAUSE_SECONDS, []).extend(rest)
+                        break
+                    consecutive_transient = consecutive_transient + 1 if _is_transient(exc) else 0
+                    if consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT:
+                        delay = config.notify_retry_backoff[0]
+                        rest = [s.id for s in to_send[position + 1 :]]
+                        _release(rest, conn, not_before=now + timedelta(seconds=delay), now=now)
+                        report.retry.setdefault(delay, []).extend(rest)
+                        break
+                    continue
+                consecutive_transient = 0
+                _record_success(item, result, utcnow(), conn)
+                conn.commit()
+                report.sent.append(item.id)
+        except Exception:
+            # Hand back the rows not yet tried; the one in flight keeps its claim until the lease ends.
+            conn.rollback()
+            rest = [s.id for s in to_send[position + 1 :]]
+            try:
+                _release(rest, conn, not_before=None, now=utcnow())
+            except Exception:  # the database may be what failed: the lease then frees them
+                conn.rollback()
+                log.warning("could not release claimed notifications", extra={"rows": len(rest)})
+            raise
     return report
 
 

@@ -18,6 +18,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+# Imported here, not in the listener below: importing it registers Session listeners, and SQLAlchemy
+# refuses a listener added while it is running the after_commit listeners.
+import workers.queues  # noqa: F401
 from yijing.extensions import db
 from yijing.models import Notification, NotificationStatus
 from yijing.models.base import utcnow
@@ -136,6 +139,9 @@ def register_for_delivery(session: Session, ids: list[int], *, urgent: bool = Fa
     """Enqueue delivery of these rows once ``session``'s transaction commits."""
     if not ids:
         return
+    # Loaded now rather than inside the after_commit listener (see the import of workers.queues).
+    import workers.notifications  # noqa: F401
+
     pending: dict[bool, list[int]] = session.info.setdefault(_NEW_ROWS_KEY, {})
     pending.setdefault(urgent, []).extend(ids)
 
