@@ -141,8 +141,9 @@ def claim(ids: Sequence[int], worker: str, *, now: datetime | None = None) -> li
     return claimed
 
 
-# The send loop writes through one held connection (commit as you go): a session would give its
-# connection back to the pool at every commit and take it again, with a ping, for the next row.
+# The send loop writes through one held connection in autocommit mode: each outcome is one UPDATE
+# that is durable when it returns (one round trip), where a session would also give its connection
+# back to the pool at every commit and take it again, with a ping, for the next row.
 Executor = Session | Connection
 
 
@@ -355,7 +356,10 @@ def _record_failure(
         "last_error": _reason(exc)[:2000],
         "error_code": exc.errcode,
     }
+    # The row first, then the consent: were the worker to die in between, a consent would be
+    # under-counted (one message fewer), never over-counted.
     if exc.errcode == NO_CONSENT_ERRCODE:
+        _finish([item.id], conn, status=NotificationStatus.INBOX_ONLY, template_id=None, **common)
         conn.execute(
             update(SubscriptionConsent)
             .where(
@@ -365,7 +369,6 @@ def _record_failure(
             .values(remaining=0)
             .execution_options(synchronize_session=False)
         )
-        _finish([item.id], conn, status=NotificationStatus.INBOX_ONLY, template_id=None, **common)
         report.inbox_only.append(item.id)
         return
     if _is_transient(exc) and attempts < config.notify_max_attempts:
@@ -384,9 +387,9 @@ def _record_failure(
         return
     if _is_transient(exc):
         common["last_error"] = f"重试 {attempts} 次后仍失败：{common['last_error']}"[:2000]
+    _finish([item.id], conn, status=NotificationStatus.FAILED, **common)
     if item.one_time:
         _refund_one_time(item.user_id, item.template.template_id, conn)
-    _finish([item.id], conn, status=NotificationStatus.FAILED, **common)
     report.failed.append(item.id)
 
 
@@ -408,6 +411,7 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
     consecutive_transient = 0
     position = 0
     with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             for position, item in enumerate(to_send):
                 if time.time() >= last_start or not limiter.acquire(deadline=last_start):

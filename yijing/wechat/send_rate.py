@@ -42,19 +42,21 @@ class SendRateLimiter:
     def try_acquire(self) -> float:
         """Take one send now and return 0, or return how many seconds to wait before asking again."""
         now = self.clock()
-        paused = self.redis.pttl(f"{self.prefix}:pause")
-        if paused and paused > 0:
-            return paused / 1000
         second = int(now)
         quota = self.quota(second)
+        # One round trip: is there a pause, and take a slot of this second (unused while paused).
+        pipe = self.redis.pipeline(transaction=False)
+        key = f"{self.prefix}:{second}"
+        pipe.pttl(f"{self.prefix}:pause")
         if quota:
-            pipe = self.redis.pipeline(transaction=False)
-            key = f"{self.prefix}:{second}"
             pipe.incr(key)
             pipe.expire(key, WINDOW_KEY_TTL)
-            used = pipe.execute()[0]
-            if used <= quota:
-                return 0.0
+        answers = pipe.execute()
+        paused = answers[0]
+        if paused and paused > 0:
+            return paused / 1000
+        if quota and answers[1] <= quota:
+            return 0.0
         # The next second that has a share (at most a minute away when the rate is below 60/min).
         wait_until = second + 1
         while not self.quota(wait_until):
