@@ -343,7 +343,9 @@ def test_two_workers_racing_on_a_row_send_it_once(app, app_ctx, fake_wechat):
 def test_a_batch_hands_back_what_it_cannot_start_before_its_lease_ends(
     app, app_ctx, fake_wechat, monkeypatch
 ):
-    configure(app, monkeypatch, notify_claim_lease=2)  # no send starts in the last second of the lease
+    # No send starts in the last second of a 2-second lease; the first send takes 1.5 s (within
+    # the gateway's 2-second time-out), so the second cannot start.
+    configure(app, monkeypatch, notify_claim_lease=2)
     first, second = add_user("nina"), add_user("omar")
     accept(first)
     accept(second)
@@ -351,7 +353,7 @@ def test_a_batch_hands_back_what_it_cannot_start_before_its_lease_ends(
     outbox.notify(second, "task.reminder", title="二", dedupe_key="lease:2")
     db.session.commit()
     ids = sorted(db.session.scalars(select(Notification.id)))
-    fake_wechat.state.fail(SEND, delay=1.2)
+    fake_wechat.state.fail(SEND, delay=1.5)
     report = delivery.deliver_batch(ids)
     assert report.sent == [ids[0]]
     assert report.released == [ids[1]]

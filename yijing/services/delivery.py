@@ -397,11 +397,12 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
     """Deliver the given outbox rows (those still pending and unclaimed); the delivery job's body."""
     config = _config()
     report = BatchReport()
+    # The claim holds until lease_end (counted from before the claim, so never later than the
+    # database's); no send may start after `last_start`.
+    lease_end = time.time() + config.notify_claim_lease
     report.claimed = claim(ids, worker)
     if not report.claimed:
         return report
-    # The claim holds until lease_end; no send may start after `last_start`.
-    lease_end = time.time() + config.notify_claim_lease
     last_start = lease_end - _send_safety(config)
     to_send, inbox = _prepare(report.claimed)
     for group in inbox.values():
