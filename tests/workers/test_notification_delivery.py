@@ -21,6 +21,7 @@ from yijing.services import delivery, notifications, outbox
 
 SEND = "/cgi-bin/message/subscribe/send"
 REMINDER_TEMPLATE = "DEMO-tmpl-task-reminder"
+ALERT_TEMPLATE = "DEMO-tmpl-alert"
 
 
 def configure(app, monkeypatch, **changes):
@@ -175,6 +176,21 @@ def test_43101_zeroes_the_consent_and_keeps_the_row_in_the_inbox(app_ctx, fake_w
     drain()
     assert row(later).status == "inbox_only"
     assert len(fake_wechat.state.requests(SEND)) == 1  # nothing sent for the second
+
+
+def test_43101_withdraws_a_long_term_consent(app_ctx, fake_wechat):
+    user_id = add_user("dora")
+    accept(user_id, ALERT_TEMPLATE)
+    fake_wechat.state.fail(SEND, errcode=43101)
+    first = write(user_id, "43101:lt:1", kind="alert")
+    drain()
+    assert row(first).status == "inbox_only"
+    [alert] = [s for s in notifications.subscriptions(user_id) if s["template_id"] == ALERT_TEMPLATE]
+    assert alert["can_send"] is False and alert["last_answer"] == "reject"
+    second = write(user_id, "43101:lt:2", kind="alert")
+    drain()
+    assert row(second).status == "inbox_only"
+    assert len(fake_wechat.state.requests(SEND)) == 1
 
 
 def test_5xx_is_retried_then_succeeds(app, app_ctx, fake_wechat, monkeypatch):

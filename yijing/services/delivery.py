@@ -360,13 +360,17 @@ def _record_failure(
     # under-counted (one message fewer), never over-counted.
     if exc.errcode == NO_CONSENT_ERRCODE:
         _finish([item.id], conn, status=NotificationStatus.INBOX_ONLY, template_id=None, **common)
+        # WeChat says the user has no consent left: count says zero; a long-term one is withdrawn.
+        withdrawn: dict[str, Any] = {"remaining": 0}
+        if not item.one_time:
+            withdrawn["last_answer"] = ConsentAnswer.REJECT
         conn.execute(
             update(SubscriptionConsent)
             .where(
                 SubscriptionConsent.user_id == item.user_id,
                 SubscriptionConsent.template_id == item.template.template_id,
             )
-            .values(remaining=0)
+            .values(**withdrawn)
             .execution_options(synchronize_session=False)
         )
         report.inbox_only.append(item.id)
