@@ -21,14 +21,17 @@ def insert_ignore_returning(
     session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]], column: str = "id"
 ) -> list[Any]:
     """Like :func:`insert_ignore`; returns ``column`` of the rows inserted (a conflict returns nothing)."""
-    if isinstance(values, list) and not values:
+    rows = values if isinstance(values, list) else [values]
+    if not rows:
         return []
     dialect = session.get_bind().dialect.name
     table = model.__table__
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
     elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
-    return list(session.execute(stmt.returning(table.c[column])).scalars())
+    # Parameters as a list: one cached statement, batched by SQLAlchemy's "insertmanyvalues"
+    # (a multi-row VALUES built with .values(list) would be compiled anew for every call).
+    return list(session.execute(stmt.returning(table.c[column]), rows).scalars())
