@@ -6,7 +6,31 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from desk import auth, clue_replies, clues, comments, feed, jurisdictions, messages, teams, volunteers
+    from desk import (
+        auth,
+        broadcasts,
+        clue_replies,
+        clues,
+        comments,
+        feed,
+        jurisdictions,
+        messages,
+        outbox,
+        teams,
+        volunteers,
+    )
 
-    for module in (auth, jurisdictions, volunteers, teams, clues, clue_replies, feed, comments, messages):
+    for module in (
+        auth,
+        jurisdictions,
+        volunteers,
+        teams,
+        clues,
+        clue_replies,
+        feed,
+        comments,
+        messages,
+        broadcasts,
+        outbox,
+    ):
         api.register_blueprint(module.blp)

@@ -6,7 +6,17 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from miniprogram_api import auth, clues, feed, jurisdictions, me, media, messages, volunteers
+    from miniprogram_api import (
+        auth,
+        clues,
+        feed,
+        jurisdictions,
+        me,
+        media,
+        messages,
+        notifications,
+        volunteers,
+    )
 
-    for module in (auth, me, jurisdictions, volunteers, media, clues, feed, messages):
+    for module in (auth, me, jurisdictions, volunteers, media, clues, feed, messages, notifications):
         api.register_blueprint(module.blp)

@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from yijing.config import Config, ConfigError
+from yijing.config import ROOT, Config, ConfigError
+
+DEMO_TEMPLATES = ROOT / "yijing" / "wechat" / "templates.demo.json"
 
 
 def production_env(**overrides: str) -> dict[str, str]:
@@ -21,6 +23,8 @@ def production_env(**overrides: str) -> dict[str, str]:
         "WECHAT_API_BASE_URL": "https://api.weixin.qq.com",
         "PII_KEYS": "k1:" + base64.b64encode(os.urandom(32)).decode(),
         "PII_HASH_KEY": base64.b64encode(os.urandom(32)).decode(),
+        # The city's own templates (here the demo file's content, given as the operator would).
+        "WECHAT_TEMPLATES": DEMO_TEMPLATES.read_text(encoding="utf-8"),
     }
     env.update(overrides)
     return env
@@ -46,6 +50,7 @@ def test_development_defaults_work_without_any_variable():
         ({"WECHAT_SECRET": ""}, "WECHAT_APPID/WECHAT_SECRET"),
         ({"WECHAT_API_BASE_URL": "http://127.0.0.1:9400"}, "fake WeChat"),
         ({"DATABASE_URL": "sqlite:///x.db"}, "PostgreSQL"),
+        ({"WECHAT_TEMPLATES": ""}, "WECHAT_TEMPLATES"),
     ],
 )
 def test_production_refuses_demo_values(overrides, fragment):

@@ -1,18 +1,24 @@
-"""Dialect-aware statements on the database under test."""
+"""Dialect-aware statements: INSERT … ON CONFLICT DO NOTHING counts what it inserted on both backends."""
 
 from __future__ import annotations
 
+from yijing.extensions import db
+from yijing.models import IdempotencyRecord
+from yijing.models.base import utcnow
+from yijing.sql import insert_ignore, insert_ignore_returning
 
-def test_insert_ignore_counts_the_rows_it_inserted(app_ctx, tree):
-    from yijing.extensions import db
-    from yijing.models import PointsEntry, User
-    from yijing.sql import insert_ignore
 
-    user = User(kind="wechat", openid="o-sql", display_name="")
-    db.session.add(user)
-    db.session.flush()
-    row = {"user_id": user.id, "amount": 1, "reason": "test", "source_key": "k1"}
-    assert insert_ignore(db.session(), PointsEntry, row) == 1
-    assert insert_ignore(db.session(), PointsEntry, row) == 0
-    assert insert_ignore(db.session(), PointsEntry, [row, {**row, "source_key": "k2"}]) == 1
-    db.session.rollback()
+def _values(key: str) -> dict:
+    return {"scope": "s", "key": key, "endpoint": "e", "request_hash": "h", "created_at": utcnow()}
+
+
+def test_insert_ignore_counts_inserted_rows(app_ctx):
+    session = db.session()
+    assert insert_ignore(session, IdempotencyRecord, _values("a")) == 1
+    assert insert_ignore(session, IdempotencyRecord, _values("a")) == 0  # psycopg reports -1 here
+    assert insert_ignore(session, IdempotencyRecord, [_values("a"), _values("b"), _values("c")]) == 2
+    assert insert_ignore(session, IdempotencyRecord, []) == 0
+    ids = insert_ignore_returning(session, IdempotencyRecord, [_values("c"), _values("d")])
+    assert len(ids) == 1
+    db.session.commit()
+    assert db.session.query(IdempotencyRecord).count() == 4

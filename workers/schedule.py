@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import clues, comments, duty, feed, maintenance, media, queues
+from workers import clues, comments, duty, feed, maintenance, media, notifications, queues
 
 
 @dataclass(frozen=True)
@@ -27,4 +27,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(feed.flush_counters, queues.DEFAULT, interval=60, timeout=120),
     PeriodicJob(feed.reconcile_counts, queues.REPORTS, interval=3600, timeout=600),
     PeriodicJob(comments.sweep_pending_comments, queues.DEFAULT, interval=300, timeout=120),
+    # Rows left pending (Redis outage, a worker killed mid-batch, a deploy) and stalled fan-outs.
+    PeriodicJob(notifications.sweep, queues.NOTIFY, interval=60, timeout=120),
 ]

@@ -103,6 +103,42 @@ def worker(queue_names: str, burst: bool, no_scheduler: bool, fork: bool) -> Non
     runner.run_worker(names, burst=burst, with_scheduler=not no_scheduler, fork=fork)
 
 
+@yijing_cli.command("outbox")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "sent", "inbox_only", "failed"]),
+    default=None,
+    help="List the latest rows with this status (with their attempts and last error).",
+)
+@click.option("--kind", default=None, help="Only rows of this notification kind.")
+@click.option("--limit", default=20, show_default=True, help="How many rows --status lists.")
+@click.option("--retry", is_flag=True, help="Put failed rows (of --kind, if given) back in the queue.")
+def outbox(status: str | None, kind: str | None, limit: int, retry: bool) -> None:
+    """Show the notification outbox by status; --retry sends failed rows again."""
+    from sqlalchemy import select
+
+    from yijing.extensions import db
+    from yijing.models import Notification
+    from yijing.services import delivery
+
+    if retry:
+        count = delivery.retry_failed(kind=kind)
+        click.echo(f"re-queued {count} failed notification(s)")
+    for name, count in delivery.counts_by_status().items():
+        click.echo(f"{name:<11} {count}")
+    if status:
+        stmt = select(Notification).where(Notification.status == status)
+        if kind:
+            stmt = stmt.where(Notification.kind == kind)
+        click.echo(f"\nlatest {status}:")
+        for row in db.session.scalars(stmt.order_by(Notification.id.desc()).limit(limit)):
+            when = (row.last_attempt_at or row.created_at).isoformat(timespec="seconds")
+            click.echo(
+                f"#{row.id} user {row.user_id} {row.kind} attempts {row.attempts} {when}"
+                f"{'  ' + row.last_error if row.last_error else ''}"
+            )
+
+
 @yijing_cli.command("cron")
 def cron() -> None:
     """Enqueue the periodic jobs (run one per deployment)."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from yijing.wechat.templates import TemplateConfigError, TemplateRegistry, load_templates
+
 DEMO_SECRET_KEY = "demo-secret-key-not-for-production"
 # 32-byte demo keys (base64). Marked as demo and refused in production.
 DEMO_PII_KEYS = "demo1:ZGVtby1waWkta2V5LW5vdC1mb3ItcHJvZHVjdGlvbiE="
@@ -65,6 +67,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int_list(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated whole numbers, got {raw!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{name} must hold at least one number, none negative")
+    return values
 
 
 def parse_pii_keys(raw: str) -> dict[str, bytes]:
@@ -126,6 +141,16 @@ class Config:
     clue_duplicate_radius_m: int = 300
     clue_duplicate_window_hours: int = 72
     clue_max_distance_m: int = 50_000
+    # Notifications (issue 7): templates, delivery, retries, the sweeper, mass alerts.
+    wechat_templates: TemplateRegistry = field(default_factory=TemplateRegistry)
+    wechat_send_rate_per_minute: int = 6000
+    notify_batch_size: int = 100
+    notify_claim_lease: int = 300
+    notify_max_attempts: int = 6
+    notify_retry_backoff: tuple[int, ...] = (30, 120, 600, 1800, 3600)
+    notify_sweep_grace: int = 120
+    broadcast_batch_size: int = 500
+    broadcast_rate_per_minute: int = 3000
     extra: dict[str, object] = field(default_factory=dict)
     # Volunteers (issue 3): the corps' age limits, the privacy terms' version and the duty index.
     volunteer_min_age: int = 18
@@ -167,6 +192,14 @@ class Config:
         mp_state = _str(env, "WECHAT_MINIPROGRAM_STATE", "formal")
         if mp_state not in {"developer", "trial", "formal"}:
             raise ConfigError("WECHAT_MINIPROGRAM_STATE must be developer, trial or formal")
+        try:
+            templates = load_templates(
+                env.get("WECHAT_TEMPLATES", "").strip() or None,
+                env.get("WECHAT_TEMPLATES_FILE", "").strip() or None,
+            )
+        except TemplateConfigError as exc:
+            raise ConfigError(f"subscribe-message templates: {exc}") from None
+        send_rate = _int(env, "WECHAT_SEND_RATE_PER_MINUTE", 6000, minimum=1)
         config = cls(
             env=yijing_env,
             secret_key=_str(env, "SECRET_KEY", DEMO_SECRET_KEY),
@@ -212,6 +245,17 @@ class Config:
             feed_page_cache_ttl=_int(env, "FEED_PAGE_CACHE_TTL", 60, minimum=1),
             feed_post_cache_ttl=_int(env, "FEED_POST_CACHE_TTL", 300, minimum=1),
             comment_report_threshold=_int(env, "COMMENT_REPORT_THRESHOLD", 5, minimum=1),
+            wechat_templates=templates,
+            wechat_send_rate_per_minute=send_rate,
+            notify_batch_size=_int(env, "NOTIFY_BATCH_SIZE", 100, minimum=1),
+            notify_claim_lease=_int(env, "NOTIFY_CLAIM_LEASE", 300, minimum=1),
+            notify_max_attempts=_int(env, "NOTIFY_MAX_ATTEMPTS", 6, minimum=1),
+            notify_retry_backoff=_int_list(env, "NOTIFY_RETRY_BACKOFF", (30, 120, 600, 1800, 3600)),
+            notify_sweep_grace=_int(env, "NOTIFY_SWEEP_GRACE", 120, minimum=1),
+            broadcast_batch_size=_int(env, "BROADCAST_BATCH_SIZE", 500, minimum=1),
+            broadcast_rate_per_minute=min(
+                _int(env, "BROADCAST_RATE_PER_MINUTE", min(3000, send_rate), minimum=1), send_rate
+            ),
         )
         if config.volunteer_min_age > config.volunteer_max_age:
             raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
@@ -236,6 +280,10 @@ class Config:
         host = urlparse(self.wechat_api_base_url).hostname or ""
         if host in {"127.0.0.1", "localhost", "::1"} or host.startswith("127."):
             problems.append("WECHAT_API_BASE_URL points at a local fake WeChat server")
+        if self.wechat_templates.is_demo:
+            problems.append(
+                "WECHAT_TEMPLATES/WECHAT_TEMPLATES_FILE are not set (demo subscribe-message templates)"
+            )
         if self.database_url.startswith("sqlite"):
             problems.append("DATABASE_URL is SQLite; production runs on PostgreSQL")
         if problems:

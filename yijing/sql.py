@@ -11,15 +11,27 @@ from sqlalchemy.orm import Session
 def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]]) -> int:
     """INSERT … ON CONFLICT DO NOTHING in the session's transaction; returns rows inserted.
 
-    Counted with RETURNING: drivers report ``rowcount`` for this statement unreliably (-1).
+    Counted with RETURNING: psycopg 3 reports ``rowcount`` -1 for this statement on PostgreSQL.
     """
+    primary_key = next(iter(model.__table__.primary_key.columns)).name
+    return len(insert_ignore_returning(session, model, values, primary_key))
+
+
+def insert_ignore_returning(
+    session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]], column: str = "id"
+) -> list[Any]:
+    """Like :func:`insert_ignore`; returns ``column`` of the rows inserted (a conflict returns nothing)."""
+    rows = values if isinstance(values, list) else [values]
+    if not rows:
+        return []
     dialect = session.get_bind().dialect.name
     table = model.__table__
     if dialect == "postgresql":
-        stmt = postgresql.insert(table).values(values).on_conflict_do_nothing()
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
     elif dialect == "sqlite":
-        stmt = sqlite.insert(table).values(values).on_conflict_do_nothing()
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise NotImplementedError(dialect)
-    # Count the RETURNING rows: with psycopg 3 and SQLAlchemy 2.1 the rowcount of this statement is -1.
-    return len(session.execute(stmt.returning(*table.primary_key.columns)).all())
+    # Parameters as a list: one cached statement, batched by SQLAlchemy's "insertmanyvalues"
+    # (a multi-row VALUES built with .values(list) would be compiled anew for every call).
+    return list(session.execute(stmt.returning(table.c[column]), rows).scalars())

@@ -1,6 +1,7 @@
 """Every model, imported so that Alembic and the app see the whole schema."""
 
 from yijing.models.audit import AuditEntry
+from yijing.models.broadcast import Broadcast, BroadcastAudience, BroadcastStatus
 from yijing.models.clue import (
     CannedReply,
     Clue,
@@ -27,6 +28,7 @@ from yijing.models.media import Media, MediaPurpose
 from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
+from yijing.models.subscription import ConsentAnswer, SubscriptionConsent
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
 from yijing.models.volunteer import (
     PrivacyConsent,
@@ -40,6 +42,9 @@ from yijing.models.volunteer import (
 __all__ = [
     "AuditEntry",
     "AuthToken",
+    "Broadcast",
+    "BroadcastAudience",
+    "BroadcastStatus",
     "CannedReply",
     "Clue",
     "ClueCategory",
@@ -51,6 +56,7 @@ __all__ = [
     "Comment",
     "CommentReport",
     "CommentStatus",
+    "ConsentAnswer",
     "CounterFlush",
     "IdempotencyRecord",
     "Jurisdiction",
@@ -70,6 +76,7 @@ __all__ = [
     "PrivacyConsent",
     "Role",
     "RoleGrant",
+    "SubscriptionConsent",
     "Team",
     "TokenAudience",
     "User",

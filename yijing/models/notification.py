@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from yijing.extensions import db
@@ -25,6 +25,13 @@ class Notification(TimestampMixin, db.Model):
     __table_args__ = (
         Index("ix_notifications_status_created", "status", "created_at"),
         Index("ix_notifications_user_read", "user_id", "read_at", "id"),
+        # Only rows still to deliver: what the sweeper scans, small in steady state.
+        Index(
+            "ix_notifications_pending_sweep",
+            "sweep_after",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -41,3 +48,17 @@ class Notification(TimestampMixin, db.Model):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Delivery bookkeeping (see yijing.services.delivery).
+    # A retry is not tried before this instant (None: as soon as possible).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The sweeper re-enqueues a pending row once this instant has passed (the relay's enqueue was lost,
+    # the worker died, the retry job vanished with Redis).
+    sweep_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A worker's claim: nobody else sends the row before this instant.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # The template a consent was reserved for (set before the send; kept on a retry).
+    template_id: Mapped[str | None] = mapped_column(String(64))
+    wechat_msgid: Mapped[str | None] = mapped_column(String(32))
+    # WeChat's errcode for the last failure (None for network errors and HTTP statuses).
+    error_code: Mapped[int | None] = mapped_column(Integer)
