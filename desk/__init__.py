@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from desk import auth, jurisdictions, teams, volunteers
+    from desk import auth, jurisdictions, tasks, teams, volunteers
 
-    for module in (auth, jurisdictions, volunteers, teams):
+    for module in (auth, jurisdictions, volunteers, teams, tasks):
         api.register_blueprint(module.blp)

@@ -6,7 +6,7 @@ from flask_smorest import Api
 
 
 def register(api: Api) -> None:
-    from miniprogram_api import auth, jurisdictions, me, volunteers
+    from miniprogram_api import auth, jurisdictions, me, tasks, volunteers
 
-    for module in (auth, me, jurisdictions, volunteers):
+    for module in (auth, me, jurisdictions, volunteers, tasks):
         api.register_blueprint(module.blp)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -52,11 +53,16 @@ class JobSpec:
     retry: Retry | None = None
     failure_ttl: int = 7 * 24 * 3600
     result_ttl: int = 3600
+    # Run no earlier than this (aware) time: RQ's scheduler (``with_scheduler``) enqueues it then.
+    at: datetime | None = None
 
 
 def enqueue(spec: JobSpec) -> None:
     """Enqueue now. A job with a ``job_id`` that is still queued or running is not added twice."""
     q = get_queue(spec.queue)
+    if spec.at is not None:
+        _enqueue_at(q, spec)
+        return
     try:
         q.enqueue_call(
             spec.func,
@@ -71,6 +77,24 @@ def enqueue(spec: JobSpec) -> None:
         )
     except DuplicateJobError:
         log.debug("job already queued", extra={"job_id": spec.job_id})
+
+
+def _enqueue_at(q: Queue, spec: JobSpec) -> None:
+    try:
+        q.enqueue_at(
+            spec.at,
+            spec.func,
+            args=spec.args,
+            kwargs=spec.kwargs,
+            job_timeout=spec.timeout,
+            retry=spec.retry,
+            failure_ttl=spec.failure_ttl,
+            result_ttl=spec.result_ttl,
+            job_id=spec.job_id,
+            unique=spec.job_id is not None,
+        )
+    except DuplicateJobError:
+        log.debug("job already scheduled", extra={"job_id": spec.job_id})
 
 
 def enqueue_after_commit(session: Session, spec: JobSpec) -> None:

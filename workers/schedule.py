@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers import duty, maintenance, queues
+from workers import tasks as task_jobs
 
 
 @dataclass(frozen=True)
@@ -21,4 +22,10 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(maintenance.purge_idempotency_records, queues.DEFAULT, interval=3600),
     # Searches already skip stale entries; this removes them and marks them off duty in the database.
     PeriodicJob(duty.evict_stale, queues.DEFAULT, interval=60, timeout=120),
+    # Patrol tasks. The sweep is the fallback for nearby-dispatch rings whose delayed job was lost.
+    PeriodicJob(task_jobs.sweep_dispatches, queues.DISPATCH, interval=30, timeout=120),
+    PeriodicJob(task_jobs.expire_invitations, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(task_jobs.send_reminders, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(task_jobs.close_finished_tasks, queues.DEFAULT, interval=60, timeout=300),
+    PeriodicJob(task_jobs.generate_occurrences, queues.DEFAULT, interval=3600, timeout=600),
 ]

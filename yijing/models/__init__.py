@@ -5,6 +5,17 @@ from yijing.models.idempotency import IdempotencyRecord
 from yijing.models.jurisdiction import Jurisdiction, JurisdictionLevel
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
+from yijing.models.task import (
+    Assignment,
+    AssignmentStatus,
+    DispatchMode,
+    DispatchRing,
+    Task,
+    TaskKind,
+    TaskSeries,
+    TaskStatus,
+    TrackPoint,
+)
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
 from yijing.models.volunteer import (
     PrivacyConsent,
@@ -16,8 +27,12 @@ from yijing.models.volunteer import (
 )
 
 __all__ = [
+    "Assignment",
+    "AssignmentStatus",
     "AuditEntry",
     "AuthToken",
+    "DispatchMode",
+    "DispatchRing",
     "IdempotencyRecord",
     "Jurisdiction",
     "JurisdictionLevel",
@@ -27,8 +42,13 @@ __all__ = [
     "PrivacyConsent",
     "Role",
     "RoleGrant",
+    "Task",
+    "TaskKind",
+    "TaskSeries",
+    "TaskStatus",
     "Team",
     "TokenAudience",
+    "TrackPoint",
     "User",
     "UserKind",
     "Volunteer",
