@@ -304,8 +304,7 @@ class VolunteerHistorySchema(Schema):
 @blp.response(201, DeskTaskSchema)
 def create(data: dict[str, Any]) -> task_service.TaskRow:
     """Create a task as a draft (or publish it at once with publish=true)."""
-    task = task_service.create_task(current_principal(), data, current_actor())
-    return task_service.TaskRow(task)
+    return task_service.create_task(current_principal(), data, current_actor())
 
 
 @blp.route("/tasks", methods=["GET"])
@@ -332,9 +331,7 @@ def get_one(task_id: int) -> task_service.TaskRow:
 @blp.response(200, DeskTaskSchema)
 def update(changes: dict[str, Any], task_id: int) -> task_service.TaskRow:
     """Edit a draft task."""
-    return task_service.TaskRow(
-        task_service.update_task(current_principal(), task_id, changes, current_actor())
-    )
+    return task_service.update_task(current_principal(), task_id, changes, current_actor())
 
 
 @blp.route("/tasks/<int:task_id>/publish", methods=["POST"])
@@ -343,7 +340,7 @@ def update(changes: dict[str, Any], task_id: int) -> task_service.TaskRow:
 @blp.response(200, DeskTaskSchema)
 def publish(task_id: int) -> task_service.TaskRow:
     """Publish a draft (a nearby task starts inviting the nearest on-duty volunteers)."""
-    return task_service.TaskRow(task_service.publish(current_principal(), task_id, current_actor()))
+    return task_service.publish(current_principal(), task_id, current_actor())
 
 
 @blp.route("/tasks/<int:task_id>/cancel", methods=["POST"])
@@ -353,9 +350,7 @@ def publish(task_id: int) -> task_service.TaskRow:
 @blp.response(200, DeskTaskSchema)
 def cancel(data: dict[str, Any], task_id: int) -> task_service.TaskRow:
     """Cancel a task; the reason reaches every volunteer on it or invited to it."""
-    return task_service.TaskRow(
-        task_service.cancel(current_principal(), task_id, data["reason"], current_actor())
-    )
+    return task_service.cancel(current_principal(), task_id, data["reason"], current_actor())
 
 
 @blp.route("/tasks/<int:task_id>/invitations", methods=["POST"])

@@ -467,7 +467,8 @@ class TaskHelper:
             db.session.remove()
 
     def run_jobs(self, *queue_names: str) -> None:
-        """Run every queued job of those queues (all by default) with a burst SimpleWorker."""
+        """Run every queued job of those queues (all by default) with a burst SimpleWorker and
+        its scheduler, which first moves scheduled jobs that are due onto their queues."""
         from workers import queues
         from workers.runner import AppSimpleWorker
         from yijing.extensions import redis_client
@@ -475,7 +476,32 @@ class TaskHelper:
         with self.app.app_context():
             names = queue_names or queues.ALL
             worker = AppSimpleWorker([queues.get_queue(n) for n in names], connection=redis_client())
-            worker.work(burst=True)
+            worker.work(burst=True, with_scheduler=True)
+
+    def scheduled(self, queue_name: str) -> dict[str, Any]:
+        """Scheduled (delayed) jobs of a queue: job id → when it is due."""
+        from rq.registry import ScheduledJobRegistry
+
+        from workers import queues
+
+        with self.app.app_context():
+            registry = ScheduledJobRegistry(queue=queues.get_queue(queue_name))
+            return {job_id: registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()}
+
+    def make_due(self, queue_name: str, job_id: str) -> None:
+        """Time passes: the scheduled job becomes due now (its id, function and arguments unchanged)."""
+        from datetime import UTC, datetime, timedelta
+
+        from rq.job import Job
+        from rq.registry import ScheduledJobRegistry
+
+        from workers import queues
+        from yijing.extensions import redis_client
+
+        with self.app.app_context():
+            registry = ScheduledJobRegistry(queue=queues.get_queue(queue_name))
+            job = Job.fetch(job_id, connection=redis_client())
+            registry.schedule(job, datetime.now(UTC) - timedelta(seconds=1))
 
 
 @pytest.fixture

@@ -58,7 +58,8 @@ def test_fifty_concurrent_acceptances_fill_exactly_five_places(app, client, task
         server.server_close()
 
     statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200] * SLOTS + [409] * (RACERS - SLOTS), [r.text for r in responses if r.status_code >= 500]
+    errors = [r.text for r in responses if r.status_code >= 500]
+    assert statuses == [200] * SLOTS + [409] * (RACERS - SLOTS), errors
     for response in responses:
         if response.status_code == 409:
             error = response.json()["error"]

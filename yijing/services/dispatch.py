@@ -51,6 +51,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from yijing import policies
 from yijing.actor import Actor
@@ -116,7 +117,11 @@ class Seeker:
 
 
 def _approved(user_id: int) -> Volunteer:
-    volunteer = task_service.my_volunteer(user_id)
+    volunteer = db.session.scalar(
+        select(Volunteer)
+        .where(Volunteer.open_user_id == user_id)
+        .options(joinedload(Volunteer.home), joinedload(Volunteer.community))
+    )
     if volunteer is None:
         raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
     if volunteer.status != VolunteerStatus.APPROVED:

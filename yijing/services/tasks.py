@@ -273,7 +273,7 @@ def _jurisdiction_for(principal: Principal, jurisdiction_id: int) -> Jurisdictio
     return item
 
 
-def create_task(principal: Principal, data: dict[str, Any], actor: Actor) -> Task:
+def create_task(principal: Principal, data: dict[str, Any], actor: Actor) -> TaskRow:
     """Create a task as a draft (or publish it at once with ``publish``)."""
     publish_now = bool(data.get("publish"))
     _jurisdiction_for(principal, data["jurisdiction_id"])
@@ -295,10 +295,10 @@ def create_task(principal: Principal, data: dict[str, Any], actor: Actor) -> Tas
     if publish_now:
         _publish(task, actor)
     db.session.commit()
-    return task
+    return row_for(task)
 
 
-def update_task(principal: Principal, task_id: int, changes: dict[str, Any], actor: Actor) -> Task:
+def update_task(principal: Principal, task_id: int, changes: dict[str, Any], actor: Actor) -> TaskRow:
     """Edit a draft. Published tasks are not edited: cancel and publish a new one."""
     task = load_for_staff(principal, task_id, for_update=True)
     if task.status != S.DRAFT:
@@ -318,7 +318,7 @@ def update_task(principal: Principal, task_id: int, changes: dict[str, Any], act
     task.updated_at = utcnow()
     audit.record(actor, "task.update", "task", task.id, data={"fields": sorted(values)})
     db.session.commit()
-    return task
+    return row_for(task)
 
 
 def _publish(task: Task, actor: Actor) -> None:
@@ -359,16 +359,16 @@ def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resu
     )
 
 
-def publish(principal: Principal, task_id: int, actor: Actor) -> Task:
+def publish(principal: Principal, task_id: int, actor: Actor) -> TaskRow:
     """Publish a draft: open tasks become visible, nearby tasks start their first ring."""
     task = load_for_staff(principal, task_id, for_update=True)
     if task.status in LIVE:
-        return task
+        return row_for(task)
     if task.status != S.DRAFT:
         raise Conflict(f"只能发布草稿（当前：{_status_label(task.status)}）", code="task_not_draft")
     _publish(task, actor)
     db.session.commit()
-    return task
+    return row_for(task)
 
 
 def _notify_cancelled(assignment: Assignment, task: Task, reason: str) -> None:
@@ -417,17 +417,17 @@ def _cancel_task(task: Task, reason: str, *, cancelled_by: str) -> None:
             _notify_cancelled(assignment, task, reason)
 
 
-def cancel(principal: Principal, task_id: int, reason: str, actor: Actor) -> Task:
+def cancel(principal: Principal, task_id: int, reason: str, actor: Actor) -> TaskRow:
     """Cancel a task with a reason that reaches every accepted (and invited) volunteer."""
     task = load_for_staff(principal, task_id, for_update=True)
     if task.status == S.CANCELLED:
-        return task
+        return row_for(task)
     if task.status == S.COMPLETED:
         raise Conflict("任务已结束，不能取消", code="task_closed")
     _cancel_task(task, reason, cancelled_by="task")
     audit.record(actor, "task.cancel", "task", task.id, reason=reason)
     db.session.commit()
-    return task
+    return row_for(task)
 
 
 # -- the window: starting and closing -------------------------------------------------------------
@@ -809,9 +809,12 @@ def board(principal: Principal, filters: dict[str, Any], *, cursor: str | None, 
     return Page(items=[TaskRow(t, counts[t.id]) for t in page.items], next_cursor=page.next_cursor)
 
 
-def detail_for_staff(principal: Principal, task_id: int) -> TaskRow:
-    task = load_for_staff(principal, task_id)
+def row_for(task: Task) -> TaskRow:
     return TaskRow(task, counts_for([task.id])[task.id])
+
+
+def detail_for_staff(principal: Principal, task_id: int) -> TaskRow:
+    return row_for(load_for_staff(principal, task_id))
 
 
 def assignments_for_staff(
