@@ -9,14 +9,19 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from yijing.models import Assignment
-from yijing.models.task import AssignmentStatus
+from yijing.models.task import KIND_LABELS, AssignmentStatus
 from yijing.pagination import Page
 from yijing.services import dispatch, onsite
 from yijing.services import tasks as task_service
 from yijing.web.auth import current_principal, login_required
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
-from yijing.web.schemas import AssignmentSchema, ServiceTotalsSchema, TaskSchema
+from yijing.web.schemas import (
+    AssignmentSchema,
+    JurisdictionSummarySchema,
+    ServiceTotalsSchema,
+    TaskSchema,
+)
 
 blp = Blueprint("tasks", __name__, url_prefix="/api/v1/tasks", description="义警任务：接单、签到签退、轨迹")
 
@@ -44,6 +49,35 @@ class TaskListArgsSchema(PageArgsSchema, TaskPointArgsSchema):
 class MyTasksArgsSchema(PageArgsSchema):
     status = fields.List(
         fields.String(validate=validate.OneOf([s.value for s in AssignmentStatus])), load_default=list
+    )
+
+
+class TaskCardSchema(Schema):
+    """A task in the list: what the card shows; the detail has the rest."""
+
+    id = fields.Integer(dump_only=True)
+    kind = fields.String(dump_only=True)
+    kind_label = fields.Function(lambda t: KIND_LABELS.get(t.kind, t.kind), dump_only=True)
+    title = fields.String(dump_only=True)
+    address = fields.String(dump_only=True)
+    lat = fields.Float(dump_only=True)
+    lng = fields.Float(dump_only=True)
+    jurisdiction = fields.Nested(JurisdictionSummarySchema, dump_only=True)
+    starts_at = fields.DateTime(dump_only=True)
+    ends_at = fields.DateTime(dump_only=True)
+    slots = fields.Integer(dump_only=True)
+    filled = fields.Integer(dump_only=True)
+    remaining = fields.Integer(dump_only=True)
+    points = fields.Integer(dump_only=True)
+    categories = fields.List(fields.String(), dump_only=True)
+    skills = fields.List(fields.String(), dump_only=True)
+    series_id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "周期任务的编号"})
+    distance_m = fields.Float(dump_only=True, allow_none=True, metadata={"description": "距您的距离（米）"})
+    my_status = fields.Function(
+        lambda t: t.my_assignment.status if t.my_assignment else None,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "我在该任务上的状态（accepted 等），未参与为 null"},
     )
 
 
@@ -96,7 +130,7 @@ class TrackResultSchema(Schema):
 @blp.route("", methods=["GET"])
 @login_required
 @blp.arguments(TaskListArgsSchema, location="query")
-@blp.response(200, page_of(TaskForVolunteerSchema))
+@blp.response(200, page_of(TaskCardSchema))
 def list_open(args: dict[str, Any]) -> Page[dispatch.TaskView]:
     """Open tasks I can take, nearest first, then by start time."""
     return dispatch.open_tasks(

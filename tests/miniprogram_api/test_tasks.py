@@ -65,7 +65,7 @@ def test_open_task_seen_in_the_area_accepted_checked_in_on_site_and_out_once(
     assert _ids(seen) == [task["id"]]
     item = seen["items"][0]
     assert item["distance_m"] == pytest.approx(101, abs=3)  # from the community's centre
-    assert item["my_assignment"] is None
+    assert item["my_status"] is None
     assert item["kind_label"] == "巡逻" and item["remaining"] == 3
     assert _ids(_list(client, outside)) == []
     hidden = client.get(f"/api/v1/tasks/{task['id']}", headers=outside)
@@ -210,9 +210,7 @@ def test_a_full_task_answers_409_task_full_and_accepting_twice_keeps_one_place(c
 
     assert _ids(_list(client, second)) == []  # a full task leaves the list …
     mine = _list(client, first)["items"]  # … except for those on it
-    assert [(i["id"], i["filled"], i["my_assignment"]["status"]) for i in mine] == [
-        (task["id"], 1, "accepted")
-    ]
+    assert [(i["id"], i["filled"], i["my_status"]) for i in mine] == [(task["id"], 1, "accepted")]
 
 
 def test_withdrawing_frees_the_place(client, tasks, desk, people):

@@ -2,17 +2,20 @@
 
 **Open.** An approved volunteer sees a published open task when it fits them:
 
-* *area* — the task's jurisdiction is their home (community or grid) or one of its ancestors, or
-  lies inside their community; or the task's place is within ``TASK_NEARBY_RADIUS_M`` of their
-  community's centre, of their last duty location (while on duty) or of the location the phone
-  sends with the request;
+* *area* — the task's jurisdiction contains their home: it is their home (community or grid)
+  or one of its ancestors (street, district, city); or the task's place is within
+  ``TASK_NEARBY_RADIUS_M`` of their community's centre, of their last duty location (while on
+  duty) or of the location the phone sends with the request (a task in a grid of their
+  community is seen that way);
 * *category* — the task needs no particular category, or theirs is one of them;
 * *skills* — they have every skill the task needs.
 
-``GET /api/v1/tasks`` is one indexed query for the candidates (jurisdiction ids, or a bounding
-box around each origin), then exact distances and the category/skill checks in Python, sorted by
-distance from the volunteer (the phone's location, else the duty location, else the community's
-centre), then start time, then id; the cursor is that triple.
+``GET /api/v1/tasks`` reads the live open tasks through ``ix_tasks_open`` and keeps, in the
+same query, those of the home's ancestors or inside a bounding box around each origin (a few
+columns per row, no join); exact distances and the category/skill checks run in Python on that
+short list, sorted by distance from the volunteer (the phone's location, else the duty location,
+else the community's centre), then start time, then id (the cursor is that triple); then the
+page's 20 tasks are loaded.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
@@ -49,9 +52,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
 from yijing import policies
 from yijing.actor import Actor
@@ -98,17 +101,24 @@ class TaskView:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.task, name)
 
-    def sort_key(self) -> tuple[float, datetime, int]:
-        return (FAR if self.distance_m is None else self.distance_m, self.task.starts_at, self.task.id)
+
+@dataclass(frozen=True)
+class VolunteerFacts:
+    """What dispatch needs to know about a volunteer (no personal information)."""
+
+    id: int
+    user_id: int
+    status: str
+    category: str
+    skills: list[str]
 
 
 @dataclass
 class Seeker:
     """An approved volunteer looking at tasks, with the places that count as "near them"."""
 
-    volunteer: Volunteer
+    volunteer: VolunteerFacts
     ancestor_ids: list[int]
-    community_path: str
     origins: list[tuple[float, float]]
 
     @property
@@ -116,33 +126,42 @@ class Seeker:
         return self.origins[0] if self.origins else None
 
 
-def _approved(user_id: int) -> Volunteer:
-    volunteer = db.session.scalar(
-        select(Volunteer)
-        .where(Volunteer.open_user_id == user_id)
-        .options(joinedload(Volunteer.home), joinedload(Volunteer.community))
-    )
-    if volunteer is None:
-        raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
-    if volunteer.status != VolunteerStatus.APPROVED:
-        raise Forbidden("只有审核通过且未被暂停的义警才能查看和接受任务", code="volunteer_not_approved")
-    return volunteer
-
-
 def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
-    volunteer = _approved(user_id)
-    home, community = volunteer.home, volunteer.community
+    """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
+    home = aliased(Jurisdiction)
+    community = aliased(Jurisdiction)
+    row = db.session.execute(
+        select(
+            Volunteer.id,
+            Volunteer.user_id,
+            Volunteer.status,
+            Volunteer.category,
+            Volunteer.skills,
+            Volunteer.on_duty,
+            Volunteer.duty_lat,
+            Volunteer.duty_lng,
+            home.path.label("home_path"),
+            community.lat.label("community_lat"),
+            community.lng.label("community_lng"),
+        )
+        .join(home, home.id == Volunteer.jurisdiction_id)
+        .join(community, community.id == Volunteer.community_id)
+        .where(Volunteer.open_user_id == user_id)
+    ).first()
+    if row is None:
+        raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
+    if row.status != VolunteerStatus.APPROVED:
+        raise Forbidden("只有审核通过且未被暂停的义警才能查看和接受任务", code="volunteer_not_approved")
     origins: list[tuple[float, float]] = []
     if lat is not None and lng is not None:
         origins.append((lat, lng))
-    if volunteer.on_duty and volunteer.duty_lat is not None and volunteer.duty_lng is not None:
-        origins.append((volunteer.duty_lat, volunteer.duty_lng))
-    if community.lat is not None and community.lng is not None:
-        origins.append((community.lat, community.lng))
+    if row.on_duty and row.duty_lat is not None and row.duty_lng is not None:
+        origins.append((row.duty_lat, row.duty_lng))
+    if row.community_lat is not None and row.community_lng is not None:
+        origins.append((row.community_lat, row.community_lng))
     return Seeker(
-        volunteer=volunteer,
-        ancestor_ids=[int(part) for part in home.path.strip("/").split("/") if part],
-        community_path=community.path,
+        volunteer=VolunteerFacts(row.id, row.user_id, row.status, row.category, list(row.skills or [])),
+        ancestor_ids=[int(part) for part in row.home_path.strip("/").split("/") if part],
         origins=origins,
     )
 
@@ -152,15 +171,17 @@ def _distance(seeker: Seeker, task: Task) -> float | None:
     return None if here is None else round(haversine_m(here[0], here[1], task.lat, task.lng), 1)
 
 
-def _in_area(seeker: Seeker, task: Task, task_path: str) -> bool:
-    if task.jurisdiction_id in seeker.ancestor_ids or task_path.startswith(seeker.community_path):
+def _in_area(seeker: Seeker, task: Any) -> bool:
+    """``task`` is a Task or a row with its ``jurisdiction_id``, ``lat`` and ``lng``."""
+    if task.jurisdiction_id in seeker.ancestor_ids:
         return True
     radius = config().task_nearby_radius_m
     return any(haversine_m(lat, lng, task.lat, task.lng) <= radius for lat, lng in seeker.origins)
 
 
-def _misfit(volunteer: Volunteer, task: Task) -> str | None:
-    """Why the volunteer's category or skills do not fit the task (None when they do)."""
+def _misfit(volunteer: Any, task: Any) -> str | None:
+    """Why the volunteer's category or skills do not fit the task (None when they do); each is a
+    model or a row with ``category``/``skills`` and ``categories``/``skills``."""
     if task.categories and volunteer.category not in task.categories:
         wanted = "、".join(CATEGORY_LABELS.get(c, c) for c in task.categories)
         return f"该任务仅限以下职业类别的义警：{wanted}"
@@ -184,21 +205,33 @@ def _closed_message(task: Task) -> str:
 def open_tasks(
     user_id: int, *, lat: float | None, lng: float | None, cursor: str | None, limit: int
 ) -> Page[TaskView]:
-    """Open tasks an approved volunteer may take, nearest first, then by start time."""
+    """Open tasks an approved volunteer may take, nearest first, then by start time.
+
+    One column-only query finds the candidates (with the volunteer's own place, if any); the
+    checks and the sort run on those rows; then the page's tasks are loaded whole.
+    """
     seeker = seeker_for(user_id, lat, lng)
     volunteer = seeker.volunteer
     now = utcnow()
     radius = config().task_nearby_radius_m
-    area = [
-        Task.jurisdiction_id.in_(seeker.ancestor_ids),
-        Jurisdiction.path.startswith(seeker.community_path, autoescape=True),
-    ]
+    area = [Task.jurisdiction_id.in_(seeker.ancestor_ids)]
     for olat, olng in seeker.origins:
         min_lat, max_lat, min_lng, max_lng = bounding_box(olat, olng, radius)
         area.append(and_(Task.lat.between(min_lat, max_lat), Task.lng.between(min_lng, max_lng)))
     rows = db.session.execute(
-        select(Task, Jurisdiction.path)
-        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
+        select(
+            Task.id,
+            Task.jurisdiction_id,
+            Task.lat,
+            Task.lng,
+            Task.starts_at,
+            Task.filled,
+            Task.slots,
+            Task.categories,
+            Task.skills,
+            Assignment.status.label("my_status"),
+        )
+        .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == volunteer.id))
         .where(
             Task.dispatch_mode == DispatchMode.OPEN,
             Task.status.in_(LIVE),
@@ -208,29 +241,45 @@ def open_tasks(
         .order_by(Task.starts_at, Task.id)
         .limit(MAX_CANDIDATES)
     ).all()
-    mine = {
-        a.task_id: a
-        for a in db.session.scalars(
-            select(Assignment).where(
-                Assignment.volunteer_id == volunteer.id, Assignment.task_id.in_([t.id for t, _ in rows])
-            )
+    here = seeker.here
+    keyed = []
+    for row in rows:
+        if not _in_area(seeker, row) or _misfit(volunteer, row):
+            continue
+        if row.filled >= row.slots and row.my_status not in HOLDS_SLOT:
+            continue
+        distance = None if here is None else round(haversine_m(here[0], here[1], row.lat, row.lng), 1)
+        keyed.append(
+            ((FAR if distance is None else distance, row.starts_at, row.id), distance, row.my_status)
         )
-    }
-    views = []
-    for task, path in rows:
-        if not _in_area(seeker, task, path) or _misfit(volunteer, task):
-            continue
-        assignment = mine.get(task.id)
-        if task.filled >= task.slots and (assignment is None or assignment.status not in HOLDS_SLOT):
-            continue
-        views.append(TaskView(task, _distance(seeker, task), assignment))
-    views.sort(key=TaskView.sort_key)
+    keyed.sort(key=lambda item: item[0])
     if cursor:
         after = tuple(decode_cursor(cursor, 3))
-        views = [v for v in views if v.sort_key() > after]
-    page = views[:limit]
-    next_cursor = encode_cursor(list(page[-1].sort_key())) if len(views) > limit and page else None
-    return Page(items=page, next_cursor=next_cursor)
+        keyed = [item for item in keyed if item[0] > after]
+    page = keyed[:limit]
+    next_cursor = encode_cursor(list(page[-1][0])) if len(keyed) > limit and page else None
+    ids = [key[2] for key, _, _ in page]
+    tasks_by_id = {
+        t.id: t
+        for t in db.session.scalars(
+            select(Task).where(Task.id.in_(ids)).options(joinedload(Task.jurisdiction))
+        ).unique()
+    }
+    with_mine = [key[2] for key, _, status in page if status is not None]
+    mine = (
+        {
+            a.task_id: a
+            for a in db.session.scalars(
+                select(Assignment).where(
+                    Assignment.volunteer_id == volunteer.id, Assignment.task_id.in_(with_mine)
+                )
+            )
+        }
+        if with_mine
+        else {}
+    )
+    items = [TaskView(tasks_by_id[tid], distance, mine.get(tid)) for (_, _, tid), distance, _ in page]
+    return Page(items=items, next_cursor=next_cursor)
 
 
 def _assignment_of(task_id: int, *, user_id: int) -> Assignment | None:
@@ -260,7 +309,7 @@ def task_for_volunteer(user_id: int, task_id: int, *, lat: float | None, lng: fl
     seeker = seeker_for(user_id, lat, lng)
     if (
         task.dispatch_mode != DispatchMode.OPEN
-        or not _in_area(seeker, task, task.jurisdiction.path)
+        or not _in_area(seeker, task)
         or _misfit(seeker.volunteer, task)
     ):
         raise not_found
@@ -270,7 +319,7 @@ def task_for_volunteer(user_id: int, task_id: int, *, lat: float | None, lng: fl
 # -- accepting, declining, withdrawing ---------------------------------------------------------------
 
 
-def _check_overlap(volunteer: Volunteer, task: Task) -> None:
+def _check_overlap(volunteer: VolunteerFacts, task: Task) -> None:
     other = db.session.scalar(
         select(Task)
         .join(Assignment, Assignment.task_id == Task.id)
@@ -350,7 +399,7 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
         if assignment.invite_expires_at is not None and assignment.invite_expires_at <= now:
             raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
     elif task.dispatch_mode == DispatchMode.OPEN:
-        if not _in_area(seeker, task, task.jurisdiction.path):
+        if not _in_area(seeker, task):
             raise Forbidden("该任务不在您的辖区或附近，不能报名", code="not_eligible")
         misfit = _misfit(volunteer, task)
         if misfit:
@@ -600,50 +649,57 @@ def ring_radii() -> list[int]:
 
 @dataclass(frozen=True)
 class Candidate:
-    volunteer: Volunteer
+    volunteer_id: int
+    user_id: int
     distance_m: float
     no_show_rate: float
     score: float
 
 
-def no_show_rates(volunteer_ids: Sequence[int]) -> dict[int, float]:
-    """``no_shows / (no_shows + completed + 2)`` per volunteer (see the module docstring)."""
-    if not volunteer_ids:
-        return {}
-    rows = db.session.execute(
-        select(
-            Assignment.volunteer_id,
-            func.sum(case((Assignment.status == A.NO_SHOW, 1), else_=0)),
-            func.sum(case((Assignment.status == A.COMPLETED, 1), else_=0)),
-        )
-        .where(Assignment.volunteer_id.in_(volunteer_ids))
-        .group_by(Assignment.volunteer_id)
-    ).all()
-    rates = {vid: 0.0 for vid in volunteer_ids}
-    for vid, no_shows, completed in rows:
-        rates[vid] = int(no_shows or 0) / (int(no_shows or 0) + int(completed or 0) + 2)
-    return rates
+def no_show_rate(no_shows: int, completed: int) -> float:
+    """``no_shows / (no_shows + completed + 2)`` (see the module docstring)."""
+    return no_shows / (no_shows + completed + 2)
 
 
 def rank(task: Task, hits: Sequence[tuple[int, float]]) -> list[Candidate]:
-    """Eligible volunteers among ``hits`` ([(volunteer_id, distance_m)]), best first."""
+    """Eligible volunteers among ``hits`` ([(volunteer_id, distance_m)]), best first: approved,
+    of the right category and skills, ranked by distance weighed by their no-show record. One
+    query: the volunteers with their past assignments counted."""
     ids = [vid for vid, _ in hits]
-    volunteers = {
-        v.id: v
-        for v in db.session.scalars(
-            select(Volunteer).where(Volunteer.id.in_(ids), Volunteer.status == VolunteerStatus.APPROVED)
+    if not ids:
+        return []
+    record = (
+        select(
+            Assignment.volunteer_id.label("volunteer_id"),
+            func.sum(case((Assignment.status == A.NO_SHOW, 1), else_=0)).label("no_shows"),
+            func.sum(case((Assignment.status == A.COMPLETED, 1), else_=0)).label("completed"),
         )
-    }
-    rates = no_show_rates(list(volunteers))
+        .where(Assignment.volunteer_id.in_(ids))
+        .group_by(Assignment.volunteer_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(
+            Volunteer.id,
+            Volunteer.user_id,
+            Volunteer.category,
+            Volunteer.skills,
+            record.c.no_shows,
+            record.c.completed,
+        )
+        .outerjoin(record, record.c.volunteer_id == Volunteer.id)
+        .where(Volunteer.id.in_(ids), Volunteer.status == VolunteerStatus.APPROVED)
+    ).all()
+    found = {row.id: row for row in rows if not _misfit(row, task)}
     weight = config().dispatch_no_show_weight
     out = []
     for vid, distance in hits:
-        volunteer = volunteers.get(vid)
-        if volunteer is None or _misfit(volunteer, task):
+        row = found.get(vid)
+        if row is None:
             continue
-        rate = rates.get(vid, 0.0)
-        out.append(Candidate(volunteer, distance, rate, distance * (1 + weight * rate)))
-    out.sort(key=lambda c: (c.score, c.distance_m, c.volunteer.id))
+        rate = no_show_rate(int(row.no_shows or 0), int(row.completed or 0))
+        out.append(Candidate(vid, row.user_id, distance, rate, distance * (1 + weight * rate)))
+    out.sort(key=lambda c: (c.score, c.distance_m, c.volunteer_id))
     return out
 
 
@@ -717,24 +773,30 @@ def advance(task_id: int, after_ring: int) -> int:
         )
         db.session.add(ring)
         db.session.flush()
-        for candidate in chosen:
-            assignment = Assignment(
-                task_id=task.id,
-                volunteer_id=candidate.volunteer.id,
-                user_id=candidate.volunteer.user_id,
-                status=A.INVITED,
-                source=DispatchMode.NEARBY,
-                ring_id=ring.id,
-                distance_m=candidate.distance_m,
-                invite_seq=1,
-                invited_at=now,
-                invite_expires_at=task.ends_at,
-                checkout_auto=False,
-                points_awarded=0,
-            )
-            db.session.add(assignment)
-            db.session.flush()
-            _notify_invitation(assignment, task)
+        if chosen:
+            invitations = db.session.scalars(
+                insert(Assignment).returning(Assignment, sort_by_parameter_order=True),
+                [
+                    {
+                        "task_id": task.id,
+                        "volunteer_id": c.volunteer_id,
+                        "user_id": c.user_id,
+                        "status": A.INVITED,
+                        "source": DispatchMode.NEARBY,
+                        "ring_id": ring.id,
+                        "distance_m": c.distance_m,
+                        "invite_seq": 1,
+                        "invited_at": now,
+                        "invite_expires_at": task.ends_at,
+                        "checkout_auto": False,
+                        "points_awarded": 0,
+                        "created_at": now,
+                    }
+                    for c in chosen
+                ],
+            ).all()
+            for assignment in invitations:
+                _notify_invitation(assignment, task)
         if next_at is not None and chosen:
             task_service.enqueue_dispatch(task.id, ring_no, at=next_at)
         db.session.commit()
