@@ -16,6 +16,7 @@ def register(api: Api) -> None:
         jurisdictions,
         messages,
         outbox,
+        tasks,
         teams,
         volunteers,
     )
@@ -32,5 +33,6 @@ def register(api: Api) -> None:
         messages,
         broadcasts,
         outbox,
+        tasks,
     ):
         api.register_blueprint(module.blp)

@@ -119,7 +119,7 @@ class TransitionSchema(Schema):
     transfer_reference = fields.String(load_default=None, validate=validate.Length(max=64))
 
 
-class AssignmentSchema(Schema):
+class ClueAssignmentSchema(Schema):
     assignee_id = fields.Integer(required=True, allow_none=True, metadata={"description": "null 为取消指派"})
     force = fields.Boolean(load_default=False, metadata={"description": "接手他人正在处理的线索"})
 
@@ -181,7 +181,7 @@ def transition(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
 @blp.route("/<int:clue_id>/assignment", methods=["POST"])
 @login_required
 @idempotent
-@blp.arguments(AssignmentSchema)
+@blp.arguments(ClueAssignmentSchema)
 @blp.response(200, DeskClueSchema)
 def assign(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
     """Say who handles the clue; taking over someone else's needs force=true."""

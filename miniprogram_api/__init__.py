@@ -15,8 +15,9 @@ def register(api: Api) -> None:
         media,
         messages,
         notifications,
+        tasks,
         volunteers,
     )
 
-    for module in (auth, me, jurisdictions, volunteers, media, clues, feed, messages, notifications):
+    for module in (auth, me, jurisdictions, volunteers, media, clues, feed, messages, notifications, tasks):
         api.register_blueprint(module.blp)

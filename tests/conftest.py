@@ -523,3 +523,130 @@ def volunteers(client: FlaskClient, wechat_login: Callable[[str], dict[str, str]
 def id_number() -> Callable[..., str]:
     """:func:`make_id_number`: build resident ID numbers (valid unless told otherwise)."""
     return make_id_number
+
+
+# -- patrol tasks ---------------------------------------------------------------------------------
+
+# A place in 沼潭社区 (centre 40.652, 109.832) and a point about 2 km north-east of it.
+TASK_PLACE = (40.6525, 109.8330)
+TWO_KM_AWAY = (40.6680, 109.8480)
+
+
+class TaskHelper:
+    """Create tasks at the desk and act on them as a volunteer, through HTTP."""
+
+    def __init__(self, app: Flask, client: FlaskClient, tree: dict[str, int]):
+        self.app = app
+        self.client = client
+        self.tree = tree
+
+    def body(self, **overrides: Any) -> dict[str, Any]:
+        from datetime import UTC, datetime, timedelta
+
+        now = datetime.now(UTC)
+        body = {
+            "kind": "patrol",
+            "title": "沼潭社区夜间巡逻",
+            "description": "沿社区主干道巡逻，注意可疑人员和车辆",
+            "jurisdiction_id": self.tree["150203-01-01"],
+            "lat": TASK_PLACE[0],
+            "lng": TASK_PLACE[1],
+            "address": "沼潭社区北门",
+            "geofence_radius_m": 200,
+            "starts_at": (now - timedelta(minutes=10)).isoformat(),
+            "ends_at": (now + timedelta(hours=2)).isoformat(),
+            "slots": 3,
+            "points": 10,
+            "dispatch_mode": "open",
+            "publish": True,
+        }
+        for key, value in overrides.items():
+            body[key] = value.isoformat() if hasattr(value, "isoformat") else value
+        return body
+
+    def create(self, desk: dict[str, str], *, expect: int = 201, **overrides: Any) -> dict[str, Any]:
+        response = self.client.post("/api/v1/desk/tasks", json=self.body(**overrides), headers=desk)
+        assert response.status_code == expect, response.get_json()
+        return response.get_json()
+
+    def post(
+        self, headers: dict[str, str], task_id: int, action: str, body: Any = None, *, key: str | None = None
+    ):
+        extra = {"Idempotency-Key": key} if key else {}
+        return self.client.post(
+            f"/api/v1/tasks/{task_id}/{action}", json=body or {}, headers={**headers, **extra}
+        )
+
+    def accept(self, headers: dict[str, str], task_id: int, *, expect: int = 200, **body: Any) -> dict:
+        response = self.post(headers, task_id, "accept", body)
+        assert response.status_code == expect, response.get_json()
+        return response.get_json()
+
+    def check_in(
+        self, headers, task_id, at=TASK_PLACE, *, expect: int = 200, accuracy=None, key=None
+    ) -> dict:
+        response = self.post(
+            headers, task_id, "check-in", {"lat": at[0], "lng": at[1], "accuracy_m": accuracy}, key=key
+        )
+        assert response.status_code == expect, response.get_json()
+        return response.get_json()
+
+    def check_out(self, headers, task_id, at=TASK_PLACE, *, expect: int = 200, key=None) -> dict:
+        response = self.post(headers, task_id, "check-out", {"lat": at[0], "lng": at[1]}, key=key)
+        assert response.status_code == expect, response.get_json()
+        return response.get_json()
+
+    def set_rows(self, model_name: str, row_id: int, **values: Any) -> None:
+        """Move times in the database (a task's window, a check-in) as if time had passed."""
+        from sqlalchemy import update
+
+        import yijing.models as models
+        from yijing.extensions import db
+
+        model = getattr(models, model_name)
+        with self.app.app_context():
+            db.session.execute(update(model).where(model.id == row_id).values(**values))
+            db.session.commit()
+            db.session.remove()
+
+    def run_jobs(self, *queue_names: str) -> None:
+        """Run every queued job of those queues (all by default) with a burst SimpleWorker and
+        its scheduler, which first moves scheduled jobs that are due onto their queues."""
+        from workers import queues
+        from workers.runner import AppSimpleWorker
+        from yijing.extensions import redis_client
+
+        with self.app.app_context():
+            names = queue_names or queues.ALL
+            worker = AppSimpleWorker([queues.get_queue(n) for n in names], connection=redis_client())
+            worker.work(burst=True, with_scheduler=True)
+
+    def scheduled(self, queue_name: str) -> dict[str, Any]:
+        """Scheduled (delayed) jobs of a queue: job id → when it is due."""
+        from rq.registry import ScheduledJobRegistry
+
+        from workers import queues
+
+        with self.app.app_context():
+            registry = ScheduledJobRegistry(queue=queues.get_queue(queue_name))
+            return {job_id: registry.get_scheduled_time(job_id) for job_id in registry.get_job_ids()}
+
+    def make_due(self, queue_name: str, job_id: str) -> None:
+        """Time passes: the scheduled job becomes due now (its id, function and arguments unchanged)."""
+        from datetime import UTC, datetime, timedelta
+
+        from rq.job import Job
+        from rq.registry import ScheduledJobRegistry
+
+        from workers import queues
+        from yijing.extensions import redis_client
+
+        with self.app.app_context():
+            registry = ScheduledJobRegistry(queue=queues.get_queue(queue_name))
+            job = Job.fetch(job_id, connection=redis_client())
+            registry.schedule(job, datetime.now(UTC) - timedelta(seconds=1))
+
+
+@pytest.fixture
+def tasks(app: Flask, client: FlaskClient, tree: dict[str, int]) -> TaskHelper:
+    return TaskHelper(app, client, tree)

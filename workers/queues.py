@@ -57,16 +57,22 @@ class JobSpec:
     # Seconds to wait before the job becomes runnable (RQ's scheduler, which workers run, moves it to
     # the queue when due); 0 enqueues now.
     delay: int = 0
+    # Run no earlier than this (aware) time: RQ's scheduler (``with_scheduler``) enqueues it then.
+    at: datetime | None = None
 
 
 def enqueue(spec: JobSpec) -> None:
-    """Enqueue now (or after ``spec.delay``). A job with a ``job_id`` that still exists in Redis (queued,
-    scheduled, running, or finished/failed within its result/failure TTL) is not added twice."""
+    """Enqueue now, at ``spec.at`` or after ``spec.delay``.
+
+    A job with a ``job_id`` that still exists in Redis (queued, scheduled, running, or finished or
+    failed within its result/failure TTL) is not added twice.
+    """
     q = get_queue(spec.queue)
+    when = spec.at or (datetime.now(UTC) + timedelta(seconds=spec.delay) if spec.delay > 0 else None)
     try:
-        if spec.delay > 0:
+        if when is not None:
             q.enqueue_at(
-                datetime.now(UTC) + timedelta(seconds=spec.delay),
+                when,
                 spec.func,
                 args=spec.args,
                 kwargs=spec.kwargs,
@@ -97,7 +103,7 @@ def enqueue_many(specs: Iterable[JobSpec]) -> None:
     """Enqueue jobs without ids and without delay in one round trip per queue (LIMITS.md: ~5× faster)."""
     by_queue: dict[str, list[JobSpec]] = {}
     for spec in specs:
-        if spec.job_id is not None or spec.delay > 0:
+        if spec.job_id is not None or spec.delay > 0 or spec.at is not None:
             enqueue(spec)
             continue
         by_queue.setdefault(spec.queue, []).append(spec)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers import clues, comments, duty, feed, maintenance, media, notifications, queues
+from workers import tasks as task_jobs
 
 
 @dataclass(frozen=True)
@@ -29,4 +30,10 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(comments.sweep_pending_comments, queues.DEFAULT, interval=300, timeout=120),
     # Rows left pending (Redis outage, a worker killed mid-batch, a deploy) and stalled fan-outs.
     PeriodicJob(notifications.sweep, queues.NOTIFY, interval=60, timeout=120),
+    # Patrol tasks. The sweep is the fallback for nearby-dispatch rings whose delayed job was lost.
+    PeriodicJob(task_jobs.sweep_dispatches, queues.DISPATCH, interval=30, timeout=120),
+    PeriodicJob(task_jobs.expire_invitations, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(task_jobs.send_reminders, queues.DEFAULT, interval=60, timeout=120),
+    PeriodicJob(task_jobs.close_finished_tasks, queues.DEFAULT, interval=60, timeout=300),
+    PeriodicJob(task_jobs.generate_occurrences, queues.DEFAULT, interval=3600, timeout=600),
 ]

@@ -8,6 +8,7 @@ refused when ``YIJING_ENV=production``.
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,14 @@ def _int_list(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{name} must hold at least one number, none negative")
     return values
+
+
+def _radii(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Comma-separated radii in metres, strictly increasing: ``1000,3000,5000``."""
+    radii = _int_list(env, name, default)
+    if any(r <= 0 for r in radii) or any(a >= b for a, b in itertools.pairwise(radii)):
+        raise ConfigError(f"{name} must be positive and strictly increasing, got {env.get(name)!r}")
+    return radii
 
 
 def parse_pii_keys(raw: str) -> dict[str, bytes]:
@@ -165,6 +174,23 @@ class Config:
     feed_page_cache_ttl: int = 60
     feed_post_cache_ttl: int = 300
     comment_report_threshold: int = 5
+    # Patrol tasks and dispatch (issue 4).
+    task_nearby_radius_m: int = 3000
+    task_geofence_tolerance_m: int = 50
+    task_geofence_max_accuracy_m: int = 100
+    task_checkin_early_minutes: int = 30
+    task_track_skew_seconds: int = 120
+    task_invitation_ttl_minutes: int = 60
+    task_invitation_reminder_minutes: int = 15
+    task_reminder_lead_minutes: int = 60
+    task_close_grace_minutes: int = 30
+    task_recurrence_horizon_days: int = 14
+    dispatch_ring_radii_m: tuple[int, ...] = (1000, 3000, 5000, 10000)
+    dispatch_max_radius_m: int = 10000
+    dispatch_ring_timeout_seconds: int = 120
+    dispatch_invites_per_slot: int = 2
+    dispatch_max_invites_per_ring: int = 50
+    dispatch_no_show_weight: float = 2.0
 
     @property
     def is_production(self) -> bool:
@@ -256,9 +282,27 @@ class Config:
             broadcast_rate_per_minute=min(
                 _int(env, "BROADCAST_RATE_PER_MINUTE", min(3000, send_rate), minimum=1), send_rate
             ),
+            task_nearby_radius_m=_int(env, "TASK_NEARBY_RADIUS_M", 3000),
+            task_geofence_tolerance_m=_int(env, "TASK_GEOFENCE_TOLERANCE_M", 50),
+            task_geofence_max_accuracy_m=_int(env, "TASK_GEOFENCE_MAX_ACCURACY_M", 100),
+            task_checkin_early_minutes=_int(env, "TASK_CHECKIN_EARLY_MINUTES", 30),
+            task_track_skew_seconds=_int(env, "TASK_TRACK_SKEW_SECONDS", 120),
+            task_invitation_ttl_minutes=_int(env, "TASK_INVITATION_TTL_MINUTES", 60, minimum=1),
+            task_invitation_reminder_minutes=_int(env, "TASK_INVITATION_REMINDER_MINUTES", 15),
+            task_reminder_lead_minutes=_int(env, "TASK_REMINDER_LEAD_MINUTES", 60),
+            task_close_grace_minutes=_int(env, "TASK_CLOSE_GRACE_MINUTES", 30),
+            task_recurrence_horizon_days=_int(env, "TASK_RECURRENCE_HORIZON_DAYS", 14, minimum=1),
+            dispatch_ring_radii_m=_radii(env, "DISPATCH_RING_RADII_M", (1000, 3000, 5000, 10000)),
+            dispatch_max_radius_m=_int(env, "DISPATCH_MAX_RADIUS_M", 10000, minimum=100),
+            dispatch_ring_timeout_seconds=_int(env, "DISPATCH_RING_TIMEOUT_SECONDS", 120, minimum=5),
+            dispatch_invites_per_slot=_int(env, "DISPATCH_INVITES_PER_SLOT", 2, minimum=1),
+            dispatch_max_invites_per_ring=_int(env, "DISPATCH_MAX_INVITES_PER_RING", 50, minimum=1),
+            dispatch_no_show_weight=_float(env, "DISPATCH_NO_SHOW_WEIGHT", 2.0),
         )
         if config.volunteer_min_age > config.volunteer_max_age:
             raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
+        if config.dispatch_no_show_weight < 0:
+            raise ConfigError("DISPATCH_NO_SHOW_WEIGHT must not be negative")
         if not config.volunteer_number_prefix.isalnum():
             raise ConfigError("VOLUNTEER_NUMBER_PREFIX must be letters and digits only")
         if config.is_production:

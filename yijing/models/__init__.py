@@ -29,6 +29,17 @@ from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
 from yijing.models.subscription import ConsentAnswer, SubscriptionConsent
+from yijing.models.task import (
+    Assignment,
+    AssignmentStatus,
+    DispatchMode,
+    DispatchRing,
+    Task,
+    TaskKind,
+    TaskSeries,
+    TaskStatus,
+    TrackPoint,
+)
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
 from yijing.models.volunteer import (
     PrivacyConsent,
@@ -40,6 +51,8 @@ from yijing.models.volunteer import (
 )
 
 __all__ = [
+    "Assignment",
+    "AssignmentStatus",
     "AuditEntry",
     "AuthToken",
     "Broadcast",
@@ -58,6 +71,8 @@ __all__ = [
     "CommentStatus",
     "ConsentAnswer",
     "CounterFlush",
+    "DispatchMode",
+    "DispatchRing",
     "IdempotencyRecord",
     "Jurisdiction",
     "JurisdictionLevel",
@@ -77,8 +92,13 @@ __all__ = [
     "Role",
     "RoleGrant",
     "SubscriptionConsent",
+    "Task",
+    "TaskKind",
+    "TaskSeries",
+    "TaskStatus",
     "Team",
     "TokenAudience",
+    "TrackPoint",
     "User",
     "UserKind",
     "Volunteer",

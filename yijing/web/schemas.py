@@ -176,3 +176,104 @@ class TeamSchema(Schema):
     member_count = fields.Integer(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+# -- patrol tasks (shared by the mini-program and the desk) ---------------------------------------
+
+
+def _task_kind_label(obj: object) -> str:
+    from yijing.models.task import KIND_LABELS
+
+    return KIND_LABELS.get(obj.kind, obj.kind)  # type: ignore[attr-defined]
+
+
+def _task_status_label(obj: object) -> str:
+    from yijing.services.tasks import TASK_STATUS_LABELS
+
+    return TASK_STATUS_LABELS.get(obj.status, obj.status)  # type: ignore[attr-defined]
+
+
+def _assignment_status_label(obj: object) -> str:
+    from yijing.services.tasks import ASSIGNMENT_STATUS_LABELS
+
+    return ASSIGNMENT_STATUS_LABELS.get(obj.status, obj.status)  # type: ignore[attr-defined]
+
+
+class TaskSchema(Schema):
+    """A patrol task as volunteers and the desk see it."""
+
+    id = fields.Integer(dump_only=True)
+    kind = fields.String(
+        dump_only=True,
+        metadata={"description": "patrol | campus_guard | event_security | missing_person | traffic | other"},
+    )
+    kind_label = fields.Function(_task_kind_label, dump_only=True)
+    title = fields.String(dump_only=True)
+    description = fields.String(dump_only=True)
+    jurisdiction = fields.Nested(JurisdictionSummarySchema, dump_only=True)
+    lat = fields.Float(dump_only=True)
+    lng = fields.Float(dump_only=True)
+    address = fields.String(dump_only=True)
+    geofence_radius_m = fields.Integer(dump_only=True, metadata={"description": "签到范围半径（米）"})
+    route = fields.List(
+        fields.List(fields.Float()),
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "[[lat, lng], …]"},
+    )
+    starts_at = fields.DateTime(dump_only=True)
+    ends_at = fields.DateTime(dump_only=True)
+    slots = fields.Integer(dump_only=True)
+    filled = fields.Integer(dump_only=True)
+    remaining = fields.Integer(dump_only=True)
+    categories = fields.List(fields.String(), dump_only=True, metadata={"description": "空表示不限"})
+    skills = fields.List(fields.String(), dump_only=True)
+    points = fields.Integer(dump_only=True)
+    dispatch_mode = fields.String(dump_only=True, metadata={"description": "open | assigned | nearby"})
+    status = fields.String(
+        dump_only=True, metadata={"description": "draft | published | in_progress | completed | cancelled"}
+    )
+    status_label = fields.Function(_task_status_label, dump_only=True)
+    series_id = fields.Integer(dump_only=True, allow_none=True)
+    occurrence_date = fields.Date(dump_only=True, allow_none=True)
+    cancel_reason = fields.String(dump_only=True, allow_none=True)
+    published_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+class AssignmentSchema(Schema):
+    """A volunteer's place on a task, from the invitation to the check-out."""
+
+    id = fields.Integer(dump_only=True)
+    task_id = fields.Integer(dump_only=True)
+    status = fields.String(
+        dump_only=True,
+        metadata={
+            "description": "invited | accepted | declined | expired | cancelled | checked_in | completed"
+            " | no_show"
+        },
+    )
+    status_label = fields.Function(_assignment_status_label, dump_only=True)
+    source = fields.String(dump_only=True, metadata={"description": "open | assigned | nearby"})
+    distance_m = fields.Float(dump_only=True, allow_none=True, metadata={"description": "受邀时距任务地点"})
+    invited_at = fields.DateTime(dump_only=True, allow_none=True)
+    invite_expires_at = fields.DateTime(dump_only=True, allow_none=True)
+    responded_at = fields.DateTime(dump_only=True, allow_none=True)
+    accepted_at = fields.DateTime(dump_only=True, allow_none=True)
+    cancelled_by = fields.String(dump_only=True, allow_none=True)
+    cancel_reason = fields.String(dump_only=True, allow_none=True)
+    checkin_at = fields.DateTime(dump_only=True, allow_none=True)
+    checkin_distance_m = fields.Float(dump_only=True, allow_none=True)
+    checkout_at = fields.DateTime(dump_only=True, allow_none=True)
+    checkout_distance_m = fields.Float(dump_only=True, allow_none=True)
+    checkout_auto = fields.Boolean(dump_only=True, metadata={"description": "任务结束时由系统自动签退"})
+    service_minutes = fields.Integer(dump_only=True, allow_none=True)
+    points_awarded = fields.Integer(dump_only=True)
+
+
+class ServiceTotalsSchema(Schema):
+    tasks = fields.Integer(dump_only=True, metadata={"description": "接受过的任务数"})
+    completed = fields.Integer(dump_only=True)
+    no_shows = fields.Integer(dump_only=True)
+    service_minutes = fields.Integer(dump_only=True)
+    service_hours = fields.Float(dump_only=True)
+    points = fields.Integer(dump_only=True, metadata={"description": "完成任务获得的积分"})

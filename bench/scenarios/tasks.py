@@ -1,0 +1,608 @@
+"""Patrol-task benchmarks (issue 4).
+
+* ``tasks_list`` (HTTP, wrk): ``GET /api/v1/tasks?limit=20`` for an approved volunteer, with
+  2,000 published open tasks spread over the city (100 km × 100 km) and 40 more in the
+  volunteer's own community: one candidate query (jurisdiction or bounding box), exact distances
+  and eligibility in Python, then the page's 20 tasks.
+* ``tasks_nearby_dispatch`` (timed in-process): the first ring of a nearby dispatch among
+  100,000 on-duty volunteers spread uniformly over 100 km × 100 km around Baotou (GEO index
+  seeded with :func:`yijing.services.duty_index.add_many`, the same volunteers in the database):
+  GEO search, eligibility and no-show ranking, the ring's compare-and-set, 10 invitations with
+  their outbox rows, the commit and the next ring's delayed job. A second row times the GEO
+  search alone (:func:`duty_index.nearest`, 1 km).
+* ``tasks_accept_race`` (timed, real HTTP, PostgreSQL): 50 approved volunteers accept a 5-slot
+  task at the same instant, ten rounds; every round must give exactly 5 × 200 and 45 × 409
+  ``task_full`` (otherwise the run fails). Reported: requests per second over the races,
+  per-request latency, and the median wall time of one race in ``extra``. With gunicorn's sync
+  workers the server takes two requests at a time; ``--gunicorn gthread`` makes it eight.
+
+Seeding runs in-process with an app built from the benchmark's ``DATABASE_URL``/``REDIS_URL``
+(the same Redis prefix and queue names as the app under test) and is idempotent: volunteers and
+jurisdictions are kept between runs (keys and openids start with ``bench-``); tasks in the
+benchmark's jurisdictions are replaced each run. Each ``*_SCENARIO`` object below is what
+``bench/scenarios/__init__.py`` registers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from bench.harness import BenchError, Context, Request, Result, percentile, time_calls
+
+# The fake WeChat server the harness starts accepts this pair (see bench/run.py).
+WECHAT_APPID = "wx-bench-appid"
+WECHAT_SECRET = "bench-secret"
+
+CENTRE = (40.657, 109.840)  # 包头市
+BENCH_TREE = [
+    {
+        "key": "bench-city",
+        "parent_key": None,
+        "name": "压测市",
+        "level": "city",
+        "lat": 40.657,
+        "lng": 109.840,
+    },
+    {
+        "key": "bench-district",
+        "parent_key": "bench-city",
+        "name": "压测区",
+        "level": "district",
+        "lat": 40.66,
+        "lng": 109.84,
+    },
+    {
+        "key": "bench-street",
+        "parent_key": "bench-district",
+        "name": "压测街道",
+        "level": "street",
+        "lat": 40.655,
+        "lng": 109.835,
+    },
+    {
+        "key": "bench-community",
+        "parent_key": "bench-street",
+        "name": "压测社区",
+        "level": "community",
+        "lat": 40.652,
+        "lng": 109.832,
+    },
+    {
+        "key": "bench-community-2",
+        "parent_key": "bench-street",
+        "name": "压测二社区",
+        "level": "community",
+        "lat": 40.70,
+        "lng": 109.90,
+    },
+]
+DESK_USERNAME = "bench-tasks-desk"
+DESK_PASSWORD = "bench tasks desk password"
+
+ON_DUTY = 100_000
+AREA_KM = 100.0
+RACERS = 50
+RACE_SLOTS = 5
+RACE_ROUNDS = 10
+CITY_TASKS = 2000
+COMMUNITY_TASKS = 40
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_apps: dict[tuple[str, str, str | None], Any] = {}
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def app_context(ctx: Context) -> Iterator[Any]:
+    """An in-process app on the benchmark's database and Redis, for seeding and timing."""
+    from yijing import create_app
+    from yijing.config import Config
+    from yijing.extensions import db
+
+    key = (ctx.database_url, ctx.redis_url, ctx.fake_wechat_url)
+    if key not in _apps:
+        env = {
+            **os.environ,
+            "DATABASE_URL": ctx.database_url,
+            "REDIS_URL": ctx.redis_url,
+            "YIJING_ENV": "development",
+            "WECHAT_APPID": WECHAT_APPID,
+            "WECHAT_SECRET": WECHAT_SECRET,
+            "LOG_LEVEL": "WARNING",
+        }
+        if ctx.fake_wechat_url:
+            env["WECHAT_API_BASE_URL"] = ctx.fake_wechat_url
+        _apps[key] = create_app(Config.from_env(env))
+    app = _apps[key]
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+
+
+def id_number(seq: int) -> str:
+    """A valid resident ID number (GB 11643) of someone born in 1990, distinct per ``seq``."""
+    born = datetime(1990, 1, 1) + timedelta(days=seq // 900)
+    body = f"150203{born:%Y%m%d}{seq % 900 + 100:03d}"
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, _ID_WEIGHTS, strict=True)) % 11]
+    return body + check
+
+
+def ensure_tree() -> dict[str, int]:
+    from sqlalchemy import select
+
+    from yijing.extensions import db
+    from yijing.models import Jurisdiction
+    from yijing.services import jurisdictions
+
+    jurisdictions.import_nodes(BENCH_TREE)
+    keys = [n["key"] for n in BENCH_TREE]
+    return dict(
+        db.session.execute(select(Jurisdiction.key, Jurisdiction.id).where(Jurisdiction.key.in_(keys))).all()
+    )
+
+
+def ensure_desk(tree: dict[str, int]) -> Any:
+    """The benchmark's desk user (desk role over the benchmark city) as a principal."""
+    from sqlalchemy import select
+
+    from yijing.actor import Actor
+    from yijing.extensions import db
+    from yijing.models import Role, RoleGrant, User
+    from yijing.services import auth
+
+    user = db.session.scalar(select(User).where(User.username == DESK_USERNAME))
+    if user is None:
+        user = auth.create_staff(DESK_USERNAME, DESK_PASSWORD, "压测值班台")
+    granted = db.session.scalar(
+        select(RoleGrant).where(RoleGrant.user_id == user.id, RoleGrant.jurisdiction_id == tree["bench-city"])
+    )
+    if granted is None:
+        auth.grant_role(user.id, Role.DESK, tree["bench-city"], Actor.system("bench"))
+    return auth.load_principal(user.id)
+
+
+def approved_volunteer(name: str, seq: int, desk: Any, home_id: int) -> tuple[str, int]:
+    """Log ``name`` in through the fake WeChat (in-process, so no login rate limit) and make sure
+    they are an approved volunteer of ``home_id``; returns (token, volunteer id)."""
+    from yijing.actor import Actor
+    from yijing.models import VolunteerStatus
+    from yijing.services import auth, tasks, volunteers
+
+    actor = Actor.system("bench")
+    issued = auth.wechat_login(f"{name}.{uuid.uuid4().hex[:8]}", actor)
+    volunteer = tasks.my_volunteer(issued.user.id)
+    if volunteer is None:
+        data = {
+            "category": "courier",
+            "employer": "压测快递",
+            "real_name": "压测义警",
+            "id_number": id_number(seq),
+            "phone": f"139{seq:08d}",
+            "jurisdiction_id": home_id,
+            "skills": ["first_aid"],
+            "consent_accepted": True,
+            "consent_version": _config().volunteer_privacy_version,
+        }
+        volunteer = volunteers.apply(issued.user.id, data, actor)
+    if volunteer.status == VolunteerStatus.PENDING:
+        volunteer = volunteers.review(desk, volunteer.id, "approve", "压测数据", actor)
+    if volunteer.status != VolunteerStatus.APPROVED:
+        raise BenchError(f"bench volunteer {name} is {volunteer.status}, not approved")
+    return issued.token, volunteer.id
+
+
+def _config() -> Any:
+    from flask import current_app
+
+    return current_app.config["YIJING"]
+
+
+def clear_tasks(tree: dict[str, int]) -> None:
+    """Remove every task of the benchmark's jurisdictions (and what hangs off them)."""
+    from sqlalchemy import delete, select
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, DispatchRing, Task, TrackPoint
+
+    ids = select(Task.id).where(Task.jurisdiction_id.in_(list(tree.values())))
+    assignment_ids = select(Assignment.id).where(Assignment.task_id.in_(ids))
+    db.session.execute(delete(TrackPoint).where(TrackPoint.assignment_id.in_(assignment_ids)))
+    db.session.execute(delete(Assignment).where(Assignment.task_id.in_(ids)))
+    db.session.execute(delete(DispatchRing).where(DispatchRing.task_id.in_(ids)))
+    db.session.execute(delete(Task).where(Task.id.in_(ids)))
+    db.session.commit()
+
+
+def task_row(tree: dict[str, int], **values: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    row = {
+        "jurisdiction_id": tree["bench-community"],
+        "kind": "patrol",
+        "title": "压测巡逻任务",
+        "description": "",
+        "lat": CENTRE[0],
+        "lng": CENTRE[1],
+        "address": "压测地点",
+        "geofence_radius_m": 200,
+        "route": None,
+        "starts_at": now + timedelta(hours=1),
+        "ends_at": now + timedelta(hours=3),
+        "slots": 5,
+        "filled": 0,
+        "categories": [],
+        "skills": [],
+        "points": 10,
+        "dispatch_mode": "open",
+        "status": "published",
+        "published_at": now,
+        "dispatch_ring": 0,
+        "created_at": now,
+    }
+    row.update(values)
+    return row
+
+
+def insert_tasks(rows: list[dict[str, Any]]) -> list[int]:
+    from sqlalchemy import insert
+
+    from yijing.extensions import db
+    from yijing.models import Task
+
+    ids = list(db.session.scalars(insert(Task).returning(Task.id), rows))
+    db.session.commit()
+    return ids
+
+
+# -- the volunteer's task list --------------------------------------------------------------------
+
+
+class TaskListScenario:
+    name = "tasks_list"
+    description = "GET /api/v1/tasks?limit=20: open tasks near an approved volunteer, nearest first"
+    needs_app = True
+    baseline = "constant"
+
+    def setup(self, ctx: Context) -> Request:
+        rng = random.Random(4)
+        with app_context(ctx):
+            tree = ensure_tree()
+            desk = ensure_desk(tree)
+            token, _ = approved_volunteer("bench-tasks-list", 1, desk, tree["bench-community"])
+            clear_tasks(tree)
+            now = datetime.now(UTC)
+            half_lat, half_lng = AREA_KM / 2 / 111.195, AREA_KM / 2 / (111.195 * 0.7585)
+            rows = []
+            for i in range(CITY_TASKS + COMMUNITY_TASKS):
+                if i < COMMUNITY_TASKS:  # the volunteer's community, within about 2 km
+                    home = tree["bench-community"]
+                    lat = CENTRE[0] + rng.uniform(-0.018, 0.018)
+                    lng = CENTRE[1] + rng.uniform(-0.024, 0.024)
+                else:  # elsewhere in the city
+                    home = tree["bench-community-2"]
+                    lat = CENTRE[0] + rng.uniform(-half_lat, half_lat)
+                    lng = CENTRE[1] + rng.uniform(-half_lng, half_lng)
+                start = now + timedelta(hours=rng.randint(1, 96))
+                rows.append(
+                    task_row(
+                        tree,
+                        jurisdiction_id=home,
+                        lat=lat,
+                        lng=lng,
+                        starts_at=start,
+                        ends_at=start + timedelta(hours=2),
+                    )
+                )
+            insert_tasks(rows)
+        request = Request(path="/api/v1/tasks?limit=20", headers={"Authorization": f"Bearer {token}"})
+        check = ctx.session.get(ctx.url(request.path), headers=request.headers, timeout=10)
+        if check.status_code != 200 or not check.json().get("items"):
+            raise BenchError(
+                f"tasks_list: GET /api/v1/tasks answered {check.status_code}: {check.text[:500]}"
+            )
+        return request
+
+
+# -- nearby dispatch among 100,000 on-duty volunteers ------------------------------------------------
+
+
+def seed_on_duty(
+    tree: dict[str, int], count: int = ON_DUTY, seed: int = 100
+) -> list[tuple[int, float, float]]:
+    """``count`` approved, on-duty volunteers in the database (kept between runs) at uniform
+    random points over AREA_KM × AREA_KM, and the same in the Redis GEO index (rebuilt every run,
+    since the harness flushes Redis). Returns (volunteer id, lat, lng)."""
+    from sqlalchemy import func, insert, select
+
+    from yijing import pii
+    from yijing.extensions import db
+    from yijing.models import PrivacyConsent, User, Volunteer
+    from yijing.services import duty_index
+    from yijing.services.duty_index import DutyEntry
+
+    prefix = "bench-duty-"
+    have = db.session.scalar(select(func.count()).select_from(User).where(User.openid.startswith(prefix)))
+    if have < count:
+        now = datetime.now(UTC)
+        rng = random.Random(seed)
+        half_lat = AREA_KM / 2 / 111.195
+        half_lng = AREA_KM / 2 / (111.195 * 0.7585)
+        name_enc = pii.encrypt("压测义警", context="volunteer.real_name")
+        id_enc = pii.encrypt(id_number(0), context="volunteer.id_number")
+        phone_enc = pii.encrypt("13900000000", context="volunteer.phone")
+        batch = 5000
+        for start in range(have, count, batch):
+            stop = min(count, start + batch)
+            users = list(
+                db.session.scalars(
+                    insert(User).returning(User.id),
+                    [
+                        {
+                            "kind": "wechat",
+                            "openid": f"{prefix}{i}",
+                            "display_name": "",
+                            "is_active": True,
+                            "created_at": now,
+                        }
+                        for i in range(start, stop)
+                    ],
+                )
+            )
+            consents = list(
+                db.session.scalars(
+                    insert(PrivacyConsent).returning(PrivacyConsent.id),
+                    [
+                        {"user_id": u, "document": "volunteer_privacy", "version": "bench", "created_at": now}
+                        for u in users
+                    ],
+                )
+            )
+            rows = []
+            for i, (user_id, consent_id) in zip(
+                range(start, stop), zip(users, consents, strict=True), strict=True
+            ):
+                lat = CENTRE[0] + rng.uniform(-half_lat, half_lat)
+                lng = CENTRE[1] + rng.uniform(-half_lng, half_lng)
+                rows.append(
+                    {
+                        "user_id": user_id,
+                        "status": "approved",
+                        "category": "courier",
+                        "employer": "",
+                        "skills": [],
+                        "real_name_enc": name_enc,
+                        "name_masked": "压*警",
+                        "id_number_enc": id_enc,
+                        "id_number_hash": f"bench-{i}",
+                        "id_number_masked": "150***********0000",
+                        "phone_enc": phone_enc,
+                        "phone_hash": f"bench-{i}",
+                        "phone_masked": "139****0000",
+                        "jurisdiction_id": tree["bench-community"],
+                        "community_id": tree["bench-community"],
+                        "consent_id": consent_id,
+                        "open_user_id": user_id,
+                        "open_id_number_hash": f"bench-{i}",
+                        "decision_seq": 1,
+                        "on_duty": True,
+                        "duty_started_at": now,
+                        "duty_seen_at": now,
+                        "duty_lat": lat,
+                        "duty_lng": lng,
+                        "created_at": now,
+                    }
+                )
+            db.session.execute(insert(Volunteer), rows)
+            db.session.commit()
+    found = db.session.execute(
+        select(Volunteer.id, Volunteer.user_id, Volunteer.duty_lat, Volunteer.duty_lng)
+        .join(User, User.id == Volunteer.user_id)
+        .where(User.openid.startswith(prefix))
+        .order_by(Volunteer.id)
+        .limit(count)
+    ).all()
+    community_path = _path_of(tree["bench-community"])
+    now_ts = time.time()
+    duty_index.add_many(
+        (
+            DutyEntry(vid, uid, "courier", community_path, tree["bench-community"], "压*警"),
+            lat,
+            lng,
+            now_ts,
+        )
+        for vid, uid, lat, lng in found
+    )
+    return [(vid, lat, lng) for vid, _, lat, lng in found]
+
+
+def _path_of(jurisdiction_id: int) -> str:
+    from yijing.extensions import db
+    from yijing.models import Jurisdiction
+
+    return db.session.get(Jurisdiction, jurisdiction_id).path
+
+
+class NearbyDispatchScenario:
+    name = "tasks_nearby_dispatch"
+    description = f"first ring of a nearby dispatch among {ON_DUTY:,} on-duty volunteers (in-process)"
+    needs_app = True  # for the migrated database; the ring itself runs in-process, as in a worker
+    iterations = 300
+
+    def run(self, ctx: Context) -> list[Result]:
+        from yijing.services import dispatch, duty_index
+
+        rng = random.Random(7)
+        with app_context(ctx):
+            tree = ensure_tree()
+            clear_tasks(tree)
+            started = time.perf_counter()
+            seed_on_duty(tree)
+            seeded_s = time.perf_counter() - started
+            # Task places well inside the seeded square, so a 1 km ring finds ~30 volunteers.
+            points = [
+                (CENTRE[0] + rng.uniform(-0.3, 0.3), CENTRE[1] + rng.uniform(-0.4, 0.4))
+                for _ in range(self.iterations + 10)
+            ]
+            now = datetime.now(UTC)
+            ids = insert_tasks(
+                [
+                    task_row(
+                        tree,
+                        kind="missing_person",
+                        title="压测就近调度",
+                        lat=lat,
+                        lng=lng,
+                        starts_at=now,
+                        ends_at=now + timedelta(hours=2),
+                        dispatch_mode="nearby",
+                        dispatch_next_at=now,
+                    )
+                    for lat, lng in points
+                ]
+            )
+            queue = iter(ids)
+            invited: list[int] = []
+
+            def ring() -> None:
+                invited.append(dispatch.advance(next(queue), 0))
+
+            dispatch_row = time_calls(
+                self.name,
+                ring,
+                iterations=self.iterations,
+                warmup=10,
+                target="dispatch.advance(task, 0): GEO search + ranking + 10 invitations",
+                extra={"on_duty": ON_DUTY, "seed_seconds": round(seeded_s, 1)},
+            )
+            if min(invited) < 1:
+                raise BenchError(f"{self.name}: a ring invited nobody ({invited.count(0)} of {len(invited)})")
+            dispatch_row.extra["invited_median"] = statistics.median(invited)
+            probe = itertools.cycle(points)
+
+            def geo() -> None:
+                lat, lng = next(probe)
+                duty_index.nearest(lat, lng, radius_m=1000, limit=42)
+
+            geo_row = time_calls(
+                f"{self.name}:geo",
+                geo,
+                duration=min(ctx.duration, 5),
+                warmup=20,
+                target="duty_index.nearest(1 km, 42) among 100,000",
+                extra={"on_duty": ON_DUTY},
+            )
+        for row in (dispatch_row, geo_row):
+            row.baseline = "baseline:constant"
+        return [dispatch_row, geo_row]
+
+
+# -- 50 volunteers accept a 5-slot task at once ------------------------------------------------------
+
+
+class AcceptRaceScenario:
+    name = "tasks_accept_race"
+    description = (
+        f"{RACERS} volunteers accept a {RACE_SLOTS}-slot task at once over HTTP ({RACE_ROUNDS} rounds)"
+    )
+    needs_app = True
+
+    def run(self, ctx: Context) -> list[Result]:
+        with app_context(ctx):
+            tree = ensure_tree()
+            desk = ensure_desk(tree)
+            tokens = [
+                approved_volunteer(f"bench-race-{i}", 1000 + i, desk, tree["bench-community"])[0]
+                for i in range(RACERS)
+            ]
+            clear_tasks(tree)
+            now = datetime.now(UTC)
+            # One round a day ahead of the last: nobody's earlier place overlaps the next task.
+            task_ids = insert_tasks(
+                [
+                    task_row(
+                        tree,
+                        title="压测抢单",
+                        slots=RACE_SLOTS,
+                        starts_at=now + timedelta(days=r + 1),
+                        ends_at=now + timedelta(days=r + 1, hours=1),
+                    )
+                    for r in range(RACE_ROUNDS)
+                ]
+            )
+        latencies: list[float] = []
+        races: list[float] = []
+        for task_id in task_ids:
+            statuses, took, race = self._race(ctx, task_id, tokens)
+            latencies.extend(took)
+            races.append(race)
+            if sorted(statuses) != [200] * RACE_SLOTS + [409] * (RACERS - RACE_SLOTS):
+                raise BenchError(f"{self.name}: task {task_id} answered {sorted(statuses)}")
+        with app_context(ctx):
+            from yijing.extensions import db
+            from yijing.models import Task
+
+            filled = [db.session.get(Task, t).filled for t in task_ids]
+        if filled != [RACE_SLOTS] * RACE_ROUNDS:
+            raise BenchError(f"{self.name}: filled slots per round {filled}")
+        latencies.sort()
+        return [
+            Result(
+                scenario=self.name,
+                rps=len(latencies) / sum(races),
+                p50_ms=percentile(latencies, 50),
+                p99_ms=percentile(latencies, 99),
+                baseline="baseline:constant",
+                kind="python",
+                target=f"POST /api/v1/tasks/<id>/accept ×{RACERS} at once",
+                requests=len(latencies),
+                extra={
+                    "rounds": RACE_ROUNDS,
+                    "race_ms_median": round(statistics.median(races) * 1000, 1),
+                    "accepted_per_round": RACE_SLOTS,
+                    "database": ctx.database_url.split("@")[-1],
+                },
+            )
+        ]
+
+    def _race(self, ctx: Context, task_id: int, tokens: list[str]) -> tuple[list[int], list[float], float]:
+        barrier = threading.Barrier(len(tokens))
+        url = ctx.url(f"/api/v1/tasks/{task_id}/accept")
+
+        def accept(token: str) -> tuple[int, float, float, float]:
+            with requests.Session() as session:
+                barrier.wait(timeout=60)
+                t0 = time.perf_counter()
+                response = session.post(
+                    url, json={}, headers={"Authorization": f"Bearer {token}"}, timeout=60
+                )
+                t1 = time.perf_counter()
+            if response.status_code == 409 and response.json()["error"]["code"] != "task_full":
+                raise BenchError(f"{self.name}: unexpected 409 {response.text[:300]}")
+            return response.status_code, (t1 - t0) * 1000, t0, t1
+
+        with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
+            answers = list(pool.map(accept, tokens))
+        race = max(a[3] for a in answers) - min(a[2] for a in answers)
+        return [a[0] for a in answers], [a[1] for a in answers], race
+
+
+TASK_LIST_SCENARIO = TaskListScenario()
+NEARBY_DISPATCH_SCENARIO = NearbyDispatchScenario()
+ACCEPT_RACE_SCENARIO = AcceptRaceScenario()
+SCENARIOS = [TASK_LIST_SCENARIO, NEARBY_DISPATCH_SCENARIO, ACCEPT_RACE_SCENARIO]

@@ -1,0 +1,37 @@
+"""Patrol-task jobs: occurrences of recurring tasks, nearby dispatch rings, invitation expiry,
+reminders, and closing tasks after their window (which marks no-shows). Each is idempotent."""
+
+from __future__ import annotations
+
+from yijing.services import dispatch, tasks
+
+
+def generate_occurrences(series_id: int | None = None) -> int:
+    """Create upcoming occurrences of one series (or of every active series)."""
+    return tasks.generate_occurrences(series_id)
+
+
+def advance_dispatch(task_id: int, after_ring: int) -> int:
+    """Send the nearby-dispatch ring after ``after_ring`` if the task still needs volunteers
+    (scheduled DISPATCH_RING_TIMEOUT_SECONDS after the previous ring)."""
+    return dispatch.advance(task_id, after_ring)
+
+
+def sweep_dispatches() -> int:
+    """Send every ring that is due: the fallback for a lost or late scheduled job."""
+    return dispatch.sweep()
+
+
+def expire_invitations() -> int:
+    """Unanswered invitations past their deadline become expired."""
+    return dispatch.expire_invitations()
+
+
+def send_reminders() -> int:
+    """Outbox reminders before a task starts and before an invitation's deadline."""
+    return tasks.send_reminders()
+
+
+def close_finished_tasks() -> int:
+    """Start tasks whose window began; close those whose window ended (marking no-shows)."""
+    return tasks.close_finished_tasks()
