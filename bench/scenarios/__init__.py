@@ -9,22 +9,23 @@ A scenario is any object with ``name``, ``description`` and ``needs_app`` and ei
   GEOSEARCH timed from Python with ``bench.harness.time_calls``, or several wrk runs through
   ``ctx.measure_http``. Set ``needs_app = False`` if it does not need the app or fake WeChat.
 
-To add one: write ``bench/scenarios/<name>.py`` exposing ``SCENARIO`` and add it to ``_MODULES``.
+To add one: write ``bench/scenarios/<name>.py`` exposing ``SCENARIO`` (or a list ``SCENARIOS``) and
+add it to ``_MODULES``.
 """
 
 from __future__ import annotations
 
 from bench.harness import Scenario
-from bench.scenarios import me
+from bench.scenarios import fanout, feed, me, on_duty, tasks
 
-_MODULES = [me]
+_MODULES = [me, on_duty, tasks, feed, fanout]
 
 SCENARIOS: dict[str, Scenario] = {}
 for _module in _MODULES:
-    _scenario = _module.SCENARIO
-    if _scenario.name in SCENARIOS:
-        raise RuntimeError(f"duplicate scenario name {_scenario.name!r}")
-    SCENARIOS[_scenario.name] = _scenario
+    for _scenario in getattr(_module, "SCENARIOS", None) or [_module.SCENARIO]:
+        if _scenario.name in SCENARIOS:
+            raise RuntimeError(f"duplicate scenario name {_scenario.name!r}")
+        SCENARIOS[_scenario.name] = _scenario
 
 
 def get(name: str) -> Scenario:

@@ -3,78 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
-import pytest
-import redis
 from sqlalchemy import select
 
 from yijing import create_app
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of this test's own, on its own port, that the test stops and starts."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("redis-server did not start")
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-@contextmanager
-def _own_redis() -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(_free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextmanager
@@ -99,28 +33,41 @@ def _second_app(app, redis_url: str, media_root: str):
 
 
 def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
-    app, fake_wechat, staff, tree, places, tmp_path
+    app, fake_wechat, staff, tree, places, tmp_path, own_redis
 ):
     from rq import SimpleWorker
 
     from fakewechat import fake_openid
     from workers import clues as clue_jobs
+    from workers import notifications as notification_jobs
     from workers import queues
     from yijing.extensions import db, limiter, redis_client
     from yijing.models import Clue, Notification
+    from yijing.models.base import utcnow
+    from yijing.services import delivery
 
     storage_before = vars(limiter)["_storage"]
     desk = staff("desk-kdl", "desk", "150203")  # logged in before the outage: tokens live in the database
     with (
-        _own_redis() as server,
-        _second_app(app, server.url, str(tmp_path)) as other,
+        _second_app(app, own_redis.url, str(tmp_path)) as other,
     ):
         client = other.test_client()
-        server.stop()  # Redis is down from here on
+        own_redis.stop()  # Redis is down from here on
 
         login = client.post("/api/v1/auth/wechat-login", json={"code": "lin.1"})
         assert login.status_code == 200, login.get_json()
         resident = {"Authorization": f"Bearer {login.get_json()['token']}"}
+        consent = client.post(  # two one-time consents to the clue-progress template, while Redis is down
+            "/api/v1/notifications/subscriptions",
+            json={"errMsg": "requestSubscribeMessage:ok", "DEMO-tmpl-clue-progress": "accept"},
+            headers=resident,
+        )
+        assert consent.status_code == 200, consent.get_json()
+        client.post(
+            "/api/v1/notifications/subscriptions",
+            json={"errMsg": "requestSubscribeMessage:ok", "DEMO-tmpl-clue-progress": "accept"},
+            headers=resident,
+        )
         body = {
             "category": "safety_hazard",
             "description": "楼道里堆满了纸箱，堵住了消防通道",
@@ -148,7 +95,7 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
             assert {n.user_id for n in rows} == {login.get_json()["user"]["id"]}
             db.session.remove()
 
-        server.start()  # back, and empty (no persistence): the jobs enqueued at commit are gone
+        own_redis.start()  # back, and empty (no persistence): the jobs enqueued at commit are gone
         with other.app_context():
             assert clue_jobs.sweep(min_age_seconds=0) == 2
             assert clue_jobs.sweep(min_age_seconds=0) == 2
@@ -161,12 +108,25 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
             assert clue.duplicates_checked_at is not None
             assert clue_jobs.sweep(min_age_seconds=0) == 0
             rows = db.session.scalars(select(Notification).order_by(Notification.id)).all()
-            # Delivery belongs to the notification worker (issue 7); the rows wait for it, exactly once each.
             assert [(n.kind, n.status) for n in rows] == [
                 ("clue_received", "pending"),
                 ("clue_status", "pending"),
             ]
             db.session.remove()
+            # The outbox sweeper finds the rows whose relay was lost with Redis; a worker delivers them.
+            swept = delivery.sweep(now=utcnow() + timedelta(hours=1))
+            assert len(swept) == 2
+            notification_jobs.enqueue_delivery(swept)
+            names = [queues.get_queue(queues.DISPATCH), queues.get_queue(queues.NOTIFY)]
+            SimpleWorker(names, connection=redis_client()).work(burst=True, with_scheduler=False)
+            db.session.remove()
+            rows = db.session.scalars(select(Notification).order_by(Notification.id)).all()
+            assert [(n.kind, n.status) for n in rows] == [("clue_received", "sent"), ("clue_status", "sent")]
+            assert delivery.sweep(now=utcnow() + timedelta(hours=2)) == []
+            db.session.remove()
+        sends = fake_wechat.state.requests("/cgi-bin/message/subscribe/send")
+        assert len(sends) == 2, "each notification is sent once"
+        assert {r.json["touser"] for r in sends} == {fake_openid("lin")}
         checks = fake_wechat.state.requests("/wxa/msg_sec_check")
         assert len(checks) == 1
         assert checks[0].json["openid"] == fake_openid("lin") and checks[0].json["scene"] == 3

@@ -9,13 +9,7 @@ The clue service is built on another branch; ``_clue_submitted_then_accepted`` w
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 
-import pytest
 import redis as redis_lib
 from sqlalchemy import select
 
@@ -30,62 +24,6 @@ from yijing.services import audit, notifications, outbox
 
 SEND = "/cgi-bin/message/subscribe/send"
 CLUE_TEMPLATE = "DEMO-tmpl-clue-progress"
-
-
-class OwnRedis:
-    """A throw-away redis-server on a free port."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis_lib.Redis.from_url(self.url, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis_lib.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: this test starts and stops a Redis of its own")
-    server = OwnRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _point_app_at(app, monkeypatch, url: str) -> None:
