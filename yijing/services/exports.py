@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def request_export(
             queue=queues.REPORTS,
             func="workers.reports.build_export",
             args=(export.id,),
-            job_id=f"export:{export.id}",
+            job_id=f"export-{export.id}",
             timeout=3600,
         ),
     )
@@ -150,8 +151,8 @@ def _roster_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
         last_id = batch[-1].id
         export.done += len(batch)
         db.session.commit()
-        db.session.expunge_all()
-        export = db.session.get(ReportExport, export.id)  # type: ignore[assignment]
+        for v in batch:
+            db.session.expunge(v)
 
 
 def _coverage_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
@@ -213,7 +214,7 @@ def build(export_id: int) -> None:
     db.session.commit()
     directory = Path(current_app.config["YIJING"].report_export_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"export-{export.id}.csv"
+    path = directory / f"export-{export.id}-{secrets.token_hex(8)}.csv"
     try:
         with open(path, "w", newline="", encoding="utf-8-sig") as handle:
             writer = csv.writer(handle)
