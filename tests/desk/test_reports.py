@@ -44,6 +44,8 @@ def _raw(app) -> dict[str, Any]:
         from yijing.models import (
             Assignment,
             Clue,
+            ClueEvent,
+            ClueMessage,
             DispatchRing,
             Jurisdiction,
             PointsEntry,
@@ -58,6 +60,8 @@ def _raw(app) -> dict[str, Any]:
             "assignments": list(db.session.scalars(select(Assignment))),
             "volunteers": {v.id: v for v in db.session.scalars(select(Volunteer))},
             "clues": list(db.session.scalars(select(Clue))),
+            "clue_events": list(db.session.scalars(select(ClueEvent))),
+            "clue_messages": list(db.session.scalars(select(ClueMessage))),
             "rings": list(db.session.scalars(select(DispatchRing))),
             "points": list(db.session.scalars(select(PointsEntry))),
             "teams": {t.jurisdiction_id: t for t in db.session.scalars(select(Team))},
@@ -98,6 +102,19 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
     judged = [c for c in clues if c.valid is not None]
     volunteers = [v for v in raw["volunteers"].values() if inside(v.community_id)]
     newly = [v for v in volunteers if v.status == "approved" and v.decided_at and in_period(v.decided_at)]
+
+    answered: dict[int, Any] = {}
+    for event in raw["clue_events"]:
+        if event.public_note is not None and event.actor_id is not None:
+            answered[event.clue_id] = min(answered.get(event.clue_id, event.created_at), event.created_at)
+    for message in raw["clue_messages"]:
+        if message.sender == "desk":
+            answered[message.clue_id] = min(
+                answered.get(message.clue_id, message.created_at), message.created_at
+            )
+    answer_minutes = [
+        max(0, int((answered[c.id] - c.created_at).total_seconds() // 60)) for c in clues if c.id in answered
+    ]
 
     sent = {}
     for ring in raw["rings"]:
@@ -148,6 +165,8 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
             "by_outcome": dict(Counter(c.status for c in clues)),
             "valid": sum(1 for c in clues if c.valid),
             "judged": len(judged),
+            "answered": len(answer_minutes),
+            "answer_median_minutes": statistics.median(answer_minutes) if answer_minutes else None,
         },
         "response": {
             "nearby_tasks": len(nearby),
@@ -198,6 +217,7 @@ def test_rollup_figures_equal_the_raw_rows(client, app, tree, staff, dataset):
     assert city["jurisdiction"]["id"] == tree["150200"]
     assert city["service"]["published"] > 0 and city["volunteers"]["active"] > 0
     assert city["clues"]["reported"] > 0 and city["response"]["nearby_tasks"] > 0
+    assert city["clues"]["answered"] > 0 and city["clues"]["answer_median_minutes"] > 0
     assert {c["jurisdiction"]["key"] for c in city["children"]} == {"150203", "150204"}
     whole = _expected(raw, tree["150200"], first - timedelta(days=40), last)
     assert whole["clues"]["reported"] == 250 and whole["service"]["served"] > 0

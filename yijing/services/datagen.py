@@ -24,6 +24,8 @@ from yijing.models import (
     AssignmentStatus,
     Clue,
     ClueCategory,
+    ClueEvent,
+    ClueMessage,
     ClueStatus,
     DispatchMode,
     DispatchRing,
@@ -40,6 +42,7 @@ from yijing.models import (
     VolunteerCategory,
     VolunteerStatus,
 )
+from yijing.models.clue import ClueEventKind
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
 
 BATCH = 1000
@@ -347,7 +350,32 @@ def generate(
                     "updated_at": created,
                 }
             )
-        db.session.execute(insert(Clue), rows)
+        clue_ids = _insert_returning_ids(Clue, rows)
+        messages, events = [], []
+        for clue_id, row in zip(clue_ids, rows, strict=True):
+            if rng.random() < 0.6:
+                at = row["created_at"] + timedelta(seconds=rng.randint(30, 3 * 86400))
+                messages.append(
+                    {"clue_id": clue_id, "sender": "desk", "body": "您好，请补充位置", "created_at": at}
+                )
+            if approved and rng.random() < 0.4:
+                at = row["created_at"] + timedelta(seconds=rng.randint(30, 3 * 86400))
+                events.append(
+                    {
+                        "clue_id": clue_id,
+                        "kind": ClueEventKind.STATUS.value,
+                        "from_status": "submitted",
+                        "to_status": "accepted",
+                        "public_note": "已受理",
+                        "actor_id": rng.choice(approved)[1],
+                        "data": {},
+                        "created_at": at,
+                    }
+                )
+        if messages:
+            db.session.execute(insert(ClueMessage), messages)
+        if events:
+            db.session.execute(insert(ClueEvent), events)
         db.session.commit()
         result.clues += len(batch)
         tick("clues", len(batch))

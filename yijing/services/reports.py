@@ -114,6 +114,26 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+def _median_from_histogram(counts: dict[str, int]) -> float | None:
+    """The median (as :func:`statistics.median`) of values given as {value: how many}."""
+    pairs = sorted((int(value), count) for value, count in counts.items() if count > 0)
+    total = sum(count for _, count in pairs)
+    if not total:
+        return None
+
+    def nth(index: int) -> int:
+        seen = 0
+        for value, count in pairs:
+            seen += count
+            if index < seen:
+                return value
+        raise IndexError(index)
+
+    if total % 2:
+        return float(nth(total // 2))
+    return (nth(total // 2 - 1) + nth(total // 2)) / 2
+
+
 def _active_ids(node: Jurisdiction, first: date, last: date) -> Select[Any]:
     return (
         select(VolunteerDay.volunteer_id)
@@ -254,6 +274,8 @@ def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
             "valid": valid,
             "judged": judged,
             "valid_share": _rate(valid, judged),
+            "answered": _total(sums, "clue_answer_min"),
+            "answer_median_minutes": _median_from_histogram(_by(sums, "clue_answer_min")),
         },
         "response": response_times(node, first, last),
     }

@@ -6,7 +6,10 @@ A day is a local (Asia/Shanghai) calendar day. What counts on which day, and for
   local day the task starts; assignments' figures are by the task's kind;
 * newly approved volunteers — the volunteer's community, the day of the decision
   (``decided_at``) for volunteers whose status is ``approved`` now;
-* clues — the clue's jurisdiction, the day it was reported; outcome is its current status;
+* clues — the clue's jurisdiction, the day it was reported; outcome is its current status; the
+  time to the first public answer (the first staff step with a note the reporter sees, or the
+  first desk message) as a histogram in whole minutes (``clue_answer_min``, dimension = minutes),
+  from which the median over any period is exact to the minute;
 * ``volunteer_days`` — completed assignments per volunteer and task day, keyed to the volunteer's
   community.
 
@@ -22,13 +25,15 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, insert, literal, select
+from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
 from yijing.extensions import db
 from yijing.models import (
     Assignment,
     AssignmentStatus,
     Clue,
+    ClueEvent,
+    ClueMessage,
     DailyStat,
     Task,
     TaskStatus,
@@ -36,6 +41,7 @@ from yijing.models import (
     VolunteerDay,
     VolunteerStatus,
 )
+from yijing.models.clue import MessageSender
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -54,6 +60,7 @@ METRICS: dict[str, str] = {
     "clue_outcome": "线索处理结果",
     "clue_valid": "有效线索",
     "clue_judged": "已判定线索",
+    "clue_answer_min": "首次公开答复用时（分钟）",
 }
 
 
@@ -65,6 +72,11 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants where local ``day`` starts and the next one starts."""
     start = datetime.combine(day, time(0), tzinfo=SHANGHAI).astimezone(UTC)
     return start, start + timedelta(days=1)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A UTC time read through an aggregate (``min``) may come back naive on SQLite."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def local_day(moment: datetime) -> date:
@@ -151,6 +163,30 @@ def _day_rows(day: date) -> tuple[list[dict], list[dict]]:
             add(jid, "clue_judged", "", count)
         if valid:
             add(jid, "clue_valid", "", count)
+
+    day_clues = select(Clue.id).where(clue_day)
+    first_note = (
+        select(ClueEvent.clue_id.label("clue_id"), func.min(ClueEvent.created_at).label("at"))
+        .where(
+            ClueEvent.clue_id.in_(day_clues),
+            ClueEvent.public_note.is_not(None),
+            ClueEvent.actor_id.is_not(None),
+        )
+        .group_by(ClueEvent.clue_id)
+    )
+    first_message = (
+        select(ClueMessage.clue_id.label("clue_id"), func.min(ClueMessage.created_at).label("at"))
+        .where(ClueMessage.clue_id.in_(day_clues), ClueMessage.sender == MessageSender.DESK)
+        .group_by(ClueMessage.clue_id)
+    )
+    answers = union_all(first_note, first_message).subquery()
+    for jid, created, answered in db.session.execute(
+        select(Clue.jurisdiction_id, Clue.created_at, func.min(answers.c.at))
+        .join(answers, answers.c.clue_id == Clue.id)
+        .group_by(Clue.id, Clue.jurisdiction_id, Clue.created_at)
+    ):
+        minutes = max(0, int((_aware(answered) - _aware(created)).total_seconds() // 60))
+        add(jid, "clue_answer_min", str(minutes), 1)
 
     stat_rows = [
         {"jurisdiction_id": jid, "day": day, "metric": metric, "dimension": dim, "value": value}
