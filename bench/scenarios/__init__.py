@@ -15,9 +15,9 @@ To add one: write ``bench/scenarios/<name>.py`` exposing ``SCENARIO`` and add it
 from __future__ import annotations
 
 from bench.harness import Scenario
-from bench.scenarios import me
+from bench.scenarios import me, reports
 
-_MODULES = [me]
+_MODULES = [me, reports]
 
 SCENARIOS: dict[str, Scenario] = {}
 for _module in _MODULES:

@@ -79,7 +79,9 @@ def generate(
     seed: int = 1,
     progress: Progress | None = None,
     now: datetime | None = None,
+    root_path: str | None = None,
 ) -> GenerateResult:
+    """Generate into the communities under ``root_path`` (a jurisdiction path; default: all)."""
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     tick = progress or (lambda _stage, _n: None)
