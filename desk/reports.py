@@ -39,7 +39,7 @@ class CoverageArgsSchema(Schema):
     jurisdiction_id = fields.Integer(load_default=None)
 
 
-class JurisdictionRefSchema(Schema):
+class ReportJurisdictionSchema(Schema):
     id = fields.Integer()
     name = fields.String()
     level = fields.String()
@@ -47,7 +47,7 @@ class JurisdictionRefSchema(Schema):
 
 
 class FiguresSchema(Schema):
-    jurisdiction = fields.Nested(JurisdictionRefSchema)
+    jurisdiction = fields.Nested(ReportJurisdictionSchema)
     volunteers = fields.Dict()
     service = fields.Dict()
     clues = fields.Dict()
@@ -61,7 +61,7 @@ class SummarySchema(FiguresSchema):
 
 
 class SeriesSchema(Schema):
-    jurisdiction = fields.Nested(JurisdictionRefSchema)
+    jurisdiction = fields.Nested(ReportJurisdictionSchema)
     granularity = fields.String()
     from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
@@ -69,7 +69,7 @@ class SeriesSchema(Schema):
 
 
 class CoverageItemSchema(Schema):
-    jurisdiction = fields.Nested(JurisdictionRefSchema)
+    jurisdiction = fields.Nested(ReportJurisdictionSchema)
     has_team = fields.Boolean()
     has_liaison = fields.Boolean()
     has_captain = fields.Boolean()
@@ -79,7 +79,7 @@ class CoverageItemSchema(Schema):
 
 
 class CoverageSchema(Schema):
-    jurisdiction = fields.Nested(JurisdictionRefSchema)
+    jurisdiction = fields.Nested(ReportJurisdictionSchema)
     min_active_volunteers = fields.Integer()
     active_window_days = fields.Integer()
     communities = fields.Integer()
@@ -90,7 +90,7 @@ class CoverageSchema(Schema):
 
 
 class LeaderboardSchema(Schema):
-    jurisdiction = fields.Nested(JurisdictionRefSchema)
+    jurisdiction = fields.Nested(ReportJurisdictionSchema)
     from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
     by = fields.String()

@@ -509,3 +509,61 @@ def test_generate_and_rollup_commands(app, tree):
         )
         assert reported == db.session.scalar(select(func.count()).select_from(Clue)) == 10
         db.session.remove()
+
+
+def test_a_volunteer_sees_their_own_rank(client, app, staff, volunteers, tasks):
+    desk = staff("desk-kdl", "desk", "150203")
+    first_headers, first = volunteers.approved(desk, "first")
+    second_headers, second = volunteers.approved(desk, "second")
+    task = tasks.create(desk, slots=2)
+    with app.app_context():
+        from yijing.extensions import db
+        from yijing.models import Assignment, Volunteer
+        from yijing.services import rollups
+
+        for body, minutes in ((first, 90), (second, 30)):
+            volunteer = db.session.get(Volunteer, body["id"])
+            db.session.add(
+                Assignment(
+                    task_id=task["id"],
+                    volunteer_id=volunteer.id,
+                    user_id=volunteer.user_id,
+                    status="completed",
+                    source="open",
+                    service_minutes=minutes,
+                )
+            )
+        db.session.commit()
+        from yijing.models import Task
+
+        task_day = rollups.local_day(db.session.get(Task, task["id"]).starts_at)
+        rollups.rebuild(task_day, task_day)
+        db.session.remove()
+    query = f"?from={task_day}&to={task_day}"
+    mine = client.get(f"/api/v1/volunteers/me/rank{query}", headers=second_headers)
+    assert mine.status_code == 200, mine.get_json()
+    body = mine.get_json()
+    assert body["scope"]["key"] == "150203" and "*" in body["name_masked"]
+    assert body["hours"] == {"value": 30, "rank": 2, "of": 2, "service_hours": 0.5}
+    top = client.get(f"/api/v1/volunteers/me/rank{query}", headers=first_headers).get_json()
+    assert top["hours"]["rank"] == 1 and top["hours"]["value"] == 90
+
+
+def test_the_rollup_job_is_periodic_and_the_threshold_is_configurable(app, make_app, tree):
+    from workers import reports as report_jobs
+    from workers.schedule import PERIODIC_JOBS
+
+    assert any(job.func is report_jobs.refresh_recent and job.queue == "reports" for job in PERIODIC_JOBS)
+    other = make_app(COVERAGE_MIN_ACTIVE_VOLUNTEERS="1", REPORT_ROLLUP_DAYS="7")
+    assert other.config["YIJING"].coverage_min_active_volunteers == 1
+    assert other.config["YIJING"].report_rollup_days == 7
+    with other.app_context():
+        from yijing.extensions import db
+        from yijing.models import Jurisdiction
+        from yijing.services import reports
+
+        result = reports.coverage_rows(db.session.get(Jurisdiction, tree["150203-01-01"]))
+        assert result["min_active_volunteers"] == 1
+        assert result["items"][0]["reasons"][-1] == "近30天活跃义警不足1人（现有0人）"
+        assert report_jobs.refresh_recent() == 0
+        db.session.remove()

@@ -31,7 +31,7 @@ from yijing.services import audit, jurisdictions, reports
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
 
 BATCH = 2000
-ROSTER_HEADER = ["义警编号", "姓名", "身份证号", "手机号", "类别", "状态", "社区", "批准时间"]
+ROSTER_HEADER = ["义警编号", "姓名", "身份证号", "手机号", "类别", "状态", "社区", "审核时间"]
 
 
 def _out(export: ReportExport) -> dict[str, Any]:
@@ -195,7 +195,7 @@ SUMMARY_COLUMNS = [
 
 def _summary_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     first, last = date.fromisoformat(export.params["from"]), date.fromisoformat(export.params["to"])
-    nodes = [node, *reports._report_children(node)]
+    nodes = [node, *reports.report_children(node)]
     export.total = len(nodes)
     writer.writerow([title for title, _ in SUMMARY_COLUMNS])
     for item in nodes:

@@ -287,11 +287,11 @@ def summary(
     node = authorised_node(principal, jurisdiction_id)
     first, last = period(first, last)
     result = {"from": first, "to": last, **figures(node, first, last)}
-    result["children"] = [figures(child, first, last) for child in _report_children(node)]
+    result["children"] = [figures(child, first, last) for child in report_children(node)]
     return result
 
 
-def _report_children(node: Jurisdiction) -> list[Jurisdiction]:
+def report_children(node: Jurisdiction) -> list[Jurisdiction]:
     if node.level in (JurisdictionLevel.COMMUNITY, JurisdictionLevel.GRID):
         return []
     return list(jurisdictions.children(node.id))
@@ -346,6 +346,22 @@ def series(
         day += timedelta(days=1)
     for day, metric, value in rows:
         buckets[_bucket(day, granularity)][metric] += int(value or 0)
+    daily_active: dict[date, int] = {}
+    if granularity == "day":
+        # One grouped count for all the days instead of one query per bucket.
+        daily_active = {
+            day: int(count)
+            for day, count in db.session.execute(
+                select(VolunteerDay.day, func.count(func.distinct(VolunteerDay.volunteer_id)))
+                .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+                .where(
+                    jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+                    VolunteerDay.day >= first,
+                    VolunteerDay.day <= last,
+                )
+                .group_by(VolunteerDay.day)
+            )
+        }
     points = []
     starts = sorted(buckets)
     for index, start in enumerate(starts):
@@ -356,7 +372,11 @@ def series(
                 "start": bucket_first.isoformat(),
                 "end": bucket_last.isoformat(),
                 **buckets[start],
-                "active_volunteers": _count(_active_ids(node, bucket_first, bucket_last)),
+                "active_volunteers": (
+                    daily_active.get(bucket_first, 0)
+                    if granularity == "day"
+                    else _count(_active_ids(node, bucket_first, bucket_last))
+                ),
             }
         )
     return {
