@@ -12,10 +12,12 @@ def register(api: Api) -> None:
         clue_replies,
         clues,
         comments,
+        exports,
         feed,
         jurisdictions,
         messages,
         outbox,
+        reports,
         tasks,
         teams,
         volunteers,
@@ -34,5 +36,7 @@ def register(api: Api) -> None:
         broadcasts,
         outbox,
         tasks,
+        reports,
+        exports,
     ):
         api.register_blueprint(module.blp)

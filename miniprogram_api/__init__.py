@@ -15,9 +15,22 @@ def register(api: Api) -> None:
         media,
         messages,
         notifications,
+        ranks,
         tasks,
         volunteers,
     )
 
-    for module in (auth, me, jurisdictions, volunteers, media, clues, feed, messages, notifications, tasks):
+    for module in (
+        auth,
+        me,
+        jurisdictions,
+        volunteers,
+        media,
+        clues,
+        feed,
+        messages,
+        notifications,
+        tasks,
+        ranks,
+    ):
         api.register_blueprint(module.blp)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import clues, comments, duty, feed, maintenance, media, notifications, queues
+from workers import clues, comments, duty, feed, maintenance, media, notifications, queues, reports
 from workers import tasks as task_jobs
 
 
@@ -36,4 +36,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(task_jobs.send_reminders, queues.DEFAULT, interval=60, timeout=120),
     PeriodicJob(task_jobs.close_finished_tasks, queues.DEFAULT, interval=60, timeout=300),
     PeriodicJob(task_jobs.generate_occurrences, queues.DEFAULT, interval=3600, timeout=600),
+    # Report rollups: the recent days recomputed whole (statuses change after the day).
+    PeriodicJob(reports.refresh_recent, queues.REPORTS, interval=900, timeout=1800),
 ]

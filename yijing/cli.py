@@ -176,5 +176,49 @@ def rebuild_duty_index() -> None:
     click.echo(f"duty index rebuilt: {result.added} on duty, {result.removed} stale entries removed")
 
 
+@yijing_cli.command("rollup")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First local day.")
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last local day (today).")
+def rollup(first: object, last: object) -> None:
+    """(Re)build the report rollups for a range of days (default: REPORT_ROLLUP_DAYS up to today)."""
+    from datetime import timedelta
+
+    from yijing.services import rollups
+
+    last_day = last.date() if last else rollups.local_today()  # type: ignore[attr-defined]
+    window = current_app.config["YIJING"].report_rollup_days
+    first_day = first.date() if first else last_day - timedelta(days=window)  # type: ignore[attr-defined]
+    if first_day > last_day:
+        click.echo("错误：--from 应不晚于 --to", err=True)
+        sys.exit(1)
+    total = (last_day - first_day).days + 1
+    rows = 0
+    with click.progressbar(rollups.days(first_day, last_day), length=total, label="rollup") as bar:
+        for day in bar:
+            rows += rollups.rebuild_day(day)
+    click.echo(f"rolled up {total} days ({first_day} – {last_day}): {rows} rows")
+
+
+@yijing_cli.command("generate")
+@click.option("--volunteers", default=1000, show_default=True, help="Volunteers (and their users).")
+@click.option("--assignments", default=5000, show_default=True, help="Assignments (tasks of ~4 places).")
+@click.option("--clues", default=2000, show_default=True, help="Clues.")
+@click.option("--days", default=60, show_default=True, help="Spread over the last N days.")
+@click.option("--seed", default=1, show_default=True, help="Random seed (same seed, same shape).")
+def generate(volunteers: int, assignments: int, clues: int, days: int, seed: int) -> None:
+    """Generate a synthetic data set in the existing jurisdiction tree (benchmarks, demos)."""
+    from yijing.services import datagen
+
+    total = volunteers + assignments + clues
+    with click.progressbar(length=total, label="generate") as bar:
+        result = datagen.generate(
+            volunteers, assignments, clues, days=days, seed=seed, progress=lambda _stage, n: bar.update(n)
+        )
+    click.echo(
+        f"generated {result.volunteers} volunteers, {result.teams} teams, {result.tasks} tasks, "
+        f"{result.assignments} assignments, {result.clues} clues; run `flask yijing rollup --from …` next"
+    )
+
+
 def init_cli(app: Flask) -> None:
     app.cli.add_command(yijing_cli)

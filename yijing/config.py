@@ -150,6 +150,11 @@ class Config:
     clue_duplicate_radius_m: int = 300
     clue_duplicate_window_hours: int = 72
     clue_max_distance_m: int = 50_000
+    # Participation review (issue 8).
+    report_rollup_days: int = 35
+    report_max_days: int = 366
+    coverage_min_active_volunteers: int = 3
+    report_export_dir: str = ""
     # Notifications (issue 7): templates, delivery, retries, the sweeper, mass alerts.
     wechat_templates: TemplateRegistry = field(default_factory=TemplateRegistry)
     wechat_send_rate_per_minute: int = 6000
@@ -260,6 +265,10 @@ class Config:
             clue_duplicate_radius_m=_int(env, "CLUE_DUPLICATE_RADIUS_M", 300, minimum=1),
             clue_duplicate_window_hours=_int(env, "CLUE_DUPLICATE_WINDOW_HOURS", 72, minimum=1),
             clue_max_distance_m=_int(env, "CLUE_MAX_DISTANCE_M", 50_000, minimum=1),
+            report_rollup_days=_int(env, "REPORT_ROLLUP_DAYS", 35, minimum=1),
+            report_max_days=_int(env, "REPORT_MAX_DAYS", 366, minimum=1),
+            coverage_min_active_volunteers=_int(env, "COVERAGE_MIN_ACTIVE_VOLUNTEERS", 3, minimum=1),
+            report_export_dir=_str(env, "REPORT_EXPORT_DIR", str(ROOT / "var" / "exports")),
             volunteer_min_age=_int(env, "VOLUNTEER_MIN_AGE", 18, minimum=14),
             volunteer_max_age=_int(env, "VOLUNTEER_MAX_AGE", 65, minimum=14),
             volunteer_privacy_version=_str(env, "VOLUNTEER_PRIVACY_VERSION", "2026-01"),

@@ -16,9 +16,9 @@ add it to ``_MODULES``.
 from __future__ import annotations
 
 from bench.harness import Scenario
-from bench.scenarios import fanout, feed, me, on_duty, tasks
+from bench.scenarios import fanout, feed, me, on_duty, reports, tasks
 
-_MODULES = [me, on_duty, tasks, feed, fanout]
+_MODULES = [me, on_duty, tasks, feed, fanout, reports]
 
 SCENARIOS: dict[str, Scenario] = {}
 for _module in _MODULES:

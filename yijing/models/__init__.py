@@ -28,6 +28,7 @@ from yijing.models.media import Media, MediaPurpose
 from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus
 from yijing.models.points import PointsEntry
+from yijing.models.report import DailyStat, ExportKind, ExportStatus, ReportExport, VolunteerDay
 from yijing.models.subscription import ConsentAnswer, SubscriptionConsent
 from yijing.models.task import (
     Assignment,
@@ -71,8 +72,11 @@ __all__ = [
     "CommentStatus",
     "ConsentAnswer",
     "CounterFlush",
+    "DailyStat",
     "DispatchMode",
     "DispatchRing",
+    "ExportKind",
+    "ExportStatus",
     "IdempotencyRecord",
     "Jurisdiction",
     "JurisdictionLevel",
@@ -89,6 +93,7 @@ __all__ = [
     "PostLike",
     "PostStatus",
     "PrivacyConsent",
+    "ReportExport",
     "Role",
     "RoleGrant",
     "SubscriptionConsent",
@@ -103,6 +108,7 @@ __all__ = [
     "UserKind",
     "Volunteer",
     "VolunteerCategory",
+    "VolunteerDay",
     "VolunteerNumberCounter",
     "VolunteerStatus",
 ]

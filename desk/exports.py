@@ -1,0 +1,71 @@
+"""CSV exports of the participation review: request, poll the progress, download."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, send_file
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from yijing.models import ExportKind
+from yijing.services import exports as export_service
+from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.idempotency import idempotent
+
+blp = Blueprint("desk_exports", __name__, url_prefix="/api/v1/desk/exports", description="值班台：导出")
+
+
+class ExportRequestSchema(Schema):
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            [k.value for k in ExportKind], error="导出类型应为 summary、coverage 或 roster"
+        ),
+    )
+    jurisdiction_id = fields.Integer(load_default=None)
+    from_ = fields.Date(data_key="from", load_default=None)
+    to = fields.Date(load_default=None)
+
+
+class ExportSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    jurisdiction_id = fields.Integer()
+    status = fields.String()
+    with_pii = fields.Boolean()
+    total = fields.Integer()
+    done = fields.Integer()
+    progress = fields.Float()
+    error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    download_url = fields.String(allow_none=True)
+
+
+@blp.route("", methods=["POST"])
+@login_required
+@idempotent
+@blp.arguments(ExportRequestSchema)
+@blp.response(202, ExportSchema)
+def request_export(data: dict[str, Any]) -> dict[str, Any]:
+    """Start a CSV export (built in the background)."""
+    return export_service.request_export(
+        current_principal(), data["kind"], data["jurisdiction_id"], data["from_"], data["to"], current_actor()
+    )
+
+
+@blp.route("/<int:export_id>", methods=["GET"])
+@login_required
+@blp.response(200, ExportSchema)
+def get_export(export_id: int) -> dict[str, Any]:
+    """An export's progress."""
+    return export_service.status(current_principal(), export_id)
+
+
+@blp.route("/<int:export_id>/file", methods=["GET"])
+@login_required
+def download_export(export_id: int) -> Response:
+    """Download a finished export (only its requester)."""
+    path, name = export_service.file_for(current_principal(), export_id)
+    return send_file(path, mimetype="text/csv", as_attachment=True, download_name=name)

@@ -1,0 +1,569 @@
+"""Participation review: on generated data, every figure, the coverage list and the leaderboards
+from the rollups equal what this test computes from the raw rows; scope (a community leader sees
+their community only, a street leader each community side by side); exports match the roster."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _day(moment) -> date:
+    return moment.astimezone(SHANGHAI).date()
+
+
+@pytest.fixture
+def dataset(app, tree):
+    """Generated volunteers, teams, tasks, assignments, points and clues, rolled up by the worker job."""
+    with app.app_context():
+        from workers import reports as report_jobs
+        from yijing.extensions import db
+        from yijing.services import datagen
+
+        result = datagen.generate(150, 700, 250, days=30, seed=7)
+        assert result.assignments == 700 and result.clues == 250
+        report_jobs.refresh_recent()
+        db.session.remove()
+    return result
+
+
+def _raw(app) -> dict[str, Any]:
+    with app.app_context():
+        from yijing.extensions import db
+        from yijing.models import (
+            Assignment,
+            Clue,
+            ClueEvent,
+            ClueMessage,
+            DispatchRing,
+            Jurisdiction,
+            PointsEntry,
+            Task,
+            Team,
+            Volunteer,
+        )
+
+        data = {
+            "paths": {j.id: j.path for j in db.session.scalars(select(Jurisdiction))},
+            "tasks": {t.id: t for t in db.session.scalars(select(Task))},
+            "assignments": list(db.session.scalars(select(Assignment))),
+            "volunteers": {v.id: v for v in db.session.scalars(select(Volunteer))},
+            "clues": list(db.session.scalars(select(Clue))),
+            "clue_events": list(db.session.scalars(select(ClueEvent))),
+            "clue_messages": list(db.session.scalars(select(ClueMessage))),
+            "rings": list(db.session.scalars(select(DispatchRing))),
+            "points": list(db.session.scalars(select(PointsEntry))),
+            "teams": {t.jurisdiction_id: t for t in db.session.scalars(select(Team))},
+            "levels": {j.id: j.level for j in db.session.scalars(select(Jurisdiction))},
+        }
+        db.session.expunge_all()
+        db.session.remove()
+        return data
+
+
+def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dict[str, Any]:
+    root = raw["paths"][root_id]
+    inside = lambda jid: raw["paths"][jid].startswith(root)  # noqa: E731
+    in_period = lambda moment: first <= _day(moment) <= last  # noqa: E731
+    tasks = {
+        t.id: t
+        for t in raw["tasks"].values()
+        if t.published_at is not None and inside(t.jurisdiction_id) and in_period(t.starts_at)
+    }
+    assignments = [a for a in raw["assignments"] if a.task_id in tasks]
+    completed = [a for a in assignments if a.status == "completed"]
+    minutes = sum(a.service_minutes or 0 for a in completed)
+
+    def active_in(a_first: date, a_last: date) -> set[int]:
+        return {
+            a.volunteer_id
+            for a in raw["assignments"]
+            if a.status == "completed"
+            and raw["tasks"][a.task_id].published_at is not None
+            and a_first <= _day(raw["tasks"][a.task_id].starts_at) <= a_last
+            and inside(raw["volunteers"][a.volunteer_id].community_id)
+        }
+
+    length = (last - first).days + 1
+    active = active_in(first, last)
+    previous = active_in(first - timedelta(days=length), first - timedelta(days=1))
+    clues = [c for c in raw["clues"] if inside(c.jurisdiction_id) and in_period(c.created_at)]
+    judged = [c for c in clues if c.valid is not None]
+    volunteers = [v for v in raw["volunteers"].values() if inside(v.community_id)]
+    newly = [v for v in volunteers if v.status == "approved" and v.decided_at and in_period(v.decided_at)]
+
+    answered: dict[int, Any] = {}
+    for event in raw["clue_events"]:
+        if event.public_note is not None and event.actor_id is not None:
+            answered[event.clue_id] = min(answered.get(event.clue_id, event.created_at), event.created_at)
+    for message in raw["clue_messages"]:
+        if message.sender == "desk":
+            answered[message.clue_id] = min(
+                answered.get(message.clue_id, message.created_at), message.created_at
+            )
+    answer_minutes = [
+        max(0, int((answered[c.id] - c.created_at).total_seconds() // 60)) for c in clues if c.id in answered
+    ]
+
+    sent = {}
+    for ring in raw["rings"]:
+        sent[ring.task_id] = min(sent.get(ring.task_id, ring.created_at), ring.created_at)
+    nearby = [t for t in tasks.values() if t.dispatch_mode == "nearby" and t.id in sent]
+    accept, checkin = [], []
+    for task in nearby:
+        mine = [a for a in assignments if a.task_id == task.id]
+        accepted = [a.accepted_at for a in mine if a.accepted_at]
+        checked = [a.checkin_at for a in mine if a.checkin_at]
+        if accepted:
+            accept.append((min(accepted) - sent[task.id]).total_seconds())
+        if checked:
+            checkin.append((min(checked) - sent[task.id]).total_seconds())
+
+    def p90(values):
+        return round(sorted(values)[max(0, math.ceil(0.9 * len(values)) - 1)], 1) if values else None
+
+    by_kind: dict[str, dict[str, int]] = defaultdict(Counter)
+    for task in tasks.values():
+        by_kind[task.kind]["published"] += 1
+        by_kind[task.kind]["completed"] += task.status == "completed"
+    for a in completed:
+        by_kind[tasks[a.task_id].kind]["service_minutes"] += a.service_minutes or 0
+    return {
+        "volunteers": {
+            "by_status": dict(Counter(v.status for v in volunteers)),
+            "by_category": dict(Counter(v.category for v in volunteers if v.status == "approved")),
+            "newly_approved": len(newly),
+            "active": len(active),
+            "active_previous_period": len(previous),
+            "retained": len(active & previous),
+        },
+        "service": {
+            "published": len(tasks),
+            "filled": sum(1 for t in tasks.values() if t.filled >= t.slots),
+            "completed": sum(1 for t in tasks.values() if t.status == "completed"),
+            "cancelled": sum(1 for t in tasks.values() if t.status == "cancelled"),
+            "checkins": sum(1 for a in assignments if a.checkin_at is not None),
+            "no_shows": sum(1 for a in assignments if a.status == "no_show"),
+            "served": len(completed),
+            "service_minutes": minutes,
+        },
+        "by_kind": {k: dict(v) for k, v in by_kind.items()},
+        "clues": {
+            "reported": len(clues),
+            "by_category": dict(Counter(c.category for c in clues)),
+            "by_outcome": dict(Counter(c.status for c in clues)),
+            "valid": sum(1 for c in clues if c.valid),
+            "judged": len(judged),
+            "answered": len(answer_minutes),
+            "answer_median_minutes": statistics.median(answer_minutes) if answer_minutes else None,
+        },
+        "response": {
+            "nearby_tasks": len(nearby),
+            "accept_median_seconds": round(statistics.median(accept), 1) if accept else None,
+            "accept_p90_seconds": p90(accept),
+            "checkin_median_seconds": round(statistics.median(checkin), 1) if checkin else None,
+            "checkin_p90_seconds": p90(checkin),
+        },
+    }
+
+
+def _check(figures: dict[str, Any], expected: dict[str, Any]) -> None:
+    for key, value in expected["volunteers"].items():
+        assert figures["volunteers"][key] == value, key
+    for key, value in expected["service"].items():
+        assert figures["service"][key] == value, key
+    for kind, values in expected["by_kind"].items():
+        for key, value in values.items():
+            assert figures["service"]["by_kind"][kind][key] == value, (kind, key)
+    for key, value in expected["clues"].items():
+        assert figures["clues"][key] == value, key
+    assert figures["response"] == expected["response"]
+
+
+def _period() -> tuple[date, date]:
+    from datetime import datetime
+
+    today = datetime.now(SHANGHAI).date()
+    return today - timedelta(days=11), today
+
+
+def test_rollup_figures_equal_the_raw_rows(client, app, tree, staff, dataset):
+    first, last = _period()
+    raw = _raw(app)
+    admin = staff("admin-city", "admin", "150200")
+    for key in ("150200", "150203", "150203-01", "150203-01-02"):
+        response = client.get(
+            f"/api/v1/desk/reports/summary?jurisdiction_id={tree[key]}&from={first}&to={last}", headers=admin
+        )
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["from"] == first.isoformat() and body["to"] == last.isoformat()
+        expected = _expected(raw, tree[key], first, last)
+        _check(body, expected)
+        for child in body["children"]:
+            _check(child, _expected(raw, child["jurisdiction"]["id"], first, last))
+    city = client.get(f"/api/v1/desk/reports/summary?from={first}&to={last}", headers=admin).get_json()
+    assert city["jurisdiction"]["id"] == tree["150200"]
+    assert city["service"]["published"] > 0 and city["volunteers"]["active"] > 0
+    assert city["clues"]["reported"] > 0 and city["response"]["nearby_tasks"] > 0
+    assert city["clues"]["answered"] > 0 and city["clues"]["answer_median_minutes"] > 0
+    assert {c["jurisdiction"]["key"] for c in city["children"]} == {"150203", "150204"}
+    whole = _expected(raw, tree["150200"], first - timedelta(days=40), last)
+    assert whole["clues"]["reported"] == 250 and whole["service"]["served"] > 0
+
+
+def test_rollups_are_idempotent_and_the_series_adds_up(client, app, tree, staff, dataset):
+    first, last = _period()
+    admin = staff("admin-city", "admin", "150200")
+    url = f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&from={first}&to={last}"
+    before = client.get(url, headers=admin).get_json()
+    with app.app_context():
+        from workers import reports as report_jobs
+        from yijing.extensions import db
+
+        report_jobs.refresh_recent()
+        db.session.remove()
+    assert client.get(url, headers=admin).get_json() == before
+
+    for granularity in ("day", "week", "month"):
+        series = client.get(
+            f"/api/v1/desk/reports/series?jurisdiction_id={tree['150203']}&from={first}&to={last}"
+            f"&granularity={granularity}",
+            headers=admin,
+        )
+        assert series.status_code == 200
+        points = series.get_json()["points"]
+        assert points[0]["start"] == first.isoformat() and points[-1]["end"] == last.isoformat()
+        assert sum(p["task_published"] for p in points) == before["service"]["published"]
+        assert sum(p["service_minutes"] for p in points) == before["service"]["service_minutes"]
+        assert sum(p["clue_reported"] for p in points) == before["clues"]["reported"]
+        if granularity == "day":
+            assert len(points) == 12
+            assert max(p["active_volunteers"] for p in points) <= before["volunteers"]["active"]
+    bad = client.get(f"/api/v1/desk/reports/series?granularity=year&from={last}&to={first}", headers=admin)
+    assert bad.status_code == 422
+    reversed_period = client.get(f"/api/v1/desk/reports/summary?from={last}&to={first}", headers=admin)
+    assert reversed_period.status_code == 422
+    assert reversed_period.get_json()["error"]["fields"] == {"from": ["开始日期应不晚于结束日期"]}
+
+
+def test_coverage_lists_the_communities_falling_short(client, app, tree, staff, dataset):
+    from datetime import datetime
+
+    raw = _raw(app)
+    today = datetime.now(SHANGHAI).date()
+    window_first = today - timedelta(days=29)
+    active: dict[int, set[int]] = defaultdict(set)
+    for a in raw["assignments"]:
+        task = raw["tasks"][a.task_id]
+        if a.status == "completed" and window_first <= _day(task.starts_at) <= today:
+            active[raw["volunteers"][a.volunteer_id].community_id].add(a.volunteer_id)
+    leader = staff("leader-kdl", "leader", "150203")
+    body = client.get(f"/api/v1/desk/reports/coverage?jurisdiction_id={tree['150203']}", headers=leader)
+    assert body.status_code == 200
+    body = body.get_json()
+    assert [i["jurisdiction"]["key"] for i in body["items"]] == ["150203-01-01", "150203-01-02"]
+    for item in body["items"]:
+        cid = item["jurisdiction"]["id"]
+        team = raw["teams"].get(cid)
+        assert item["has_team"] == (team is not None)
+        assert item["has_liaison"] == (team is not None and team.liaison_user_id is not None)
+        assert item["has_captain"] == (team is not None and team.captain_user_id is not None)
+        assert item["active_volunteers"] == len(active[cid])
+        assert item["covered"] == (
+            item["has_team"] and item["has_liaison"] and item["has_captain"] and len(active[cid]) >= 3
+        )
+        assert item["covered"] == (item["reasons"] == [])
+    assert body["covered"] == sum(i["covered"] for i in body["items"])
+    assert [i["jurisdiction"]["id"] for i in body["falling_short"]] == [
+        i["jurisdiction"]["id"] for i in body["items"] if not i["covered"]
+    ]
+
+
+def test_coverage_reasons_are_in_chinese(client, app, tree, staff):
+    leader = staff("leader-street", "leader", "150203-01")
+    body = client.get("/api/v1/desk/reports/coverage", headers=leader).get_json()
+    assert body["communities"] == 2 and body["covered"] == 0 and body["coverage_share"] == 0.0
+    assert body["falling_short"][0]["reasons"] == [
+        "未组建义警队伍",
+        "未配备联络民警",
+        "未指定队长",
+        "近30天活跃义警不足3人（现有0人）",
+    ]
+
+
+def test_leaderboards_match_the_raw_rows(client, app, tree, staff, dataset):
+    first, last = _period()
+    raw = _raw(app)
+    root = raw["paths"][tree["150203"]]
+    desk = staff("desk-kdl", "desk", "150203")
+    minutes: Counter[int] = Counter()
+    for a in raw["assignments"]:
+        task = raw["tasks"][a.task_id]
+        volunteer = raw["volunteers"][a.volunteer_id]
+        if (
+            a.status == "completed"
+            and first <= _day(task.starts_at) <= last
+            and raw["paths"][volunteer.community_id].startswith(root)
+        ):
+            minutes[a.volunteer_id] += a.service_minutes or 0
+    expected = sorted(((-m, vid) for vid, m in minutes.items() if m > 0))[:10]
+    body = client.get(
+        f"/api/v1/desk/reports/leaderboard?jurisdiction_id={tree['150203']}&from={first}&to={last}&limit=10",
+        headers=desk,
+    ).get_json()
+    assert [(v["volunteer_id"], v["service_minutes"]) for v in body["volunteers"]] == [
+        (vid, -m) for m, vid in expected
+    ]
+    for item in body["volunteers"]:
+        assert item["name_masked"] == raw["volunteers"][item["volunteer_id"]].name_masked
+        assert "*" in item["name_masked"]
+
+    by_user = {v.user_id: v for v in raw["volunteers"].values() if v.open_user_id is not None}
+    points: Counter[int] = Counter()
+    for entry in raw["points"]:
+        volunteer = by_user.get(entry.user_id)
+        if (
+            volunteer
+            and first <= _day(entry.created_at) <= last
+            and raw["paths"][volunteer.community_id].startswith(root)
+        ):
+            points[volunteer.id] += entry.amount
+    expected_points = sorted(((-p, vid) for vid, p in points.items() if p > 0))[:10]
+    body = client.get(
+        f"/api/v1/desk/reports/leaderboard?jurisdiction_id={tree['150203']}&from={first}&to={last}"
+        "&limit=10&by=points",
+        headers=desk,
+    ).get_json()
+    assert [(v["volunteer_id"], v["points"]) for v in body["volunteers"]] == [
+        (vid, -p) for p, vid in expected_points
+    ]
+    assert {c["jurisdiction"]["key"] for c in body["communities"]} == {"150203-01-01", "150203-01-02"}
+
+    # A volunteer's own rank: one more than those with more hours in the district.
+    with app.app_context():
+        from yijing.services import reports as report_service
+
+        vid = expected[-1][1]
+        mine = report_service.my_rank(raw["volunteers"][vid].user_id, first, last)
+        assert mine["scope"]["key"] == "150203"
+        assert mine["hours"]["value"] == minutes[vid]
+        assert mine["hours"]["rank"] == 1 + sum(1 for m in minutes.values() if m > minutes[vid])
+
+
+def test_my_rank_needs_an_approved_volunteer(client, wechat_login):
+    response = client.get("/api/v1/volunteers/me/rank", headers=wechat_login("resident"))
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_a_volunteer"
+
+
+def test_a_community_leader_sees_their_community_only(client, tree, staff):
+    leader = staff("leader-zt", "leader", "150203-01-01")
+    own = client.get("/api/v1/desk/reports/summary", headers=leader)
+    assert own.status_code == 200
+    assert own.get_json()["jurisdiction"]["key"] == "150203-01-01" and own.get_json()["children"] == []
+    for path in ("summary", "series", "coverage", "leaderboard"):
+        nxt = client.get(
+            f"/api/v1/desk/reports/{path}?jurisdiction_id={tree['150203-01-02']}", headers=leader
+        )
+        assert nxt.status_code == 403 and nxt.get_json()["error"]["code"] == "out_of_jurisdiction"
+        up = client.get(f"/api/v1/desk/reports/{path}?jurisdiction_id={tree['150203-01']}", headers=leader)
+        assert up.status_code == 403
+    street = staff("leader-street", "leader", "150203-01")
+    body = client.get("/api/v1/desk/reports/summary", headers=street).get_json()
+    assert [c["jurisdiction"]["key"] for c in body["children"]] == ["150203-01-01", "150203-01-02"]
+
+
+def test_residents_and_volunteers_get_no_reports(client, wechat_login):
+    response = client.get("/api/v1/desk/reports/summary", headers=wechat_login("bob"))
+    assert response.status_code == 403
+
+
+def _rows(client, headers, export_id) -> list[list[str]]:
+    response = client.get(f"/api/v1/desk/exports/{export_id}/file", headers=headers)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    text = response.data.decode("utf-8-sig")
+    response.close()
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_roster_export_matches_the_roster(client, app, tree, staff, dataset, run_jobs):
+    raw = _raw(app)
+    root = raw["paths"][tree["150203"]]
+    roster = sorted(
+        (
+            v
+            for v in raw["volunteers"].values()
+            if v.open_user_id and raw["paths"][v.community_id].startswith(root)
+        ),
+        key=lambda v: v.id,
+    )
+    leader = staff("leader-kdl", "leader", "150203")
+    started = client.post("/api/v1/desk/exports", json={"kind": "roster"}, headers=leader)
+    assert started.status_code == 202, started.get_json()
+    export = started.get_json()
+    assert export["status"] == "queued" and export["with_pii"] is False and export["download_url"] is None
+    early = client.get(f"/api/v1/desk/exports/{export['id']}/file", headers=leader)
+    assert early.status_code == 409 and early.get_json()["error"]["code"] == "export_not_ready"
+    run_jobs("reports")
+    done = client.get(f"/api/v1/desk/exports/{export['id']}", headers=leader).get_json()
+    assert (
+        done["status"] == "done" and done["done"] == done["total"] == len(roster) and done["progress"] == 1.0
+    )
+    rows = _rows(client, leader, export["id"])
+    assert rows[0][:4] == ["义警编号", "姓名", "身份证号", "手机号"]
+    assert [(r[1], r[2], r[3]) for r in rows[1:]] == [
+        (v.name_masked, v.id_number_masked, v.phone_masked) for v in roster
+    ]
+    other = staff("desk-kdl-2", "desk", "150203")
+    assert client.get(f"/api/v1/desk/exports/{export['id']}", headers=other).status_code == 404
+    assert client.get(f"/api/v1/desk/exports/{export['id']}/file", headers=other).status_code == 404
+
+    # The desk may see personal information: the export shows it, and the request is audited.
+    desk = staff("desk-kdl", "desk", "150203")
+    pii_export = client.post(
+        "/api/v1/desk/exports", json={"kind": "roster", "jurisdiction_id": tree["150203-01-02"]}, headers=desk
+    ).get_json()
+    assert pii_export["with_pii"] is True
+    run_jobs("reports")
+    rows = _rows(client, desk, pii_export["id"])
+    with app.app_context():
+        from yijing import pii
+        from yijing.extensions import db
+        from yijing.models import AuditEntry
+        from yijing.services.volunteers import NAME_CONTEXT
+
+        path = raw["paths"][tree["150203-01-02"]]
+        expected = [
+            pii.decrypt(v.real_name_enc, context=NAME_CONTEXT)
+            for v in roster
+            if raw["paths"][v.community_id].startswith(path)
+        ]
+        audits = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "volunteer.export_pii")
+        ).all()
+        assert [a.data["export_id"] for a in audits] == [pii_export["id"]]
+        db.session.remove()
+    assert [r[1] for r in rows[1:]] == expected and expected
+
+
+def test_summary_and_coverage_exports(client, app, tree, staff, dataset, run_jobs):
+    first, last = _period()
+    leader = staff("leader-street", "leader", "150203-01")
+    summary = client.get(f"/api/v1/desk/reports/summary?from={first}&to={last}", headers=leader).get_json()
+    coverage = client.get("/api/v1/desk/reports/coverage", headers=leader).get_json()
+    made = client.post(
+        "/api/v1/desk/exports",
+        json={"kind": "summary", "from": first.isoformat(), "to": last.isoformat()},
+        headers=leader,
+    ).get_json()
+    cover = client.post("/api/v1/desk/exports", json={"kind": "coverage"}, headers=leader).get_json()
+    run_jobs("reports")
+    rows = _rows(client, leader, made["id"])
+    assert [r[0] for r in rows[1:]] == [summary["jurisdiction"]["name"]] + [
+        c["jurisdiction"]["name"] for c in summary["children"]
+    ]
+    assert (
+        int(rows[1][4]) == summary["service"]["published"]
+        and int(rows[1][11]) == summary["clues"]["reported"]
+    )
+    rows = _rows(client, leader, cover["id"])
+    assert [r[0] for r in rows[1:]] == [i["jurisdiction"]["name"] for i in coverage["items"]]
+    assert [r[6] for r in rows[1:]] == ["；".join(i["reasons"]) for i in coverage["items"]]
+    bad = client.post("/api/v1/desk/exports", json={"kind": "everything"}, headers=leader)
+    assert bad.status_code == 422
+
+
+def test_generate_and_rollup_commands(app, tree):
+    from yijing.cli import yijing_cli
+
+    runner = app.test_cli_runner()
+    result = runner.invoke(
+        yijing_cli, ["generate", "--volunteers", "20", "--assignments", "40", "--clues", "10", "--days", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "generated 20 volunteers" in result.output and "40 assignments" in result.output
+    result = runner.invoke(yijing_cli, ["rollup", "--from", "2026-01-01", "--to", "2025-12-01"])
+    assert result.exit_code == 1
+    result = runner.invoke(yijing_cli, ["rollup"])
+    assert result.exit_code == 0 and "rolled up 36 days" in result.output
+    with app.app_context():
+        from sqlalchemy import func
+
+        from yijing.extensions import db
+        from yijing.models import Clue, DailyStat
+
+        reported = db.session.scalar(
+            select(func.sum(DailyStat.value)).where(DailyStat.metric == "clue_reported")
+        )
+        assert reported == db.session.scalar(select(func.count()).select_from(Clue)) == 10
+        db.session.remove()
+
+
+def test_a_volunteer_sees_their_own_rank(client, app, staff, volunteers, tasks):
+    desk = staff("desk-kdl", "desk", "150203")
+    first_headers, first = volunteers.approved(desk, "first")
+    second_headers, second = volunteers.approved(desk, "second")
+    task = tasks.create(desk, slots=2)
+    with app.app_context():
+        from yijing.extensions import db
+        from yijing.models import Assignment, Volunteer
+        from yijing.services import rollups
+
+        for body, minutes in ((first, 90), (second, 30)):
+            volunteer = db.session.get(Volunteer, body["id"])
+            db.session.add(
+                Assignment(
+                    task_id=task["id"],
+                    volunteer_id=volunteer.id,
+                    user_id=volunteer.user_id,
+                    status="completed",
+                    source="open",
+                    service_minutes=minutes,
+                )
+            )
+        db.session.commit()
+        from yijing.models import Task
+
+        task_day = rollups.local_day(db.session.get(Task, task["id"]).starts_at)
+        rollups.rebuild(task_day, task_day)
+        db.session.remove()
+    query = f"?from={task_day}&to={task_day}"
+    mine = client.get(f"/api/v1/volunteers/me/rank{query}", headers=second_headers)
+    assert mine.status_code == 200, mine.get_json()
+    body = mine.get_json()
+    assert body["scope"]["key"] == "150203" and "*" in body["name_masked"]
+    assert body["hours"] == {"value": 30, "rank": 2, "of": 2, "service_hours": 0.5}
+    top = client.get(f"/api/v1/volunteers/me/rank{query}", headers=first_headers).get_json()
+    assert top["hours"]["rank"] == 1 and top["hours"]["value"] == 90
+
+
+def test_the_rollup_job_is_periodic_and_the_threshold_is_configurable(app, make_app, tree):
+    from workers import reports as report_jobs
+    from workers.schedule import PERIODIC_JOBS
+
+    assert any(job.func is report_jobs.refresh_recent and job.queue == "reports" for job in PERIODIC_JOBS)
+    other = make_app(COVERAGE_MIN_ACTIVE_VOLUNTEERS="1", REPORT_ROLLUP_DAYS="7")
+    assert other.config["YIJING"].coverage_min_active_volunteers == 1
+    assert other.config["YIJING"].report_rollup_days == 7
+    with other.app_context():
+        from yijing.extensions import db
+        from yijing.models import Jurisdiction
+        from yijing.services import reports
+
+        result = reports.coverage_rows(db.session.get(Jurisdiction, tree["150203-01-01"]))
+        assert result["min_active_volunteers"] == 1
+        assert result["items"][0]["reasons"][-1] == "近30天活跃义警不足1人（现有0人）"
+        assert report_jobs.refresh_recent() == 0
+        db.session.remove()

@@ -1,0 +1,80 @@
+"""Rollups for the participation review, and the CSV exports built from them.
+
+* :class:`DailyStat` — one figure of one jurisdiction node on one local (Asia/Shanghai) day:
+  ``metric`` (e.g. ``task_published``) and an optional ``dimension`` (task kind, volunteer
+  category, clue category or status; ``""`` when none). Figures for a jurisdiction and a period
+  are sums over the subtree's nodes and the days: never a scan of the raw tables per request.
+* :class:`VolunteerDay` — one volunteer's completed service on one day (count and minutes), keyed
+  to the volunteer's community: distinct active volunteers, retention and the hours leaderboard
+  over any period come from it.
+* :class:`ReportExport` — a CSV export built by a worker job, with its progress.
+
+The worker job ``workers.reports.refresh_recent`` recomputes whole days (delete + insert in one
+transaction), so it can run any number of times; ``flask yijing rollup`` rebuilds any range.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from yijing.extensions import db
+from yijing.models.base import BigId, TimestampMixin, UTCDateTime
+
+
+class DailyStat(db.Model):
+    __tablename__ = "daily_stats"
+    __table_args__ = (Index("ix_daily_stats_day", "day"),)
+
+    jurisdiction_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class VolunteerDay(db.Model):
+    __tablename__ = "volunteer_days"
+    __table_args__ = (Index("ix_volunteer_days_community_day", "community_id", "day"),)
+
+    volunteer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    community_id: Mapped[int] = mapped_column(BigId)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    service_minutes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ExportStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ExportKind(StrEnum):
+    SUMMARY = "summary"
+    COVERAGE = "coverage"
+    ROSTER = "roster"
+
+
+class ReportExport(TimestampMixin, db.Model):
+    __tablename__ = "report_exports"
+    __table_args__ = (Index("ix_report_exports_user", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdictions.id"))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Whether the roster shows clear personal information (decided and audited at request time).
+    with_pii: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default=ExportStatus.QUEUED)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    file_path: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

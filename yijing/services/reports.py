@@ -1,0 +1,604 @@
+"""Participation review: figures, series, coverage and leaderboards for a jurisdiction.
+
+Period figures are sums over ``daily_stats`` / ``volunteer_days`` (see :mod:`yijing.services.rollups`)
+for the subtree's nodes and the period's days. Three things are read live, each a small indexed
+query rather than a scan: the current volunteer counts by status and category (grouped count over
+the subtree's communities), the response times of nearby dispatches (the few nearby tasks of the
+period, through ``ix_tasks_jurisdiction_starts``), and the coverage's teams (one row per community).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, and_, func, select
+
+from yijing import policies
+from yijing.errors import InvalidInput, NotFound
+from yijing.extensions import db
+from yijing.models import (
+    Assignment,
+    DailyStat,
+    DispatchMode,
+    DispatchRing,
+    Jurisdiction,
+    JurisdictionLevel,
+    PointsEntry,
+    Task,
+    Team,
+    Volunteer,
+    VolunteerDay,
+    VolunteerStatus,
+)
+from yijing.models.volunteer import OPEN_STATUSES
+from yijing.policies import Permission, Principal
+from yijing.services import jurisdictions
+from yijing.services.rollups import day_bounds, local_today
+
+ACTIVE_WINDOW_DAYS = 30
+
+
+def _config() -> Any:
+    return current_app.config["YIJING"]
+
+
+def period(first: date | None, last: date | None) -> tuple[date, date]:
+    """The period asked for (both days included); the current month so far by default."""
+    today = local_today()
+    last = last or today
+    first = first or last.replace(day=1)
+    if first > last:
+        raise InvalidInput(
+            "日期范围不正确", code="invalid_period", fields={"from": ["开始日期应不晚于结束日期"]}
+        )
+    if (last - first).days + 1 > _config().report_max_days:
+        raise InvalidInput(
+            "日期范围过长",
+            code="invalid_period",
+            fields={"to": [f"一次最多查询 {_config().report_max_days} 天"]},
+        )
+    return first, last
+
+
+def authorised_node(principal: Principal, jurisdiction_id: int | None) -> Jurisdiction:
+    """The jurisdiction asked for (403 outside the principal's scope), or the principal's own."""
+    paths = policies.require_somewhere(principal, Permission.REPORT_VIEW)
+    if jurisdiction_id is None:
+        node = db.session.scalar(select(Jurisdiction).where(Jurisdiction.path == paths[0]))
+        if node is None:
+            raise NotFound("辖区不存在", code="jurisdiction_not_found")
+        return node
+    node = db.session.get(Jurisdiction, jurisdiction_id)
+    if node is None:
+        raise NotFound("辖区不存在", code="jurisdiction_not_found")
+    policies.require(principal, Permission.REPORT_VIEW, node.path)
+    return node
+
+
+def _ref(node: Jurisdiction) -> dict[str, Any]:
+    return {"id": node.id, "name": node.name, "level": node.level, "key": node.key}
+
+
+def _subtree_ids(node: Jurisdiction) -> Select[Any]:
+    return select(Jurisdiction.id).where(jurisdictions.in_subtrees(Jurisdiction.path, [node.path]))
+
+
+def _stat_sums(node: Jurisdiction, first: date, last: date) -> dict[tuple[str, str], int]:
+    rows = db.session.execute(
+        select(DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
+        .join(Jurisdiction, Jurisdiction.id == DailyStat.jurisdiction_id)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            DailyStat.day >= first,
+            DailyStat.day <= last,
+        )
+        .group_by(DailyStat.metric, DailyStat.dimension)
+    )
+    return {(metric, dim): int(value or 0) for metric, dim, value in rows}
+
+
+def _by(sums: dict[tuple[str, str], int], metric: str) -> dict[str, int]:
+    return {dim: value for (m, dim), value in sorted(sums.items()) if m == metric and value}
+
+
+def _total(sums: dict[tuple[str, str], int], metric: str) -> int:
+    return sum(value for (m, _), value in sums.items() if m == metric)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _median_from_histogram(counts: dict[str, int]) -> float | None:
+    """The median (as :func:`statistics.median`) of values given as {value: how many}."""
+    pairs = sorted((int(value), count) for value, count in counts.items() if count > 0)
+    total = sum(count for _, count in pairs)
+    if not total:
+        return None
+
+    def nth(index: int) -> int:
+        seen = 0
+        for value, count in pairs:
+            seen += count
+            if index < seen:
+                return value
+        raise IndexError(index)
+
+    if total % 2:
+        return float(nth(total // 2))
+    return (nth(total // 2 - 1) + nth(total // 2)) / 2
+
+
+def _active_ids(node: Jurisdiction, first: date, last: date) -> Select[Any]:
+    return (
+        select(VolunteerDay.volunteer_id)
+        .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            VolunteerDay.day >= first,
+            VolunteerDay.day <= last,
+        )
+        .distinct()
+    )
+
+
+def _count(stmt: Select[Any]) -> int:
+    return int(db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..1) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1)
+
+
+def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    """Nearby dispatches starting in the period: dispatch → first acceptance / first check-in."""
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    first_ring = (
+        select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
+        .group_by(DispatchRing.task_id)
+        .subquery()
+    )
+    firsts = (
+        select(
+            Assignment.task_id,
+            func.min(Assignment.accepted_at).label("accepted"),
+            func.min(Assignment.checkin_at).label("checkin"),
+        )
+        .group_by(Assignment.task_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(first_ring.c.sent, firsts.c.accepted, firsts.c.checkin)
+        .select_from(Task)
+        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
+        .join(first_ring, first_ring.c.task_id == Task.id)
+        .outerjoin(firsts, firsts.c.task_id == Task.id)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            Task.dispatch_mode == DispatchMode.NEARBY,
+            Task.starts_at >= start,
+            Task.starts_at < end,
+        )
+    ).all()
+    accept = [(a - s).total_seconds() for s, a, _ in rows if a is not None and s is not None]
+    checkin = [(c - s).total_seconds() for s, _, c in rows if c is not None and s is not None]
+    return {
+        "nearby_tasks": len(rows),
+        "accept_median_seconds": round(statistics.median(accept), 1) if accept else None,
+        "accept_p90_seconds": _percentile(accept, 0.9),
+        "checkin_median_seconds": round(statistics.median(checkin), 1) if checkin else None,
+        "checkin_p90_seconds": _percentile(checkin, 0.9),
+    }
+
+
+def _volunteer_snapshot(node: Jurisdiction) -> dict[str, Any]:
+    rows = db.session.execute(
+        select(Volunteer.status, Volunteer.category, func.count())
+        .where(Volunteer.community_id.in_(_subtree_ids(node)))
+        .group_by(Volunteer.status, Volunteer.category)
+    ).all()
+    by_status: dict[str, int] = defaultdict(int)
+    by_category: dict[str, int] = defaultdict(int)
+    for status, category, count in rows:
+        by_status[status] += count
+        if status == VolunteerStatus.APPROVED:
+            by_category[category] += count
+    return {"by_status": dict(sorted(by_status.items())), "by_category": dict(sorted(by_category.items()))}
+
+
+def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    """Every figure of one jurisdiction for the period."""
+    sums = _stat_sums(node, first, last)
+    length = (last - first).days + 1
+    prev_first, prev_last = first - timedelta(days=length), first - timedelta(days=1)
+    active = _count(_active_ids(node, first, last))
+    previous = _active_ids(node, prev_first, prev_last)
+    active_previous = _count(previous)
+    retained = _count(_active_ids(node, first, last).where(VolunteerDay.volunteer_id.in_(previous)))
+    published = _total(sums, "task_published")
+    checkins, no_shows = _total(sums, "checkins"), _total(sums, "no_shows")
+    kinds = sorted({dim for (m, dim) in sums if m == "task_published" or m == "served"})
+    by_kind = {
+        kind: {
+            "published": sums.get(("task_published", kind), 0),
+            "filled": sums.get(("task_filled", kind), 0),
+            "completed": sums.get(("task_completed", kind), 0),
+            "cancelled": sums.get(("task_cancelled", kind), 0),
+            "checkins": sums.get(("checkins", kind), 0),
+            "no_shows": sums.get(("no_shows", kind), 0),
+            "service_minutes": sums.get(("service_minutes", kind), 0),
+        }
+        for kind in kinds
+    }
+    reported, judged = _total(sums, "clue_reported"), _total(sums, "clue_judged")
+    valid = _total(sums, "clue_valid")
+    return {
+        "jurisdiction": _ref(node),
+        "volunteers": {
+            **_volunteer_snapshot(node),
+            "newly_approved": _total(sums, "vol_approved"),
+            "newly_approved_by_category": _by(sums, "vol_approved"),
+            "active": active,
+            "active_previous_period": active_previous,
+            "retained": retained,
+            "retention_rate": _rate(retained, active_previous),
+        },
+        "service": {
+            "published": published,
+            "filled": _total(sums, "task_filled"),
+            "completed": _total(sums, "task_completed"),
+            "cancelled": _total(sums, "task_cancelled"),
+            "fill_rate": _rate(_total(sums, "task_filled"), published),
+            "checkins": checkins,
+            "no_shows": no_shows,
+            "no_show_rate": _rate(no_shows, checkins + no_shows),
+            "served": _total(sums, "served"),
+            "service_minutes": _total(sums, "service_minutes"),
+            "service_hours": round(_total(sums, "service_minutes") / 60, 1),
+            "by_kind": by_kind,
+        },
+        "clues": {
+            "reported": reported,
+            "by_category": _by(sums, "clue_reported"),
+            "by_outcome": _by(sums, "clue_outcome"),
+            "valid": valid,
+            "judged": judged,
+            "valid_share": _rate(valid, judged),
+            "answered": _total(sums, "clue_answer_min"),
+            "answer_median_minutes": _median_from_histogram(_by(sums, "clue_answer_min")),
+        },
+        "response": response_times(node, first, last),
+    }
+
+
+def summary(
+    principal: Principal, jurisdiction_id: int | None, first: date | None, last: date | None
+) -> dict[str, Any]:
+    node = authorised_node(principal, jurisdiction_id)
+    first, last = period(first, last)
+    result = {"from": first, "to": last, **figures(node, first, last)}
+    result["children"] = [figures(child, first, last) for child in report_children(node)]
+    return result
+
+
+def report_children(node: Jurisdiction) -> list[Jurisdiction]:
+    if node.level in (JurisdictionLevel.COMMUNITY, JurisdictionLevel.GRID):
+        return []
+    return list(jurisdictions.children(node.id))
+
+
+SERIES_METRICS = (
+    "task_published",
+    "task_completed",
+    "task_cancelled",
+    "checkins",
+    "no_shows",
+    "service_minutes",
+    "vol_approved",
+    "clue_reported",
+    "clue_valid",
+)
+
+
+def _bucket(day: date, granularity: str) -> date:
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    return day
+
+
+def series(
+    principal: Principal,
+    jurisdiction_id: int | None,
+    first: date | None,
+    last: date | None,
+    granularity: str,
+) -> dict[str, Any]:
+    """Figures per day, ISO week (from Monday) or month; buckets are clipped to the period."""
+    node = authorised_node(principal, jurisdiction_id)
+    first, last = period(first, last)
+    rows = db.session.execute(
+        select(DailyStat.day, DailyStat.metric, func.sum(DailyStat.value))
+        .join(Jurisdiction, Jurisdiction.id == DailyStat.jurisdiction_id)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            DailyStat.day >= first,
+            DailyStat.day <= last,
+            DailyStat.metric.in_(SERIES_METRICS),
+        )
+        .group_by(DailyStat.day, DailyStat.metric)
+    )
+    buckets: dict[date, dict[str, int]] = {}
+    day = first
+    while day <= last:
+        buckets.setdefault(_bucket(day, granularity), dict.fromkeys(SERIES_METRICS, 0))
+        day += timedelta(days=1)
+    for day, metric, value in rows:
+        buckets[_bucket(day, granularity)][metric] += int(value or 0)
+    daily_active: dict[date, int] = {}
+    if granularity == "day":
+        # One grouped count for all the days instead of one query per bucket.
+        daily_active = {
+            day: int(count)
+            for day, count in db.session.execute(
+                select(VolunteerDay.day, func.count(func.distinct(VolunteerDay.volunteer_id)))
+                .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+                .where(
+                    jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+                    VolunteerDay.day >= first,
+                    VolunteerDay.day <= last,
+                )
+                .group_by(VolunteerDay.day)
+            )
+        }
+    points = []
+    starts = sorted(buckets)
+    for index, start in enumerate(starts):
+        bucket_first = max(start, first)
+        bucket_last = min(last, starts[index + 1] - timedelta(days=1)) if index + 1 < len(starts) else last
+        points.append(
+            {
+                "start": bucket_first.isoformat(),
+                "end": bucket_last.isoformat(),
+                **buckets[start],
+                "active_volunteers": (
+                    daily_active.get(bucket_first, 0)
+                    if granularity == "day"
+                    else _count(_active_ids(node, bucket_first, bucket_last))
+                ),
+            }
+        )
+    return {
+        "jurisdiction": _ref(node),
+        "granularity": granularity,
+        "from": first,
+        "to": last,
+        "points": points,
+    }
+
+
+def coverage_rows(node: Jurisdiction) -> dict[str, Any]:
+    minimum = _config().coverage_min_active_volunteers
+    today = local_today()
+    window_first = today - timedelta(days=ACTIVE_WINDOW_DAYS - 1)
+    communities = db.session.scalars(
+        select(Jurisdiction)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            Jurisdiction.level == JurisdictionLevel.COMMUNITY,
+        )
+        .order_by(Jurisdiction.path)
+    ).all()
+    ids = [c.id for c in communities]
+    teams = {
+        t.jurisdiction_id: t for t in db.session.scalars(select(Team).where(Team.jurisdiction_id.in_(ids)))
+    }
+    active = dict(
+        db.session.execute(
+            select(VolunteerDay.community_id, func.count(func.distinct(VolunteerDay.volunteer_id)))
+            .where(
+                VolunteerDay.community_id.in_(ids),
+                VolunteerDay.day >= window_first,
+                VolunteerDay.day <= today,
+            )
+            .group_by(VolunteerDay.community_id)
+        ).all()
+    )
+    items = []
+    for community in communities:
+        team = teams.get(community.id)
+        count = int(active.get(community.id, 0))
+        reasons = []
+        if team is None:
+            reasons.append("未组建义警队伍")
+        if team is None or team.liaison_user_id is None:
+            reasons.append("未配备联络民警")
+        if team is None or team.captain_user_id is None:
+            reasons.append("未指定队长")
+        if count < minimum:
+            reasons.append(f"近{ACTIVE_WINDOW_DAYS}天活跃义警不足{minimum}人（现有{count}人）")
+        items.append(
+            {
+                "jurisdiction": _ref(community),
+                "has_team": team is not None,
+                "has_liaison": team is not None and team.liaison_user_id is not None,
+                "has_captain": team is not None and team.captain_user_id is not None,
+                "active_volunteers": count,
+                "covered": not reasons,
+                "reasons": reasons,
+            }
+        )
+    covered = sum(1 for item in items if item["covered"])
+    return {
+        "jurisdiction": _ref(node),
+        "min_active_volunteers": minimum,
+        "active_window_days": ACTIVE_WINDOW_DAYS,
+        "communities": len(items),
+        "covered": covered,
+        "coverage_share": _rate(covered, len(items)),
+        "items": items,
+        "falling_short": [item for item in items if not item["covered"]],
+    }
+
+
+def coverage(principal: Principal, jurisdiction_id: int | None) -> dict[str, Any]:
+    return coverage_rows(authorised_node(principal, jurisdiction_id))
+
+
+def _volunteer_hours(node: Jurisdiction, first: date, last: date) -> Select[Any]:
+    return (
+        select(
+            VolunteerDay.volunteer_id.label("volunteer_id"),
+            func.sum(VolunteerDay.service_minutes).label("minutes"),
+        )
+        .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            VolunteerDay.day >= first,
+            VolunteerDay.day <= last,
+        )
+        .group_by(VolunteerDay.volunteer_id)
+    )
+
+
+def _volunteer_points(node: Jurisdiction, first: date, last: date) -> Select[Any]:
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    return (
+        select(Volunteer.id.label("volunteer_id"), func.sum(PointsEntry.amount).label("points"))
+        .join(Volunteer, and_(Volunteer.user_id == PointsEntry.user_id, Volunteer.open_user_id.is_not(None)))
+        .where(
+            Volunteer.community_id.in_(_subtree_ids(node)),
+            PointsEntry.created_at >= start,
+            PointsEntry.created_at < end,
+        )
+        .group_by(Volunteer.id)
+    )
+
+
+def leaderboard(
+    principal: Principal,
+    jurisdiction_id: int | None,
+    first: date | None,
+    last: date | None,
+    by: str,
+    limit: int,
+) -> dict[str, Any]:
+    """Top volunteers by service hours or points in the period; communities by coverage/activity."""
+    node = authorised_node(principal, jurisdiction_id)
+    first, last = period(first, last)
+    if by == "points":
+        sub = _volunteer_points(node, first, last).subquery()
+        score = sub.c.points
+    else:
+        sub = _volunteer_hours(node, first, last).subquery()
+        score = sub.c.minutes
+    rows = db.session.execute(
+        select(sub.c.volunteer_id, score, Volunteer.name_masked, Volunteer.community_id)
+        .join(Volunteer, Volunteer.id == sub.c.volunteer_id)
+        .where(score > 0)
+        .order_by(score.desc(), sub.c.volunteer_id)
+        .limit(limit)
+    ).all()
+    names = dict(
+        db.session.execute(
+            select(Jurisdiction.id, Jurisdiction.name).where(Jurisdiction.id.in_({r[3] for r in rows}))
+        ).all()
+    )
+    volunteers = []
+    for position, (vid, value, name_masked, community_id) in enumerate(rows, start=1):
+        item = {"rank": position, "volunteer_id": vid, "name_masked": name_masked}
+        item["community"] = names.get(community_id)
+        if by == "points":
+            item["points"] = int(value)
+        else:
+            item["service_minutes"] = int(value)
+            item["service_hours"] = round(int(value) / 60, 1)
+        volunteers.append(item)
+    coverage_result = coverage_rows(node)
+    cover, minimum = coverage_result["items"], coverage_result["min_active_volunteers"]
+    hours = dict(
+        db.session.execute(
+            select(VolunteerDay.community_id, func.sum(VolunteerDay.service_minutes))
+            .where(
+                VolunteerDay.community_id.in_([c["jurisdiction"]["id"] for c in cover]),
+                VolunteerDay.day >= first,
+                VolunteerDay.day <= last,
+            )
+            .group_by(VolunteerDay.community_id)
+        ).all()
+    )
+    communities = [
+        {
+            "jurisdiction": c["jurisdiction"],
+            "covered": c["covered"],
+            "checks_met": sum(
+                (c["has_team"], c["has_liaison"], c["has_captain"], c["active_volunteers"] >= minimum)
+            ),
+            "active_volunteers": c["active_volunteers"],
+            "service_minutes": int(hours.get(c["jurisdiction"]["id"], 0) or 0),
+        }
+        for c in cover
+    ]
+    communities.sort(
+        key=lambda c: (
+            not c["covered"],
+            -c["active_volunteers"],
+            -c["service_minutes"],
+            c["jurisdiction"]["id"],
+        )
+    )
+    for position, item in enumerate(communities, start=1):
+        item["rank"] = position
+    return {
+        "jurisdiction": _ref(node),
+        "from": first,
+        "to": last,
+        "by": by,
+        "volunteers": volunteers,
+        "communities": communities[:limit],
+    }
+
+
+def my_rank(user_id: int, first: date | None, last: date | None) -> dict[str, Any]:
+    """A volunteer's own rank by service hours and by points in their district (or city)."""
+    volunteer = db.session.scalar(
+        select(Volunteer).where(Volunteer.user_id == user_id, Volunteer.status.in_(OPEN_STATUSES))
+    )
+    if volunteer is None or volunteer.status != VolunteerStatus.APPROVED:
+        raise NotFound("您还不是义警，暂无排名", code="not_a_volunteer")
+    first, last = period(first, last)
+    community = db.session.get(Jurisdiction, volunteer.community_id)
+    assert community is not None
+    ancestors = list(jurisdictions.ancestors(community))
+    scope = next((a for a in ancestors if a.level == JurisdictionLevel.DISTRICT), None) or (
+        ancestors[0] if ancestors else community
+    )
+    result: dict[str, Any] = {
+        "scope": _ref(scope),
+        "from": first,
+        "to": last,
+        "name_masked": volunteer.name_masked,
+    }
+    for key, stmt, column in (
+        ("hours", _volunteer_hours(scope, first, last), "minutes"),
+        ("points", _volunteer_points(scope, first, last), "points"),
+    ):
+        sub = stmt.subquery()
+        mine = int(db.session.scalar(select(sub.c[column]).where(sub.c.volunteer_id == volunteer.id)) or 0)
+        ahead = db.session.scalar(select(func.count()).select_from(sub).where(sub.c[column] > mine)) or 0
+        ranked = db.session.scalar(select(func.count()).select_from(sub).where(sub.c[column] > 0)) or 0
+        result[key] = {"value": mine, "rank": int(ahead) + 1 if mine > 0 else None, "of": int(ranked)}
+    result["hours"]["service_hours"] = round(result["hours"]["value"] / 60, 1)
+    return result
