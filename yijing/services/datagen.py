@@ -44,6 +44,7 @@ from yijing.models import (
 )
 from yijing.models.clue import ClueEventKind
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
+from yijing.sql import analyze
 
 BATCH = 1000
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
@@ -381,4 +382,5 @@ def generate(
         db.session.commit()
         result.clues += len(batch)
         tick("clues", len(batch))
+    analyze(db.session(), User, Volunteer, Team, Task, Assignment, DispatchRing, PointsEntry, Clue, ClueEvent)
     return result

@@ -42,6 +42,7 @@ from yijing.models import (
     VolunteerStatus,
 )
 from yijing.models.clue import MessageSender
+from yijing.sql import analyze
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -230,4 +231,7 @@ def rebuild_day(day: date) -> int:
 
 
 def rebuild(first: date, last: date) -> int:
-    return sum(rebuild_day(day) for day in days(first, last))
+    """Recompute every day of a range, then refresh the planner's statistics of the rollup tables."""
+    written = sum(rebuild_day(day) for day in days(first, last))
+    analyze(db.session(), DailyStat, VolunteerDay)
+    return written
