@@ -163,8 +163,22 @@ def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any
     """Nearby dispatches starting in the period: dispatch → first acceptance / first check-in."""
     start, _ = day_bounds(first)
     _, end = day_bounds(last)
+    # The period's nearby tasks in the subtree first (an indexed, small set); rings and assignments
+    # are then grouped for those tasks only, never over the whole tables.
+    nearby = (
+        select(Task.id)
+        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
+        .where(
+            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            Task.dispatch_mode == DispatchMode.NEARBY,
+            Task.starts_at >= start,
+            Task.starts_at < end,
+        )
+        .scalar_subquery()
+    )
     first_ring = (
         select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
+        .where(DispatchRing.task_id.in_(nearby))
         .group_by(DispatchRing.task_id)
         .subquery()
     )
@@ -174,21 +188,14 @@ def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any
             func.min(Assignment.accepted_at).label("accepted"),
             func.min(Assignment.checkin_at).label("checkin"),
         )
+        .where(Assignment.task_id.in_(nearby))
         .group_by(Assignment.task_id)
         .subquery()
     )
     rows = db.session.execute(
         select(first_ring.c.sent, firsts.c.accepted, firsts.c.checkin)
-        .select_from(Task)
-        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
-        .join(first_ring, first_ring.c.task_id == Task.id)
-        .outerjoin(firsts, firsts.c.task_id == Task.id)
-        .where(
-            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
-            Task.dispatch_mode == DispatchMode.NEARBY,
-            Task.starts_at >= start,
-            Task.starts_at < end,
-        )
+        .select_from(first_ring)
+        .outerjoin(firsts, firsts.c.task_id == first_ring.c.task_id)
     ).all()
     accept = [(a - s).total_seconds() for s, a, _ in rows if a is not None and s is not None]
     checkin = [(c - s).total_seconds() for s, _, c in rows if c is not None and s is not None]
