@@ -38,3 +38,19 @@ def delete(*keys: tuple[object, ...]) -> None:
         redis_client().delete(*(redis_key(*parts) for parts in keys))
     except RedisError as exc:
         log.warning("cache invalidation failed", extra={"error": str(exc)})
+
+
+def version(*key_parts: object) -> int:
+    """A counter that writers bump to retire cached values keyed by it (0 when Redis is down)."""
+    try:
+        raw = redis_client().get(redis_key(*key_parts))
+    except RedisError:
+        return 0
+    return int(raw or 0)
+
+
+def bump(*key_parts: object) -> None:
+    try:
+        redis_client().incr(redis_key(*key_parts))
+    except RedisError as exc:
+        log.warning("cache version bump failed; cached values expire by their TTL", extra={"error": str(exc)})

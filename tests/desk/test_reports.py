@@ -258,6 +258,33 @@ def test_rollups_are_idempotent_and_the_series_adds_up(client, app, tree, staff,
     assert reversed_period.get_json()["error"]["fields"] == {"from": ["开始日期应不晚于结束日期"]}
 
 
+def test_summary_answers_from_the_cache_until_the_rollups_change(client, app, tree, staff, dataset):
+    from sqlalchemy import delete
+
+    from yijing.extensions import db
+    from yijing.models.report import DailyStat
+    from yijing.services import rollups
+
+    first, last = _period()
+    admin = staff("admin-cache", "admin", "150200")
+    url = f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&from={first}&to={last}"
+    before = client.get(url, headers=admin).get_json()
+    assert before["service"]["published"] > 0
+    with app.app_context():  # the rollup rows vanish behind the cache's back: the answer is the cached one
+        db.session.execute(delete(DailyStat))
+        db.session.commit()
+    assert client.get(url, headers=admin).get_json() == before
+    with app.app_context():  # a rebuild bumps the rollup version: the next answer is computed afresh
+        rollups.rebuild_day(first)
+        db.session.remove()
+    after = client.get(url, headers=admin).get_json()
+    assert after != before
+    with app.app_context():
+        rollups.rebuild(first, last)
+        db.session.remove()
+    assert client.get(url, headers=admin).get_json() == before
+
+
 def test_coverage_lists_the_communities_falling_short(client, app, tree, staff, dataset):
     from datetime import datetime
 

@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, and_, func, select
 
-from yijing import policies
+from yijing import cache, policies
 from yijing.errors import InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.models import (
@@ -37,7 +37,7 @@ from yijing.models import (
 )
 from yijing.models.volunteer import OPEN_STATUSES
 from yijing.policies import Permission, Principal
-from yijing.services import jurisdictions
+from yijing.services import jurisdictions, rollups
 from yijing.services.rollups import day_bounds, local_today
 
 ACTIVE_WINDOW_DAYS = 30
@@ -293,9 +293,30 @@ def summary(
 ) -> dict[str, Any]:
     node = authorised_node(principal, jurisdiction_id)
     first, last = period(first, last)
-    result = {"from": first, "to": last, **figures(node, first, last)}
-    result["children"] = [figures(child, first, last) for child in report_children(node)]
+    result = {"from": first, "to": last, **cached_figures(node, first, last)}
+    result["children"] = [cached_figures(child, first, last) for child in report_children(node)]
     return result
+
+
+# Figures are cached per node and period until the rollups change (the version) or for this long
+# (the live parts: the volunteer snapshot and nearby response times).
+FIGURES_CACHE_SECONDS = 120
+
+
+def cached_figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    key = (
+        "reports",
+        "figures",
+        cache.version(*rollups.ROLLUP_VERSION),
+        node.id,
+        first.isoformat(),
+        last.isoformat(),
+    )
+    data = cache.get_json(*key)
+    if data is None:
+        data = figures(node, first, last)
+        cache.set_json(data, FIGURES_CACHE_SECONDS, *key)
+    return data
 
 
 def report_children(node: Jurisdiction) -> list[Jurisdiction]:

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
+from yijing import cache
 from yijing.extensions import db
 from yijing.models import (
     Assignment,
@@ -82,6 +83,10 @@ def _aware(moment: datetime) -> datetime:
 
 def local_day(moment: datetime) -> date:
     return moment.astimezone(SHANGHAI).date()
+
+
+# Bumped after every rebuilt day: cached report figures keyed by it are retired at once.
+ROLLUP_VERSION = ("reports", "rollup-version")
 
 
 def days(first: date, last: date) -> Iterator[date]:
@@ -227,6 +232,7 @@ def rebuild_day(day: date) -> int:
     if volunteer_rows:
         db.session.execute(insert(VolunteerDay), volunteer_rows)
     db.session.commit()
+    cache.bump(*ROLLUP_VERSION)
     return len(stat_rows) + len(volunteer_rows)
 
 
