@@ -483,7 +483,8 @@ def feed(
 # Reading: one post
 
 
-def _detail_json(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
+def _post_core(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
+    """What readers and the desk both see of a post."""
     return {
         "id": post.id,
         "kind": post.kind,
@@ -492,11 +493,18 @@ def _detail_json(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
         "images": list(post.images or []),
         "jurisdiction": {"id": jurisdiction.id, "name": jurisdiction.name, "level": jurisdiction.level},
         "pinned": bool(post.pinned),
-        "published_at": post.published_at.isoformat() if post.published_at else None,
-        "updated_at": post.updated_at.isoformat() if post.updated_at else None,
         "view_count": post.view_count,
         "like_count": post.like_count,
         "comment_count": post.comment_count,
+    }
+
+
+def _detail_json(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
+    """The cached detail: times as text so it goes to Redis and back unchanged."""
+    return {
+        **_post_core(post, jurisdiction),
+        "published_at": post.published_at.isoformat() if post.published_at else None,
+        "updated_at": post.updated_at.isoformat() if post.updated_at else None,
     }
 
 
@@ -848,14 +856,8 @@ def _effective_status(post: Post, now: datetime) -> str:
 def desk_view(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
     """What the desk sees of a post."""
     return {
-        "id": post.id,
-        "kind": post.kind,
-        "title": post.title,
-        "body": post.body,
-        "images": list(post.images or []),
-        "jurisdiction": {"id": jurisdiction.id, "name": jurisdiction.name, "level": jurisdiction.level},
+        **_post_core(post, jurisdiction),
         "status": _effective_status(post, utcnow()),
-        "pinned": bool(post.pinned),
         "published_at": post.published_at,
         "push_requested": bool(post.push_requested),
         "push_requested_at": post.push_requested_at,
@@ -865,9 +867,6 @@ def desk_view(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
         "updated_at": post.updated_at,
         "withdrawn_at": post.withdrawn_at,
         "withdrawn_reason": post.withdrawn_reason,
-        "view_count": post.view_count,
-        "like_count": post.like_count,
-        "comment_count": post.comment_count,
     }
 
 
