@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -516,18 +516,30 @@ def test_generate_and_rollup_commands(app, tree):
     from yijing.cli import yijing_cli
 
     runner = app.test_cli_runner()
-    result = runner.invoke(
-        yijing_cli, ["generate", "--volunteers", "20", "--assignments", "40", "--clues", "10", "--days", "5"]
-    )
+    sizes = ["--volunteers", "20", "--assignments", "40", "--clues", "10", "--residents", "30"]
+    result = runner.invoke(yijing_cli, ["generate", *sizes, "--days", "5", "--under", "150203-01"])
     assert result.exit_code == 0, result.output
-    assert "generated 20 volunteers" in result.output and "40 assignments" in result.output
+    assert "generated 30 residents, 20 volunteers" in result.output and "40 assignments" in result.output
+    with app.app_context():
+        from yijing.extensions import db
+        from yijing.models import Jurisdiction, User, Volunteer
+
+        street = db.session.scalar(select(Jurisdiction).where(Jurisdiction.key == "150203-01"))
+        homes = db.session.scalars(
+            select(Jurisdiction.path).join(Volunteer, Volunteer.community_id == Jurisdiction.id)
+        )
+        assert {path.startswith(street.path) for path in homes} == {True}
+        assert (
+            db.session.scalar(select(func.count()).select_from(User).where(User.openid.like("gen-%"))) == 50
+        )
+        db.session.remove()
+    result = runner.invoke(yijing_cli, ["generate", "--volunteers", "1", "--under", "no-such-key"])
+    assert result.exit_code != 0 and "no-such-key" in result.output
     result = runner.invoke(yijing_cli, ["rollup", "--from", "2026-01-01", "--to", "2025-12-01"])
     assert result.exit_code == 1
     result = runner.invoke(yijing_cli, ["rollup"])
     assert result.exit_code == 0 and "rolled up 36 days" in result.output
     with app.app_context():
-        from sqlalchemy import func
-
         from yijing.extensions import db
         from yijing.models import Clue, DailyStat
 

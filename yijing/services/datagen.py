@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from psycopg.types.json import Json
+from sqlalchemy import JSON, insert, select, text
 
 from yijing import pii
 from yijing.extensions import db
@@ -46,7 +47,7 @@ from yijing.models.clue import ClueEventKind
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
 from yijing.sql import analyze
 
-BATCH = 1000
+BATCH = 5000
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
 Progress = Callable[[str, int], None]
@@ -55,6 +56,7 @@ Progress = Callable[[str, int], None]
 @dataclass
 class GenerateResult:
     users: int = 0
+    residents: int = 0
     volunteers: int = 0
     tasks: int = 0
     assignments: int = 0
@@ -62,9 +64,63 @@ class GenerateResult:
     teams: int = 0
 
 
-def _insert_returning_ids(model: Any, rows: list[dict[str, Any]]) -> list[int]:
-    result = db.session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
-    return [row[0] for row in result]
+def _defaults(table: Any, given: set[str]) -> dict[str, Any]:
+    """Python-side column defaults for the columns the rows leave out (COPY does not apply them)."""
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in given or column.default is None or column.primary_key:
+            continue
+        arg = column.default.arg
+        values[column.name] = arg(None) if callable(arg) else arg
+    return values
+
+
+def _load(model: Any, rows: list[dict[str, Any]], *, ids: bool = False) -> list[int]:
+    """Insert ``rows`` in the session's transaction; their new ids when ``ids``.
+
+    On PostgreSQL the ids are taken from the table's sequence first and the rows go in by COPY
+    (about ten times faster than multi-row INSERT … RETURNING at the city's scale); elsewhere by
+    bulk INSERT.
+    """
+    if not rows:
+        return []
+    session = db.session
+    if session.get_bind().dialect.name != "postgresql":
+        if ids:
+            result = session.execute(insert(model).returning(model.id, sort_by_parameter_order=True), rows)
+            return [row[0] for row in result]
+        session.execute(insert(model), rows)
+        return []
+    table = model.__table__
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    defaults = _defaults(table, set(names))
+    new_ids: list[int] = []
+    if ids:
+        new_ids = list(
+            session.execute(
+                text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+                {"table": table.name, "n": len(rows)},
+            ).scalars()
+        )
+        names = ["id", *names]
+    names += list(defaults)
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+        for index, row in enumerate(rows):
+            record = {**row, **defaults}
+            if ids:
+                record["id"] = new_ids[index]
+            copy.write_row([Json(record.get(n)) if n in json_columns else record.get(n) for n in names])
+    return new_ids
+
+
+@dataclass(frozen=True)
+class _Community:
+    id: int
+    name: str
+    lat: float
+    lng: float
 
 
 def _batches(total: int) -> list[range]:
@@ -81,17 +137,25 @@ def generate(
     progress: Progress | None = None,
     now: datetime | None = None,
     root_path: str | None = None,
+    residents: int = 0,
 ) -> GenerateResult:
-    """Generate into the communities under ``root_path`` (a jurisdiction path; default: all)."""
+    """Generate into the communities under ``root_path`` (a jurisdiction path; default: all).
+
+    ``residents`` adds users of the mini-program who are not volunteers (the feed's readers and
+    clue reporters), so the users table has the city's size: 1.85 million members in all.
+    """
     rng = random.Random(seed)
     now = now or datetime.now(UTC)
     tick = progress or (lambda _stage, _n: None)
     result = GenerateResult()
-    communities = db.session.scalars(
-        select(Jurisdiction)
-        .where(Jurisdiction.level == JurisdictionLevel.COMMUNITY)
-        .order_by(Jurisdiction.id)
-    ).all()
+    in_scope = [Jurisdiction.level == JurisdictionLevel.COMMUNITY]
+    if root_path:
+        in_scope.append(Jurisdiction.path.startswith(root_path, autoescape=True))
+    # Plain values: the ORM objects would be expired (and reloaded one by one) after every commit.
+    communities = [
+        _Community(c.id, c.name, c.lat or 40.65, c.lng or 109.84)
+        for c in db.session.scalars(select(Jurisdiction).where(*in_scope).order_by(Jurisdiction.id))
+    ]
     if not communities:
         raise ValueError("no communities: import the jurisdiction tree first")
     run = f"{seed}-{int(now.timestamp())}-{rng.randrange(10**6)}"
@@ -104,6 +168,25 @@ def generate(
         + [VolunteerStatus.WITHDRAWN] * 2
     )
     approved: list[tuple[int, int, int]] = []  # (volunteer id, user id, community id)
+    for batch in _batches(residents):
+        _load(
+            User,
+            [
+                {
+                    "kind": "wechat",
+                    "openid": f"gen-{run}-r{i}",
+                    "display_name": "",
+                    "home_jurisdiction_id": rng.choice(communities).id,
+                    "created_at": now - timedelta(seconds=rng.randrange(days * 86400)),
+                    "is_active": True,
+                }
+                for i in batch
+            ],
+        )
+        db.session.commit()
+        result.users += len(batch)
+        result.residents += len(batch)
+        tick("residents", len(batch))
     for batch in _batches(volunteers):
         users = [
             {
@@ -115,13 +198,14 @@ def generate(
             }
             for i in batch
         ]
-        user_ids = _insert_returning_ids(User, users)
-        consent_ids = _insert_returning_ids(
+        user_ids = _load(User, users, ids=True)
+        consent_ids = _load(
             PrivacyConsent,
             [
                 {"user_id": uid, "document": "volunteer_privacy", "version": "gen", "created_at": now}
                 for uid in user_ids
             ],
+            ids=True,
         )
         rows = []
         for i, uid, cid in zip(batch, user_ids, consent_ids, strict=True):
@@ -163,7 +247,7 @@ def generate(
                     "created_at": (decided or now) - timedelta(days=1),
                 }
             )
-        ids = _insert_returning_ids(Volunteer, rows)
+        ids = _load(Volunteer, rows, ids=True)
         approved.extend(
             (vid, row["user_id"], row["community_id"])
             for vid, row in zip(ids, rows, strict=True)
@@ -195,7 +279,7 @@ def generate(
             }
         )
     if team_rows:
-        db.session.execute(insert(Team), team_rows)
+        _load(Team, team_rows)
         db.session.commit()
     result.teams = len(team_rows)
 
@@ -235,8 +319,8 @@ def generate(
                     "kind": rng.choice(kinds),
                     "title": f"{community.name}巡逻",
                     "description": "",
-                    "lat": community.lat or 40.65,
-                    "lng": community.lng or 109.84,
+                    "lat": community.lat,
+                    "lng": community.lng,
                     "address": "",
                     "geofence_radius_m": 200,
                     "starts_at": starts,
@@ -259,7 +343,7 @@ def generate(
                 }
             )
             plans.append((people, outcome, nearby, published))
-        task_ids = _insert_returning_ids(Task, task_rows)
+        task_ids = _load(Task, task_rows, ids=True)
         ring_ids: dict[int, int] = {}
         ring_rows = [
             {
@@ -278,7 +362,7 @@ def generate(
             ring_ids = dict(
                 zip(
                     [r["task_id"] for r in ring_rows],
-                    _insert_returning_ids(DispatchRing, ring_rows),
+                    _load(DispatchRing, ring_rows, ids=True),
                     strict=True,
                 )
             )
@@ -309,7 +393,7 @@ def generate(
                     row["points_awarded"] = task["points"]
                 assignment_rows.append(row)
         if assignment_rows:
-            assignment_ids = _insert_returning_ids(Assignment, assignment_rows)
+            assignment_ids = _load(Assignment, assignment_rows, ids=True)
             points_rows = [
                 {
                     "user_id": row["user_id"],
@@ -322,7 +406,7 @@ def generate(
                 if row["points_awarded"]
             ]
             if points_rows:
-                db.session.execute(insert(PointsEntry), points_rows)
+                _load(PointsEntry, points_rows)
         db.session.commit()
         result.tasks += len(task_rows)
         result.assignments += len(assignment_rows)
@@ -341,8 +425,8 @@ def generate(
                 {
                     "category": rng.choice(clue_categories),
                     "description": "生成的线索",
-                    "lat": community.lat or 40.65,
-                    "lng": community.lng or 109.84,
+                    "lat": community.lat,
+                    "lng": community.lng,
                     "jurisdiction_id": community.id,
                     "status": status,
                     "priority": 0,
@@ -353,7 +437,7 @@ def generate(
                     "updated_at": created,
                 }
             )
-        clue_ids = _insert_returning_ids(Clue, rows)
+        clue_ids = _load(Clue, rows, ids=True)
         messages, events = [], []
         for clue_id, row in zip(clue_ids, rows, strict=True):
             if rng.random() < 0.6:
@@ -376,9 +460,9 @@ def generate(
                     }
                 )
         if messages:
-            db.session.execute(insert(ClueMessage), messages)
+            _load(ClueMessage, messages)
         if events:
-            db.session.execute(insert(ClueEvent), events)
+            _load(ClueEvent, events)
         db.session.commit()
         result.clues += len(batch)
         tick("clues", len(batch))
