@@ -195,11 +195,10 @@ SUMMARY_COLUMNS = [
 
 def _summary_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     first, last = date.fromisoformat(export.params["from"]), date.fromisoformat(export.params["to"])
-    nodes = [node, *reports.report_children(node)]
-    export.total = len(nodes)
+    own, children = reports.figures_with_children(node, first, last)
+    export.total = 1 + len(children)
     writer.writerow([title for title, _ in SUMMARY_COLUMNS])
-    for item in nodes:
-        figures = reports.figures(item, first, last)
+    for figures in (own, *children):
         writer.writerow(["" if (v := get(figures)) is None else v for _, get in SUMMARY_COLUMNS])
         export.done += 1
 

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 
 from yijing import cache, policies
 from yijing.errors import InvalidInput, NotFound
@@ -88,25 +88,61 @@ def _subtree_ids(node: Jurisdiction) -> Select[Any]:
     return select(Jurisdiction.id).where(jurisdictions.in_subtrees(Jurisdiction.path, [node.path]))
 
 
-def _stat_sums(node: Jurisdiction, first: date, last: date) -> dict[tuple[str, str], int]:
+class _Groups:
+    """A node and its report children, computed together: one grouped query per figure.
+
+    ``key(path)`` is an SQL expression giving, for a jurisdiction path inside the node, the id of
+    the child it lies under (NULL for the node's own rows); the node's figure is the sum over all
+    the groups, or, for distinct counts, its own query.
+    """
+
+    def __init__(self, node: Jurisdiction, children: list[Jurisdiction]) -> None:
+        self.node, self.children = node, children
+
+    def key(self, path: Any) -> list[Any]:
+        """The group column to select and group by (none when the node has no children)."""
+        if not self.children:
+            return []
+        whens = [(path.startswith(child.path, autoescape=True), child.id) for child in self.children]
+        return [case(*whens, else_=None).label("grp")]
+
+    def split(self, row: Any) -> tuple[int | None, Any]:
+        return (row[0], row[1:]) if self.children else (None, row)
+
+    def ids(self) -> list[int | None]:
+        return [None, *(child.id for child in self.children)]
+
+
+def _in_node(node: Jurisdiction) -> ColumnElement[bool]:
+    return jurisdictions.in_subtrees(Jurisdiction.path, [node.path])
+
+
+Sums = dict[tuple[str, str], int]
+
+
+def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sums]:
+    """{child id: {(metric, dimension): sum}}; None holds the node's total."""
+    key = groups.key(Jurisdiction.path)
     rows = db.session.execute(
-        select(DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
+        select(*key, DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
         .join(Jurisdiction, Jurisdiction.id == DailyStat.jurisdiction_id)
-        .where(
-            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
-            DailyStat.day >= first,
-            DailyStat.day <= last,
-        )
-        .group_by(DailyStat.metric, DailyStat.dimension)
+        .where(_in_node(groups.node), DailyStat.day >= first, DailyStat.day <= last)
+        .group_by(*key, DailyStat.metric, DailyStat.dimension)
     )
-    return {(metric, dim): int(value or 0) for metric, dim, value in rows}
+    sums: dict[int | None, Sums] = {gid: defaultdict(int) for gid in groups.ids()}
+    for row in rows:
+        group, (metric, dim, value) = groups.split(row)
+        sums[None][(metric, dim)] += int(value or 0)
+        if group is not None:
+            sums[group][(metric, dim)] += int(value or 0)
+    return sums
 
 
-def _by(sums: dict[tuple[str, str], int], metric: str) -> dict[str, int]:
+def _by(sums: Sums, metric: str) -> dict[str, int]:
     return {dim: value for (m, dim), value in sorted(sums.items()) if m == metric and value}
 
 
-def _total(sums: dict[tuple[str, str], int], metric: str) -> int:
+def _total(sums: Sums, metric: str) -> int:
     return sum(value for (m, _), value in sums.items() if m == metric)
 
 
@@ -138,17 +174,52 @@ def _active_ids(node: Jurisdiction, first: date, last: date) -> Select[Any]:
     return (
         select(VolunteerDay.volunteer_id)
         .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
-        .where(
-            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
-            VolunteerDay.day >= first,
-            VolunteerDay.day <= last,
-        )
+        .where(_in_node(node), VolunteerDay.day >= first, VolunteerDay.day <= last)
         .distinct()
     )
 
 
 def _count(stmt: Select[Any]) -> int:
     return int(db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
+def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tuple[int, int, int]]:
+    """{child id: (active, active in the previous period of the same length, active in both)}.
+
+    One pass over ``volunteer_days`` for both periods: each volunteer (per child) is flagged for
+    the period and for the one before, then the flags are counted. The node's own figure is a
+    second pass without the child grouping (a volunteer who moved counts once there).
+    """
+    length = (last - first).days + 1
+    prev_first = first - timedelta(days=length)
+    current = func.max(case((VolunteerDay.day >= first, 1), else_=0))
+    previous = func.max(case((VolunteerDay.day < first, 1), else_=0))
+    result: dict[int | None, tuple[int, int, int]] = dict.fromkeys(groups.ids(), (0, 0, 0))
+    for grouped in (True, False):
+        key = groups.key(Jurisdiction.path) if grouped else []
+        if grouped and not key:
+            continue
+        flags = (
+            select(*key, current.label("cur"), previous.label("prev"))
+            .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+            .where(_in_node(groups.node), VolunteerDay.day >= prev_first, VolunteerDay.day <= last)
+            .group_by(VolunteerDay.volunteer_id, *key)
+            .subquery()
+        )
+        group_col = [flags.c.grp] if key else []
+        for row in db.session.execute(
+            select(
+                *group_col,
+                func.coalesce(func.sum(flags.c.cur), 0),
+                func.coalesce(func.sum(flags.c.prev), 0),
+                func.coalesce(func.sum(flags.c.cur * flags.c.prev), 0),
+            ).group_by(*group_col)
+        ):
+            group, counts = (row[0], row[1:]) if key else (None, row)
+            if grouped and group is None:
+                continue  # volunteer days are keyed to communities: none lie on the node itself
+            result[group] = (int(counts[0]), int(counts[1]), int(counts[2]))
+    return result
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -159,44 +230,7 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1)
 
 
-def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
-    """Nearby dispatches starting in the period: dispatch → first acceptance / first check-in."""
-    start, _ = day_bounds(first)
-    _, end = day_bounds(last)
-    # The period's nearby tasks in the subtree first (an indexed, small set); rings and assignments
-    # are then grouped for those tasks only, never over the whole tables.
-    nearby = (
-        select(Task.id)
-        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
-        .where(
-            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
-            Task.dispatch_mode == DispatchMode.NEARBY,
-            Task.starts_at >= start,
-            Task.starts_at < end,
-        )
-        .scalar_subquery()
-    )
-    first_ring = (
-        select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
-        .where(DispatchRing.task_id.in_(nearby))
-        .group_by(DispatchRing.task_id)
-        .subquery()
-    )
-    firsts = (
-        select(
-            Assignment.task_id,
-            func.min(Assignment.accepted_at).label("accepted"),
-            func.min(Assignment.checkin_at).label("checkin"),
-        )
-        .where(Assignment.task_id.in_(nearby))
-        .group_by(Assignment.task_id)
-        .subquery()
-    )
-    rows = db.session.execute(
-        select(first_ring.c.sent, firsts.c.accepted, firsts.c.checkin)
-        .select_from(first_ring)
-        .outerjoin(firsts, firsts.c.task_id == first_ring.c.task_id)
-    ).all()
+def _response_figures(rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
     accept = [(a - s).total_seconds() for s, a, _ in rows if a is not None and s is not None]
     checkin = [(c - s).total_seconds() for s, _, c in rows if c is not None and s is not None]
     return {
@@ -208,33 +242,95 @@ def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any
     }
 
 
-def _volunteer_snapshot(node: Jurisdiction) -> dict[str, Any]:
-    rows = db.session.execute(
-        select(Volunteer.status, Volunteer.category, func.count())
-        .where(Volunteer.community_id.in_(_subtree_ids(node)))
-        .group_by(Volunteer.status, Volunteer.category)
-    ).all()
-    by_status: dict[str, int] = defaultdict(int)
-    by_category: dict[str, int] = defaultdict(int)
-    for status, category, count in rows:
-        by_status[status] += count
-        if status == VolunteerStatus.APPROVED:
-            by_category[category] += count
-    return {"by_status": dict(sorted(by_status.items())), "by_category": dict(sorted(by_category.items()))}
+def _response_times(groups: _Groups, first: date, last: date) -> dict[int | None, dict[str, Any]]:
+    """Nearby dispatches starting in the period: dispatch → first acceptance / first check-in."""
+    start, _ = day_bounds(first)
+    _, end = day_bounds(last)
+    key = groups.key(Jurisdiction.path)
+    # The period's nearby tasks in the subtree first (an indexed, small set); rings and assignments
+    # are then grouped for those tasks only, never over the whole tables.
+    nearby = (
+        select(Task.id.label("task_id"), *key)
+        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
+        .where(
+            _in_node(groups.node),
+            Task.dispatch_mode == DispatchMode.NEARBY,
+            Task.starts_at >= start,
+            Task.starts_at < end,
+        )
+        .subquery()
+    )
+    nearby_ids = select(nearby.c.task_id).scalar_subquery()
+    first_ring = (
+        select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
+        .where(DispatchRing.task_id.in_(nearby_ids))
+        .group_by(DispatchRing.task_id)
+        .subquery()
+    )
+    firsts = (
+        select(
+            Assignment.task_id,
+            func.min(Assignment.accepted_at).label("accepted"),
+            func.min(Assignment.checkin_at).label("checkin"),
+        )
+        .where(Assignment.task_id.in_(nearby_ids))
+        .group_by(Assignment.task_id)
+        .subquery()
+    )
+    rows: dict[int | None, list[tuple[Any, Any, Any]]] = {gid: [] for gid in groups.ids()}
+    for row in db.session.execute(
+        select(*([nearby.c.grp] if key else []), first_ring.c.sent, firsts.c.accepted, firsts.c.checkin)
+        .select_from(first_ring)
+        .join(nearby, nearby.c.task_id == first_ring.c.task_id)
+        .outerjoin(firsts, firsts.c.task_id == first_ring.c.task_id)
+    ):
+        group, times = groups.split(row)
+        rows[None].append(tuple(times))
+        if group is not None:
+            rows[group].append(tuple(times))
+    return {gid: _response_figures(items) for gid, items in rows.items()}
 
 
-def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
-    """Every figure of one jurisdiction for the period."""
-    sums = _stat_sums(node, first, last)
-    length = (last - first).days + 1
-    prev_first, prev_last = first - timedelta(days=length), first - timedelta(days=1)
-    active = _count(_active_ids(node, first, last))
-    previous = _active_ids(node, prev_first, prev_last)
-    active_previous = _count(previous)
-    retained = _count(_active_ids(node, first, last).where(VolunteerDay.volunteer_id.in_(previous)))
+def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    """Nearby dispatch response times of one jurisdiction for the period."""
+    return _response_times(_Groups(node, []), first, last)[None]
+
+
+def _volunteer_snapshot(groups: _Groups) -> dict[int | None, dict[str, Any]]:
+    key = groups.key(Jurisdiction.path)
+    by_status: dict[int | None, dict[str, int]] = {gid: defaultdict(int) for gid in groups.ids()}
+    by_category: dict[int | None, dict[str, int]] = {gid: defaultdict(int) for gid in groups.ids()}
+    for row in db.session.execute(
+        select(*key, Volunteer.status, Volunteer.category, func.count())
+        .join(Jurisdiction, Jurisdiction.id == Volunteer.community_id)
+        .where(_in_node(groups.node))
+        .group_by(*key, Volunteer.status, Volunteer.category)
+    ):
+        group, (status, category, count) = groups.split(row)
+        for gid in {None, group}:
+            by_status[gid][status] += count
+            if status == VolunteerStatus.APPROVED:
+                by_category[gid][category] += count
+    return {
+        gid: {
+            "by_status": dict(sorted(by_status[gid].items())),
+            "by_category": dict(sorted(by_category[gid].items())),
+        }
+        for gid in groups.ids()
+    }
+
+
+def _assemble(
+    node: Jurisdiction,
+    sums: Sums,
+    activity: tuple[int, int, int],
+    snapshot: dict[str, Any],
+    response: dict[str, Any],
+) -> dict[str, Any]:
+    active, active_previous, retained = activity
     published = _total(sums, "task_published")
     checkins, no_shows = _total(sums, "checkins"), _total(sums, "no_shows")
-    kinds = sorted({dim for (m, dim) in sums if m == "task_published" or m == "served"})
+    kinds = sorted({dim for (m, dim) in sums if (m == "task_published" or m == "served") and sums[(m, dim)]})
     by_kind = {
         kind: {
             "published": sums.get(("task_published", kind), 0),
@@ -252,7 +348,7 @@ def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
     return {
         "jurisdiction": _ref(node),
         "volunteers": {
-            **_volunteer_snapshot(node),
+            **snapshot,
             "newly_approved": _total(sums, "vol_approved"),
             "newly_approved_by_category": _by(sums, "vol_approved"),
             "active": active,
@@ -284,8 +380,38 @@ def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
             "answered": _total(sums, "clue_answer_min"),
             "answer_median_minutes": _median_from_histogram(_by(sums, "clue_answer_min")),
         },
-        "response": response_times(node, first, last),
+        "response": response,
     }
+
+
+def figures_with_children(
+    node: Jurisdiction, first: date, last: date
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every figure of ``node`` and of each of its report children for the period.
+
+    Each figure is one grouped query for the node and all its children (not one per child).
+    """
+    groups = _Groups(node, report_children(node))
+    sums = _stat_sums(groups, first, last)
+    activity = _activity(groups, first, last)
+    snapshot = _volunteer_snapshot(groups)
+    response = _response_times(groups, first, last)
+    return _assemble(node, sums[None], activity[None], snapshot[None], response[None]), [
+        _assemble(child, sums[child.id], activity[child.id], snapshot[child.id], response[child.id])
+        for child in groups.children
+    ]
+
+
+def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    """Every figure of one jurisdiction for the period."""
+    groups = _Groups(node, [])
+    return _assemble(
+        node,
+        _stat_sums(groups, first, last)[None],
+        _activity(groups, first, last)[None],
+        _volunteer_snapshot(groups)[None],
+        _response_times(groups, first, last)[None],
+    )
 
 
 def summary(
@@ -293,9 +419,7 @@ def summary(
 ) -> dict[str, Any]:
     node = authorised_node(principal, jurisdiction_id)
     first, last = period(first, last)
-    result = {"from": first, "to": last, **cached_figures(node, first, last)}
-    result["children"] = [cached_figures(child, first, last) for child in report_children(node)]
-    return result
+    return {"from": first, "to": last, **cached_summary(node, first, last)}
 
 
 # Figures are cached per node and period until the rollups change (the version) or for this long
@@ -303,10 +427,11 @@ def summary(
 FIGURES_CACHE_SECONDS = 120
 
 
-def cached_figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+def cached_summary(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    """The node's figures with its children's (``children``), cached."""
     key = (
         "reports",
-        "figures",
+        "summary",
         cache.version(*rollups.ROLLUP_VERSION),
         node.id,
         first.isoformat(),
@@ -314,7 +439,8 @@ def cached_figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any
     )
     data = cache.get_json(*key)
     if data is None:
-        data = figures(node, first, last)
+        own, children = figures_with_children(node, first, last)
+        data = {**own, "children": children}
         cache.set_json(data, FIGURES_CACHE_SECONDS, *key)
     return data
 
