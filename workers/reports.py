@@ -16,5 +16,18 @@ def refresh_recent() -> int:
     return rollups.rebuild(today - timedelta(days=window), today)
 
 
+# A clue judged or a task closed long after its day changes that day's figures: once a day the
+# quarter before the recent window is recomputed too.
+QUARTER_DAYS = 92
+
+
+def refresh_quarter() -> int:
+    """Recompute the local days from QUARTER_DAYS ago up to where ``refresh_recent`` starts."""
+    today = rollups.local_today()
+    window = current_app.config["YIJING"].report_rollup_days
+    first, last = today - timedelta(days=QUARTER_DAYS), today - timedelta(days=window + 1)
+    return rollups.rebuild(first, last) if first <= last else 0
+
+
 def build_export(export_id: int) -> None:
     exports.build(export_id)

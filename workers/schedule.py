@@ -38,4 +38,5 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(task_jobs.generate_occurrences, queues.DEFAULT, interval=3600, timeout=600),
     # Report rollups: the recent days recomputed whole (statuses change after the day).
     PeriodicJob(reports.refresh_recent, queues.REPORTS, interval=900, timeout=1800),
+    PeriodicJob(reports.refresh_quarter, queues.REPORTS, interval=86400, timeout=3600),
 ]

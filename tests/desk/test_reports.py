@@ -593,6 +593,7 @@ def test_the_rollup_job_is_periodic_and_the_threshold_is_configurable(app, make_
     from workers.schedule import PERIODIC_JOBS
 
     assert any(job.func is report_jobs.refresh_recent and job.queue == "reports" for job in PERIODIC_JOBS)
+    assert any(job.func is report_jobs.refresh_quarter and job.interval == 86400 for job in PERIODIC_JOBS)
     other = make_app(COVERAGE_MIN_ACTIVE_VOLUNTEERS="1", REPORT_ROLLUP_DAYS="7")
     assert other.config["YIJING"].coverage_min_active_volunteers == 1
     assert other.config["YIJING"].report_rollup_days == 7
@@ -605,4 +606,48 @@ def test_the_rollup_job_is_periodic_and_the_threshold_is_configurable(app, make_
         assert result["min_active_volunteers"] == 1
         assert result["items"][0]["reasons"][-1] == "近30天活跃义警不足1人（现有0人）"
         assert report_jobs.refresh_recent() == 0
+        db.session.remove()
+
+
+def test_a_late_outcome_reaches_an_old_day_through_the_daily_quarter_refresh(app, tree):
+    from sqlalchemy import update
+
+    from workers import reports as report_jobs
+    from yijing.extensions import db
+    from yijing.models import Clue, DailyStat
+    from yijing.services import datagen
+    from yijing.services.rollups import local_day, local_today
+
+    with app.app_context():
+        datagen.generate(0, 0, 40, days=90, seed=5)
+        window = app.config["YIJING"].report_rollup_days
+        old = [
+            c
+            for c in db.session.scalars(select(Clue))
+            if window + 1 < (local_today() - local_day(c.created_at)).days < report_jobs.QUARTER_DAYS
+            and c.status != "resolved"
+        ]
+        assert old, "the generator spreads clues over 90 days, in every status"
+        report_jobs.refresh_recent()
+        assert report_jobs.refresh_quarter() > 0
+        day = local_day(old[0].created_at)
+
+        def resolved_on_that_day() -> int:
+            return int(
+                db.session.scalar(
+                    select(func.coalesce(func.sum(DailyStat.value), 0)).where(
+                        DailyStat.day == day,
+                        DailyStat.metric == "clue_outcome",
+                        DailyStat.dimension == "resolved",
+                    )
+                )
+            )
+
+        before = resolved_on_that_day()
+        db.session.execute(update(Clue).where(Clue.id == old[0].id).values(status="resolved", valid=True))
+        db.session.commit()
+        report_jobs.refresh_recent()  # the 15-minute job does not reach that far back
+        assert resolved_on_that_day() == before
+        report_jobs.refresh_quarter()
+        assert resolved_on_that_day() == before + 1
         db.session.remove()
