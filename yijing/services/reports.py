@@ -9,7 +9,9 @@ period, through ``ix_tasks_jurisdiction_starts``), and the coverage's teams (one
 
 from __future__ import annotations
 
+import bisect
 import math
+import operator
 import statistics
 from collections import defaultdict
 from datetime import date, timedelta
@@ -641,6 +643,35 @@ def _volunteer_points(node: Jurisdiction, first: date, last: date) -> Select[Any
     )
 
 
+# Rankings (every volunteer with a positive score, best first) are cached per scope, period and
+# measure: the leaderboard's top and each volunteer's own rank in the mini-program read the same
+# snapshot, so a volunteer's rank and value always agree with each other.
+RANKING_CACHE_SECONDS = 120
+
+
+def ranking(node: Jurisdiction, first: date, last: date, by: str) -> dict[str, list[int]]:
+    """{"ids": volunteer ids, "scores": minutes or points}, by score descending, then id."""
+    key = (
+        "reports",
+        "ranking",
+        cache.version(*rollups.ROLLUP_VERSION),
+        by,
+        node.id,
+        first.isoformat(),
+        last.isoformat(),
+    )
+    data = cache.get_json(*key)
+    if data is None:
+        sub = (_volunteer_points if by == "points" else _volunteer_hours)(node, first, last).subquery()
+        score = sub.c.points if by == "points" else sub.c.minutes
+        rows = db.session.execute(
+            select(sub.c.volunteer_id, score).where(score > 0).order_by(score.desc(), sub.c.volunteer_id)
+        ).all()
+        data = {"ids": [int(r[0]) for r in rows], "scores": [int(r[1]) for r in rows]}
+        cache.set_json(data, RANKING_CACHE_SECONDS, *key)
+    return data
+
+
 def leaderboard(
     principal: Principal,
     jurisdiction_id: int | None,
@@ -652,33 +683,33 @@ def leaderboard(
     """Top volunteers by service hours or points in the period; communities by coverage/activity."""
     node = authorised_node(principal, jurisdiction_id)
     first, last = period(first, last)
-    if by == "points":
-        sub = _volunteer_points(node, first, last).subquery()
-        score = sub.c.points
-    else:
-        sub = _volunteer_hours(node, first, last).subquery()
-        score = sub.c.minutes
-    rows = db.session.execute(
-        select(sub.c.volunteer_id, score, Volunteer.name_masked, Volunteer.community_id)
-        .join(Volunteer, Volunteer.id == sub.c.volunteer_id)
-        .where(score > 0)
-        .order_by(score.desc(), sub.c.volunteer_id)
-        .limit(limit)
-    ).all()
+    ranked = ranking(node, first, last, by)
+    top = list(zip(ranked["ids"][:limit], ranked["scores"][:limit], strict=True))
+    people = {
+        vid: (name_masked, community_id)
+        for vid, name_masked, community_id in db.session.execute(
+            select(Volunteer.id, Volunteer.name_masked, Volunteer.community_id).where(
+                Volunteer.id.in_([vid for vid, _ in top])
+            )
+        )
+    }
     names = dict(
         db.session.execute(
-            select(Jurisdiction.id, Jurisdiction.name).where(Jurisdiction.id.in_({r[3] for r in rows}))
+            select(Jurisdiction.id, Jurisdiction.name).where(
+                Jurisdiction.id.in_({community_id for _, community_id in people.values()})
+            )
         ).all()
     )
     volunteers = []
-    for position, (vid, value, name_masked, community_id) in enumerate(rows, start=1):
-        item = {"rank": position, "volunteer_id": vid, "name_masked": name_masked}
+    for position, (vid, value) in enumerate(top, start=1):
+        name_masked, community_id = people[vid]
+        item: dict[str, Any] = {"rank": position, "volunteer_id": vid, "name_masked": name_masked}
         item["community"] = names.get(community_id)
         if by == "points":
-            item["points"] = int(value)
+            item["points"] = value
         else:
-            item["service_minutes"] = int(value)
-            item["service_hours"] = round(int(value) / 60, 1)
+            item["service_minutes"] = value
+            item["service_hours"] = round(value / 60, 1)
         volunteers.append(item)
     coverage_result = coverage_rows(node)
     cover, minimum = coverage_result["items"], coverage_result["min_active_volunteers"]
@@ -745,14 +776,13 @@ def my_rank(user_id: int, first: date | None, last: date | None) -> dict[str, An
         "to": last,
         "name_masked": volunteer.name_masked,
     }
-    for key, stmt, column in (
-        ("hours", _volunteer_hours(scope, first, last), "minutes"),
-        ("points", _volunteer_points(scope, first, last), "points"),
-    ):
-        sub = stmt.subquery()
-        mine = int(db.session.scalar(select(sub.c[column]).where(sub.c.volunteer_id == volunteer.id)) or 0)
-        ahead = db.session.scalar(select(func.count()).select_from(sub).where(sub.c[column] > mine)) or 0
-        ranked = db.session.scalar(select(func.count()).select_from(sub).where(sub.c[column] > 0)) or 0
-        result[key] = {"value": mine, "rank": int(ahead) + 1 if mine > 0 else None, "of": int(ranked)}
+    for by in ("hours", "points"):
+        ranked = ranking(scope, first, last, by)
+        try:
+            mine = ranked["scores"][ranked["ids"].index(volunteer.id)]
+        except ValueError:
+            mine = 0
+        ahead = bisect.bisect_left(ranked["scores"], -mine, key=operator.neg)
+        result[by] = {"value": mine, "rank": ahead + 1 if mine > 0 else None, "of": len(ranked["ids"])}
     result["hours"]["service_hours"] = round(result["hours"]["value"] / 60, 1)
     return result
