@@ -251,6 +251,10 @@ def test_rollups_are_idempotent_and_the_series_adds_up(client, app, tree, staff,
         if granularity == "day":
             assert len(points) == 12
             assert max(p["active_volunteers"] for p in points) <= before["volunteers"]["active"]
+        raw = _raw(app)
+        for p in points:
+            span = date.fromisoformat(p["start"]), date.fromisoformat(p["end"])
+            assert p["active_volunteers"] == _expected(raw, tree["150203"], *span)["volunteers"]["active"]
     bad = client.get(f"/api/v1/desk/reports/series?granularity=year&from={last}&to={first}", headers=admin)
     assert bad.status_code == 422
     reversed_period = client.get(f"/api/v1/desk/reports/summary?from={last}&to={first}", headers=admin)

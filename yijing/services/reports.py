@@ -502,39 +502,35 @@ def series(
         day += timedelta(days=1)
     for day, metric, value in rows:
         buckets[_bucket(day, granularity)][metric] += int(value or 0)
-    daily_active: dict[date, int] = {}
-    if granularity == "day":
-        # One grouped count for all the days instead of one query per bucket.
-        daily_active = {
-            day: int(count)
-            for day, count in db.session.execute(
-                select(VolunteerDay.day, func.count(func.distinct(VolunteerDay.volunteer_id)))
-                .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
-                .where(
-                    jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
-                    VolunteerDay.day >= first,
-                    VolunteerDay.day <= last,
-                )
-                .group_by(VolunteerDay.day)
-            )
-        }
-    points = []
     starts = sorted(buckets)
-    for index, start in enumerate(starts):
-        bucket_first = max(start, first)
-        bucket_last = min(last, starts[index + 1] - timedelta(days=1)) if index + 1 < len(starts) else last
-        points.append(
-            {
-                "start": bucket_first.isoformat(),
-                "end": bucket_last.isoformat(),
-                **buckets[start],
-                "active_volunteers": (
-                    daily_active.get(bucket_first, 0)
-                    if granularity == "day"
-                    else _count(_active_ids(node, bucket_first, bucket_last))
-                ),
-            }
+    spans = [
+        (max(start, first), min(last, starts[i + 1] - timedelta(days=1)) if i + 1 < len(starts) else last)
+        for i, start in enumerate(starts)
+    ]
+    # Distinct active volunteers per bucket, in one grouped pass (a bucket of days for weeks/months).
+    bucket = (
+        VolunteerDay.day
+        if granularity == "day"
+        else case(*((VolunteerDay.day.between(f, t), f) for f, t in spans), else_=None)
+    ).label("bucket")
+    active = {
+        (day if isinstance(day, date) else date.fromisoformat(str(day))): int(count)
+        for day, count in db.session.execute(
+            select(bucket, func.count(func.distinct(VolunteerDay.volunteer_id)))
+            .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+            .where(_in_node(node), VolunteerDay.day >= first, VolunteerDay.day <= last)
+            .group_by(bucket)
         )
+    }
+    points = [
+        {
+            "start": span_first.isoformat(),
+            "end": span_last.isoformat(),
+            **buckets[start],
+            "active_volunteers": active.get(span_first, 0),
+        }
+        for start, (span_first, span_last) in zip(starts, spans, strict=True)
+    ]
     return {
         "jurisdiction": _ref(node),
         "granularity": granularity,
