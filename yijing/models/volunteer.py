@@ -127,7 +127,10 @@ class Volunteer(TimestampMixin, db.Model):
     """One application to the corps and, once approved, the volunteer it made."""
 
     __tablename__ = "volunteers"
-    __table_args__ = (Index("ix_volunteers_created", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_volunteers_created", "created_at", "id"),
+        Index("ix_volunteers_decided", "decided_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)

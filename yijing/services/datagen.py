@@ -475,5 +475,9 @@ def generate(
         db.session.commit()
         result.clues += len(batch)
         tick("clues", len(batch))
-    analyze(db.session(), User, Volunteer, Team, Task, Assignment, DispatchRing, PointsEntry, Clue, ClueEvent)
+    analyze(
+        db.session(),
+        *(User, PrivacyConsent, Volunteer, Team, Task, Assignment, DispatchRing, PointsEntry),
+        *(Clue, ClueEvent, ClueMessage),
+    )
     return result
