@@ -227,10 +227,11 @@ def rebuild_day(day: date) -> int:
     stat_rows, volunteer_rows = _day_rows(day)
     db.session.execute(delete(DailyStat).where(DailyStat.day == day))
     db.session.execute(delete(VolunteerDay).where(VolunteerDay.day == day))
+    # Core INSERTs (executemany): no ORM bookkeeping for thousands of rows per day.
     if stat_rows:
-        db.session.execute(insert(DailyStat), stat_rows)
+        db.session.execute(insert(DailyStat.__table__), stat_rows)
     if volunteer_rows:
-        db.session.execute(insert(VolunteerDay), volunteer_rows)
+        db.session.execute(insert(VolunteerDay.__table__), volunteer_rows)
     db.session.commit()
     cache.bump(*ROLLUP_VERSION)
     return len(stat_rows) + len(volunteer_rows)
