@@ -33,6 +33,19 @@ def dataset(app, tree):
 
         result = datagen.generate(150, 700, 250, days=30, seed=7)
         assert result.assignments == 700 and result.clues == 250
+        # Some tasks and clues belong to a street or a district itself, not to a community: every
+        # level's figures must hold its own rows and its whole subtree's.
+        from sqlalchemy import update
+
+        from yijing.models import Clue, Jurisdiction, Task
+
+        parents = dict(db.session.execute(select(Jurisdiction.id, Jurisdiction.parent_id)).all())
+        for model, every in ((Task, 7), (Clue, 5)):
+            for row_id, jid in db.session.execute(select(model.id, model.jurisdiction_id)).all():
+                if row_id % every == 0 and parents.get(jid):
+                    up = parents[jid] if row_id % (2 * every) else parents.get(parents[jid]) or parents[jid]
+                    db.session.execute(update(model).where(model.id == row_id).values(jurisdiction_id=up))
+        db.session.commit()
         report_jobs.refresh_recent()
         db.session.remove()
     return result
@@ -125,13 +138,13 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
         mine = [a for a in assignments if a.task_id == task.id]
         accepted = [a.accepted_at for a in mine if a.accepted_at]
         checked = [a.checkin_at for a in mine if a.checkin_at]
-        if accepted:
-            accept.append((min(accepted) - sent[task.id]).total_seconds())
+        if accepted:  # whole seconds, as the rollup keeps them
+            accept.append(int((min(accepted) - sent[task.id]).total_seconds()))
         if checked:
-            checkin.append((min(checked) - sent[task.id]).total_seconds())
+            checkin.append(int((min(checked) - sent[task.id]).total_seconds()))
 
     def p90(values):
-        return round(sorted(values)[max(0, math.ceil(0.9 * len(values)) - 1)], 1) if values else None
+        return float(sorted(values)[max(0, math.ceil(0.9 * len(values)) - 1)]) if values else None
 
     by_kind: dict[str, dict[str, int]] = defaultdict(Counter)
     for task in tasks.values():
@@ -545,10 +558,15 @@ def test_generate_and_rollup_commands(app, tree):
     assert result.exit_code == 0 and "rolled up 36 days" in result.output
     with app.app_context():
         from yijing.extensions import db
-        from yijing.models import Clue, DailyStat
+        from yijing.models import Clue, DailyStat, Jurisdiction
 
         reported = db.session.scalar(
-            select(func.sum(DailyStat.value)).where(DailyStat.metric == "clue_reported")
+            select(func.sum(DailyStat.value)).where(
+                DailyStat.metric == "clue_reported",  # the roots' rows: each holds its whole tree
+                DailyStat.jurisdiction_id.in_(
+                    select(Jurisdiction.id).where(Jurisdiction.parent_id.is_(None))
+                ),
+            )
         )
         assert reported == db.session.scalar(select(func.count()).select_from(Clue)) == 10
         db.session.remove()
@@ -641,6 +659,7 @@ def test_a_late_outcome_reaches_an_old_day_through_the_daily_quarter_refresh(app
                 db.session.scalar(
                     select(func.coalesce(func.sum(DailyStat.value), 0)).where(
                         DailyStat.day == day,
+                        DailyStat.jurisdiction_id == old[0].jurisdiction_id,
                         DailyStat.metric == "clue_outcome",
                         DailyStat.dimension == "resolved",
                     )

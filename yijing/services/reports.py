@@ -1,10 +1,11 @@
 """Participation review: figures, series, coverage and leaderboards for a jurisdiction.
 
-Period figures are sums over ``daily_stats`` / ``volunteer_days`` (see :mod:`yijing.services.rollups`)
-for the subtree's nodes and the period's days. Three things are read live, each a small indexed
-query rather than a scan: the current volunteer counts by status and category (grouped count over
-the subtree's communities), the response times of nearby dispatches (the few nearby tasks of the
-period, through ``ix_tasks_jurisdiction_starts``), and the coverage's teams (one row per community).
+Period figures come from the rollups (see :mod:`yijing.services.rollups`): counts, service, clue
+and response figures are sums over the ``daily_stats`` rows of the node itself (each row is its
+subtree's total) for the period's days; active volunteers and retention are distinct counts over
+``volunteer_days``. Two things are read live, each a grouped, indexed query rather than a scan of
+the activity tables: the current volunteer counts by status and category, and the coverage's teams
+(one row per community). A node's children are computed with it, one query per figure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import bisect
 import math
 import operator
-import statistics
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
@@ -24,14 +24,10 @@ from yijing import cache, policies
 from yijing.errors import InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.models import (
-    Assignment,
     DailyStat,
-    DispatchMode,
-    DispatchRing,
     Jurisdiction,
     JurisdictionLevel,
     PointsEntry,
-    Task,
     Team,
     Volunteer,
     VolunteerDay,
@@ -123,20 +119,17 @@ Sums = dict[tuple[str, str], int]
 
 
 def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sums]:
-    """{child id: {(metric, dimension): sum}}; None holds the node's total."""
-    key = groups.key(Jurisdiction.path)
+    """{child id: {(metric, dimension): sum}}; None holds the node's. Rows are subtree totals, so
+    this reads the rows of the node and its children only, whatever the level."""
+    ids = [groups.node.id, *(child.id for child in groups.children)]
     rows = db.session.execute(
-        select(*key, DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
-        .join(Jurisdiction, Jurisdiction.id == DailyStat.jurisdiction_id)
-        .where(_in_node(groups.node), DailyStat.day >= first, DailyStat.day <= last)
-        .group_by(*key, DailyStat.metric, DailyStat.dimension)
+        select(DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
+        .where(DailyStat.jurisdiction_id.in_(ids), DailyStat.day >= first, DailyStat.day <= last)
+        .group_by(DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension)
     )
     sums: dict[int | None, Sums] = {gid: defaultdict(int) for gid in groups.ids()}
-    for row in rows:
-        group, (metric, dim, value) = groups.split(row)
-        sums[None][(metric, dim)] += int(value or 0)
-        if group is not None:
-            sums[group][(metric, dim)] += int(value or 0)
+    for jid, metric, dim, value in rows:
+        sums[None if jid == groups.node.id else jid][(metric, dim)] += int(value or 0)
     return sums
 
 
@@ -224,78 +217,31 @@ def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tupl
     return result
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..1) of ``values``; None when empty."""
-    if not values:
+def _percentile_from_histogram(counts: dict[str, int], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..1) of values given as {value: how many}."""
+    pairs = sorted((int(value), count) for value, count in counts.items() if count > 0)
+    total = sum(count for _, count in pairs)
+    if not total:
         return None
-    ordered = sorted(values)
-    return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1)
+    rank, seen = max(1, math.ceil(q * total)), 0
+    for value, count in pairs:
+        seen += count
+        if seen >= rank:
+            return float(value)
+    raise AssertionError("unreachable")
 
 
-def _response_figures(rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
-    accept = [(a - s).total_seconds() for s, a, _ in rows if a is not None and s is not None]
-    checkin = [(c - s).total_seconds() for s, _, c in rows if c is not None and s is not None]
+def _response(sums: Sums) -> dict[str, Any]:
+    """Nearby dispatches of the period: first ring → first acceptance / first check-in."""
+    accept, checkin = _by(sums, "resp_accept_s"), _by(sums, "resp_checkin_s")
+    median_accept, median_checkin = _median_from_histogram(accept), _median_from_histogram(checkin)
     return {
-        "nearby_tasks": len(rows),
-        "accept_median_seconds": round(statistics.median(accept), 1) if accept else None,
-        "accept_p90_seconds": _percentile(accept, 0.9),
-        "checkin_median_seconds": round(statistics.median(checkin), 1) if checkin else None,
-        "checkin_p90_seconds": _percentile(checkin, 0.9),
+        "nearby_tasks": _total(sums, "nearby_dispatched"),
+        "accept_median_seconds": None if median_accept is None else round(median_accept, 1),
+        "accept_p90_seconds": _percentile_from_histogram(accept, 0.9),
+        "checkin_median_seconds": None if median_checkin is None else round(median_checkin, 1),
+        "checkin_p90_seconds": _percentile_from_histogram(checkin, 0.9),
     }
-
-
-def _response_times(groups: _Groups, first: date, last: date) -> dict[int | None, dict[str, Any]]:
-    """Nearby dispatches starting in the period: dispatch → first acceptance / first check-in."""
-    start, _ = day_bounds(first)
-    _, end = day_bounds(last)
-    key = groups.key(Jurisdiction.path)
-    # The period's nearby tasks in the subtree first (an indexed, small set); rings and assignments
-    # are then grouped for those tasks only, never over the whole tables.
-    nearby = (
-        select(Task.id.label("task_id"), *key)
-        .join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id)
-        .where(
-            _in_node(groups.node),
-            Task.dispatch_mode == DispatchMode.NEARBY,
-            Task.starts_at >= start,
-            Task.starts_at < end,
-        )
-        .subquery()
-    )
-    nearby_ids = select(nearby.c.task_id).scalar_subquery()
-    first_ring = (
-        select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
-        .where(DispatchRing.task_id.in_(nearby_ids))
-        .group_by(DispatchRing.task_id)
-        .subquery()
-    )
-    firsts = (
-        select(
-            Assignment.task_id,
-            func.min(Assignment.accepted_at).label("accepted"),
-            func.min(Assignment.checkin_at).label("checkin"),
-        )
-        .where(Assignment.task_id.in_(nearby_ids))
-        .group_by(Assignment.task_id)
-        .subquery()
-    )
-    rows: dict[int | None, list[tuple[Any, Any, Any]]] = {gid: [] for gid in groups.ids()}
-    for row in db.session.execute(
-        select(*([nearby.c.grp] if key else []), first_ring.c.sent, firsts.c.accepted, firsts.c.checkin)
-        .select_from(first_ring)
-        .join(nearby, nearby.c.task_id == first_ring.c.task_id)
-        .outerjoin(firsts, firsts.c.task_id == first_ring.c.task_id)
-    ):
-        group, times = groups.split(row)
-        rows[None].append(tuple(times))
-        if group is not None:
-            rows[group].append(tuple(times))
-    return {gid: _response_figures(items) for gid, items in rows.items()}
-
-
-def response_times(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
-    """Nearby dispatch response times of one jurisdiction for the period."""
-    return _response_times(_Groups(node, []), first, last)[None]
 
 
 def _volunteer_snapshot(groups: _Groups) -> dict[int | None, dict[str, Any]]:
@@ -323,11 +269,7 @@ def _volunteer_snapshot(groups: _Groups) -> dict[int | None, dict[str, Any]]:
 
 
 def _assemble(
-    node: Jurisdiction,
-    sums: Sums,
-    activity: tuple[int, int, int],
-    snapshot: dict[str, Any],
-    response: dict[str, Any],
+    node: Jurisdiction, sums: Sums, activity: tuple[int, int, int], snapshot: dict[str, Any]
 ) -> dict[str, Any]:
     active, active_previous, retained = activity
     published = _total(sums, "task_published")
@@ -382,7 +324,7 @@ def _assemble(
             "answered": _total(sums, "clue_answer_min"),
             "answer_median_minutes": _median_from_histogram(_by(sums, "clue_answer_min")),
         },
-        "response": response,
+        "response": _response(sums),
     }
 
 
@@ -391,16 +333,14 @@ def figures_with_children(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every figure of ``node`` and of each of its report children for the period.
 
-    Each figure is one grouped query for the node and all its children (not one per child).
+    Each figure is one query for the node and all its children together (not one per child).
     """
     groups = _Groups(node, report_children(node))
     sums = _stat_sums(groups, first, last)
     activity = _activity(groups, first, last)
     snapshot = _volunteer_snapshot(groups)
-    response = _response_times(groups, first, last)
-    return _assemble(node, sums[None], activity[None], snapshot[None], response[None]), [
-        _assemble(child, sums[child.id], activity[child.id], snapshot[child.id], response[child.id])
-        for child in groups.children
+    return _assemble(node, sums[None], activity[None], snapshot[None]), [
+        _assemble(child, sums[child.id], activity[child.id], snapshot[child.id]) for child in groups.children
     ]
 
 
@@ -412,7 +352,6 @@ def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
         _stat_sums(groups, first, last)[None],
         _activity(groups, first, last)[None],
         _volunteer_snapshot(groups)[None],
-        _response_times(groups, first, last)[None],
     )
 
 
@@ -486,9 +425,8 @@ def series(
     first, last = period(first, last)
     rows = db.session.execute(
         select(DailyStat.day, DailyStat.metric, func.sum(DailyStat.value))
-        .join(Jurisdiction, Jurisdiction.id == DailyStat.jurisdiction_id)
         .where(
-            jurisdictions.in_subtrees(Jurisdiction.path, [node.path]),
+            DailyStat.jurisdiction_id == node.id,
             DailyStat.day >= first,
             DailyStat.day <= last,
             DailyStat.metric.in_(SERIES_METRICS),

@@ -10,8 +10,15 @@ A day is a local (Asia/Shanghai) calendar day. What counts on which day, and for
   time to the first public answer (the first staff step with a note the reporter sees, or the
   first desk message) as a histogram in whole minutes (``clue_answer_min``, dimension = minutes),
   from which the median over any period is exact to the minute;
+* nearby dispatches — the task's jurisdiction, the local day the task starts: how many
+  (``nearby_dispatched``) and histograms in whole seconds from the first ring to the first
+  acceptance (``resp_accept_s``) and to the first check-in (``resp_checkin_s``), from which the
+  median and the 90th percentile over any period are exact to the second;
 * ``volunteer_days`` — completed assignments per volunteer and task day, keyed to the volunteer's
   community.
+
+Each ``daily_stats`` row is the total of its node's whole subtree (the node's own figures and all
+its descendants'), so a figure of any node, a city or a community, reads that node's rows only.
 
 Statuses change after the day (a task completes, a clue is resolved weeks later), so a day is
 always recomputed whole: delete its rows and insert the fresh ones in one transaction. The worker
@@ -21,6 +28,7 @@ range (e.g. nightly for the last quarter, or after an import).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -36,6 +44,9 @@ from yijing.models import (
     ClueEvent,
     ClueMessage,
     DailyStat,
+    DispatchMode,
+    DispatchRing,
+    Jurisdiction,
     Task,
     TaskStatus,
     Volunteer,
@@ -63,6 +74,9 @@ METRICS: dict[str, str] = {
     "clue_valid": "有效线索",
     "clue_judged": "已判定线索",
     "clue_answer_min": "首次公开答复用时（分钟）",
+    "nearby_dispatched": "就近派单任务数",
+    "resp_accept_s": "派单到首位接单用时（秒）",
+    "resp_checkin_s": "派单到首位签到用时（秒）",
 }
 
 
@@ -94,6 +108,14 @@ def days(first: date, last: date) -> Iterator[date]:
     while current <= last:
         yield current
         current += timedelta(days=1)
+
+
+def _ancestry() -> dict[int, tuple[int, ...]]:
+    """Each jurisdiction's id with its ancestors' ids, read off the materialised paths."""
+    return {
+        jid: tuple(int(part) for part in path.strip("/").split("/"))
+        for jid, path in db.session.execute(select(Jurisdiction.id, Jurisdiction.path))
+    }
 
 
 def _day_rows(day: date) -> tuple[list[dict], list[dict]]:
@@ -194,9 +216,48 @@ def _day_rows(day: date) -> tuple[list[dict], list[dict]]:
         minutes = max(0, int((_aware(answered) - _aware(created)).total_seconds() // 60))
         add(jid, "clue_answer_min", str(minutes), 1)
 
+    # Nearby dispatches: from the first ring to the first acceptance / check-in, whole seconds.
+    nearby = (Task.starts_at >= start) & (Task.starts_at < end) & (Task.dispatch_mode == DispatchMode.NEARBY)
+    first_ring = (
+        select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
+        .join(Task, Task.id == DispatchRing.task_id)
+        .where(nearby)
+        .group_by(DispatchRing.task_id)
+        .subquery()
+    )
+    firsts = (
+        select(
+            Assignment.task_id,
+            func.min(Assignment.accepted_at).label("accepted"),
+            func.min(Assignment.checkin_at).label("checkin"),
+        )
+        .join(Task, Task.id == Assignment.task_id)
+        .where(nearby)
+        .group_by(Assignment.task_id)
+        .subquery()
+    )
+    for jid, sent, accepted, checkin in db.session.execute(
+        select(Task.jurisdiction_id, first_ring.c.sent, firsts.c.accepted, firsts.c.checkin)
+        .select_from(first_ring)
+        .join(Task, Task.id == first_ring.c.task_id)
+        .outerjoin(firsts, firsts.c.task_id == first_ring.c.task_id)
+    ):
+        add(jid, "nearby_dispatched", "", 1)
+        if accepted is not None:
+            add(jid, "resp_accept_s", str(max(0, int((_aware(accepted) - _aware(sent)).total_seconds()))), 1)
+        if checkin is not None:
+            add(jid, "resp_checkin_s", str(max(0, int((_aware(checkin) - _aware(sent)).total_seconds()))), 1)
+
+    # Every figure counts for its node and for each of the node's ancestors: a node's row is the
+    # total of its whole subtree, so a figure of any node is read from that node's rows alone.
+    ancestry = _ancestry()
+    totals: dict[tuple[int, str, str], int] = defaultdict(int)
+    for (jid, metric, dim), value in stats.items():
+        for node_id in ancestry.get(jid, (jid,)):
+            totals[(node_id, metric, dim)] += value
     stat_rows = [
         {"jurisdiction_id": jid, "day": day, "metric": metric, "dimension": dim, "value": value}
-        for (jid, metric, dim), value in stats.items()
+        for (jid, metric, dim), value in totals.items()
     ]
     volunteer_rows = [
         {
