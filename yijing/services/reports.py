@@ -115,7 +115,8 @@ def _in_node(node: Jurisdiction) -> ColumnElement[bool]:
     return jurisdictions.in_subtrees(Jurisdiction.path, [node.path])
 
 
-Sums = dict[tuple[str, str], int]
+# metric -> dimension -> sum over the period
+Sums = dict[str, dict[str, int]]
 
 
 def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sums]:
@@ -127,18 +128,19 @@ def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sum
         .where(DailyStat.jurisdiction_id.in_(ids), DailyStat.day >= first, DailyStat.day <= last)
         .group_by(DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension)
     )
-    sums: dict[int | None, Sums] = {gid: defaultdict(int) for gid in groups.ids()}
+    sums: dict[int | None, Sums] = {gid: defaultdict(dict) for gid in groups.ids()}
     for jid, metric, dim, value in rows:
-        sums[None if jid == groups.node.id else jid][(metric, dim)] += int(value or 0)
+        if value:
+            sums[None if jid == groups.node.id else jid][metric][dim] = int(value)
     return sums
 
 
 def _by(sums: Sums, metric: str) -> dict[str, int]:
-    return {dim: value for (m, dim), value in sorted(sums.items()) if m == metric and value}
+    return dict(sorted(sums.get(metric, {}).items()))
 
 
 def _total(sums: Sums, metric: str) -> int:
-    return sum(value for (m, _), value in sums.items() if m == metric)
+    return sum(sums.get(metric, {}).values())
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -274,17 +276,18 @@ def _assemble(
     active, active_previous, retained = activity
     published = _total(sums, "task_published")
     checkins, no_shows = _total(sums, "checkins"), _total(sums, "no_shows")
-    kinds = sorted({dim for (m, dim) in sums if (m == "task_published" or m == "served") and sums[(m, dim)]})
+    kinds = sorted(set(sums.get("task_published", {})) | set(sums.get("served", {})))
+    field_metrics = {
+        "published": "task_published",
+        "filled": "task_filled",
+        "completed": "task_completed",
+        "cancelled": "task_cancelled",
+        "checkins": "checkins",
+        "no_shows": "no_shows",
+        "service_minutes": "service_minutes",
+    }
     by_kind = {
-        kind: {
-            "published": sums.get(("task_published", kind), 0),
-            "filled": sums.get(("task_filled", kind), 0),
-            "completed": sums.get(("task_completed", kind), 0),
-            "cancelled": sums.get(("task_cancelled", kind), 0),
-            "checkins": sums.get(("checkins", kind), 0),
-            "no_shows": sums.get(("no_shows", kind), 0),
-            "service_minutes": sums.get(("service_minutes", kind), 0),
-        }
+        kind: {field: sums.get(metric, {}).get(kind, 0) for field, metric in field_metrics.items()}
         for kind in kinds
     }
     reported, judged = _total(sums, "clue_reported"), _total(sums, "clue_judged")
