@@ -45,3 +45,13 @@ def analyze(session: Session, *models: type) -> None:
     for model in models:
         session.execute(text(f"ANALYZE {model.__table__.name}"))
     session.commit()
+
+
+def work_mem(session: Session, megabytes: int) -> None:
+    """Give this transaction's sorts and hash tables ``megabytes`` of memory (PostgreSQL only).
+
+    Report aggregates over hundreds of thousands of rollup rows otherwise spill to disk with the
+    default 4 MB (a city summary's sums: 0.9 s sorting on disk, 0.26 s hashed in memory).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{int(megabytes)}MB'"))

@@ -39,7 +39,8 @@ class DailyStat(db.Model):
 
 class VolunteerDay(db.Model):
     __tablename__ = "volunteer_days"
-    __table_args__ = (Index("ix_volunteer_days_community_day", "community_id", "day"),)
+    # With the volunteer id: distinct active volunteers of a subtree come from the index alone.
+    __table_args__ = (Index("ix_volunteer_days_community_day", "community_id", "day", "volunteer_id"),)
 
     volunteer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     day: Mapped[date] = mapped_column(Date, primary_key=True)

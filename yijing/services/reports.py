@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select, union_all
 
 from yijing import cache, policies
 from yijing.errors import InvalidInput, NotFound
@@ -37,8 +37,11 @@ from yijing.models.volunteer import OPEN_STATUSES
 from yijing.policies import Permission, Principal
 from yijing.services import jurisdictions, rollups
 from yijing.services.rollups import day_bounds, local_today
+from yijing.sql import work_mem
 
 ACTIVE_WINDOW_DAYS = 30
+# Sort and hash memory for one report computation's transaction (see yijing.sql.work_mem).
+REPORT_WORK_MEM_MB = 64
 
 
 def _config() -> Any:
@@ -183,39 +186,49 @@ def _count(stmt: Select[Any]) -> int:
 def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tuple[int, int, int]]:
     """{child id: (active, active in the previous period of the same length, active in both)}.
 
-    One pass over ``volunteer_days`` for both periods: each volunteer (per child) is flagged for
-    the period and for the one before, then the flags are counted. The node's own figure is a
-    second pass without the child grouping (a volunteer who moved counts once there).
+    One pass over ``volunteer_days`` for both periods: each volunteer is flagged per child for the
+    period and for the one before; the children's counts add those flags up, and the node's counts
+    add up each volunteer's flags over all children (a volunteer who moved counts once there).
     """
     length = (last - first).days + 1
     prev_first = first - timedelta(days=length)
-    current = func.max(case((VolunteerDay.day >= first, 1), else_=0))
-    previous = func.max(case((VolunteerDay.day < first, 1), else_=0))
-    result: dict[int | None, tuple[int, int, int]] = dict.fromkeys(groups.ids(), (0, 0, 0))
-    for grouped in (True, False):
-        key = groups.key(Jurisdiction.path) if grouped else []
-        if grouped and not key:
-            continue
-        flags = (
-            select(*key, current.label("cur"), previous.label("prev"))
-            .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
-            .where(_in_node(groups.node), VolunteerDay.day >= prev_first, VolunteerDay.day <= last)
-            .group_by(VolunteerDay.volunteer_id, *key)
-            .subquery()
+    key = groups.key(Jurisdiction.path)
+    flags = (
+        select(
+            VolunteerDay.volunteer_id.label("vid"),
+            *key,
+            func.max(case((VolunteerDay.day >= first, 1), else_=0)).label("cur"),
+            func.max(case((VolunteerDay.day < first, 1), else_=0)).label("prev"),
         )
-        group_col = [flags.c.grp] if key else []
-        for row in db.session.execute(
-            select(
-                *group_col,
-                func.coalesce(func.sum(flags.c.cur), 0),
-                func.coalesce(func.sum(flags.c.prev), 0),
-                func.coalesce(func.sum(flags.c.cur * flags.c.prev), 0),
-            ).group_by(*group_col)
-        ):
-            group, counts = (row[0], row[1:]) if key else (None, row)
-            if grouped and group is None:
-                continue  # volunteer days are keyed to communities: none lie on the node itself
-            result[group] = (int(counts[0]), int(counts[1]), int(counts[2]))
+        .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+        .where(_in_node(groups.node), VolunteerDay.day >= prev_first, VolunteerDay.day <= last)
+        .group_by(VolunteerDay.volunteer_id, *key)
+        .cte("flags")
+    )
+
+    def counts(rows: Any) -> list[Any]:
+        return [
+            func.coalesce(func.sum(rows.c.cur), 0),
+            func.coalesce(func.sum(rows.c.prev), 0),
+            func.coalesce(func.sum(rows.c.cur * rows.c.prev), 0),
+        ]
+
+    per_volunteer = (
+        select(flags.c.vid, func.max(flags.c.cur).label("cur"), func.max(flags.c.prev).label("prev"))
+        .group_by(flags.c.vid)
+        .subquery()
+    )
+    node_total = select(literal(-1).label("grp"), *counts(per_volunteer))
+    stmt = (
+        union_all(node_total, select(flags.c.grp, *counts(flags)).group_by(flags.c.grp))
+        if key
+        else node_total
+    )
+    result: dict[int | None, tuple[int, int, int]] = dict.fromkeys(groups.ids(), (0, 0, 0))
+    for group, active, previous, both in db.session.execute(stmt):
+        if group is None:
+            continue  # volunteer days are keyed to communities: none lie on the node itself
+        result[None if group == -1 else group] = (int(active), int(previous), int(both))
     return result
 
 
@@ -339,6 +352,7 @@ def figures_with_children(
     Each figure is one query for the node and all its children together (not one per child).
     """
     groups = _Groups(node, report_children(node))
+    work_mem(db.session(), REPORT_WORK_MEM_MB)
     sums = _stat_sums(groups, first, last)
     activity = _activity(groups, first, last)
     snapshot = _volunteer_snapshot(groups)
@@ -350,6 +364,7 @@ def figures_with_children(
 def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
     """Every figure of one jurisdiction for the period."""
     groups = _Groups(node, [])
+    work_mem(db.session(), REPORT_WORK_MEM_MB)
     return _assemble(
         node,
         _stat_sums(groups, first, last)[None],
@@ -426,6 +441,7 @@ def series(
     """Figures per day, ISO week (from Monday) or month; buckets are clipped to the period."""
     node = authorised_node(principal, jurisdiction_id)
     first, last = period(first, last)
+    work_mem(db.session(), REPORT_WORK_MEM_MB)
     rows = db.session.execute(
         select(DailyStat.day, DailyStat.metric, func.sum(DailyStat.value))
         .where(
@@ -599,6 +615,7 @@ def ranking(node: Jurisdiction, first: date, last: date, by: str) -> dict[str, l
     )
     data = cache.get_json(*key)
     if data is None:
+        work_mem(db.session(), REPORT_WORK_MEM_MB)
         sub = (_volunteer_points if by == "points" else _volunteer_hours)(node, first, last).subquery()
         score = sub.c.points if by == "points" else sub.c.minutes
         rows = db.session.execute(
