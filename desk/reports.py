@@ -51,7 +51,12 @@ class FiguresSchema(Schema):
     volunteers = fields.Dict()
     service = fields.Dict()
     clues = fields.Dict()
-    response = fields.Dict()
+    response = fields.Dict(
+        metadata={
+            "description": "就近派单（按任务开始日计）：派单任务数，首轮派单到首位接单、首位签到的用时"
+            "（整秒）中位数与第90百分位（最近秩）"
+        }
+    )
 
 
 class SummarySchema(FiguresSchema):
