@@ -20,12 +20,27 @@ class ExportRequestSchema(Schema):
     kind = fields.String(
         required=True,
         validate=validate.OneOf(
-            [k.value for k in ExportKind], error="导出类型应为 summary、coverage 或 roster"
+            [k.value for k in ExportKind],
+            error="导出类型应为 summary、series、coverage、leaderboard 或 roster",
         ),
+        metadata={
+            "description": "summary 各项指标（含下级辖区）；series 时间序列；coverage 覆盖情况；"
+            "leaderboard 义警排行（全部）；roster 义警名册"
+        },
     )
     jurisdiction_id = fields.Integer(load_default=None)
     from_ = fields.Date(data_key="from", load_default=None)
     to = fields.Date(load_default=None)
+    granularity = fields.String(
+        load_default="day",
+        validate=validate.OneOf(["day", "week", "month"], error="粒度应为 day、week 或 month"),
+        metadata={"description": "series 的粒度"},
+    )
+    by = fields.String(
+        load_default="hours",
+        validate=validate.OneOf(["hours", "points"], error="排序应为 hours 或 points"),
+        metadata={"description": "leaderboard 的排序依据"},
+    )
 
 
 class ExportSchema(Schema):
@@ -51,7 +66,14 @@ class ExportSchema(Schema):
 def request_export(data: dict[str, Any]) -> dict[str, Any]:
     """Start a CSV export (built in the background)."""
     return export_service.request_export(
-        current_principal(), data["kind"], data["jurisdiction_id"], data["from_"], data["to"], current_actor()
+        current_principal(),
+        data["kind"],
+        data["jurisdiction_id"],
+        data["from_"],
+        data["to"],
+        current_actor(),
+        granularity=data["granularity"],
+        by=data["by"],
     )
 
 

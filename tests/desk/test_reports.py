@@ -373,6 +373,8 @@ def test_leaderboards_match_the_raw_rows(client, app, tree, staff, dataset):
     for item in body["volunteers"]:
         assert item["name_masked"] == raw["volunteers"][item["volunteer_id"]].name_masked
         assert "*" in item["name_masked"]
+        # competition ranking: equal hours share a rank ("1, 2, 2, 4")
+        assert item["rank"] == 1 + sum(1 for m in minutes.values() if m > item["service_minutes"])
 
     by_user = {v.user_id: v for v in raw["volunteers"].values() if v.open_user_id is not None}
     points: Counter[int] = Counter()
@@ -502,31 +504,55 @@ def test_roster_export_matches_the_roster(client, app, tree, staff, dataset, run
     assert [r[1] for r in rows[1:]] == expected and expected
 
 
-def test_summary_and_coverage_exports(client, app, tree, staff, dataset, run_jobs):
+def test_summary_series_coverage_and_leaderboard_exports(client, app, tree, staff, dataset, run_jobs):
     first, last = _period()
     leader = staff("leader-street", "leader", "150203-01")
-    summary = client.get(f"/api/v1/desk/reports/summary?from={first}&to={last}", headers=leader).get_json()
+    period = f"from={first}&to={last}"
+    summary = client.get(f"/api/v1/desk/reports/summary?{period}", headers=leader).get_json()
     coverage = client.get("/api/v1/desk/reports/coverage", headers=leader).get_json()
-    made = client.post(
-        "/api/v1/desk/exports",
-        json={"kind": "summary", "from": first.isoformat(), "to": last.isoformat()},
-        headers=leader,
+    weekly = client.get(f"/api/v1/desk/reports/series?{period}&granularity=week", headers=leader).get_json()
+    top = client.get(
+        f"/api/v1/desk/reports/leaderboard?{period}&by=points&limit=100", headers=leader
     ).get_json()
+    dates = {"from": first.isoformat(), "to": last.isoformat()}
+    made = client.post("/api/v1/desk/exports", json={"kind": "summary", **dates}, headers=leader).get_json()
     cover = client.post("/api/v1/desk/exports", json={"kind": "coverage"}, headers=leader).get_json()
+    series = client.post(
+        "/api/v1/desk/exports", json={"kind": "series", "granularity": "week", **dates}, headers=leader
+    ).get_json()
+    board = client.post(
+        "/api/v1/desk/exports", json={"kind": "leaderboard", "by": "points", **dates}, headers=leader
+    ).get_json()
     run_jobs("reports")
+
     rows = _rows(client, leader, made["id"])
+    column = {title: index for index, title in enumerate(rows[0])}
     assert [r[0] for r in rows[1:]] == [summary["jurisdiction"]["name"]] + [
         c["jurisdiction"]["name"] for c in summary["children"]
     ]
-    assert (
-        int(rows[1][4]) == summary["service"]["published"]
-        and int(rows[1][11]) == summary["clues"]["reported"]
-    )
+    for row, figures in zip(rows[1:], [summary, *summary["children"]], strict=True):
+        assert int(row[column["发布任务"]]) == figures["service"]["published"]
+        assert int(row[column["上报线索"]]) == figures["clues"]["reported"]
+        assert int(row[column["活跃义警"]]) == figures["volunteers"]["active"]
+        assert int(row[column["就近派单任务"]]) == figures["response"]["nearby_tasks"]
     rows = _rows(client, leader, cover["id"])
     assert [r[0] for r in rows[1:]] == [i["jurisdiction"]["name"] for i in coverage["items"]]
     assert [r[6] for r in rows[1:]] == ["；".join(i["reasons"]) for i in coverage["items"]]
+    rows = _rows(client, leader, series["id"])
+    assert rows[0][:2] == ["开始日期", "结束日期"] and rows[0][-1] == "活跃义警"
+    assert [(r[0], r[1], int(r[2]), int(r[-1])) for r in rows[1:]] == [
+        (p["start"], p["end"], p["task_published"], p["active_volunteers"]) for p in weekly["points"]
+    ]
+    rows = _rows(client, leader, board["id"])
+    assert rows[0] == ["名次", "义警编号", "姓名", "社区", "积分"]
+    assert [(int(r[0]), r[2], int(r[4])) for r in rows[1 : len(top["volunteers"]) + 1]] == [
+        (v["rank"], v["name_masked"], v["points"]) for v in top["volunteers"]
+    ]
+    assert all("*" in r[2] for r in rows[1:]) and len(rows) > 1
     bad = client.post("/api/v1/desk/exports", json={"kind": "everything"}, headers=leader)
     assert bad.status_code == 422
+    bad = client.post("/api/v1/desk/exports", json={"kind": "series", "granularity": "year"}, headers=leader)
+    assert bad.status_code == 422 and bad.get_json()["error"]["fields"]["granularity"]
 
 
 def test_generate_and_rollup_commands(app, tree):

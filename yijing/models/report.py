@@ -58,7 +58,9 @@ class ExportStatus(StrEnum):
 
 class ExportKind(StrEnum):
     SUMMARY = "summary"
+    SERIES = "series"
     COVERAGE = "coverage"
+    LEADERBOARD = "leaderboard"
     ROSTER = "roster"
 
 

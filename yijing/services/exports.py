@@ -27,7 +27,7 @@ from yijing.models import ExportKind, ExportStatus, Jurisdiction, ReportExport, 
 from yijing.models.base import utcnow
 from yijing.models.volunteer import CATEGORY_LABELS
 from yijing.policies import Permission, Principal
-from yijing.services import audit, jurisdictions, reports
+from yijing.services import audit, jurisdictions, reports, rollups
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
 
 BATCH = 5000
@@ -62,7 +62,12 @@ def request_export(
     first: date | None,
     last: date | None,
     actor: Actor,
+    *,
+    granularity: str = "day",
+    by: str = "hours",
 ) -> dict[str, Any]:
+    """Record an export and queue its job. ``granularity`` is the series' buckets, ``by`` the
+    leaderboard's measure."""
     node = reports.authorised_node(principal, jurisdiction_id)
     first, last = reports.period(first, last)
     with_pii = kind == ExportKind.ROSTER and policies.may(principal, Permission.VOLUNTEER_PII, node.path)
@@ -70,7 +75,7 @@ def request_export(
         user_id=principal.user_id,
         kind=kind,
         jurisdiction_id=node.id,
-        params={"from": first.isoformat(), "to": last.isoformat()},
+        params={"from": first.isoformat(), "to": last.isoformat(), "granularity": granularity, "by": by},
         with_pii=with_pii,
         status=ExportStatus.QUEUED,
     )
@@ -183,32 +188,99 @@ def _coverage_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> Non
     export.done = export.total
 
 
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:.2%}"
+
+
 SUMMARY_COLUMNS = [
     ("辖区", lambda f: f["jurisdiction"]["name"]),
+    ("在册义警", lambda f: f["volunteers"]["by_status"].get("approved", 0)),
+    ("待审核申请", lambda f: f["volunteers"]["by_status"].get("pending", 0)),
     ("新批准义警", lambda f: f["volunteers"]["newly_approved"]),
     ("活跃义警", lambda f: f["volunteers"]["active"]),
-    ("留存率", lambda f: f["volunteers"]["retention_rate"]),
+    ("上期活跃义警", lambda f: f["volunteers"]["active_previous_period"]),
+    ("留存义警", lambda f: f["volunteers"]["retained"]),
+    ("留存率", lambda f: _rate(f["volunteers"]["retention_rate"])),
     ("发布任务", lambda f: f["service"]["published"]),
     ("满员任务", lambda f: f["service"]["filled"]),
+    ("满员率", lambda f: _rate(f["service"]["fill_rate"])),
     ("完成任务", lambda f: f["service"]["completed"]),
     ("取消任务", lambda f: f["service"]["cancelled"]),
     ("签到人次", lambda f: f["service"]["checkins"]),
     ("缺勤人次", lambda f: f["service"]["no_shows"]),
+    ("缺勤率", lambda f: _rate(f["service"]["no_show_rate"])),
     ("服务时长（小时）", lambda f: f["service"]["service_hours"]),
     ("上报线索", lambda f: f["clues"]["reported"]),
+    ("已判定线索", lambda f: f["clues"]["judged"]),
     ("有效线索", lambda f: f["clues"]["valid"]),
-    ("有效占比", lambda f: f["clues"]["valid_share"]),
+    ("有效占比", lambda f: _rate(f["clues"]["valid_share"])),
+    ("首次公开答复用时中位数（分钟）", lambda f: f["clues"]["answer_median_minutes"]),
+    ("就近派单任务", lambda f: f["response"]["nearby_tasks"]),
+    ("接单用时中位数（秒）", lambda f: f["response"]["accept_median_seconds"]),
+    ("接单用时P90（秒）", lambda f: f["response"]["accept_p90_seconds"]),
+    ("签到用时中位数（秒）", lambda f: f["response"]["checkin_median_seconds"]),
+    ("签到用时P90（秒）", lambda f: f["response"]["checkin_p90_seconds"]),
 ]
 
 
+def _period_of(export: ReportExport) -> tuple[date, date]:
+    return date.fromisoformat(export.params["from"]), date.fromisoformat(export.params["to"])
+
+
 def _summary_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
-    first, last = date.fromisoformat(export.params["from"]), date.fromisoformat(export.params["to"])
-    own, children = reports.figures_with_children(node, first, last)
+    own, children = reports.figures_with_children(node, *_period_of(export))
     export.total = 1 + len(children)
     writer.writerow([title for title, _ in SUMMARY_COLUMNS])
     for figures in (own, *children):
         writer.writerow(["" if (v := get(figures)) is None else v for _, get in SUMMARY_COLUMNS])
         export.done += 1
+
+
+SERIES_HEADER = ["开始日期", "结束日期", *(rollups.METRICS[m] for m in reports.SERIES_METRICS), "活跃义警"]
+
+
+def _series_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
+    points = reports.series_points(node, *_period_of(export), export.params.get("granularity", "day"))
+    export.total = len(points)
+    writer.writerow(SERIES_HEADER)
+    for point in points:
+        writer.writerow(
+            [
+                point["start"],
+                point["end"],
+                *(point[m] for m in reports.SERIES_METRICS),
+                point["active_volunteers"],
+            ]
+        )
+        export.done += 1
+
+
+def _leaderboard_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
+    """Every volunteer with service (or points) in the period, ranked; masked names only."""
+    by = export.params.get("by", "hours")
+    ranked = reports.ranking(node, *_period_of(export), by)
+    export.total = len(ranked["ids"])
+    db.session.commit()
+    names = dict(db.session.execute(select(Jurisdiction.id, Jurisdiction.name)).all()) if export.total else {}
+    writer.writerow(["名次", "义警编号", "姓名", "社区", "服务时长（小时）" if by == "hours" else "积分"])
+    scores = ranked["scores"]
+    for start in range(0, len(ranked["ids"]), BATCH):
+        ids = ranked["ids"][start : start + BATCH]
+        people = {
+            vid: (number, name_masked, community_id)
+            for vid, number, name_masked, community_id in db.session.execute(
+                select(
+                    Volunteer.id, Volunteer.volunteer_number, Volunteer.name_masked, Volunteer.community_id
+                ).where(Volunteer.id.in_(ids))
+            )
+        }
+        for index, vid in enumerate(ids, start=start):
+            number, name_masked, community_id = people[vid]
+            rank = reports.rank_of(scores, scores[index])
+            value = round(scores[index] / 60, 1) if by == "hours" else scores[index]
+            writer.writerow([rank, number or "", name_masked, names.get(community_id, ""), value])
+        export.done += len(ids)
+        db.session.commit()
 
 
 def build(export_id: int) -> None:
@@ -229,6 +301,8 @@ def build(export_id: int) -> None:
                 ExportKind.ROSTER: _roster_rows,
                 ExportKind.COVERAGE: _coverage_rows,
                 ExportKind.SUMMARY: _summary_rows,
+                ExportKind.SERIES: _series_rows,
+                ExportKind.LEADERBOARD: _leaderboard_rows,
             }[ExportKind(export.kind)](export, node, writer)
         export = db.session.get(ReportExport, export_id)  # type: ignore[assignment]
         assert export is not None

@@ -441,6 +441,17 @@ def series(
     """Figures per day, ISO week (from Monday) or month; buckets are clipped to the period."""
     node = authorised_node(principal, jurisdiction_id)
     first, last = period(first, last)
+    return {
+        "jurisdiction": _ref(node),
+        "granularity": granularity,
+        "from": first,
+        "to": last,
+        "points": series_points(node, first, last, granularity),
+    }
+
+
+def series_points(node: Jurisdiction, first: date, last: date, granularity: str) -> list[dict[str, Any]]:
+    """The buckets of a series: start, end, every SERIES_METRICS sum and the active volunteers."""
     work_mem(db.session(), REPORT_WORK_MEM_MB)
     rows = db.session.execute(
         select(DailyStat.day, DailyStat.metric, func.sum(DailyStat.value))
@@ -488,13 +499,7 @@ def series(
         }
         for start, (span_first, span_last) in zip(starts, spans, strict=True)
     ]
-    return {
-        "jurisdiction": _ref(node),
-        "granularity": granularity,
-        "from": first,
-        "to": last,
-        "points": points,
-    }
+    return points
 
 
 def coverage_rows(node: Jurisdiction) -> dict[str, Any]:
@@ -626,6 +631,11 @@ def ranking(node: Jurisdiction, first: date, last: date, by: str) -> dict[str, l
     return data
 
 
+def rank_of(scores: list[int], score: int) -> int:
+    """Competition rank ("1, 2, 2, 4") of ``score`` among ``scores`` sorted descending."""
+    return bisect.bisect_left(scores, -score, key=operator.neg) + 1
+
+
 def leaderboard(
     principal: Principal,
     jurisdiction_id: int | None,
@@ -655,9 +665,13 @@ def leaderboard(
         ).all()
     )
     volunteers = []
-    for position, (vid, value) in enumerate(top, start=1):
+    for vid, value in top:
         name_masked, community_id = people[vid]
-        item: dict[str, Any] = {"rank": position, "volunteer_id": vid, "name_masked": name_masked}
+        item: dict[str, Any] = {
+            "rank": rank_of(ranked["scores"], value),
+            "volunteer_id": vid,
+            "name_masked": name_masked,
+        }
         item["community"] = names.get(community_id)
         if by == "points":
             item["points"] = value
@@ -736,7 +750,10 @@ def my_rank(user_id: int, first: date | None, last: date | None) -> dict[str, An
             mine = ranked["scores"][ranked["ids"].index(volunteer.id)]
         except ValueError:
             mine = 0
-        ahead = bisect.bisect_left(ranked["scores"], -mine, key=operator.neg)
-        result[by] = {"value": mine, "rank": ahead + 1 if mine > 0 else None, "of": len(ranked["ids"])}
+        result[by] = {
+            "value": mine,
+            "rank": rank_of(ranked["scores"], mine) if mine > 0 else None,
+            "of": len(ranked["ids"]),
+        }
     result["hours"]["service_hours"] = round(result["hours"]["value"] / 60, 1)
     return result
