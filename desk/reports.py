@@ -70,7 +70,15 @@ class SeriesSchema(Schema):
     granularity = fields.String()
     from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
-    points = fields.List(fields.Dict())
+    points = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "每个时间段：start、end，各项计数（task_published、task_filled、task_completed、"
+            "task_cancelled、checkins、no_shows、served、service_minutes、vol_approved、clue_reported、"
+            "clue_judged、clue_valid），fill_rate、no_show_rate、service_hours、valid_share、clues_answered、"
+            "answer_median_minutes，就近派单 nearby_tasks 与接单/签到用时中位数、P90，active_volunteers"
+        },
+    )
 
 
 class CoverageItemSchema(Schema):

@@ -265,9 +265,32 @@ def test_rollups_are_idempotent_and_the_series_adds_up(client, app, tree, staff,
             assert len(points) == 12
             assert max(p["active_volunteers"] for p in points) <= before["volunteers"]["active"]
         raw = _raw(app)
-        for p in points:
+        for p in points:  # every figure of every bucket, as the raw rows of the bucket's days give it
             span = date.fromisoformat(p["start"]), date.fromisoformat(p["end"])
-            assert p["active_volunteers"] == _expected(raw, tree["150203"], *span)["volunteers"]["active"]
+            expected = _expected(raw, tree["150203"], *span)
+            service, clues = expected["service"], expected["clues"]
+            assert p["active_volunteers"] == expected["volunteers"]["active"]
+            assert p["vol_approved"] == expected["volunteers"]["newly_approved"]
+            assert (p["task_published"], p["task_filled"], p["task_completed"], p["task_cancelled"]) == (
+                service["published"],
+                service["filled"],
+                service["completed"],
+                service["cancelled"],
+            )
+            assert (p["checkins"], p["no_shows"], p["served"], p["service_minutes"]) == (
+                service["checkins"],
+                service["no_shows"],
+                service["served"],
+                service["service_minutes"],
+            )
+            assert (p["clue_reported"], p["clue_valid"], p["clue_judged"], p["clues_answered"]) == (
+                clues["reported"],
+                clues["valid"],
+                clues["judged"],
+                clues["answered"],
+            )
+            assert p["answer_median_minutes"] == clues["answer_median_minutes"]
+            assert {k: p[k] for k in expected["response"]} == expected["response"]
     bad = client.get(f"/api/v1/desk/reports/series?granularity=year&from={last}&to={first}", headers=admin)
     assert bad.status_code == 422
     reversed_period = client.get(f"/api/v1/desk/reports/summary?from={last}&to={first}", headers=admin)

@@ -27,7 +27,7 @@ from yijing.models import ExportKind, ExportStatus, Jurisdiction, ReportExport, 
 from yijing.models.base import utcnow
 from yijing.models.volunteer import CATEGORY_LABELS
 from yijing.policies import Permission, Principal
-from yijing.services import audit, jurisdictions, reports, rollups
+from yijing.services import audit, jurisdictions, reports
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
 
 BATCH = 5000
@@ -236,22 +236,14 @@ def _summary_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None
         export.done += 1
 
 
-SERIES_HEADER = ["开始日期", "结束日期", *(rollups.METRICS[m] for m in reports.SERIES_METRICS), "活跃义警"]
-
-
 def _series_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     points = reports.series_points(node, *_period_of(export), export.params.get("granularity", "day"))
     export.total = len(points)
-    writer.writerow(SERIES_HEADER)
+    writer.writerow(["开始日期", "结束日期", *reports.SERIES_FIELDS.values()])
+    rates = {"fill_rate", "no_show_rate", "valid_share"}
     for point in points:
-        writer.writerow(
-            [
-                point["start"],
-                point["end"],
-                *(point[m] for m in reports.SERIES_METRICS),
-                point["active_volunteers"],
-            ]
-        )
+        values = [_rate(point[k]) if k in rates else point[k] for k in reports.SERIES_FIELDS]
+        writer.writerow([point["start"], point["end"], *("" if v is None else v for v in values)])
         export.done += 1
 
 

@@ -410,17 +410,50 @@ def report_children(node: Jurisdiction) -> list[Jurisdiction]:
     return list(jurisdictions.children(node.id))
 
 
+# The counts every series point carries (metric name = key), then its derived figures.
 SERIES_METRICS = (
     "task_published",
+    "task_filled",
     "task_completed",
     "task_cancelled",
     "checkins",
     "no_shows",
+    "served",
     "service_minutes",
     "vol_approved",
     "clue_reported",
+    "clue_judged",
     "clue_valid",
 )
+# key -> column title (the series export); counts first, in SERIES_METRICS order.
+SERIES_FIELDS: dict[str, str] = {
+    **{metric: rollups.METRICS[metric] for metric in SERIES_METRICS},
+    "fill_rate": "满员率",
+    "no_show_rate": "缺勤率",
+    "service_hours": "服务时长（小时）",
+    "valid_share": "有效线索占比",
+    "clues_answered": "已公开答复线索",
+    "answer_median_minutes": "首次公开答复用时中位数（分钟）",
+    "nearby_tasks": "就近派单任务",
+    "accept_median_seconds": "接单用时中位数（秒）",
+    "accept_p90_seconds": "接单用时P90（秒）",
+    "checkin_median_seconds": "签到用时中位数（秒）",
+    "checkin_p90_seconds": "签到用时P90（秒）",
+    "active_volunteers": "活跃义警",
+}
+
+
+def _point(sums: Sums) -> dict[str, Any]:
+    """One series point's figures from its days' sums."""
+    point: dict[str, Any] = {metric: _total(sums, metric) for metric in SERIES_METRICS}
+    point["fill_rate"] = _rate(point["task_filled"], point["task_published"])
+    point["no_show_rate"] = _rate(point["no_shows"], point["checkins"] + point["no_shows"])
+    point["service_hours"] = round(point["service_minutes"] / 60, 1)
+    point["valid_share"] = _rate(point["clue_valid"], point["clue_judged"])
+    point["clues_answered"] = _total(sums, "clue_answer_min")
+    point["answer_median_minutes"] = _median_from_histogram(_by(sums, "clue_answer_min"))
+    point.update(_response(sums))
+    return point
 
 
 def _bucket(day: date, granularity: str) -> date:
@@ -446,58 +479,82 @@ def series(
         "granularity": granularity,
         "from": first,
         "to": last,
-        "points": series_points(node, first, last, granularity),
+        "points": cached_series_points(node, first, last, granularity),
     }
 
 
-def series_points(node: Jurisdiction, first: date, last: date, granularity: str) -> list[dict[str, Any]]:
-    """The buckets of a series: start, end, every SERIES_METRICS sum and the active volunteers."""
-    work_mem(db.session(), REPORT_WORK_MEM_MB)
-    rows = db.session.execute(
-        select(DailyStat.day, DailyStat.metric, func.sum(DailyStat.value))
-        .where(
-            DailyStat.jurisdiction_id == node.id,
-            DailyStat.day >= first,
-            DailyStat.day <= last,
-            DailyStat.metric.in_(SERIES_METRICS),
-        )
-        .group_by(DailyStat.day, DailyStat.metric)
+def cached_series_points(
+    node: Jurisdiction, first: date, last: date, granularity: str
+) -> list[dict[str, Any]]:
+    """:func:`series_points`, cached as the summary is (a year of a city's days takes seconds)."""
+    key = (
+        "reports",
+        "series",
+        cache.version(*rollups.ROLLUP_VERSION),
+        granularity,
+        node.id,
+        first.isoformat(),
+        last.isoformat(),
     )
-    buckets: dict[date, dict[str, int]] = {}
+    points = cache.get_json(*key)
+    if points is None:
+        points = series_points(node, first, last, granularity)
+        cache.set_json(points, FIGURES_CACHE_SECONDS, *key)
+    return points
+
+
+def series_points(node: Jurisdiction, first: date, last: date, granularity: str) -> list[dict[str, Any]]:
+    """The buckets of a series: start, end and every SERIES_FIELDS figure of the bucket's days."""
+    work_mem(db.session(), REPORT_WORK_MEM_MB)
+    starts: list[date] = []
     day = first
     while day <= last:
-        buckets.setdefault(_bucket(day, granularity), dict.fromkeys(SERIES_METRICS, 0))
+        if not starts or _bucket(day, granularity) != starts[-1]:
+            starts.append(_bucket(day, granularity))
         day += timedelta(days=1)
-    for day, metric, value in rows:
-        buckets[_bucket(day, granularity)][metric] += int(value or 0)
-    starts = sorted(buckets)
     spans = [
         (max(start, first), min(last, starts[i + 1] - timedelta(days=1)) if i + 1 < len(starts) else last)
         for i, start in enumerate(starts)
     ]
-    # Distinct active volunteers per bucket, in one grouped pass (a bucket of days for weeks/months).
-    bucket = (
-        VolunteerDay.day
-        if granularity == "day"
-        else case(*((VolunteerDay.day.between(f, t), f) for f, t in spans), else_=None)
-    ).label("bucket")
+
+    def bucket_of(column: Any) -> Any:
+        """The first day of the bucket a day lies in (the day itself for daily series)."""
+        if granularity == "day":
+            return column.label("bucket")
+        return case(*((column.between(f, t), f) for f, t in spans), else_=None).label("bucket")
+
+    def as_date(value: Any) -> date:
+        return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+    # The node's own rows (its subtree's totals), summed per bucket in the database.
+    stat_bucket = bucket_of(DailyStat.day)
+    buckets: dict[date, Sums] = {span_first: defaultdict(dict) for span_first, _ in spans}
+    for bucket, metric, dim, value in db.session.execute(
+        select(stat_bucket, DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
+        .where(DailyStat.jurisdiction_id == node.id, DailyStat.day >= first, DailyStat.day <= last)
+        .group_by(stat_bucket, DailyStat.metric, DailyStat.dimension)
+    ):
+        if value:
+            buckets[as_date(bucket)][metric][dim] = int(value)
+    # Distinct active volunteers per bucket, in one grouped pass.
+    active_bucket = bucket_of(VolunteerDay.day)
     active = {
-        (day if isinstance(day, date) else date.fromisoformat(str(day))): int(count)
-        for day, count in db.session.execute(
-            select(bucket, func.count(func.distinct(VolunteerDay.volunteer_id)))
+        as_date(bucket): int(count)
+        for bucket, count in db.session.execute(
+            select(active_bucket, func.count(func.distinct(VolunteerDay.volunteer_id)))
             .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
             .where(_in_node(node), VolunteerDay.day >= first, VolunteerDay.day <= last)
-            .group_by(bucket)
+            .group_by(active_bucket)
         )
     }
     points = [
         {
             "start": span_first.isoformat(),
             "end": span_last.isoformat(),
-            **buckets[start],
+            **_point(buckets[span_first]),
             "active_volunteers": active.get(span_first, 0),
         }
-        for start, (span_first, span_last) in zip(starts, spans, strict=True)
+        for span_first, span_last in spans
     ]
     return points
 
