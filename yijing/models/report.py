@@ -1,9 +1,11 @@
 """Rollups for the participation review, and the CSV exports built from them.
 
-* :class:`DailyStat` — one figure of one jurisdiction node on one local (Asia/Shanghai) day:
-  ``metric`` (e.g. ``task_published``) and an optional ``dimension`` (task kind, volunteer
-  category, clue category or status; ``""`` when none). Figures for a jurisdiction and a period
-  are sums over the subtree's nodes and the days: never a scan of the raw tables per request.
+* :class:`DailyStat` — one figure of one jurisdiction node's whole subtree (the node's own rows
+  and all its descendants') on one local (Asia/Shanghai) day: ``metric`` (e.g. ``task_published``)
+  and an optional ``dimension`` (task kind, volunteer category, clue category or status, or the
+  value of a histogram in whole minutes or seconds; ``""`` when none). Figures for a jurisdiction
+  and a period are sums over that node's rows for the days: never a scan of the raw tables, nor
+  of the subtree, per request.
 * :class:`VolunteerDay` — one volunteer's completed service on one day (count and minutes), keyed
   to the volunteer's community: distinct active volunteers, retention and the hours leaderboard
   over any period come from it.
