@@ -93,8 +93,7 @@ class _Groups:
     """A node and its report children, computed together: one grouped query per figure.
 
     ``key(path)`` is an SQL expression giving, for a jurisdiction path inside the node, the id of
-    the child it lies under (NULL for the node's own rows); the node's figure is the sum over all
-    the groups, or, for distinct counts, its own query.
+    the child it lies under (NULL for the node's own rows).
     """
 
     def __init__(self, node: Jurisdiction, children: list[Jurisdiction]) -> None:
@@ -168,19 +167,6 @@ def _median_from_histogram(counts: dict[str, int]) -> float | None:
     if total % 2:
         return float(nth(total // 2))
     return (nth(total // 2 - 1) + nth(total // 2)) / 2
-
-
-def _active_ids(node: Jurisdiction, first: date, last: date) -> Select[Any]:
-    return (
-        select(VolunteerDay.volunteer_id)
-        .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
-        .where(_in_node(node), VolunteerDay.day >= first, VolunteerDay.day <= last)
-        .distinct()
-    )
-
-
-def _count(stmt: Select[Any]) -> int:
-    return int(db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
 
 def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tuple[int, int, int]]:
@@ -359,18 +345,6 @@ def figures_with_children(
     return _assemble(node, sums[None], activity[None], snapshot[None]), [
         _assemble(child, sums[child.id], activity[child.id], snapshot[child.id]) for child in groups.children
     ]
-
-
-def figures(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
-    """Every figure of one jurisdiction for the period."""
-    groups = _Groups(node, [])
-    work_mem(db.session(), REPORT_WORK_MEM_MB)
-    return _assemble(
-        node,
-        _stat_sums(groups, first, last)[None],
-        _activity(groups, first, last)[None],
-        _volunteer_snapshot(groups)[None],
-    )
 
 
 def summary(
