@@ -15,6 +15,8 @@ year (timed; in ``extra``); on reuse only the last two days, as the worker does.
   the rollups change); ratio to the constant baseline.
 * ``reports_district_summary_uncached`` (timed in-process): the same figures computed from the
   rollups with no cache — what the first request after a rollup refresh pays.
+* ``reports_city_summary_uncached`` (timed in-process): the same for the city and its districts
+  (the benchmark city's other scenarios' districts included) — the heaviest node.
 * ``reports_district_raw_sql`` (timed in-process): some of the same figures (tasks published,
   check-ins, service minutes, distinct active volunteers, clues reported) for the district and
   each of its 8 streets, computed by direct SQL aggregates over the raw tables (tasks,
@@ -243,12 +245,21 @@ class DistrictDashboardScenario:
                 target="the summary's figures (district + 8 streets) from the rollups, no cache",
             )
             uncached_row.baseline = "baseline:constant"
+            city = db.session.get(Jurisdiction, district.parent_id)
+            city_row = time_calls(
+                "reports_city_summary_uncached",
+                lambda: reports.figures_with_children(city, first, last),
+                iterations=3,
+                warmup=1,
+                target="the city's figures (city + its districts) from the rollups, no cache",
+            )
+            city_row.baseline = "baseline:constant"
         if ctx.measure_http is None:
             raise BenchError("reports: the runner gave no measure_http")
         row = ctx.measure_http("reports_district_summary", request)
         row.baseline = "baseline:constant"
         row.extra = {**info, "published": raw["published"], "clues": raw["clues"]}
-        return [row, uncached_row, raw_row]
+        return [row, uncached_row, city_row, raw_row]
 
 
 SCENARIO = DistrictDashboardScenario()
