@@ -14,8 +14,9 @@ import bisect
 import math
 import operator
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select, union_all
@@ -38,6 +39,8 @@ from yijing.policies import Permission, Principal
 from yijing.services import jurisdictions, rollups
 from yijing.services.rollups import day_bounds, local_today
 from yijing.sql import work_mem
+
+T = TypeVar("T")
 
 ACTIVE_WINDOW_DAYS = 30
 # Sort and hash memory for one report computation's transaction (see yijing.sql.work_mem).
@@ -356,26 +359,39 @@ def summary(
 
 
 # Figures are cached per node and period until the rollups change (the version) or for this long
-# (the live parts: the volunteer snapshot and nearby response times).
+# (for the parts read live: the current volunteer counts and the points ledger).
 FIGURES_CACHE_SECONDS = 120
 
 
-def cached_summary(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
-    """The node's figures with its children's (``children``), cached."""
+def _cached(
+    what: str, node: Jurisdiction, first: date, last: date, compute: Callable[[], T], *extra: str
+) -> T:
+    """``compute()``, cached per node, period and ``extra`` until the rollups change (their version
+    is part of the key) or for FIGURES_CACHE_SECONDS (the parts read live)."""
     key = (
         "reports",
-        "summary",
+        what,
         cache.version(*rollups.ROLLUP_VERSION),
+        *extra,
         node.id,
         first.isoformat(),
         last.isoformat(),
     )
     data = cache.get_json(*key)
     if data is None:
-        own, children = figures_with_children(node, first, last)
-        data = {**own, "children": children}
+        data = compute()
         cache.set_json(data, FIGURES_CACHE_SECONDS, *key)
     return data
+
+
+def cached_summary(node: Jurisdiction, first: date, last: date) -> dict[str, Any]:
+    """The node's figures with its children's (``children``), cached."""
+
+    def compute() -> dict[str, Any]:
+        own, children = figures_with_children(node, first, last)
+        return {**own, "children": children}
+
+    return _cached("summary", node, first, last, compute)
 
 
 def report_children(node: Jurisdiction) -> list[Jurisdiction]:
@@ -461,20 +477,9 @@ def cached_series_points(
     node: Jurisdiction, first: date, last: date, granularity: str
 ) -> list[dict[str, Any]]:
     """:func:`series_points`, cached as the summary is (a year of a city's days takes seconds)."""
-    key = (
-        "reports",
-        "series",
-        cache.version(*rollups.ROLLUP_VERSION),
-        granularity,
-        node.id,
-        first.isoformat(),
-        last.isoformat(),
+    return _cached(
+        "series", node, first, last, lambda: series_points(node, first, last, granularity), granularity
     )
-    points = cache.get_json(*key)
-    if points is None:
-        points = series_points(node, first, last, granularity)
-        cache.set_json(points, FIGURES_CACHE_SECONDS, *key)
-    return points
 
 
 def series_points(node: Jurisdiction, first: date, last: date, granularity: str) -> list[dict[str, Any]]:
@@ -635,31 +640,21 @@ def _volunteer_points(node: Jurisdiction, first: date, last: date) -> Select[Any
 # Rankings (every volunteer with a positive score, best first) are cached per scope, period and
 # measure: the leaderboard's top and each volunteer's own rank in the mini-program read the same
 # snapshot, so a volunteer's rank and value always agree with each other.
-RANKING_CACHE_SECONDS = 120
 
 
 def ranking(node: Jurisdiction, first: date, last: date, by: str) -> dict[str, list[int]]:
     """{"ids": volunteer ids, "scores": minutes or points}, by score descending, then id."""
-    key = (
-        "reports",
-        "ranking",
-        cache.version(*rollups.ROLLUP_VERSION),
-        by,
-        node.id,
-        first.isoformat(),
-        last.isoformat(),
-    )
-    data = cache.get_json(*key)
-    if data is None:
+
+    def compute() -> dict[str, list[int]]:
         work_mem(db.session(), REPORT_WORK_MEM_MB)
         sub = (_volunteer_points if by == "points" else _volunteer_hours)(node, first, last).subquery()
         score = sub.c.points if by == "points" else sub.c.minutes
         rows = db.session.execute(
             select(sub.c.volunteer_id, score).where(score > 0).order_by(score.desc(), sub.c.volunteer_id)
         ).all()
-        data = {"ids": [int(r[0]) for r in rows], "scores": [int(r[1]) for r in rows]}
-        cache.set_json(data, RANKING_CACHE_SECONDS, *key)
-    return data
+        return {"ids": [int(r[0]) for r in rows], "scores": [int(r[1]) for r in rows]}
+
+    return _cached("ranking", node, first, last, compute, by)
 
 
 def rank_of(scores: list[int], score: int) -> int:
