@@ -192,10 +192,8 @@ def rollup(first: object, last: object) -> None:
         click.echo("错误：--from 应不晚于 --to", err=True)
         sys.exit(1)
     total = (last_day - first_day).days + 1
-    rows = 0
-    with click.progressbar(rollups.days(first_day, last_day), length=total, label="rollup") as bar:
-        for day in bar:
-            rows += rollups.rebuild_day(day)
+    with click.progressbar(length=total, label="rollup") as bar:
+        rows = rollups.rebuild(first_day, last_day, progress=lambda _day: bar.update(1))
     click.echo(f"rolled up {total} days ({first_day} – {last_day}): {rows} rows")
 
 
@@ -219,7 +217,7 @@ def generate(
     """Generate a synthetic data set in the existing jurisdiction tree (benchmarks, demos).
 
     The city's scale: --residents 1650000 --volunteers 200000 --assignments 5000000
-    --clues 2000000 --days 365 (PostgreSQL; about half an hour on two cores).
+    --clues 2000000 --days 365 (PostgreSQL; about a quarter of an hour on two cores).
     """
     from yijing.services import datagen, jurisdictions
 

@@ -77,7 +77,7 @@ from yijing.models.task import HOLDS_SLOT
 from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
 from yijing.pagination import Page, decode_cursor, encode_cursor
 from yijing.policies import Permission, Principal
-from yijing.services import audit, duty_index, outbox
+from yijing.services import audit, duty_index, jurisdictions, outbox
 from yijing.services import tasks as task_service
 from yijing.services.tasks import LIVE, config, local_text, move_assignment
 
@@ -161,7 +161,7 @@ def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None)
         origins.append((row.community_lat, row.community_lng))
     return Seeker(
         volunteer=VolunteerFacts(row.id, row.user_id, row.status, row.category, list(row.skills or [])),
-        ancestor_ids=[int(part) for part in row.home_path.strip("/").split("/") if part],
+        ancestor_ids=jurisdictions.path_ids(row.home_path),
         origins=origins,
     )
 

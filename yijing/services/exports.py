@@ -188,7 +188,7 @@ def _coverage_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> Non
     export.done = export.total
 
 
-def _rate(value: float | None) -> str:
+def _percent(value: float | None) -> str:
     return "" if value is None else f"{value:.2%}"
 
 
@@ -200,20 +200,20 @@ SUMMARY_COLUMNS = [
     ("活跃义警", lambda f: f["volunteers"]["active"]),
     ("上期活跃义警", lambda f: f["volunteers"]["active_previous_period"]),
     ("留存义警", lambda f: f["volunteers"]["retained"]),
-    ("留存率", lambda f: _rate(f["volunteers"]["retention_rate"])),
+    ("留存率", lambda f: _percent(f["volunteers"]["retention_rate"])),
     ("发布任务", lambda f: f["service"]["published"]),
     ("满员任务", lambda f: f["service"]["filled"]),
-    ("满员率", lambda f: _rate(f["service"]["fill_rate"])),
+    ("满员率", lambda f: _percent(f["service"]["fill_rate"])),
     ("完成任务", lambda f: f["service"]["completed"]),
     ("取消任务", lambda f: f["service"]["cancelled"]),
     ("签到人次", lambda f: f["service"]["checkins"]),
     ("缺勤人次", lambda f: f["service"]["no_shows"]),
-    ("缺勤率", lambda f: _rate(f["service"]["no_show_rate"])),
+    ("缺勤率", lambda f: _percent(f["service"]["no_show_rate"])),
     ("服务时长（小时）", lambda f: f["service"]["service_hours"]),
     ("上报线索", lambda f: f["clues"]["reported"]),
     ("已判定线索", lambda f: f["clues"]["judged"]),
     ("有效线索", lambda f: f["clues"]["valid"]),
-    ("有效占比", lambda f: _rate(f["clues"]["valid_share"])),
+    ("有效占比", lambda f: _percent(f["clues"]["valid_share"])),
     ("首次公开答复用时中位数（分钟）", lambda f: f["clues"]["answer_median_minutes"]),
     ("就近派单任务", lambda f: f["response"]["nearby_tasks"]),
     ("接单用时中位数（秒）", lambda f: f["response"]["accept_median_seconds"]),
@@ -242,7 +242,7 @@ def _series_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     writer.writerow(["开始日期", "结束日期", *reports.SERIES_FIELDS.values()])
     rates = {"fill_rate", "no_show_rate", "valid_share"}
     for point in points:
-        values = [_rate(point[k]) if k in rates else point[k] for k in reports.SERIES_FIELDS]
+        values = [_percent(point[k]) if k in rates else point[k] for k in reports.SERIES_FIELDS]
         writer.writerow([point["start"], point["end"], *("" if v is None else v for v in values)])
         export.done += 1
 

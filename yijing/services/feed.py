@@ -186,7 +186,7 @@ def _area(jurisdiction_id: int) -> dict[str, Any]:
     node = db.session.get(Jurisdiction, jurisdiction_id)
     if node is None:
         raise NotFound("辖区不存在", code="jurisdiction_not_found")
-    ids = [int(part) for part in node.path.strip("/").split("/") if part]
+    ids = jurisdictions.path_ids(node.path)
     levels = dict(
         db.session.execute(select(Jurisdiction.id, Jurisdiction.level).where(Jurisdiction.id.in_(ids))).all()
     )

@@ -114,9 +114,14 @@ def children(parent_id: int | None) -> Sequence[Jurisdiction]:
     return db.session.scalars(select(Jurisdiction).where(condition).order_by(Jurisdiction.id)).all()
 
 
+def path_ids(path: str) -> list[int]:
+    """The ids a materialised path names, from the root down to the node (``/1/5/23/`` → 1, 5, 23)."""
+    return [int(part) for part in path.strip("/").split("/") if part]
+
+
 def ancestors(item: Jurisdiction) -> Sequence[Jurisdiction]:
     """From the root down to the node's parent."""
-    ids = [int(part) for part in item.path.strip("/").split("/")[:-1]]
+    ids = path_ids(item.path)[:-1]
     if not ids:
         return []
     found = {j.id: j for j in db.session.scalars(select(Jurisdiction).where(Jurisdiction.id.in_(ids)))}

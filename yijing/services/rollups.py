@@ -29,7 +29,7 @@ range (e.g. nightly for the last quarter, or after an import).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -54,6 +54,7 @@ from yijing.models import (
     VolunteerStatus,
 )
 from yijing.models.clue import MessageSender
+from yijing.services import jurisdictions
 from yijing.sql import analyze
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -110,15 +111,18 @@ def days(first: date, last: date) -> Iterator[date]:
         current += timedelta(days=1)
 
 
-def _ancestry() -> dict[int, tuple[int, ...]]:
+Ancestry = dict[int, list[int]]
+
+
+def _ancestry() -> Ancestry:
     """Each jurisdiction's id with its ancestors' ids, read off the materialised paths."""
     return {
-        jid: tuple(int(part) for part in path.strip("/").split("/"))
+        jid: jurisdictions.path_ids(path)
         for jid, path in db.session.execute(select(Jurisdiction.id, Jurisdiction.path))
     }
 
 
-def _day_rows(day: date) -> tuple[list[dict], list[dict]]:
+def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
     start, end = day_bounds(day)
     stats: dict[tuple[int, str, str], int] = {}
 
@@ -250,7 +254,6 @@ def _day_rows(day: date) -> tuple[list[dict], list[dict]]:
 
     # Every figure counts for its node and for each of the node's ancestors: a node's row is the
     # total of its whole subtree, so a figure of any node is read from that node's rows alone.
-    ancestry = _ancestry()
     totals: dict[tuple[int, str, str], int] = defaultdict(int)
     for (jid, metric, dim), value in stats.items():
         for node_id in ancestry.get(jid, (jid,)):
@@ -283,9 +286,9 @@ def _day_rows(day: date) -> tuple[list[dict], list[dict]]:
     return stat_rows, volunteer_rows
 
 
-def rebuild_day(day: date) -> int:
+def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
     """Recompute one day's rollup rows (one transaction). Returns the number of rows written."""
-    stat_rows, volunteer_rows = _day_rows(day)
+    stat_rows, volunteer_rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
     db.session.execute(delete(DailyStat).where(DailyStat.day == day))
     db.session.execute(delete(VolunteerDay).where(VolunteerDay.day == day))
     # Core INSERTs (executemany): no ORM bookkeeping for thousands of rows per day.
@@ -298,8 +301,14 @@ def rebuild_day(day: date) -> int:
     return len(stat_rows) + len(volunteer_rows)
 
 
-def rebuild(first: date, last: date) -> int:
-    """Recompute every day of a range, then refresh the planner's statistics of the rollup tables."""
-    written = sum(rebuild_day(day) for day in days(first, last))
+def rebuild(first: date, last: date, progress: Callable[[date], None] | None = None) -> int:
+    """Recompute every day of a range (``progress`` is told each day done), then refresh the
+    planner's statistics of the rollup tables."""
+    ancestry = _ancestry()
+    written = 0
+    for day in days(first, last):
+        written += rebuild_day(day, ancestry)
+        if progress:
+            progress(day)
     analyze(db.session(), DailyStat, VolunteerDay)
     return written
