@@ -85,7 +85,7 @@ def release_due(*, now: datetime | None = None, limit: int = 1000) -> dict[str, 
     if not envelopes:
         db.session.rollback()
         return released
-    batch_time = utcnow()
+    batch_time = now
     notification_rows: list[dict[str, Any]] = []
     for envelope in envelopes:
         payload = json.loads(pii.decrypt(envelope.payload_enc, context=ENVELOPE_CONTEXT))
