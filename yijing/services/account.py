@@ -46,6 +46,7 @@ from yijing.models import (
     Message,
     MessageReply,
     Notification,
+    PrivacyConsent,
     RoleGrant,
     SubscriptionConsent,
     Task,
@@ -357,6 +358,10 @@ def carry_out(user_id: int, actor: Actor | None = None) -> dict[str, int] | None
     db.session.execute(delete(SubscriptionConsent).where(SubscriptionConsent.user_id == user_id))
     db.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.scope == f"user:{user_id}"))
     db.session.execute(delete(RoleGrant).where(RoleGrant.user_id == user_id))
+    # Consent records stay as proof of what was agreed to (document, version, time), without the address.
+    db.session.execute(
+        update(PrivacyConsent).where(PrivacyConsent.user_id == user_id).values(ip=None, request_id=None)
+    )
     db.session.execute(
         update(Media)
         .where(Media.owner_id == user_id)
