@@ -93,6 +93,7 @@ def withdraw_cancellation() -> dict[str, Any]:
 @blp.route("/data", methods=["GET"])
 @login_required
 @blp.response(200)
-def my_data() -> dict[str, Any]:
+def my_data() -> tuple[dict[str, Any], int, dict[str, str]]:
     """A copy of everything the service holds about you, in clear, for you alone (audited)."""
-    return personal_data.copy_for(current_principal().user_id, current_actor())
+    copy = personal_data.copy_for(current_principal().user_id, current_actor())
+    return copy, 200, {"Cache-Control": "no-store"}
