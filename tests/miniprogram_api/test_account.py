@@ -192,6 +192,9 @@ def test_cancelling_cooling_off_login_withdraws_then_the_job_erases_the_person_a
         client.post("/api/v1/me/cancellation", json={"acknowledged": True}, headers=headers).status_code
         == 202
     )
+    from workers.schedule import PERIODIC_JOBS
+
+    assert any(j.func is privacy.carry_out_cancellations and j.interval == 86400 for j in PERIODIC_JOBS)
     with app.app_context():
         assert privacy.carry_out_cancellations() == 0  # not yet due
         db.session.remove()

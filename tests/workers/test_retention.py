@@ -140,6 +140,9 @@ def test_the_daily_job_removes_what_is_past_each_limit_and_nothing_younger(
         photo_counts = dict(db.session.execute(select(Clue.id, Clue.photo_count)).all())
         db.session.remove()
 
+    from workers.schedule import PERIODIC_JOBS
+
+    assert any(j.func is privacy.enforce_retention and j.interval == 86400 for j in PERIODIC_JOBS)
     with app.app_context():
         removed = privacy.enforce_retention()
         again = privacy.enforce_retention()

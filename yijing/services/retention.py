@@ -32,7 +32,7 @@ from yijing.models import (
     VolunteerStatus,
 )
 from yijing.models.base import utcnow
-from yijing.services import audit
+from yijing.services import audit, idempotency
 from yijing.storage import StorageError, get_storage
 
 log = logging.getLogger(__name__)
