@@ -155,8 +155,9 @@ def purge_notifications(now: datetime) -> int:
 
 
 def purge_idempotency(now: datetime) -> int:
-    """Stored answers to retried POSTs older than ``RETAIN_IDEMPOTENCY_HOURS``."""
-    cutoff = now - timedelta(hours=_config().retain_idempotency_hours)
+    """Stored answers to retried POSTs older than ``RETAIN_IDEMPOTENCY_HOURS`` (an hourly job does the
+    same: yijing.services.idempotency.purge_expired)."""
+    cutoff = now - idempotency.retention()
     removed = db.session.execute(
         delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff)
     ).rowcount
