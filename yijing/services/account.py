@@ -31,7 +31,7 @@ from sqlalchemy import delete, select, update
 
 from yijing import pii
 from yijing.actor import Actor
-from yijing.errors import Conflict, NotFound
+from yijing.errors import Conflict, Forbidden, NotFound
 from yijing.extensions import db, redis_client, redis_key
 from yijing.models import (
     Assignment,
@@ -52,6 +52,7 @@ from yijing.models import (
     Task,
     TrackPoint,
     User,
+    UserKind,
     Volunteer,
     VolunteerCorrection,
     VolunteerStatus,
@@ -150,6 +151,8 @@ def request(user_id: int, actor: Actor, *, acknowledged: bool) -> dict[str, Any]
     and asks again with ``acknowledged``.
     """
     user = _user(user_id)
+    if user.kind != UserKind.WECHAT:
+        raise Forbidden("工作人员账号不能自行注销，请联系管理员停用", code="staff_account")
     consequences = duty_consequences(user_id)
     if consequences and not acknowledged:
         raise Conflict(
