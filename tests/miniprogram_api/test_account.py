@@ -169,6 +169,9 @@ def test_cancelling_cooling_off_login_withdraws_then_the_job_erases_the_person_a
     assert any("周末护校" in line for line in state["consequences"])
     assert any("正在执勤" in line for line in state["consequences"])
 
+    staff_asks = client.post("/api/v1/me/cancellation", json={"acknowledged": True}, headers=desk)
+    assert staff_asks.status_code == 403 and staff_asks.get_json()["error"]["code"] == "staff_account"
+
     # Told first: a volunteer on duty with an accepted task must acknowledge what it does.
     refused = client.post("/api/v1/me/cancellation", json={}, headers=headers)
     assert refused.status_code == 409
