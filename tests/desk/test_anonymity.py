@@ -51,6 +51,11 @@ def test_no_desk_endpoint_or_export_ties_an_anonymous_clue_to_its_reporter(
     resident = wechat_login("rosa")
     me = client.get("/api/v1/me", headers=resident).get_json()
     assert me["id"] == DISTINCT_USER_ID
+    phone = "13700004321"
+    assert (
+        client.post("/api/v1/auth/phone", json={"code": f"phone-{phone}"}, headers=resident).status_code
+        == 200
+    )
     submitted = report_clue(
         resident, anonymous=True, category="drugs", description="楼下有人深夜交易可疑物品"
     )
@@ -100,7 +105,7 @@ def test_no_desk_endpoint_or_export_ties_an_anonymous_clue_to_its_reporter(
             assert all(abs(row.created_at - at) >= minimum for at in events)
         assert len({n.created_at for n in rows}) == 1  # one batch, one time
         user = db.session.get(User, DISTINCT_USER_ID)
-        secrets_of_reporter = [str(DISTINCT_USER_ID), fake_openid("rosa"), user.openid]
+        secrets_of_reporter = [str(DISTINCT_USER_ID), fake_openid("rosa"), user.openid, phone, "137****4321"]
         db.session.remove()
 
     # The exports the city admin can make.
