@@ -33,7 +33,13 @@ class OutboxArgsSchema(PageArgsSchema):
 
 class OutboxRowSchema(Schema):
     id = fields.Integer(dump_only=True)
-    user_id = fields.Integer(dump_only=True)
+    user_id = fields.Method(
+        "_recipient",
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "收件人；匿名举报人的消息（sealed）不显示"},
+    )
+    sealed = fields.Boolean(dump_only=True, metadata={"description": "发给匿名举报人的消息"})
     kind = fields.String(dump_only=True)
     title = fields.String(dump_only=True)
     status = fields.String(dump_only=True)
@@ -47,6 +53,10 @@ class OutboxRowSchema(Schema):
     next_attempt_at = fields.DateTime(dump_only=True, allow_none=True)
     sent_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
+
+    def _recipient(self, row: Any) -> int | None:
+        # An anonymous reporter's message names nobody to staff (issue 13).
+        return None if row.sealed else row.user_id
 
 
 class RetrySchema(Schema):

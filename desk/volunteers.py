@@ -51,8 +51,29 @@ class VolunteerHistoryEntrySchema(Schema):
     at = fields.DateTime(dump_only=True)
 
 
+class IdNumberFlagSchema(Schema):
+    message = fields.String(
+        dump_only=True, metadata={"description": "如：此身份证号曾被驳回（曾由其他账号申请）"}
+    )
+    status = fields.String(dump_only=True, metadata={"description": "那份申请的状态"})
+    another_account = fields.Boolean(dump_only=True, metadata={"description": "是否由其他微信账号申请"})
+    applied_at = fields.DateTime(dump_only=True)
+    decided_at = fields.DateTime(dump_only=True, allow_none=True)
+    reason = fields.String(dump_only=True, allow_none=True, metadata={"description": "当时的审核理由"})
+
+
+class DeskVolunteerSchema(VolunteerSchema):
+    """A volunteer as the vetting desk sees it: with what is known of its ID number elsewhere."""
+
+    id_number_flags = fields.Function(
+        lambda v: IdNumberFlagSchema(many=True).dump(getattr(v, "id_number_flags", [])),
+        dump_only=True,
+        metadata={"description": "同一身份证号的其他申请：曾被驳回、撤回或由其他账号申请"},
+    )
+
+
 class VolunteerDetailSchema(Schema):
-    volunteer = fields.Nested(VolunteerSchema, dump_only=True)
+    volunteer = fields.Nested(DeskVolunteerSchema, dump_only=True)
     history = fields.List(fields.Nested(VolunteerHistoryEntrySchema), dump_only=True)
 
 
@@ -151,7 +172,7 @@ class OnDutySchema(Schema):
 @blp.route("", methods=["GET"])
 @login_required
 @blp.arguments(VolunteerListArgsSchema, location="query")
-@blp.response(200, page_of(VolunteerSchema))
+@blp.response(200, page_of(DeskVolunteerSchema))
 def list_volunteers(args: dict[str, Any]) -> Page[Volunteer]:
     """Applications and volunteers in my jurisdiction, newest first, with filters."""
     cursor, limit = args.pop("cursor"), args.pop("limit")

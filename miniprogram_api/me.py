@@ -7,8 +7,10 @@ from typing import Any
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from yijing.services import account as account_service
 from yijing.services import auth as auth_service
 from yijing.services import feed as feed_service
+from yijing.services import personal_data
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.schemas import MeSchema
 
@@ -35,3 +37,63 @@ class DistrictInSchema(Schema):
 def set_district(data: dict[str, Any]) -> dict[str, Any]:
     """Follow a district: its posts join your feed and your messages go to its police."""
     return feed_service.set_home_district(current_principal().user_id, data["district_id"], current_actor())
+
+
+# -- personal information: cancelling the account, a copy of one's data (issue 13) ----------------
+
+
+class CancellationSchema(Schema):
+    status = fields.String(dump_only=True, metadata={"description": "none：未申请；pending：冷静期中"})
+    requested_at = fields.DateTime(dump_only=True, allow_none=True)
+    due_at = fields.DateTime(
+        dump_only=True, allow_none=True, metadata={"description": "冷静期结束、注销生效的时间"}
+    )
+    cooling_off_days = fields.Integer(dump_only=True)
+    statement = fields.String(dump_only=True, metadata={"description": "注销的后果说明"})
+    consequences = fields.List(
+        fields.String(), dump_only=True, metadata={"description": "对您正在执勤或已接受任务的影响"}
+    )
+
+
+class CancellationInSchema(Schema):
+    acknowledged = fields.Boolean(
+        load_default=False, metadata={"description": "已阅读对执勤和任务的影响（有执勤或任务时必填 true）"}
+    )
+
+
+@blp.route("/cancellation", methods=["GET"])
+@login_required
+@blp.response(200, CancellationSchema)
+def cancellation_state() -> dict[str, Any]:
+    """What cancelling the account does, and whether it is pending."""
+    return account_service.state(current_principal().user_id)
+
+
+@blp.route("/cancellation", methods=["POST"])
+@login_required
+@blp.arguments(CancellationInSchema)
+@blp.response(202, CancellationSchema)
+def request_cancellation(data: dict[str, Any]) -> dict[str, Any]:
+    """Ask to cancel the account (注销); it takes effect after the cooling-off period."""
+    return account_service.request(
+        current_principal().user_id, current_actor(), acknowledged=data["acknowledged"]
+    )
+
+
+@blp.route("/cancellation", methods=["DELETE"])
+@login_required
+@blp.response(200, CancellationSchema)
+def withdraw_cancellation() -> dict[str, Any]:
+    """Change one's mind during the cooling-off period (logging in again does the same)."""
+    principal = current_principal()
+    account_service.withdraw(principal.user_id, current_actor())
+    return account_service.state(principal.user_id)
+
+
+@blp.route("/data", methods=["GET"])
+@login_required
+@blp.response(200)
+def my_data() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A copy of everything the service holds about you, in clear, for you alone (audited)."""
+    copy = personal_data.copy_for(current_principal().user_id, current_actor())
+    return copy, 200, {"Cache-Control": "no-store"}

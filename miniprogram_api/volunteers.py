@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from yijing.extensions import limiter
 from yijing.models import Volunteer
 from yijing.models.volunteer import Skill, VolunteerCategory
+from yijing.services import corrections as correction_service
 from yijing.services import duty as duty_service
 from yijing.services import teams as team_service
 from yijing.services import volunteers as volunteer_service
@@ -224,3 +225,46 @@ def set_duty(data: dict[str, Any]) -> dict[str, Any]:
 def ping(data: dict[str, Any]) -> dict[str, Any]:
     """Report my location while on duty (every minute or so)."""
     return duty_service.ping(current_principal().user_id, data["lat"], data["lng"])
+
+
+# -- correcting name, phone or ID number (PIPL art. 46; issue 13) ---------------------------------
+
+
+class CorrectionInSchema(Schema):
+    real_name = fields.String(load_default=None, validate=validate.Length(min=2, max=30))
+    phone = fields.String(load_default=None, validate=validate.Length(max=20))
+    id_number = fields.String(load_default=None, validate=validate.Length(max=32))
+    note = fields.String(
+        load_default=None, validate=validate.Length(max=200), metadata={"description": "说明"}
+    )
+
+
+class CorrectionSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": "pending | approved | rejected"})
+    name_masked = fields.String(dump_only=True, allow_none=True)
+    phone_masked = fields.String(dump_only=True, allow_none=True)
+    id_number_masked = fields.String(dump_only=True, allow_none=True)
+    note = fields.String(dump_only=True, allow_none=True)
+    decision_reason = fields.String(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+    decided_at = fields.DateTime(dump_only=True, allow_none=True)
+
+
+@blp.route("/me/corrections", methods=["POST"])
+@login_required
+@idempotent
+@limiter.limit("10/day", key_func=user_key)
+@blp.arguments(CorrectionInSchema)
+@blp.response(201, CorrectionSchema)
+def request_correction(data: dict[str, Any]) -> Any:
+    """Ask to correct my name, phone or ID number; the desk reviews it."""
+    return correction_service.request(current_principal().user_id, data, current_actor())
+
+
+@blp.route("/me/corrections", methods=["GET"])
+@login_required
+@blp.response(200, CorrectionSchema(many=True))
+def my_corrections() -> Any:
+    """My correction requests and their outcome, newest first."""
+    return correction_service.mine(current_principal().user_id)

@@ -715,3 +715,25 @@ def own_redis() -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
+
+
+# -- personal information (issue 13) ------------------------------------------------------------
+
+
+@pytest.fixture
+def release_sealed(app: Flask) -> Callable[[], dict[str, int]]:
+    """Release every sealed envelope (what is due to anonymous reporters) as if their delay had passed."""
+
+    def release() -> dict[str, int]:
+        from datetime import UTC, datetime, timedelta
+
+        from yijing.extensions import db
+        from yijing.services import sealed
+
+        with app.app_context():
+            delay = app.config["YIJING"].sealed_delay_max_seconds
+            released = sealed.release_due(now=datetime.now(UTC) + timedelta(seconds=delay + 1))
+            db.session.remove()
+        return released
+
+    return release

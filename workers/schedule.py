@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers import clues, comments, duty, feed, maintenance, media, notifications, queues, reports
+from workers import clues, comments, duty, feed, maintenance, media, notifications, privacy, queues, reports
 from workers import tasks as task_jobs
 
 
@@ -39,4 +39,9 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     # Report rollups: the recent days recomputed whole (statuses change after the day).
     PeriodicJob(reports.refresh_recent, queues.REPORTS, interval=900, timeout=1800),
     PeriodicJob(reports.refresh_quarter, queues.REPORTS, interval=86400, timeout=3600),
+    # Personal information (issue 13): anonymous reporters' envelopes released in batches, account
+    # cancellations past their cooling-off period, and the retention schedule, daily.
+    PeriodicJob(privacy.release_sealed, queues.NOTIFY, interval=60, timeout=120),
+    PeriodicJob(privacy.carry_out_cancellations, queues.DEFAULT, interval=86400, timeout=3600),
+    PeriodicJob(privacy.enforce_retention, queues.DEFAULT, interval=86400, timeout=3600),
 ]

@@ -196,6 +196,17 @@ class Config:
     dispatch_invites_per_slot: int = 2
     dispatch_max_invites_per_ring: int = 50
     dispatch_no_show_weight: float = 2.0
+    # Personal information (issue 13): cancellation, anonymous reporters, the retention schedule.
+    account_cancel_cooling_days: int = 15
+    sealed_delay_min_seconds: int = 60
+    sealed_delay_max_seconds: int = 900
+    retain_track_days: int = 90
+    retain_clue_photo_days: int = 180
+    retain_closed_application_days: int = 30
+    retain_audit_days: int = 365
+    retain_notification_days: int = 90
+    retain_sealed_notification_days: int = 7
+    retain_idempotency_hours: int = 48
 
     @property
     def is_production(self) -> bool:
@@ -307,7 +318,20 @@ class Config:
             dispatch_invites_per_slot=_int(env, "DISPATCH_INVITES_PER_SLOT", 2, minimum=1),
             dispatch_max_invites_per_ring=_int(env, "DISPATCH_MAX_INVITES_PER_RING", 50, minimum=1),
             dispatch_no_show_weight=_float(env, "DISPATCH_NO_SHOW_WEIGHT", 2.0),
+            account_cancel_cooling_days=_int(env, "ACCOUNT_CANCEL_COOLING_DAYS", 15),
+            sealed_delay_min_seconds=_int(env, "SEALED_DELAY_MIN_SECONDS", 60),
+            sealed_delay_max_seconds=_int(env, "SEALED_DELAY_MAX_SECONDS", 900),
+            retain_track_days=_int(env, "RETAIN_TRACK_DAYS", 90, minimum=1),
+            retain_clue_photo_days=_int(env, "RETAIN_CLUE_PHOTO_DAYS", 180, minimum=1),
+            retain_closed_application_days=_int(env, "RETAIN_CLOSED_APPLICATION_DAYS", 30, minimum=1),
+            # The Cybersecurity Law (art. 21) wants network logs kept at least six months.
+            retain_audit_days=_int(env, "RETAIN_AUDIT_DAYS", 365, minimum=183),
+            retain_notification_days=_int(env, "RETAIN_NOTIFICATION_DAYS", 90, minimum=1),
+            retain_sealed_notification_days=_int(env, "RETAIN_SEALED_NOTIFICATION_DAYS", 7, minimum=1),
+            retain_idempotency_hours=_int(env, "RETAIN_IDEMPOTENCY_HOURS", 48, minimum=1),
         )
+        if config.sealed_delay_min_seconds > config.sealed_delay_max_seconds:
+            raise ConfigError("SEALED_DELAY_MIN_SECONDS must not exceed SEALED_DELAY_MAX_SECONDS")
         if config.volunteer_min_age > config.volunteer_max_age:
             raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
         if config.dispatch_no_show_weight < 0:

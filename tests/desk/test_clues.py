@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -140,7 +140,12 @@ def test_an_anonymous_report_from_photo_to_valid_resolution(
         serialized = json.dumps(view, ensure_ascii=False)
         assert "转禁毒中队" not in serialized and "抓获" not in serialized and "desk-kdl" not in serialized
 
+    # What is due to an anonymous reporter is sealed, then released in a later batch (issue 13).
+    assert _rows(app, PointsEntry) == [] and _rows(app, Notification) == []
+    from yijing.services import sealed
+
     with app.app_context():
+        sealed.release_due(now=datetime.now(UTC) + timedelta(hours=1))
         assert points.balance(resident_id) == app.config["YIJING"].clue_valid_points
     (entry,) = _rows(app, PointsEntry)
     assert entry.user_id == resident_id and entry.reason == "clue_valid"
@@ -153,7 +158,7 @@ def test_an_anonymous_report_from_photo_to_valid_resolution(
         (resident_id, "clue_question", "pending"),
         (resident_id, "clue_status", "pending"),
     ]
-    assert all(n.data == {} for n in notes)
+    assert all(n.data == {} and n.sealed for n in notes)
     assert notes[-1].body == "已查处，感谢您的举报"
     audited = _rows(app, AuditEntry, AuditEntry.target_type == "clue", order=AuditEntry.id)
     assert [a.action for a in audited] == ["clue.transition", "clue.ask", "clue.transition"]
@@ -397,7 +402,7 @@ def test_a_reply_from_the_reporter_reaches_the_assignee_inbox(app, client, wecha
 
 
 def test_duplicates_are_suggested_and_marking_one_tells_the_later_reporter(
-    app, client, wechat_login, report_clue, staff, places, run_jobs
+    app, client, wechat_login, report_clue, staff, places, run_jobs, release_sealed
 ):
     from yijing.models import Clue, ClueEvent, Notification
 
@@ -427,6 +432,7 @@ def test_duplicates_are_suggested_and_marking_one_tells_the_later_reporter(
     assert marked.get_json()["duplicate_of_id"] == earlier
     linked = _rows(app, ClueEvent, ClueEvent.clue_id == earlier, ClueEvent.kind == "duplicate_linked")
     assert [e.internal_note for e in linked] == [f"线索 #{later} 被标记为本线索的重复"]
+    release_sealed()  # the later reporter is anonymous: their notification is released in a batch
     told = _rows(app, Notification, Notification.user_id == later_id, Notification.kind == "clue_status")
     assert [n.title for n in told] == ["线索进展：重复线索"]
     mine = client.get(f"/api/v1/clues/{later}", headers=later_reporter).get_json()

@@ -92,7 +92,7 @@ def app_logs(caplog):
 
 
 def test_an_anonymous_clue_is_followed_by_code_and_leaves_no_clear_trace_of_its_reporter(
-    app, client, wechat_login, report_clue, upload_image, app_logs
+    app, client, wechat_login, report_clue, upload_image, app_logs, release_sealed
 ):
     from yijing import pii
     from yijing.models import AuditEntry, Clue, IdempotencyRecord, Media, Notification, User
@@ -116,8 +116,10 @@ def test_an_anonymous_clue_is_followed_by_code_and_leaves_no_clear_trace_of_its_
         assert pii.decrypt(clue.reporter_enc, context="clue.reporter") == str(user.id)
     (media,) = _rows(app, Media)
     assert media.owner_id is None  # the photo no longer points at its uploader
+    assert _rows(app, Notification) == []  # sealed, released later in a batch (issue 13)
+    release_sealed()
     (note,) = _rows(app, Notification)
-    assert note.user_id == user.id  # it must reach them ...
+    assert note.user_id == user.id and note.sealed  # it must reach them ...
     assert note.data == {} and re.fullmatch(r"clue-anon:[0-9a-f]{48}", note.dedupe_key)
     assert "id=" not in (note.page or "")
     assert _rows(app, IdempotencyRecord) == []  # ... but nothing stored ties them to the clue

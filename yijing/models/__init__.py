@@ -26,7 +26,7 @@ from yijing.models.idempotency import IdempotencyRecord
 from yijing.models.jurisdiction import Jurisdiction, JurisdictionLevel
 from yijing.models.media import Media, MediaPurpose
 from yijing.models.message import Message, MessageReply, MessageStatus
-from yijing.models.notification import Notification, NotificationStatus
+from yijing.models.notification import Notification, NotificationStatus, SealedEnvelope
 from yijing.models.points import PointsEntry
 from yijing.models.report import DailyStat, ExportKind, ExportStatus, ReportExport, VolunteerDay
 from yijing.models.subscription import ConsentAnswer, SubscriptionConsent
@@ -43,10 +43,12 @@ from yijing.models.task import (
 )
 from yijing.models.user import AuthToken, Role, RoleGrant, TokenAudience, User, UserKind
 from yijing.models.volunteer import (
+    CorrectionStatus,
     PrivacyConsent,
     Team,
     Volunteer,
     VolunteerCategory,
+    VolunteerCorrection,
     VolunteerNumberCounter,
     VolunteerStatus,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "CommentReport",
     "CommentStatus",
     "ConsentAnswer",
+    "CorrectionStatus",
     "CounterFlush",
     "DailyStat",
     "DispatchMode",
@@ -96,6 +99,7 @@ __all__ = [
     "ReportExport",
     "Role",
     "RoleGrant",
+    "SealedEnvelope",
     "SubscriptionConsent",
     "Task",
     "TaskKind",
@@ -108,6 +112,7 @@ __all__ = [
     "UserKind",
     "Volunteer",
     "VolunteerCategory",
+    "VolunteerCorrection",
     "VolunteerDay",
     "VolunteerNumberCounter",
     "VolunteerStatus",

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from yijing.extensions import db
@@ -62,3 +62,21 @@ class Notification(TimestampMixin, db.Model):
     wechat_msgid: Mapped[str | None] = mapped_column(String(32))
     # WeChat's errcode for the last failure (None for network errors and HTTP statuses).
     error_code: Mapped[int | None] = mapped_column(Integer)
+    # Written for an anonymous reporter (released from a :class:`SealedEnvelope`): staff views never
+    # show who it is for, and it is purged soon after delivery (see yijing.services.sealed).
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class SealedEnvelope(db.Model):
+    """Something due to an anonymous reporter (a notification, points), encrypted, held back.
+
+    The row carries no user id and no clue id in clear, and no creation time: only when it may be
+    released. A job opens the due envelopes in batches, so that what reaches the tables that name
+    users is written at a batch time some minutes after the event, not next to it.
+    """
+
+    __tablename__ = "sealed_envelopes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    release_after: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    payload_enc: Mapped[str] = mapped_column(Text)

@@ -47,6 +47,11 @@ class User(TimestampMixin, db.Model):
     home_jurisdiction_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdictions.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Account cancellation (注销): asked for, carried out once ``cancel_due_at`` has passed (a login
+    # before then withdraws it), and done (the row is kept as a bare id so that figures add up).
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class RoleGrant(TimestampMixin, db.Model):

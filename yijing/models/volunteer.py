@@ -165,6 +165,9 @@ class Volunteer(TimestampMixin, db.Model):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set once the personal information was erased (retention of a closed application, or the
+    # applicant cancelled their account): the *_enc columns then hold empty strings.
+    pii_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Duty: the database keeps the state so a lost Redis index can be rebuilt. The location and
     # ``duty_seen_at`` are written at most every DUTY_DB_SYNC_SECONDS; Redis has every ping.
@@ -191,3 +194,36 @@ class VolunteerNumberCounter(db.Model):
 
     year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CorrectionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class VolunteerCorrection(TimestampMixin, db.Model):
+    """A volunteer's request to correct their real name, phone or ID number (PIPL art. 46).
+
+    Only the fields asked to change are set; the desk approves or rejects it like an application.
+    """
+
+    __tablename__ = "volunteer_corrections"
+    __table_args__ = (Index("ix_volunteer_corrections_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    real_name_enc: Mapped[str | None] = mapped_column(String(255))
+    name_masked: Mapped[str | None] = mapped_column(String(64))
+    id_number_enc: Mapped[str | None] = mapped_column(String(255))
+    id_number_hash: Mapped[str | None] = mapped_column(String(64))
+    id_number_masked: Mapped[str | None] = mapped_column(String(32))
+    phone_enc: Mapped[str | None] = mapped_column(String(255))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    phone_masked: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decision_reason: Mapped[str | None] = mapped_column(Text)

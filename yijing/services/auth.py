@@ -88,6 +88,11 @@ def wechat_login(code: str, actor: Actor) -> IssuedToken:
         db.session.add(user)
     elif not user.is_active:
         raise Forbidden("该账号已停用", code="account_disabled")
+    elif user.cancel_requested_at is not None:
+        # Logging in during the cooling-off period withdraws the cancellation (yijing.services.account).
+        user.cancel_requested_at = None
+        user.cancel_due_at = None
+        audit.record(actor, "account.cancel_withdraw", "user", user.id, data={"how": "login"})
     user.unionid = session.get("unionid") or user.unionid
     user.session_key_enc = pii.encrypt(session["session_key"], context=SESSION_KEY_CONTEXT)
     user.last_login_at = utcnow()

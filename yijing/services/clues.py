@@ -64,7 +64,7 @@ from yijing.models.clue import (
 )
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
-from yijing.services import audit, media, outbox, points
+from yijing.services import audit, media, outbox, points, sealed
 from yijing.services import jurisdictions as jurisdiction_service
 from yijing.sql import insert_ignore
 from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
@@ -131,12 +131,21 @@ def _reporter_index(user_id: int) -> str:
     return pii.blind_index(str(user_id), context=REPORTER_CONTEXT)
 
 
-def reporter_user_id(clue: Clue) -> int:
-    """The user behind the clue (decrypted for an anonymous one). Never shown to staff."""
+def reporter_user_id(clue: Clue) -> int | None:
+    """The user behind the clue (decrypted for an anonymous one). Never shown to staff.
+
+    None once the reporter cancelled their account: the clue is kept, cut from the person.
+    """
     if clue.reporter_id is not None:
         return clue.reporter_id
-    assert clue.reporter_enc is not None
+    if clue.reporter_enc is None:
+        return None
     return int(pii.decrypt(clue.reporter_enc, context=REPORTER_CONTEXT))
+
+
+def reported_by(user_id: int) -> ColumnElement[bool]:
+    """The clues ``user_id`` reported (named or anonymous)."""
+    return _reported_by(user_id)
 
 
 def _reported_by(user_id: int) -> ColumnElement[bool]:
@@ -369,13 +378,14 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
     clue: no clue id in its data or page, and a keyed dedupe key.
     """
     if clue.is_anonymous:
-        outbox.notify(
+        # Sealed and released later in a batch: the row naming the user is not written next to the
+        # clue's event in time (see yijing.services.sealed).
+        sealed.notify(
             user_id,
             kind,
             title=title,
             body=body,
             dedupe_key="clue-anon:" + _keyed(NOTIFY_CONTEXT, f"{kind}:{source_id}"),
-            data={},
             page="pages/clues/index",
         )
         return
@@ -396,9 +406,9 @@ def _award_valid(clue: Clue, user_id: int) -> bool:
         return False
     if clue.is_anonymous:
         source_key = "clue-anon:" + _keyed(POINTS_CONTEXT, f"{clue.id}:valid")
-    else:
-        source_key = f"clue:{clue.id}:valid"
-    return points.award(user_id, amount, reason="clue_valid", source_key=source_key)
+        sealed.award(user_id, amount, reason="clue_valid", source_key=source_key)
+        return True
+    return points.award(user_id, amount, reason="clue_valid", source_key=f"clue:{clue.id}:valid")
 
 
 # -- the reporter's view -------------------------------------------------------------------
@@ -958,9 +968,10 @@ def transition(
         data={"from": current, "to": to, **{k: v for k, v in event.data.items()}},
     )
     reporter = reporter_user_id(clue)
-    _notify_reporter(clue, reporter, "clue_status", f"线索进展：{STATUS_LABELS[to]}", note, event.id)
-    if to == ClueStatus.RESOLVED and valid:
-        _award_valid(clue, reporter)
+    if reporter is not None:
+        _notify_reporter(clue, reporter, "clue_status", f"线索进展：{STATUS_LABELS[to]}", note, event.id)
+        if to == ClueStatus.RESOLVED and valid:
+            _award_valid(clue, reporter)
     db.session.commit()
     return desk_view(principal, clue, jurisdiction)
 
@@ -977,7 +988,9 @@ def ask(principal: Principal, actor: Actor, clue_id: int, body: str) -> dict[str
     db.session.flush()
     audit.record(actor, "clue.ask", "clue", clue.id, data={"message_id": message.id})
     title = "值班民警向您询问线索情况"
-    _notify_reporter(clue, reporter_user_id(clue), "clue_question", title, body, message.id)
+    reporter = reporter_user_id(clue)
+    if reporter is not None:
+        _notify_reporter(clue, reporter, "clue_question", title, body, message.id)
     db.session.commit()
     return desk_view(principal, clue, jurisdiction)
 
@@ -1063,7 +1076,8 @@ def check_content(clue_id: int) -> str | None:
     clue = db.session.get(Clue, clue_id)
     if clue is None or clue.content_checked_at is not None:
         return None
-    user = db.session.get(User, reporter_user_id(clue))
+    reporter = reporter_user_id(clue)
+    user = db.session.get(User, reporter) if reporter is not None else None
     flag, label = ContentFlag.SKIPPED, None
     if user is not None and user.openid:
         text = "\n".join(filter(None, [clue.description, clue.address]))[:CONTENT_CHECK_MAX_CHARS]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import delete, select, update
 
 from yijing.errors import Conflict, InvalidInput
@@ -15,8 +16,6 @@ from yijing.sql import insert_ignore
 
 # A claim whose request never finished (the process died) may be taken over after this long.
 STALE_CLAIM = timedelta(seconds=60)
-# Stored answers are kept this long; phones retry within minutes, not days.
-RETENTION = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,15 @@ def release(record_id: int) -> None:
     db.session.commit()
 
 
+def retention() -> timedelta:
+    """How long stored answers are kept (``RETAIN_IDEMPOTENCY_HOURS``): phones retry within minutes."""
+    return timedelta(hours=current_app.config["YIJING"].retain_idempotency_hours)
+
+
 def purge_expired() -> int:
-    """Delete stored answers older than :data:`RETENTION` (a scheduled job calls this)."""
+    """Delete stored answers older than :func:`retention` (a scheduled job calls this)."""
     deleted = db.session.execute(
-        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - RETENTION)
+        delete(IdempotencyRecord).where(IdempotencyRecord.created_at < utcnow() - retention())
     ).rowcount
     db.session.commit()
     return deleted or 0

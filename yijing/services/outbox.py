@@ -42,8 +42,10 @@ def _row(
     page: str | None,
     now: datetime,
     sweep_after: datetime,
+    sealed: bool = False,
 ) -> dict[str, Any]:
     return {
+        "sealed": sealed,
         "user_id": user_id,
         "kind": kind,
         "title": title[:100],
@@ -56,6 +58,34 @@ def _row(
         "created_at": now,
         "sweep_after": sweep_after,
     }
+
+
+def row(
+    user_id: int,
+    kind: str,
+    *,
+    title: str,
+    dedupe_key: str,
+    body: str = "",
+    data: dict[str, Any] | None = None,
+    page: str | None = None,
+    now: datetime,
+    sealed: bool = False,
+) -> dict[str, Any]:
+    """The values of one outbox row, for a caller that inserts rows itself (then
+    :func:`register_for_delivery`); ``sealed`` for an anonymous reporter (yijing.services.sealed)."""
+    return _row(
+        user_id,
+        kind,
+        title=title,
+        dedupe_key=dedupe_key,
+        body=body,
+        data=data,
+        page=page,
+        now=now,
+        sweep_after=_sweep_after(now),
+        sealed=sealed,
+    )
 
 
 def _sweep_after(now: datetime) -> datetime:

@@ -19,8 +19,8 @@ from sqlalchemy import func, not_, select, update
 
 from yijing import pii
 from yijing.extensions import db
-from yijing.models import User, Volunteer
-from yijing.services import auth, volunteers
+from yijing.models import SealedEnvelope, User, Volunteer, VolunteerCorrection
+from yijing.services import auth, sealed, volunteers
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,16 @@ PII_COLUMNS: list[PIIColumn] = [
     PIIColumn(Volunteer, "real_name_enc", volunteers.NAME_CONTEXT),
     PIIColumn(Volunteer, "id_number_enc", volunteers.ID_NUMBER_CONTEXT),
     PIIColumn(Volunteer, "phone_enc", volunteers.PHONE_CONTEXT),
+    PIIColumn(VolunteerCorrection, "real_name_enc", volunteers.NAME_CONTEXT),
+    PIIColumn(VolunteerCorrection, "id_number_enc", volunteers.ID_NUMBER_CONTEXT),
+    PIIColumn(VolunteerCorrection, "phone_enc", volunteers.PHONE_CONTEXT),
+    PIIColumn(SealedEnvelope, "payload_enc", sealed.ENVELOPE_CONTEXT),
 ]
 
 
 def _not_active(column, active: str):  # type: ignore[no-untyped-def]
-    return column.is_not(None) & not_(column.startswith(f"{active}:", autoescape=True))
+    # An erased value is an empty string (yijing.services.account.erase_application): nothing to rotate.
+    return column.is_not(None) & (column != "") & not_(column.startswith(f"{active}:", autoescape=True))
 
 
 def pending() -> dict[str, int]:

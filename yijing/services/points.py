@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 
 from yijing.extensions import db
@@ -10,8 +12,16 @@ from yijing.models.base import utcnow
 from yijing.sql import insert_ignore
 
 
-def award(user_id: int, amount: int, *, reason: str, source_key: str) -> bool:
-    """Add an entry in the caller's transaction; a replayed ``source_key`` adds nothing."""
+def award(user_id: int, amount: int, *, reason: str, source_key: str, at: datetime | None = None) -> bool:
+    """Add an entry in the caller's transaction; a replayed ``source_key`` adds nothing.
+
+    The ledger of a cancelled account is closed: nothing is added to it.
+    """
+    from yijing.models import User
+
+    cancelled = db.session.scalar(select(User.cancelled_at).where(User.id == user_id))
+    if cancelled is not None:
+        return False
     return bool(
         insert_ignore(
             db.session(),
@@ -21,7 +31,7 @@ def award(user_id: int, amount: int, *, reason: str, source_key: str) -> bool:
                 "amount": amount,
                 "reason": reason,
                 "source_key": source_key,
-                "created_at": utcnow(),
+                "created_at": at or utcnow(),
             },
         )
     )

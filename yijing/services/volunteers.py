@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -404,14 +405,63 @@ def _staff_list_query(principal: Principal, filters: dict[str, Any]) -> Select[A
 def list_for_staff(
     principal: Principal, filters: dict[str, Any], *, cursor: str | None, limit: int
 ) -> Page[Volunteer]:
-    """Applications and volunteers in the staff member's jurisdiction, newest first."""
-    return paginate(
+    """Applications and volunteers in the staff member's jurisdiction, newest first, each with
+    ``id_number_flags`` (see :func:`flag_reused_id_numbers`)."""
+    page = paginate(
         _staff_list_query(principal, filters),
         [SortKey(Volunteer.created_at, descending=True), SortKey(Volunteer.id, descending=True)],
         lambda v: [v.created_at, v.id],
         cursor=cursor,
         limit=limit,
     )
+    flag_reused_id_numbers(page.items)
+    return page
+
+
+REUSE_CLOSED = frozenset({VolunteerStatus.REJECTED, VolunteerStatus.WITHDRAWN})
+
+
+def flag_reused_id_numbers(volunteers: Sequence[Volunteer]) -> None:
+    """Set ``id_number_flags`` on each: the other applications with the same ID number (matched by
+    blind index, whatever the jurisdiction) that were rejected or withdrawn, or made by another
+    WeChat account, with the earlier decision and its reason, so that the reviewer decides knowingly.
+
+    One query for the whole page. The flags name no other applicant (no id, no name).
+    """
+    hashes = {v.id_number_hash for v in volunteers if v.id_number_hash}
+    others: dict[str, list[Volunteer]] = {}
+    if hashes:
+        for other in db.session.scalars(
+            select(Volunteer).where(Volunteer.id_number_hash.in_(sorted(hashes))).order_by(Volunteer.id)
+        ):
+            others.setdefault(other.id_number_hash, []).append(other)
+    for volunteer in volunteers:
+        flags = []
+        for other in others.get(volunteer.id_number_hash, []) if volunteer.id_number_hash else []:
+            if other.id == volunteer.id:
+                continue
+            another_account = other.user_id != volunteer.user_id
+            if other.status == VolunteerStatus.REJECTED:
+                message = "此身份证号曾被驳回"
+            elif other.status == VolunteerStatus.WITHDRAWN:
+                message = "此身份证号的申请曾被撤回"
+            elif another_account:
+                message = "此身份证号曾由其他账号申请"
+            else:
+                continue
+            if another_account and other.status in REUSE_CLOSED:
+                message += "（曾由其他账号申请）"
+            flags.append(
+                {
+                    "message": message,
+                    "status": other.status,
+                    "another_account": another_account,
+                    "applied_at": other.created_at,
+                    "decided_at": other.decided_at or other.updated_at,
+                    "reason": other.decision_reason,
+                }
+            )
+        volunteer.id_number_flags = flags  # type: ignore[attr-defined]
 
 
 def lookup_for_staff(principal: Principal, *, id_number: str | None, phone: str | None) -> list[Volunteer]:
@@ -431,6 +481,7 @@ def lookup_for_staff(principal: Principal, *, id_number: str | None, phone: str 
 def detail_for_staff(principal: Principal, volunteer_id: int) -> dict[str, Any]:
     """A volunteer with the history of decisions and reads (masked personal information)."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW)
+    flag_reused_id_numbers([volunteer])
     entries = db.session.scalars(
         select(AuditEntry)
         .where(AuditEntry.target_type == "volunteer", AuditEntry.target_id == str(volunteer.id))
