@@ -8,7 +8,7 @@ broadcasts)::
     # → [(volunteer_id, distance_m), ...], nearest first, only fresh entries
 
 Only on-duty volunteers are in the index (a search sorts every point inside its radius, see
-LIMITS.md), each in three GEO sets so that a search sorts as few points as it can:
+docs/performance.md), each in three GEO sets so that a search sorts as few points as it can:
 
 * ``{duty}:geo`` — everyone on duty;
 * ``{duty}:geo:cat:<category>`` — per category, for a search filtered by one category;

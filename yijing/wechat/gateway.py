@@ -1,6 +1,6 @@
 """The backend's one WeChat server-API client, built on wechatpy's ``WeChatClient``.
 
-What it adds to wechatpy (see /work/shared/WECHAT.md): a configurable base URL for every call, login
+What it adds to wechatpy (see docs/wechat.md): a configurable base URL for every call, login
 without an access token, one cross-process token refresher (Redis cache + Redis lock + ``stable_token``),
 exactly one refresh-and-retry on 40001/42001, the v2 content-security calls, ``miniprogram_state`` on
 subscribe messages, and translation of every failure into :mod:`yijing.wechat.errors`.
