@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app, request
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.models import ClueCategory
 from yijing.pagination import Page
@@ -95,11 +96,11 @@ def _idempotency_key() -> str | None:
 
 
 def _submit_limit() -> str:
-    return current_app.config["YIJING"].clue_rate_limit
+    return settings().clue_rate_limit
 
 
 def _track_limit() -> str:
-    return current_app.config["YIJING"].clue_track_rate_limit
+    return settings().clue_track_rate_limit
 
 
 @blp.route("", methods=["POST"])

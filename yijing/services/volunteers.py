@@ -14,7 +14,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis.exceptions import RedisError
 from sqlalchemy import Select, or_, select, update
@@ -23,7 +22,7 @@ from sqlalchemy.orm import contains_eager, joinedload
 
 from yijing import pii, policies, resident_id
 from yijing.actor import Actor
-from yijing.config import Config
+from yijing.config import settings
 from yijing.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.models import (
@@ -78,17 +77,13 @@ STATUS_LABELS = {
 }
 
 
-def _config() -> Config:
-    return current_app.config["YIJING"]
-
-
 def today_in_shanghai() -> date:
     return utcnow().astimezone(SHANGHAI).date()
 
 
 def form_options() -> dict[str, Any]:
     """What the application form offers: categories, skills and the privacy terms to agree to."""
-    config = _config()
+    config = settings()
     return {
         "categories": [{"value": k, "label": v} for k, v in CATEGORY_LABELS.items()],
         "skills": [{"value": k, "label": v} for k, v in SKILL_LABELS.items()],
@@ -102,7 +97,7 @@ def form_options() -> dict[str, Any]:
 
 def _check_id_number(number: str, user_id: int, errors: dict[str, list[str]]) -> tuple[str, str] | None:
     """The normalised number and its blind index, or None with a field error added."""
-    config = _config()
+    config = settings()
     try:
         parsed = resident_id.parse(number, today=today_in_shanghai())
     except resident_id.ResidentIdError as exc:
@@ -212,7 +207,7 @@ def apply(user_id: int, data: dict[str, Any], actor: Actor) -> Volunteer:
     """Submit an application. Nothing is stored unless every field is valid."""
     if _open_application(user_id) is not None:
         raise Conflict("您已有一份进行中的义警申请，可在“我的申请”中修改或撤回", code="application_exists")
-    config = _config()
+    config = settings()
     errors: dict[str, list[str]] = {}
     if not data.get("consent_accepted"):
         errors.setdefault("consent_accepted", []).append("请阅读并同意《义警个人信息保护条款》")
@@ -485,7 +480,7 @@ def _next_number(now: datetime) -> str:
         .values(last=VolunteerNumberCounter.last + 1)
         .returning(VolunteerNumberCounter.last)
     ).scalar_one()
-    return f"{_config().volunteer_number_prefix}-{year}-{last:06d}"
+    return f"{settings().volunteer_number_prefix}-{year}-{last:06d}"
 
 
 def _require_status(volunteer: Volunteer, *allowed: VolunteerStatus, message: str) -> None:
@@ -579,7 +574,7 @@ def read_pii(
 
 
 def _card_serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(_config().secret_key, salt=CARD_SALT)
+    return URLSafeSerializer(settings().secret_key, salt=CARD_SALT)
 
 
 def card(user_id: int) -> dict[str, Any]:
