@@ -232,6 +232,7 @@ def ensure_fake_wechat(env: dict[str, str], procs: list[subprocess.Popen]) -> No
         ],
         log_name="fakewechat.log",
         env=env,
+        cwd=ROOT,  # a development tool, run from the checkout (it is not part of the installed package)
     )
     wait_for_port("127.0.0.1", port, "the fake WeChat server", proc=procs[-1], log=VAR / "fakewechat.log")
     env["WECHAT_API_BASE_URL"] = f"http://127.0.0.1:{port}"
