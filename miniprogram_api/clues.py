@@ -7,7 +7,6 @@ The reporter-side POSTs handle ``Idempotency-Key`` in the clue service rather th
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import request
 from flask_smorest import Blueprint
@@ -15,6 +14,7 @@ from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
 from yijing.extensions import limiter
+from yijing.localtime import SHANGHAI
 from yijing.models import ClueCategory
 from yijing.pagination import Page
 from yijing.services import clues as clue_service
@@ -25,7 +25,6 @@ from yijing.web.request_log import redact_request
 from yijing.web.schemas import ClueSummarySchema, PhotoSchema, PlaceSchema
 
 blp = Blueprint("clues", __name__, url_prefix="/api/v1/clues", description="线索举报")
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED = {"Idempotent-Replayed": "true"}
 

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from rq import Retry
@@ -41,6 +40,7 @@ from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db
+from yijing.localtime import SHANGHAI, local
 from yijing.models import (
     Assignment,
     AssignmentStatus,
@@ -60,7 +60,6 @@ from yijing.sql import insert_ignore
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 A = AssignmentStatus
 S = TaskStatus
 
@@ -128,10 +127,6 @@ MAX_WINDOW = timedelta(days=7)
 
 def config() -> Config:
     return current_app.config["YIJING"]
-
-
-def local(dt: datetime) -> datetime:
-    return dt.astimezone(SHANGHAI)
 
 
 def local_text(dt: datetime) -> str:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis.exceptions import RedisError
@@ -25,6 +24,7 @@ from yijing.actor import Actor
 from yijing.config import settings
 from yijing.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yijing.extensions import db
+from yijing.localtime import SHANGHAI, local_today
 from yijing.models import (
     AuditEntry,
     Jurisdiction,
@@ -50,7 +50,6 @@ ID_NUMBER_CONTEXT = "volunteer.id_number"
 PHONE_CONTEXT = "volunteer.phone"
 PRIVACY_DOCUMENT = "volunteer_privacy"
 CARD_SALT = "yijing.volunteer-card.v1"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 PII_FIELDS = ("real_name", "id_number", "phone")
 PRIVACY_SUMMARY = (
     "为审核您的义警资格，我们将收集您的姓名、身份证号码、手机号、职业类别、工作单位和所在社区，"
@@ -77,10 +76,6 @@ STATUS_LABELS = {
 }
 
 
-def today_in_shanghai() -> date:
-    return utcnow().astimezone(SHANGHAI).date()
-
-
 def form_options() -> dict[str, Any]:
     """What the application form offers: categories, skills and the privacy terms to agree to."""
     config = settings()
@@ -99,11 +94,11 @@ def _check_id_number(number: str, user_id: int, errors: dict[str, list[str]]) ->
     """The normalised number and its blind index, or None with a field error added."""
     config = settings()
     try:
-        parsed = resident_id.parse(number, today=today_in_shanghai())
+        parsed = resident_id.parse(number, today=local_today())
     except resident_id.ResidentIdError as exc:
         errors.setdefault("id_number", []).append(exc.message)
         return None
-    age = parsed.age_on(today_in_shanghai())
+    age = parsed.age_on(local_today())
     if age < config.volunteer_min_age or age > config.volunteer_max_age:
         errors.setdefault("id_number", []).append(
             f"义警年龄须在 {config.volunteer_min_age} 至 {config.volunteer_max_age} 周岁之间"
