@@ -297,7 +297,11 @@ def test_reason_is_required_and_transitions_are_checked(client, volunteers, staf
     twice = client.post(
         f"/api/v1/desk/volunteers/{vid}/review", json={"decision": "approve", "reason": "再批"}, headers=desk
     )
-    assert twice.status_code == 409 and twice.get_json()["error"]["code"] == "bad_status"
+    assert twice.status_code == 409 and twice.get_json()["error"] == {
+        "code": "illegal_transition",
+        "message": "义警当前为「已通过」，不能审核",
+        "fields": {},
+    }
     assert (
         client.post(
             f"/api/v1/desk/volunteers/{vid}/reinstate", json={"reason": "恢复"}, headers=desk

@@ -68,6 +68,7 @@ from yijing.policies import Permission, Principal
 from yijing.services import audit, media, outbox, points
 from yijing.services import jurisdictions as jurisdiction_service
 from yijing.sql import insert_ignore
+from yijing.states import StateMachine
 from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ TRANSITIONS: dict[ClueStatus, frozenset[ClueStatus]] = {
         {ClueStatus.RESOLVED, ClueStatus.REJECTED, ClueStatus.DUPLICATE, ClueStatus.TRANSFERRED}
     ),
 }
+STATES = StateMachine("线索", TRANSITIONS, STATUS_LABELS)
 
 DEFAULT_PUBLIC_NOTES: dict[ClueStatus, str] = {
     ClueStatus.SUBMITTED: "线索已提交，等待值班民警受理。",
@@ -875,11 +877,7 @@ def transition(
     except ValueError:
         raise InvalidInput("目标状态无效", fields={"to": ["取值无效"]}) from None
     current = ClueStatus(clue.status)
-    if to not in TRANSITIONS.get(current, frozenset()):
-        raise Conflict(
-            f"线索当前为「{STATUS_LABELS[current]}」，不能改为「{STATUS_LABELS[to]}」",
-            code="illegal_transition",
-        )
+    STATES.require(current, to)
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now}
     original: Clue | None = None

@@ -42,6 +42,7 @@ from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, auth, duty_index, jurisdictions, outbox, teams
 from yijing.sql import insert_ignore
+from yijing.states import StateMachine
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,18 @@ STATUS_LABELS = {
     VolunteerStatus.SUSPENDED: "已暂停",
     VolunteerStatus.WITHDRAWN: "已退出",
 }
+# pending → approved | rejected; approved ⇄ suspended; any open status → withdrawn.
+STATES = StateMachine(
+    "义警",
+    {
+        VolunteerStatus.PENDING: frozenset(
+            {VolunteerStatus.APPROVED, VolunteerStatus.REJECTED, VolunteerStatus.WITHDRAWN}
+        ),
+        VolunteerStatus.APPROVED: frozenset({VolunteerStatus.SUSPENDED, VolunteerStatus.WITHDRAWN}),
+        VolunteerStatus.SUSPENDED: frozenset({VolunteerStatus.APPROVED, VolunteerStatus.WITHDRAWN}),
+    },
+    STATUS_LABELS,
+)
 
 
 def form_options() -> dict[str, Any]:
@@ -478,17 +491,11 @@ def _next_number(now: datetime) -> str:
     return f"{settings().volunteer_number_prefix}-{year}-{last:06d}"
 
 
-def _require_status(volunteer: Volunteer, *allowed: VolunteerStatus, message: str) -> None:
-    if volunteer.status not in allowed:
-        raise Conflict(
-            f"{message}（当前状态：{STATUS_LABELS[VolunteerStatus(volunteer.status)]}）", code="bad_status"
-        )
-
-
 def review(principal: Principal, volunteer_id: int, decision: str, reason: str, actor: Actor) -> Volunteer:
     """Approve or reject a pending application."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW, for_update=True)
-    _require_status(volunteer, VolunteerStatus.PENDING, message="只能审核待审核的申请")
+    to = VolunteerStatus.REJECTED if decision == "reject" else VolunteerStatus.APPROVED
+    STATES.require(volunteer.status, to, action="审核", only_from=[VolunteerStatus.PENDING])
     if decision == "reject":
         _set_status(volunteer, VolunteerStatus.REJECTED)
         _record_decision(
@@ -519,7 +526,7 @@ def review(principal: Principal, volunteer_id: int, decision: str, reason: str, 
 def suspend(principal: Principal, volunteer_id: int, reason: str, actor: Actor) -> Volunteer:
     """Suspend an approved volunteer: off duty, role revoked, card no longer valid."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW, for_update=True)
-    _require_status(volunteer, VolunteerStatus.APPROVED, message="只能暂停已通过的义警")
+    STATES.require(volunteer.status, VolunteerStatus.SUSPENDED, action="暂停")
     _set_status(volunteer, VolunteerStatus.SUSPENDED)
     went_off_duty = _end_duty(volunteer)
     teams.clear_captain_if(volunteer.team_id, volunteer.user_id)
@@ -534,7 +541,9 @@ def suspend(principal: Principal, volunteer_id: int, reason: str, actor: Actor) 
 def reinstate(principal: Principal, volunteer_id: int, reason: str, actor: Actor) -> Volunteer:
     """Give a suspended volunteer their place back."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW, for_update=True)
-    _require_status(volunteer, VolunteerStatus.SUSPENDED, message="只能恢复已暂停的义警")
+    STATES.require(
+        volunteer.status, VolunteerStatus.APPROVED, action="恢复", only_from=[VolunteerStatus.SUSPENDED]
+    )
     _set_status(volunteer, VolunteerStatus.APPROVED)
     _record_decision(
         volunteer, actor, "reinstate", reason, title="义警资格已恢复", body=f"恢复说明：{reason}"
