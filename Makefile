@@ -4,11 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite test-postgresql lint format worker cron bench clean
+.PHONY: install run test test-scale test-sqlite test-postgresql lint format worker cron bench clean \
+	lock lock-check lock-upgrade
 
-$(STAMP): pyproject.toml
+## Installs exactly the versions in requirements.lock (pip constraints), inside pyproject's ranges.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python scripts/lock.py --check
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +23,10 @@ run: install
 ## The whole suite: lint, then SQLite and PostgreSQL side by side (PostgreSQL required under CI=true).
 test: install lint
 	$(BIN)/python scripts/run_suites.py
+
+## The tests marked `scale` (the 200,000-volunteer export), which `make test` leaves out.
+test-scale: install
+	YIJING_TEST_DB=$${YIJING_TEST_DB:-postgresql} $(BIN)/python -m pytest -p no:cacheprovider -m scale
 
 test-sqlite: install
 	YIJING_TEST_DB=sqlite $(BIN)/python -m pytest
@@ -48,6 +55,21 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		(echo "wrk is needed: apt-get install -y wrk"; exit 2)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## The lock: `lock` writes it from the installed packages, `lock-check` compares, `lock-upgrade`
+## resolves the newest versions pyproject allows in a throw-away venv (then run `make test`).
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock -e '.[dev]' \
+		|| $(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/python scripts/lock.py
+	@touch $(STAMP)
+
+lock-check: install
+	$(BIN)/python scripts/lock.py --check
+
+lock-upgrade: install
+	$(BIN)/python scripts/lock.py --fresh
 
 clean:
 	rm -rf $(VENV) instance var .pytest_cache .ruff_cache

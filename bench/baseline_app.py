@@ -2,7 +2,7 @@
 
 It runs under gunicorn with exactly the settings the real app gets, so the ratio
 ``scenario req/s ÷ baseline req/s`` measured in the same run says how much of the
-hardware's ceiling (see /work/shared/LIMITS.md) an endpoint keeps.
+hardware's ceiling (see docs/performance.md) an endpoint keeps.
 """
 
 from flask import Flask, jsonify

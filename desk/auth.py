@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.services import auth as auth_service
 from yijing.web.auth import bearer_token, current_actor, login_required
@@ -22,7 +23,7 @@ class StaffLoginSchema(Schema):
 
 
 def _failure_limit() -> str:
-    return current_app.config["YIJING"].staff_login_failure_limit
+    return settings().staff_login_failure_limit
 
 
 def _username_key() -> str:
@@ -32,7 +33,7 @@ def _username_key() -> str:
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(lambda: current_app.config["YIJING"].login_rate_limit)
+@limiter.limit(lambda: settings().login_rate_limit)
 @limiter.limit(_failure_limit, key_func=_username_key, deduct_when=lambda r: r.status_code == 401)
 @blp.arguments(StaffLoginSchema)
 @blp.response(200, TokenSchema)

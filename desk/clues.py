@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.localtime import SHANGHAI
 from yijing.models import ClueCategory, ClueStatus
 from yijing.models.clue import TransferTarget
 from yijing.pagination import Page
@@ -20,7 +20,6 @@ from yijing.web.schemas import ClueSummarySchema, JurisdictionSummarySchema, Pho
 blp = Blueprint("desk_clues", __name__, url_prefix="/api/v1/desk/clues", description="值班台：线索研判")
 
 STATUSES = [s.value for s in ClueStatus]
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class QueueArgsSchema(PageArgsSchema):

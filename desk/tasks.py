@@ -1,7 +1,7 @@
 """Patrol tasks at the desk: create, edit while draft, publish, cancel; invite named volunteers;
-recurring series; the board, one task's volunteers, track points and nearby-dispatch rings; a
-volunteer's history and service hours. Everything is limited to the staff member's jurisdiction
-(``task.manage``)."""
+recurring series; the board, one task's volunteers, track points and nearby-dispatch rings.
+Everything is limited to the staff member's jurisdiction (``task.manage``). A volunteer's own
+history of tasks is served with the volunteers (``desk/volunteers.py``)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.schemas import (
     AssignmentSchema,
     JurisdictionSummarySchema,
-    ServiceTotalsSchema,
     TaskSchema,
-    VolunteerSchema,
 )
 
 blp = Blueprint("desk_tasks", __name__, url_prefix="/api/v1/desk", description="值班台：巡逻任务与调度")
@@ -283,17 +281,6 @@ class TaskSeriesSchema(Schema):
     ended_at = fields.DateTime(dump_only=True, allow_none=True)
 
 
-class VolunteerTaskItemSchema(DeskAssignmentSchema):
-    task = fields.Nested(TaskSchema, dump_only=True)
-
-
-class VolunteerHistorySchema(Schema):
-    volunteer = fields.Nested(VolunteerSchema, dump_only=True)
-    service = fields.Nested(ServiceTotalsSchema, dump_only=True)
-    items = fields.List(fields.Nested(VolunteerTaskItemSchema), dump_only=True)
-    next_cursor = fields.String(dump_only=True, allow_none=True)
-
-
 # -- tasks ----------------------------------------------------------------------------------------
 
 
@@ -425,17 +412,3 @@ def list_series(args: dict[str, Any]) -> Page[TaskSeries]:
 def end_series(data: dict[str, Any], series_id: int) -> TaskSeries:
     """Stop a recurring task; upcoming occurrences are cancelled with the reason."""
     return task_service.end_series(current_principal(), series_id, data["reason"], current_actor())
-
-
-# -- a volunteer's service --------------------------------------------------------------------------
-
-
-@blp.route("/volunteers/<int:volunteer_id>/tasks", methods=["GET"])
-@login_required
-@blp.arguments(PageArgsSchema, location="query")
-@blp.response(200, VolunteerHistorySchema)
-def volunteer_history(args: dict[str, Any], volunteer_id: int) -> dict[str, Any]:
-    """A volunteer's tasks, newest first, with their service hours."""
-    return task_service.volunteer_history(
-        current_principal(), volunteer_id, cursor=args["cursor"], limit=args["limit"]
-    )

@@ -1,5 +1,6 @@
-"""Vetting volunteers, reading their personal information for a reason, verifying cards, and
-finding on-duty volunteers. Every endpoint is limited to the staff member's jurisdiction."""
+"""Vetting volunteers, reading their personal information for a reason, verifying cards, finding
+on-duty volunteers, and a volunteer's patrol tasks with their service hours. Every endpoint is
+limited to the staff member's jurisdiction."""
 
 from __future__ import annotations
 
@@ -8,15 +9,23 @@ from typing import Any
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from desk.tasks import DeskAssignmentSchema
 from yijing.models import Volunteer
 from yijing.models.volunteer import CATEGORY_LABELS, VolunteerCategory, VolunteerStatus
 from yijing.pagination import Page
 from yijing.services import duty as duty_service
+from yijing.services import tasks as task_service
 from yijing.services import volunteers as volunteer_service
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
-from yijing.web.schemas import JurisdictionSummarySchema, TeamSummarySchema, VolunteerSchema
+from yijing.web.schemas import (
+    JurisdictionSummarySchema,
+    ServiceTotalsSchema,
+    TaskSchema,
+    TeamSummarySchema,
+    VolunteerSchema,
+)
 
 blp = Blueprint(
     "desk_volunteers", __name__, url_prefix="/api/v1/desk/volunteers", description="值班台：义警审核与在岗"
@@ -265,3 +274,28 @@ def read_pii(data: dict[str, Any], volunteer_id: int) -> tuple[dict[str, Any], i
         current_principal(), volunteer_id, data["reason"], data["fields_"], current_actor()
     )
     return clear, 200, {"Cache-Control": "no-store"}
+
+
+# -- a volunteer's service (their patrol tasks) --------------------------------------------------
+
+
+class VolunteerTaskItemSchema(DeskAssignmentSchema):
+    task = fields.Nested(TaskSchema, dump_only=True)
+
+
+class VolunteerHistorySchema(Schema):
+    volunteer = fields.Nested(VolunteerSchema, dump_only=True)
+    service = fields.Nested(ServiceTotalsSchema, dump_only=True)
+    items = fields.List(fields.Nested(VolunteerTaskItemSchema), dump_only=True)
+    next_cursor = fields.String(dump_only=True, allow_none=True)
+
+
+@blp.route("/<int:volunteer_id>/tasks", methods=["GET"])
+@login_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, VolunteerHistorySchema)
+def volunteer_history(args: dict[str, Any], volunteer_id: int) -> dict[str, Any]:
+    """A volunteer's tasks, newest first, with their service hours."""
+    return task_service.volunteer_history(
+        current_principal(), volunteer_id, cursor=args["cursor"], limit=args["limit"]
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.services import auth as auth_service
 from yijing.web.auth import bearer_token, current_actor, current_principal, login_required
@@ -29,7 +29,7 @@ class PhoneBoundSchema(Schema):
 
 
 def _login_limit() -> str:
-    return current_app.config["YIJING"].login_rate_limit
+    return settings().login_rate_limit
 
 
 @blp.route("/wechat-login", methods=["POST"])

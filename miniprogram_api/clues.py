@@ -7,13 +7,14 @@ The reporter-side POSTs handle ``Idempotency-Key`` in the clue service rather th
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, request
+from flask import request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
+from yijing.localtime import SHANGHAI
 from yijing.models import ClueCategory
 from yijing.pagination import Page
 from yijing.services import clues as clue_service
@@ -24,7 +25,6 @@ from yijing.web.request_log import redact_request
 from yijing.web.schemas import ClueSummarySchema, PhotoSchema, PlaceSchema
 
 blp = Blueprint("clues", __name__, url_prefix="/api/v1/clues", description="线索举报")
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED = {"Idempotent-Replayed": "true"}
 
@@ -95,11 +95,11 @@ def _idempotency_key() -> str | None:
 
 
 def _submit_limit() -> str:
-    return current_app.config["YIJING"].clue_rate_limit
+    return settings().clue_rate_limit
 
 
 def _track_limit() -> str:
-    return current_app.config["YIJING"].clue_track_rate_limit
+    return settings().clue_track_rate_limit
 
 
 @blp.route("", methods=["POST"])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.models import PostKind
 from yijing.pagination import Page
@@ -90,7 +91,7 @@ class ReportedSchema(Schema):
 
 
 def _comment_limit() -> str:
-    return current_app.config["YIJING"].comment_rate_limit
+    return settings().comment_rate_limit
 
 
 def _user_id() -> int | None:

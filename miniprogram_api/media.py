@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.models import Media, MediaPurpose
 from yijing.services import media as media_service
@@ -54,7 +55,7 @@ class MediaSchema(Schema):
 
 
 def _upload_limit() -> str:
-    return current_app.config["YIJING"].media_rate_limit
+    return settings().media_rate_limit
 
 
 @blp.route("", methods=["POST"])

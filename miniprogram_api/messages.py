@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.pagination import Page
 from yijing.services import messages as message_service
@@ -59,7 +59,7 @@ class MessageSchema(Schema):
 
 
 def _message_limit() -> str:
-    return current_app.config["YIJING"].message_rate_limit
+    return settings().message_rate_limit
 
 
 @blp.route("", methods=["POST"])

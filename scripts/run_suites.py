@@ -3,6 +3,8 @@
 Each run has its own Redis database and media folder so the two never meet. The logs are printed
 one after the other when both are done; the exit status is non-zero if either failed. Outside CI a
 PostgreSQL that does not answer skips that run with a message; under CI=true it is required.
+The wall time of the whole run is printed last, against the 8-minute budget. The tests marked
+``scale`` are left out (pyproject's addopts); `make test-scale` runs them.
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_BASE = os.environ.get("YIJING_TEST_REDIS_BASE", "redis://127.0.0.1:6379")
+BUDGET_SECONDS = 8 * 60
+
+
+def wall_time_line(seconds: float) -> str:
+    """``wall time 5 min 07 s (budget 8 min)``, with a warning past the budget."""
+    minutes, rest = divmod(round(seconds), 60)
+    line = f"wall time {minutes} min {rest:02d} s (budget {BUDGET_SECONDS // 60} min)"
+    return line + (" — OVER BUDGET" if seconds > BUDGET_SECONDS else "")
 
 
 def pg_reachable() -> bool:
@@ -26,6 +37,7 @@ def pg_reachable() -> bool:
 
 
 def main(pytest_args: list[str]) -> int:
+    started = time.monotonic()
     runs = {"sqlite": "11"}
     if IN_CI or pg_reachable():
         runs["postgresql"] = "12"
@@ -61,8 +73,9 @@ def main(pytest_args: list[str]) -> int:
         print(f"\n===== suite on {name} =====", flush=True)
         sys.stdout.write(logs[name].read_text(encoding="utf-8", errors="replace"))
         sys.stdout.flush()
+    print(f"\n{wall_time_line(time.monotonic() - started)}", flush=True)
     if failed:
-        print(f"\nfailed on: {', '.join(failed)}", flush=True)
+        print(f"failed on: {', '.join(failed)}", flush=True)
         return 1
     return 0
 

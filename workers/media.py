@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app
-
+from yijing.config import settings
 from yijing.services import media
 
 
 def purge_orphans() -> int:
     """Delete uploads that no clue or post took within ``MEDIA_ORPHAN_HOURS``."""
-    hours = current_app.config["YIJING"].media_orphan_hours
+    hours = settings().media_orphan_hours
     return media.purge_orphans(timedelta(hours=hours))

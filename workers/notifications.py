@@ -1,8 +1,8 @@
 """Delivery jobs for the notification outbox, and the sweeper that keeps the queue and the table in line.
 
 * ``deliver(ids)`` — one job per batch of rows (``NOTIFY_BATCH_SIZE``, default 100): a job costs ~3.6 ms of
-  worker CPU and 57 Redis commands (LIMITS.md), a send far less. Running it twice is harmless: rows are
-  claimed in the database and a row already sent is never sent again.
+  worker CPU and 57 Redis commands (docs/performance.md), a send far less. Running it twice is harmless:
+  rows are claimed in the database and a row already sent is never sent again.
 * ``sweep()`` — periodic: enqueues rows left pending (the relay's enqueue failed because Redis was down,
   a worker died mid-batch, a retry job was lost) and revives stalled mass-alert fan-outs.
 

@@ -100,7 +100,7 @@ def enqueue(spec: JobSpec) -> None:
 
 
 def enqueue_many(specs: Iterable[JobSpec]) -> None:
-    """Enqueue jobs without ids and without delay in one round trip per queue (LIMITS.md: ~5× faster)."""
+    """Enqueue jobs without ids and without delay in one round trip per queue (~5× faster)."""
     by_queue: dict[str, list[JobSpec]] = {}
     for spec in specs:
         if spec.job_id is not None or spec.delay > 0 or spec.at is not None:

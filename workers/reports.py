@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app
-
+from yijing.config import settings
 from yijing.services import exports, rollups
 
 
 def refresh_recent() -> int:
     """Recompute the last REPORT_ROLLUP_DAYS local days (and today) of the rollups."""
     today = rollups.local_today()
-    window = current_app.config["YIJING"].report_rollup_days
+    window = settings().report_rollup_days
     return rollups.rebuild(today - timedelta(days=window), today)
 
 
@@ -24,7 +23,7 @@ QUARTER_DAYS = 92
 def refresh_quarter() -> int:
     """Recompute the local days from QUARTER_DAYS ago up to where ``refresh_recent`` starts."""
     today = rollups.local_today()
-    window = current_app.config["YIJING"].report_rollup_days
+    window = settings().report_rollup_days
     first, last = today - timedelta(days=QUARTER_DAYS), today - timedelta(days=window + 1)
     return rollups.rebuild(first, last) if first <= last else 0
 

@@ -26,7 +26,7 @@ class AppContextMixin:
 
 
 class AppSimpleWorker(AppContextMixin, SimpleWorker):
-    """Runs jobs in the worker process: ~4× cheaper per job than forking (see LIMITS.md)."""
+    """Runs jobs in the worker process: ~4× cheaper per job than forking (see docs/performance.md)."""
 
 
 class AppForkWorker(AppContextMixin, Worker):

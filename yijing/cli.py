@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup
 
 from yijing.actor import Actor
+from yijing.config import settings
 from yijing.errors import DomainError, NotFound
 from yijing.models import Role
 
@@ -80,7 +81,7 @@ def seed_demo() -> None:
     """Load Baotou's districts with demo streets, communities, grids and demo staff (never in production)."""
     from yijing.demo import seed
 
-    if current_app.config["YIJING"].is_production:
+    if settings().is_production:
         click.echo("refusing to load demo data with YIJING_ENV=production", err=True)
         sys.exit(1)
     for line in seed.load_demo():
@@ -154,7 +155,7 @@ def rotate_pii_keys(batch_size: int, dry_run: bool) -> None:
     """Re-encrypt every personal-information column under PII_ACTIVE_KEY_ID."""
     from yijing.services import pii_keys
 
-    active = current_app.config["YIJING"].pii_active_key_id
+    active = settings().pii_active_key_id
     if not dry_run:
         for label, count in pii_keys.rotate(batch_size=batch_size).items():
             click.echo(f"re-encrypted {count:>8} {label}")
@@ -186,7 +187,7 @@ def rollup(first: object, last: object) -> None:
     from yijing.services import rollups
 
     last_day = last.date() if last else rollups.local_today()  # type: ignore[attr-defined]
-    window = current_app.config["YIJING"].report_rollup_days
+    window = settings().report_rollup_days
     first_day = first.date() if first else last_day - timedelta(days=window)  # type: ignore[attr-defined]
     if first_day > last_day:
         click.echo("错误：--from 应不晚于 --to", err=True)

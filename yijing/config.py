@@ -1,8 +1,10 @@
 """Configuration read from the environment.
 
-Every setting an operator may change is an environment variable; the names are part of the
-contract and listed in the README. Demo values make a laptop run work out of the box and are
-refused when ``YIJING_ENV=production``.
+Every setting an operator may change is an environment variable, declared once in :data:`SETTINGS`
+(name, type, default, meaning); the names are part of the contract. The README's table is generated
+from the declaration (``python -m yijing.config --markdown``) and a test keeps them equal. Demo
+values make a laptop run work out of the box and are refused when ``YIJING_ENV=production``.
+Code reads the running app's values through :func:`settings`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from yijing.wechat.templates import TemplateConfigError, TemplateRegistry, load_templates
@@ -115,6 +118,454 @@ def _default_database_url() -> str:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One setting an operator may change: the environment variable, its type, default and meaning.
+
+    ``kind`` is how the value is read: ``text``, ``int`` (whole number, at least ``minimum``),
+    ``float``, ``bool``, ``ints`` (comma-separated whole numbers), ``radii`` (comma-separated,
+    positive, strictly increasing), ``choice`` (one of ``choices``), ``path`` (relative to the
+    checkout unless absolute). ``default`` is the value when the variable is unset or empty (a
+    callable computes it); ``shown`` is how the README shows a default that is not the value itself.
+    ``demo`` marks a default that production refuses. ``attr`` is the :class:`Config` field it fills
+    (default: the name in lower case); ``custom`` says :meth:`Config.from_env` reads it by hand,
+    because it depends on another setting or is parsed into something else.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    meaning: str
+    minimum: int | None = None
+    choices: tuple[str, ...] = ()
+    demo: bool = False
+    shown: str | None = None
+    attr: str = ""
+    custom: bool = False
+
+    @property
+    def field(self) -> str:
+        return self.attr or self.name.lower()
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The typed value from ``env``; raises :class:`ConfigError` naming the setting."""
+        default = self.default_value()
+        if self.kind == "int":
+            return _int(env, self.name, default, minimum=self.minimum if self.minimum is not None else 0)
+        if self.kind == "float":
+            return _float(env, self.name, default)
+        if self.kind == "bool":
+            return _bool(env, self.name, default)
+        if self.kind == "ints":
+            return _int_list(env, self.name, default)
+        if self.kind == "radii":
+            return _radii(env, self.name, default)
+        value = _str(env, self.name, default)
+        if self.kind == "choice" and value not in self.choices:
+            raise ConfigError(f"{self.name} must be {', '.join(self.choices[:-1])} or {self.choices[-1]}")
+        if self.kind == "path" and value and not Path(value).is_absolute():
+            return str(ROOT / value)
+        return value
+
+    def readme_type(self) -> str:
+        if self.kind == "int":
+            return "whole number" + (f" ≥ {self.minimum}" if self.minimum else "")
+        return {
+            "float": "number",
+            "bool": "true / false",
+            "ints": "whole numbers, comma-separated",
+            "radii": "metres, comma-separated, increasing",
+            "choice": " / ".join(self.choices),
+            "path": "path (relative: to the checkout)",
+        }.get(self.kind, "text")
+
+    def readme_default(self) -> str:
+        if self.demo:
+            return "*demo*"
+        if self.shown is not None:
+            return self.shown
+        value = self.default_value()
+        if value == "" or value is None:
+            return "*(empty)*"
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        if isinstance(value, tuple):
+            return f"`{','.join(map(str, value))}`"
+        return f"`{value}`"
+
+
+def _s(name: str, kind: str, default: Any, meaning: str, **options: Any) -> Setting:
+    return Setting(name, kind, default, meaning, **options)
+
+
+#: Every setting, once. The README's configuration table is generated from this list
+#: (``python -m yijing.config --markdown``) and a test keeps the two equal.
+SETTINGS: tuple[Setting, ...] = (
+    _s(
+        "YIJING_ENV",
+        "choice",
+        "development",
+        "`development`, `test` or `production`",
+        choices=("development", "test", "production"),
+        attr="env",
+    ),
+    _s(
+        "DATABASE_URL",
+        "text",
+        _default_database_url,
+        "SQLAlchemy URL; production: `postgresql+psycopg://user@host/db`",
+        shown="`sqlite:///instance/yijing.db`",
+    ),
+    _s(
+        "REDIS_URL",
+        "text",
+        "redis://127.0.0.1:6379/0",
+        "Redis for the GEO index, caches, counters, rate limits, RQ queues",
+    ),
+    _s("REDIS_PREFIX", "text", "yj:", "prefix of every key the app writes (not RQ's own keys)"),
+    _s("QUEUE_PREFIX", "text", "", "prefix of RQ queue names (to share a Redis between deployments)"),
+    _s(
+        "SECRET_KEY",
+        "text",
+        DEMO_SECRET_KEY,
+        "signs volunteer-card QR payloads; ≥ 32 characters in production",
+        demo=True,
+    ),
+    _s(
+        "PII_KEYS",
+        "text",
+        DEMO_PII_KEYS,
+        "personal-information keys, `id:base64(32 bytes)[,id:…]`; AES-256-GCM",
+        demo=True,
+        attr="pii_keys",
+        custom=True,
+    ),
+    _s(
+        "PII_ACTIVE_KEY_ID",
+        "text",
+        "",
+        "key new values are encrypted with (rotate: add a key, make it active, "
+        "run `flask yijing rotate-pii-keys`)",
+        shown="the last id in `PII_KEYS`",
+        attr="pii_active_key_id",
+        custom=True,
+    ),
+    _s(
+        "PII_HASH_KEY",
+        "text",
+        DEMO_PII_HASH_KEY,
+        "base64, ≥ 32 bytes: HMAC key of the blind indexes used for look-ups and uniqueness",
+        demo=True,
+        attr="pii_hash_key",
+        custom=True,
+    ),
+    _s("WECHAT_APPID", "text", DEMO_WECHAT_APPID, "the mini-program's AppID", demo=True),
+    _s("WECHAT_SECRET", "text", DEMO_WECHAT_SECRET, "the mini-program's AppSecret", demo=True),
+    _s(
+        "WECHAT_API_BASE_URL",
+        "text",
+        "http://127.0.0.1:9400",
+        "root standing for `https://api.weixin.qq.com` (a fake in development and tests)",
+        attr="wechat_api_base_url",
+        custom=True,
+    ),
+    _s("WECHAT_TIMEOUT", "float", 5.0, "seconds per WeChat call", shown="`5`"),
+    _s(
+        "WECHAT_MINIPROGRAM_STATE",
+        "choice",
+        "formal",
+        "`developer`, `trial` or `formal` (subscribe messages open this version)",
+        choices=("developer", "trial", "formal"),
+    ),
+    _s(
+        "USER_TOKEN_TTL",
+        "int",
+        30 * 24 * 3600,
+        "seconds a mini-program bearer token lives",
+        minimum=60,
+        shown="`2592000` (30 days)",
+    ),
+    _s(
+        "STAFF_TOKEN_TTL",
+        "int",
+        12 * 3600,
+        "seconds a desk token lives",
+        minimum=60,
+        shown="`43200` (12 hours)",
+    ),
+    _s("LOGIN_RATE_LIMIT", "text", "20/minute", "per address, on both login endpoints"),
+    _s(
+        "STAFF_LOGIN_FAILURE_LIMIT",
+        "text",
+        "5/15minute",
+        "failed desk logins per username before it is locked out",
+    ),
+    _s(
+        "PROXY_HOPS",
+        "int",
+        0,
+        "trusted reverse proxies in front (for the client address in logs and the audit log)",
+    ),
+    _s(
+        "LOG_LEVEL",
+        "text",
+        "INFO",
+        "level of the root logger (`DEBUG`, `INFO`, `WARNING`, …)",
+        attr="log_level",
+        custom=True,
+    ),
+    _s(
+        "LOG_JSON",
+        "bool",
+        True,
+        "structured JSON logs with `request_id` (also in the `X-Request-ID` header); "
+        "`false`: plain lines (`make run`)",
+    ),
+    _s("MEDIA_ROOT", "path", "var/media", "local-filesystem storage of uploaded images"),
+    _s("MEDIA_MAX_BYTES", "int", 10 * 1024 * 1024, "largest upload, in bytes", minimum=1024),
+    _s(
+        "MEDIA_MAX_PIXELS",
+        "int",
+        50_000_000,
+        "decompression-bomb guard: most pixels an upload may decode to",
+        minimum=1,
+    ),
+    _s("MEDIA_MAX_DIMENSION", "int", 4096, "longest side of an image after re-encoding", minimum=64),
+    _s("MEDIA_RATE_LIMIT", "text", "60/hour", "uploads per user"),
+    _s(
+        "MEDIA_ORPHAN_HOURS",
+        "int",
+        24,
+        "uploads attached to nothing are deleted after this many hours",
+        minimum=1,
+    ),
+    _s(
+        "WECHAT_TEMPLATES",
+        "text",
+        "",
+        "subscribe-message templates as JSON text: per notification kind the "
+        "template id, page, fields with their WeChat types, `long_term`",
+        shown="*demo* (see `WECHAT_TEMPLATES_FILE`)",
+        attr="wechat_templates",
+        custom=True,
+    ),
+    _s(
+        "WECHAT_TEMPLATES_FILE",
+        "text",
+        "",
+        "the same as a JSON file; neither set: the demo file "
+        "`yijing/wechat/templates.demo.json`, refused in production",
+        shown="*demo*",
+        attr="wechat_templates",
+        custom=True,
+    ),
+    _s(
+        "WECHAT_SEND_RATE_PER_MINUTE",
+        "int",
+        6000,
+        "one sending rate shared by every worker (through Redis)",
+        minimum=1,
+    ),
+    _s("NOTIFY_BATCH_SIZE", "int", 100, "outbox rows per delivery job", minimum=1),
+    _s("NOTIFY_CLAIM_LEASE", "int", 300, "seconds a worker's claim on an outbox row lasts", minimum=1),
+    _s("NOTIFY_MAX_ATTEMPTS", "int", 6, "attempts before an outbox row fails", minimum=1),
+    _s("NOTIFY_RETRY_BACKOFF", "ints", (30, 120, 600, 1800, 3600), "seconds between retries"),
+    _s(
+        "NOTIFY_SWEEP_GRACE",
+        "int",
+        120,
+        "seconds a row may stay pending before the sweeper re-enqueues it",
+        minimum=1,
+    ),
+    _s("BROADCAST_BATCH_SIZE", "int", 500, "rows per mass-alert fan-out chunk", minimum=1),
+    _s(
+        "BROADCAST_RATE_PER_MINUTE",
+        "int",
+        3000,
+        "mass-alert fan-out pace (never above `WECHAT_SEND_RATE_PER_MINUTE`)",
+        minimum=1,
+        attr="broadcast_rate_per_minute",
+        custom=True,
+    ),
+    _s("VOLUNTEER_MIN_AGE", "int", 18, "youngest applicant (age from the resident ID number)", minimum=14),
+    _s("VOLUNTEER_MAX_AGE", "int", 65, "oldest applicant", minimum=14),
+    _s("VOLUNTEER_PRIVACY_VERSION", "text", "2026-01", "version of the privacy terms applicants must accept"),
+    _s(
+        "VOLUNTEER_NUMBER_PREFIX",
+        "text",
+        "BTYJ",
+        "volunteer numbers look like `BTYJ-2026-000123` (letters and digits)",
+    ),
+    _s(
+        "DUTY_PING_WINDOW_SECONDS",
+        "int",
+        600,
+        "an on-duty volunteer with no location ping for this long drops out of the search",
+        minimum=30,
+    ),
+    _s(
+        "DUTY_DB_SYNC_SECONDS",
+        "int",
+        240,
+        "least time between two location writes to the database (Redis gets every ping)",
+    ),
+    _s("TASK_NEARBY_RADIUS_M", "int", 3000, "open tasks this close are shown to volunteers from elsewhere"),
+    _s("TASK_GEOFENCE_TOLERANCE_M", "int", 50, "slack added to a task's geofence"),
+    _s("TASK_GEOFENCE_MAX_ACCURACY_M", "int", 100, "most of the phone's reported accuracy that counts"),
+    _s("TASK_CHECKIN_EARLY_MINUTES", "int", 30, "check-in opens this early"),
+    _s("TASK_TRACK_SKEW_SECONDS", "int", 120, "allowed clock skew of track points"),
+    _s("TASK_INVITATION_TTL_MINUTES", "int", 60, "an assigned invitation's deadline", minimum=1),
+    _s("TASK_INVITATION_REMINDER_MINUTES", "int", 15, "reminder this long before an invitation's deadline"),
+    _s("TASK_REMINDER_LEAD_MINUTES", "int", 60, "reminder this long before a task starts"),
+    _s("TASK_CLOSE_GRACE_MINUTES", "int", 30, "tasks close this long after their window"),
+    _s("TASK_RECURRENCE_HORIZON_DAYS", "int", 14, "recurring tasks are generated this far ahead", minimum=1),
+    _s("DISPATCH_RING_RADII_M", "radii", (1000, 3000, 5000, 10000), "nearby dispatch: radius of each ring"),
+    _s("DISPATCH_MAX_RADIUS_M", "int", 10000, "nearby dispatch: the largest radius", minimum=100),
+    _s(
+        "DISPATCH_RING_TIMEOUT_SECONDS",
+        "int",
+        120,
+        "when slots are still open this long after a ring, the next ring goes out",
+        minimum=5,
+    ),
+    _s("DISPATCH_INVITES_PER_SLOT", "int", 2, "invitations per open slot", minimum=1),
+    _s("DISPATCH_MAX_INVITES_PER_RING", "int", 50, "at most this many invitations per ring", minimum=1),
+    _s(
+        "DISPATCH_NO_SHOW_WEIGHT",
+        "float",
+        2.0,
+        "how much a volunteer's no-show record pushes them down the ranking (not negative)",
+    ),
+    _s("CLUE_RATE_LIMIT", "text", "10/hour", "clues per user"),
+    _s("CLUE_TRACK_RATE_LIMIT", "text", "60/minute", "tracking-code look-ups and replies"),
+    _s("CLUE_VALID_POINTS", "int", 10, "points for a clue confirmed valid"),
+    _s("CLUE_DUPLICATE_RADIUS_M", "int", 300, "duplicate suggestions: same category this close", minimum=1),
+    _s("CLUE_DUPLICATE_WINDOW_HOURS", "int", 72, "duplicate suggestions: this recent", minimum=1),
+    _s(
+        "CLUE_MAX_DISTANCE_M",
+        "int",
+        50_000,
+        "a clue farther than this from every community is refused",
+        minimum=1,
+    ),
+    _s("COMMENT_RATE_LIMIT", "text", "5/minute;60/day", "comments per user"),
+    _s("MESSAGE_RATE_LIMIT", "text", "3/hour;10/day", "messages to the police per user"),
+    _s("COMMENT_REPORT_THRESHOLD", "int", 5, "reports that send a visible comment back to review", minimum=1),
+    _s("FEED_PAGE_CACHE_TTL", "int", 60, "seconds a cached feed page lives", minimum=1),
+    _s("FEED_POST_CACHE_TTL", "int", 300, "seconds a cached post detail lives", minimum=1),
+    _s(
+        "REPORT_ROLLUP_DAYS",
+        "int",
+        35,
+        "the rollup job recomputes this many recent days every 15 minutes; a "
+        "daily job recomputes the 92 days before that (late clue outcomes, tasks closed late); rebuild older "
+        "ones with `flask yijing rollup`",
+        minimum=1,
+    ),
+    _s("REPORT_MAX_DAYS", "int", 366, "longest period one report request may cover", minimum=1),
+    _s(
+        "COVERAGE_MIN_ACTIVE_VOLUNTEERS",
+        "int",
+        3,
+        "a community is covered with at least this many volunteers active in the last 30 days",
+        minimum=1,
+    ),
+    _s("REPORT_EXPORT_DIR", "path", "var/exports", "where CSV exports are written"),
+    _s(
+        "ACCOUNT_CANCEL_COOLING_DAYS",
+        "int",
+        15,
+        "cooling-off period of an account cancellation (注销); logging in during it withdraws the request",
+        minimum=0,
+    ),
+    _s(
+        "SEALED_DELAY_MIN_SECONDS",
+        "int",
+        60,
+        "what is due to an anonymous reporter (notification, points) is released in a batch at a random "
+        "moment at least this long after the event",
+        minimum=0,
+    ),
+    _s(
+        "SEALED_DELAY_MAX_SECONDS",
+        "int",
+        900,
+        "… and at most this long after it (not less than SEALED_DELAY_MIN_SECONDS)",
+        minimum=0,
+    ),
+    _s(
+        "RETAIN_TRACK_DAYS",
+        "int",
+        90,
+        "track points and exact check-in/out places (whereabouts, PIPL art. 28) are deleted this long "
+        "after the task ended",
+        minimum=1,
+    ),
+    _s(
+        "RETAIN_CLUE_PHOTO_DAYS",
+        "int",
+        180,
+        "photos of a clue are deleted this long after it was closed",
+        minimum=1,
+    ),
+    _s(
+        "RETAIN_CLOSED_APPLICATION_DAYS",
+        "int",
+        30,
+        "personal information of a rejected or withdrawn application is erased after this",
+        minimum=1,
+    ),
+    _s(
+        "RETAIN_AUDIT_DAYS",
+        "int",
+        365,
+        "audit entries are deleted after this (at least 183: the Cybersecurity Law, art. 21, wants network "
+        "logs kept six months)",
+        minimum=183,
+    ),
+    _s(
+        "RETAIN_NOTIFICATION_DAYS",
+        "int",
+        90,
+        "delivered or failed notifications are deleted after this",
+        minimum=1,
+    ),
+    _s(
+        "RETAIN_SEALED_NOTIFICATION_DAYS",
+        "int",
+        7,
+        "an anonymous reporter's notifications are deleted this long after delivery",
+        minimum=1,
+    ),
+    _s(
+        "RETAIN_IDEMPOTENCY_HOURS",
+        "int",
+        48,
+        "stored answers to retried POSTs are deleted after this",
+        minimum=1,
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from :data:`SETTINGS`."""
+    rows = ["| variable | type | default | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {s.readme_type()} | {s.readme_default()} | {s.meaning} |" for s in SETTINGS]
+    return "\n".join(rows) + "\n"
+
+
+def settings() -> Config:
+    """The running app's configuration: the one way services, jobs and blueprints read a setting."""
+    from flask import current_app
+
+    return current_app.config["YIJING"]
+
+
+@dataclass(frozen=True)
 class Config:
     env: str
     secret_key: str
@@ -154,7 +605,7 @@ class Config:
     report_rollup_days: int = 35
     report_max_days: int = 366
     coverage_min_active_volunteers: int = 3
-    report_export_dir: str = ""
+    report_export_dir: str = str(ROOT / "var" / "exports")
     # Notifications (issue 7): templates, delivery, retries, the sweeper, mass alerts.
     wechat_templates: TemplateRegistry = field(default_factory=TemplateRegistry)
     wechat_send_rate_per_minute: int = 6000
@@ -214,121 +665,44 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Read every setting of :data:`SETTINGS` from ``env`` (default: the process environment)."""
         env = os.environ if env is None else env
-        yijing_env = _str(env, "YIJING_ENV", "development")
-        if yijing_env not in {"development", "test", "production"}:
-            raise ConfigError("YIJING_ENV must be development, test or production")
-        pii_keys = parse_pii_keys(_str(env, "PII_KEYS", DEMO_PII_KEYS))
-        active = _str(env, "PII_ACTIVE_KEY_ID", next(iter(reversed(pii_keys))))
+        values = {s.field: s.read(env) for s in SETTINGS if not s.custom}
+        by_name = SETTINGS_BY_NAME
+        pii_keys = parse_pii_keys(by_name["PII_KEYS"].read(env))
+        active = by_name["PII_ACTIVE_KEY_ID"].read(env) or next(iter(reversed(pii_keys)))
         if active not in pii_keys:
             raise ConfigError(f"PII_ACTIVE_KEY_ID {active!r} is not one of PII_KEYS")
         try:
-            hash_key = base64.b64decode(_str(env, "PII_HASH_KEY", DEMO_PII_HASH_KEY), validate=True)
+            hash_key = base64.b64decode(by_name["PII_HASH_KEY"].read(env), validate=True)
         except ValueError:
             raise ConfigError("PII_HASH_KEY is not valid base64") from None
         if len(hash_key) < 32:
             raise ConfigError("PII_HASH_KEY must decode to at least 32 bytes")
-        base_url = _str(env, "WECHAT_API_BASE_URL", "http://127.0.0.1:9400").rstrip("/")
+        base_url = by_name["WECHAT_API_BASE_URL"].read(env).rstrip("/")
         if urlparse(base_url).scheme not in {"http", "https"}:
             raise ConfigError("WECHAT_API_BASE_URL must be an http(s) URL")
-        mp_state = _str(env, "WECHAT_MINIPROGRAM_STATE", "formal")
-        if mp_state not in {"developer", "trial", "formal"}:
-            raise ConfigError("WECHAT_MINIPROGRAM_STATE must be developer, trial or formal")
         try:
             templates = load_templates(
-                env.get("WECHAT_TEMPLATES", "").strip() or None,
-                env.get("WECHAT_TEMPLATES_FILE", "").strip() or None,
+                by_name["WECHAT_TEMPLATES"].read(env) or None,
+                by_name["WECHAT_TEMPLATES_FILE"].read(env) or None,
             )
         except TemplateConfigError as exc:
             raise ConfigError(f"subscribe-message templates: {exc}") from None
-        send_rate = _int(env, "WECHAT_SEND_RATE_PER_MINUTE", 6000, minimum=1)
+        send_rate = values["wechat_send_rate_per_minute"]
+        broadcast = by_name["BROADCAST_RATE_PER_MINUTE"]
         config = cls(
-            env=yijing_env,
-            secret_key=_str(env, "SECRET_KEY", DEMO_SECRET_KEY),
-            database_url=_str(env, "DATABASE_URL", _default_database_url()),
-            redis_url=_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0"),
-            redis_prefix=_str(env, "REDIS_PREFIX", "yj:"),
-            wechat_appid=_str(env, "WECHAT_APPID", DEMO_WECHAT_APPID),
-            wechat_secret=_str(env, "WECHAT_SECRET", DEMO_WECHAT_SECRET),
-            wechat_api_base_url=base_url,
-            wechat_timeout=_float(env, "WECHAT_TIMEOUT", 5.0),
-            wechat_miniprogram_state=mp_state,
+            **values,
             pii_keys=pii_keys,
             pii_active_key_id=active,
             pii_hash_key=hash_key,
-            user_token_ttl=_int(env, "USER_TOKEN_TTL", 30 * 24 * 3600, minimum=60),
-            staff_token_ttl=_int(env, "STAFF_TOKEN_TTL", 12 * 3600, minimum=60),
-            login_rate_limit=_str(env, "LOGIN_RATE_LIMIT", "20/minute"),
-            staff_login_failure_limit=_str(env, "STAFF_LOGIN_FAILURE_LIMIT", "5/15minute"),
-            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
-            log_json=_bool(env, "LOG_JSON", True),
-            media_root=_str(env, "MEDIA_ROOT", str(ROOT / "var" / "media")),
-            queue_prefix=_str(env, "QUEUE_PREFIX", ""),
-            proxy_hops=_int(env, "PROXY_HOPS", 0),
-            media_max_bytes=_int(env, "MEDIA_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
-            media_max_pixels=_int(env, "MEDIA_MAX_PIXELS", 50_000_000, minimum=1),
-            media_max_dimension=_int(env, "MEDIA_MAX_DIMENSION", 4096, minimum=64),
-            media_rate_limit=_str(env, "MEDIA_RATE_LIMIT", "60/hour"),
-            media_orphan_hours=_int(env, "MEDIA_ORPHAN_HOURS", 24, minimum=1),
-            clue_rate_limit=_str(env, "CLUE_RATE_LIMIT", "10/hour"),
-            clue_track_rate_limit=_str(env, "CLUE_TRACK_RATE_LIMIT", "60/minute"),
-            clue_valid_points=_int(env, "CLUE_VALID_POINTS", 10),
-            clue_duplicate_radius_m=_int(env, "CLUE_DUPLICATE_RADIUS_M", 300, minimum=1),
-            clue_duplicate_window_hours=_int(env, "CLUE_DUPLICATE_WINDOW_HOURS", 72, minimum=1),
-            clue_max_distance_m=_int(env, "CLUE_MAX_DISTANCE_M", 50_000, minimum=1),
-            report_rollup_days=_int(env, "REPORT_ROLLUP_DAYS", 35, minimum=1),
-            report_max_days=_int(env, "REPORT_MAX_DAYS", 366, minimum=1),
-            coverage_min_active_volunteers=_int(env, "COVERAGE_MIN_ACTIVE_VOLUNTEERS", 3, minimum=1),
-            report_export_dir=_str(env, "REPORT_EXPORT_DIR", str(ROOT / "var" / "exports")),
-            volunteer_min_age=_int(env, "VOLUNTEER_MIN_AGE", 18, minimum=14),
-            volunteer_max_age=_int(env, "VOLUNTEER_MAX_AGE", 65, minimum=14),
-            volunteer_privacy_version=_str(env, "VOLUNTEER_PRIVACY_VERSION", "2026-01"),
-            volunteer_number_prefix=_str(env, "VOLUNTEER_NUMBER_PREFIX", "BTYJ"),
-            duty_ping_window_seconds=_int(env, "DUTY_PING_WINDOW_SECONDS", 600, minimum=30),
-            duty_db_sync_seconds=_int(env, "DUTY_DB_SYNC_SECONDS", 240, minimum=0),
-            comment_rate_limit=_str(env, "COMMENT_RATE_LIMIT", "5/minute;60/day"),
-            message_rate_limit=_str(env, "MESSAGE_RATE_LIMIT", "3/hour;10/day"),
-            feed_page_cache_ttl=_int(env, "FEED_PAGE_CACHE_TTL", 60, minimum=1),
-            feed_post_cache_ttl=_int(env, "FEED_POST_CACHE_TTL", 300, minimum=1),
-            comment_report_threshold=_int(env, "COMMENT_REPORT_THRESHOLD", 5, minimum=1),
+            wechat_api_base_url=base_url,
             wechat_templates=templates,
-            wechat_send_rate_per_minute=send_rate,
-            notify_batch_size=_int(env, "NOTIFY_BATCH_SIZE", 100, minimum=1),
-            notify_claim_lease=_int(env, "NOTIFY_CLAIM_LEASE", 300, minimum=1),
-            notify_max_attempts=_int(env, "NOTIFY_MAX_ATTEMPTS", 6, minimum=1),
-            notify_retry_backoff=_int_list(env, "NOTIFY_RETRY_BACKOFF", (30, 120, 600, 1800, 3600)),
-            notify_sweep_grace=_int(env, "NOTIFY_SWEEP_GRACE", 120, minimum=1),
-            broadcast_batch_size=_int(env, "BROADCAST_BATCH_SIZE", 500, minimum=1),
+            log_level=by_name["LOG_LEVEL"].read(env).upper(),
+            # The fan-out never outpaces the sending rate.
             broadcast_rate_per_minute=min(
-                _int(env, "BROADCAST_RATE_PER_MINUTE", min(3000, send_rate), minimum=1), send_rate
+                _int(env, broadcast.name, min(broadcast.default, send_rate), minimum=1), send_rate
             ),
-            task_nearby_radius_m=_int(env, "TASK_NEARBY_RADIUS_M", 3000),
-            task_geofence_tolerance_m=_int(env, "TASK_GEOFENCE_TOLERANCE_M", 50),
-            task_geofence_max_accuracy_m=_int(env, "TASK_GEOFENCE_MAX_ACCURACY_M", 100),
-            task_checkin_early_minutes=_int(env, "TASK_CHECKIN_EARLY_MINUTES", 30),
-            task_track_skew_seconds=_int(env, "TASK_TRACK_SKEW_SECONDS", 120),
-            task_invitation_ttl_minutes=_int(env, "TASK_INVITATION_TTL_MINUTES", 60, minimum=1),
-            task_invitation_reminder_minutes=_int(env, "TASK_INVITATION_REMINDER_MINUTES", 15),
-            task_reminder_lead_minutes=_int(env, "TASK_REMINDER_LEAD_MINUTES", 60),
-            task_close_grace_minutes=_int(env, "TASK_CLOSE_GRACE_MINUTES", 30),
-            task_recurrence_horizon_days=_int(env, "TASK_RECURRENCE_HORIZON_DAYS", 14, minimum=1),
-            dispatch_ring_radii_m=_radii(env, "DISPATCH_RING_RADII_M", (1000, 3000, 5000, 10000)),
-            dispatch_max_radius_m=_int(env, "DISPATCH_MAX_RADIUS_M", 10000, minimum=100),
-            dispatch_ring_timeout_seconds=_int(env, "DISPATCH_RING_TIMEOUT_SECONDS", 120, minimum=5),
-            dispatch_invites_per_slot=_int(env, "DISPATCH_INVITES_PER_SLOT", 2, minimum=1),
-            dispatch_max_invites_per_ring=_int(env, "DISPATCH_MAX_INVITES_PER_RING", 50, minimum=1),
-            dispatch_no_show_weight=_float(env, "DISPATCH_NO_SHOW_WEIGHT", 2.0),
-            account_cancel_cooling_days=_int(env, "ACCOUNT_CANCEL_COOLING_DAYS", 15),
-            sealed_delay_min_seconds=_int(env, "SEALED_DELAY_MIN_SECONDS", 60),
-            sealed_delay_max_seconds=_int(env, "SEALED_DELAY_MAX_SECONDS", 900),
-            retain_track_days=_int(env, "RETAIN_TRACK_DAYS", 90, minimum=1),
-            retain_clue_photo_days=_int(env, "RETAIN_CLUE_PHOTO_DAYS", 180, minimum=1),
-            retain_closed_application_days=_int(env, "RETAIN_CLOSED_APPLICATION_DAYS", 30, minimum=1),
-            # The Cybersecurity Law (art. 21) wants network logs kept at least six months.
-            retain_audit_days=_int(env, "RETAIN_AUDIT_DAYS", 365, minimum=183),
-            retain_notification_days=_int(env, "RETAIN_NOTIFICATION_DAYS", 90, minimum=1),
-            retain_sealed_notification_days=_int(env, "RETAIN_SEALED_NOTIFICATION_DAYS", 7, minimum=1),
-            retain_idempotency_hours=_int(env, "RETAIN_IDEMPOTENCY_HOURS", 48, minimum=1),
         )
         if config.sealed_delay_min_seconds > config.sealed_delay_max_seconds:
             raise ConfigError("SEALED_DELAY_MIN_SECONDS must not exceed SEALED_DELAY_MAX_SECONDS")

@@ -14,6 +14,8 @@ from redis.retry import Retry
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from yijing.config import settings
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -68,7 +70,7 @@ def redis_client() -> Redis:
 
 def redis_key(*parts: object) -> str:
     """A Redis key under the configured prefix: ``redis_key("tok", h)`` → ``yj:tok:h``."""
-    prefix = current_app.config["YIJING"].redis_prefix
+    prefix = settings().redis_prefix
     return prefix + ":".join(str(p) for p in parts)
 
 

@@ -14,22 +14,17 @@ import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import current_app
 
-from yijing.config import Config
+from yijing.config import Config, settings
 
 
 class PIIError(ValueError):
     """A stored value cannot be decrypted (unknown key id or tampered)."""
 
 
-def _config() -> Config:
-    return current_app.config["YIJING"]
-
-
 def encrypt(clear: str, *, context: str, config: Config | None = None) -> str:
     """Encrypt ``clear``; ``context`` (e.g. ``volunteer.id_number``) is bound as associated data."""
-    config = config or _config()
+    config = config or settings()
     key_id = config.pii_active_key_id
     nonce = os.urandom(12)
     sealed = AESGCM(config.pii_keys[key_id]).encrypt(nonce, clear.encode(), context.encode())
@@ -37,7 +32,7 @@ def encrypt(clear: str, *, context: str, config: Config | None = None) -> str:
 
 
 def decrypt(stored: str, *, context: str, config: Config | None = None) -> str:
-    config = config or _config()
+    config = config or settings()
     key_id, sep, payload = stored.partition(":")
     if not sep or key_id not in config.pii_keys:
         raise PIIError(f"no key {key_id!r} to decrypt this value")
@@ -55,7 +50,7 @@ def key_id_of(stored: str) -> str:
 
 def reencrypt(stored: str, *, context: str, config: Config | None = None) -> str:
     """The value under the active key (unchanged when it already is)."""
-    config = config or _config()
+    config = config or settings()
     if key_id_of(stored) == config.pii_active_key_id:
         return stored
     return encrypt(decrypt(stored, context=context, config=config), context=context, config=config)
@@ -63,7 +58,7 @@ def reencrypt(stored: str, *, context: str, config: Config | None = None) -> str
 
 def blind_index(clear: str, *, context: str, config: Config | None = None) -> str:
     """A keyed hash for equality look-ups; normalised so ``x`` and ``X`` in an ID number match."""
-    config = config or _config()
+    config = config or settings()
     message = f"{context}\x00{clear.strip().upper()}".encode()
     return hmac.new(config.pii_hash_key, message, hashlib.sha256).hexdigest()
 

@@ -2,7 +2,7 @@
 
 Setup logs in through the fake WeChat server (``POST /api/v1/auth/wechat-login``) and keeps the
 bearer token; wrk then sends ``GET /api/v1/me`` with it. Compare with the baseline's constant JSON
-body: what is left is token verification plus loading the user (see LIMITS.md for what one ORM
+body: what is left is token verification plus loading the user (see docs/performance.md for what one ORM
 SELECT or one Redis GET costs on this hardware).
 """
 

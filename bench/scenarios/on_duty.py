@@ -4,8 +4,8 @@ against a raw Redis ``GEOSEARCH`` of the same query from the same client.
 Seeding goes straight through the service layer (no HTTP): a jurisdiction tree (the city and
 its nine districts, keys ``bench-*``), a desk user over the city, and N on-duty volunteers put
 in the Redis index with :func:`yijing.services.duty_index.add_many`, uniformly over
-100 km × 100 km around the city centre (as in LIMITS.md). The search touches Redis only, so the
-volunteers need no database rows. The query is LIMITS.md's: 3 km around the centre, nearest 20.
+100 km × 100 km around the city centre (as in docs/performance.md). The search touches Redis only, so the
+volunteers need no database rows. The query is docs/performance.md's: 3 km around the centre, nearest 20.
 
 Rows this scenario reports (``run(ctx)``):
 

@@ -1,4 +1,7 @@
-"""Issue 8: a roster export at the city's size completes in the background and matches the roster."""
+"""Issue 8: a roster export at the city's size completes in the background and matches the roster.
+
+A scale test: left out of `make test`, run by `make test-scale` (``pytest -m scale``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ import io
 import threading
 import time
 
+import pytest
 from sqlalchemy import select
+
+pytestmark = pytest.mark.scale
 
 VOLUNTEERS = 200_000
 

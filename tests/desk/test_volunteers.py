@@ -8,7 +8,7 @@ import pytest
 import redis
 from sqlalchemy import select, text
 
-from yijing.services.volunteers import today_in_shanghai
+from yijing.localtime import local_today
 
 
 def _haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
@@ -47,7 +47,7 @@ def test_the_full_path(client, volunteers, staff):
     assert _ids(client.get("/api/v1/desk/volunteers?status=pending", headers=kdl)) == [vid]
     approved = volunteers.approve(kdl, vid)
     assert approved["status"] == "approved"
-    year = today_in_shanghai().year
+    year = local_today().year
     assert approved["volunteer_number"] == f"BTYJ-{year}-000001"
     assert approved["team"]["name"] == "沼潭社区义警队"
 
@@ -297,7 +297,11 @@ def test_reason_is_required_and_transitions_are_checked(client, volunteers, staf
     twice = client.post(
         f"/api/v1/desk/volunteers/{vid}/review", json={"decision": "approve", "reason": "再批"}, headers=desk
     )
-    assert twice.status_code == 409 and twice.get_json()["error"]["code"] == "bad_status"
+    assert twice.status_code == 409 and twice.get_json()["error"] == {
+        "code": "illegal_transition",
+        "message": "义警当前为「已通过」，不能审核",
+        "fields": {},
+    }
     assert (
         client.post(
             f"/api/v1/desk/volunteers/{vid}/reinstate", json={"reason": "恢复"}, headers=desk
@@ -316,7 +320,7 @@ def test_reason_is_required_and_transitions_are_checked(client, volunteers, staf
 
 def test_volunteer_numbers_are_sequential(volunteers, staff):
     desk = staff("desk-num", "desk", "150203")
-    year = today_in_shanghai().year
+    year = local_today().year
     numbers = [volunteers.approved(desk, f"n{i}")[1]["volunteer_number"] for i in range(3)]
     assert numbers == [f"BTYJ-{year}-00000{i}" for i in (1, 2, 3)]
 

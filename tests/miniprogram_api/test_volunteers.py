@@ -28,9 +28,9 @@ def _nothing_stored(app) -> None:
 def _years_ago(years: int, days: int = 0) -> date:
     from datetime import timedelta
 
-    from yijing.services.volunteers import today_in_shanghai
+    from yijing.localtime import local_today
 
-    today = today_in_shanghai()
+    today = local_today()
     return today.replace(year=today.year - years, day=min(today.day, 28)) - timedelta(days=days)
 
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 
 from yijing import cache, pii
 from yijing.actor import Actor
+from yijing.config import settings
 from yijing.errors import Conflict, Forbidden, InvalidInput, RateLimited, ServiceUnavailable, Unauthorized
 from yijing.extensions import db, redis_client, redis_key, wechat
 from yijing.models import AuthToken, Jurisdiction, Role, RoleGrant, TokenAudience, User, UserKind
@@ -51,7 +51,7 @@ def _token_hash(token: str) -> str:
 
 
 def _issue_token(user: User, audience: TokenAudience) -> tuple[str, datetime]:
-    config = current_app.config["YIJING"]
+    config = settings()
     ttl = config.staff_token_ttl if audience == TokenAudience.DESK else config.user_token_ttl
     prefix = "yjd_" if audience == TokenAudience.DESK else "yjm_"
     token = prefix + secrets.token_urlsafe(32)

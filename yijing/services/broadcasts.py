@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import Select, func, select, update
 
 from yijing import policies
 from yijing.actor import Actor
+from yijing.config import settings
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.models import (
@@ -115,10 +115,6 @@ def register_audience(audience: Audience) -> None:
 # -- the desk's side --
 
 
-def _config() -> Any:
-    return current_app.config["YIJING"]
-
-
 def _enqueue_spec(broadcast_id: int, delay: int = 0) -> Any:
     from workers import queues
 
@@ -163,7 +159,7 @@ def create(
     spec = AUDIENCES.get(audience)
     if spec is None:
         raise InvalidInput("不支持的群发对象", fields={"audience": ["取值无效"]})
-    config = _config()
+    config = settings()
     rate = min(rate_per_minute or config.broadcast_rate_per_minute, config.wechat_send_rate_per_minute)
     broadcast = Broadcast(
         created_by_id=actor.user_id,
@@ -302,7 +298,7 @@ def _next_ids(spec: Audience, broadcast: Broadcast, jurisdiction: Jurisdiction, 
 def fan_out_step(broadcast_id: int) -> int | None:
     """Write the next chunk of a broadcast's outbox rows; returns the delay (seconds) before the next
     chunk, or None when there is nothing more to do. Commits."""
-    config = _config()
+    config = settings()
     broadcast = db.session.get(Broadcast, broadcast_id)
     if broadcast is None or broadcast.status not in OPEN_STATUSES:
         return None
@@ -380,7 +376,7 @@ def fan_out_step(broadcast_id: int) -> int | None:
 def revive_stalled() -> list[int]:
     """Open broadcasts whose fan-out stopped (worker killed, job lost with Redis): returns their ids
     after touching their heartbeat. Commits."""
-    config = _config()
+    config = settings()
     now = utcnow()
     found = []
     for broadcast in db.session.scalars(select(Broadcast).where(Broadcast.status.in_(list(OPEN_STATUSES)))):

@@ -37,6 +37,7 @@ from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from yijing.extensions import db, wechat
+from yijing.geo import haversine_m
 from yijing.models import (
     CannedReply,
     Clue,
@@ -67,6 +68,7 @@ from yijing.policies import Permission, Principal
 from yijing.services import audit, media, outbox, points, sealed
 from yijing.services import jurisdictions as jurisdiction_service
 from yijing.sql import insert_ignore
+from yijing.states import StateMachine
 from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,6 @@ MAX_PHOTOS = 9
 # 2,000 characters written for others to act on, the closest of the four being a forum post.
 CONTENT_CHECK_SCENE = 3
 CONTENT_CHECK_MAX_CHARS = 2500
-EARTH_RADIUS_M = 6_371_000.0
 # A phone's clock may run a little ahead.
 CLOCK_SKEW = timedelta(minutes=10)
 
@@ -105,6 +106,7 @@ TRANSITIONS: dict[ClueStatus, frozenset[ClueStatus]] = {
         {ClueStatus.RESOLVED, ClueStatus.REJECTED, ClueStatus.DUPLICATE, ClueStatus.TRANSFERRED}
     ),
 }
+STATES = StateMachine("线索", TRANSITIONS, STATUS_LABELS)
 
 DEFAULT_PUBLIC_NOTES: dict[ClueStatus, str] = {
     ClueStatus.SUBMITTED: "线索已提交，等待值班民警受理。",
@@ -174,14 +176,6 @@ def _keyed(context: str, value: str) -> str:
 # -- where a clue belongs ----------------------------------------------------------------
 
 
-def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lng2 - lng1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def locate(lat: float, lng: float) -> Jurisdiction:
     """The community whose centre is nearest the point (there are no boundary polygons).
 
@@ -199,7 +193,7 @@ def locate(lat: float, lng: float) -> Jurisdiction:
     if found is None:
         found = db.session.scalar(nearest.order_by(Jurisdiction.depth.desc(), *order).limit(1))
     limit = _config().clue_max_distance_m
-    if found is None or distance_m(lat, lng, found.lat or 0.0, found.lng or 0.0) > limit:
+    if found is None or haversine_m(lat, lng, found.lat or 0.0, found.lng or 0.0) > limit:
         raise InvalidInput(
             "该位置不在本市服务范围内，请确认定位后重试；紧急情况请直接拨打 110",
             code="place_out_of_area",
@@ -893,11 +887,7 @@ def transition(
     except ValueError:
         raise InvalidInput("目标状态无效", fields={"to": ["取值无效"]}) from None
     current = ClueStatus(clue.status)
-    if to not in TRANSITIONS.get(current, frozenset()):
-        raise Conflict(
-            f"线索当前为「{STATUS_LABELS[current]}」，不能改为「{STATUS_LABELS[to]}」",
-            code="illegal_transition",
-        )
+    STATES.require(current, to)
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now}
     original: Clue | None = None
@@ -1132,7 +1122,7 @@ def match_duplicates(clue_id: int) -> int:
     ).all()
     rows = []
     for other in nearby:
-        distance = distance_m(clue.lat, clue.lng, other.lat, other.lng)
+        distance = haversine_m(clue.lat, clue.lng, other.lat, other.lng)
         if distance <= radius:
             for a, b in ((clue.id, other.id), (other.id, clue.id)):
                 rows.append(

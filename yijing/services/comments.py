@@ -13,13 +13,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from rq import Retry
 from sqlalchemy import select, update
 
 from workers import queues
 from yijing import policies
 from yijing.actor import Actor
+from yijing.config import settings
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db, wechat
 from yijing.models import Comment, CommentReport, CommentStatus, Jurisdiction, Post, User
@@ -216,7 +216,7 @@ def report(comment_id: int, user_id: int, reason: str) -> dict[str, Any]:
             .execution_options(synchronize_session=False)
         )
         count = db.session.scalar(select(Comment.report_count).where(Comment.id == comment_id)) or 0
-        if count >= current_app.config["YIJING"].comment_report_threshold:
+        if count >= settings().comment_report_threshold:
             escalated = bool(
                 db.session.execute(
                     update(Comment)

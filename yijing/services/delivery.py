@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from yijing.config import Config
+from yijing.config import Config, settings
 from yijing.extensions import db, redis_client, wechat
 from yijing.models import (
     Broadcast,
@@ -67,17 +66,13 @@ REASON_NO_CONSENT = "no_consent: 用户没有剩余的订阅授权，仅站内�
 REASON_CANCELLED = "broadcast_cancelled: 群发已取消，仅站内信"
 
 
-def _config() -> Config:
-    return current_app.config["YIJING"]
-
-
 def send_limiter() -> SendRateLimiter:
-    config = _config()
+    config = settings()
     return SendRateLimiter(redis_client(), config.redis_prefix, config.wechat_send_rate_per_minute)
 
 
 def claim_lease_seconds() -> int:
-    return _config().notify_claim_lease
+    return settings().notify_claim_lease
 
 
 def _send_safety(config: Config) -> float:
@@ -87,7 +82,7 @@ def _send_safety(config: Config) -> float:
 
 def job_timeout(config: Config | None = None) -> int:
     """The RQ timeout of a delivery job: it stops starting sends before its lease ends."""
-    config = config or _config()
+    config = config or settings()
     return int(config.notify_claim_lease + 3 * config.wechat_timeout + 30)
 
 
@@ -162,7 +157,7 @@ def _finish(ids: Iterable[int], executor: Executor | None = None, **values: Any)
 
 def _release(ids: Sequence[int], conn: Connection, *, not_before: datetime | None, now: datetime) -> None:
     """Hand rows back unsent (their consent reservation stays); commits."""
-    grace = timedelta(seconds=_config().notify_sweep_grace)
+    grace = timedelta(seconds=settings().notify_sweep_grace)
     _finish(ids, conn, next_attempt_at=not_before, sweep_after=(not_before or now) + grace)
     conn.commit()
 
@@ -211,7 +206,7 @@ def _refund_one_time(user_id: int, template_id: str, executor: Executor | None =
 
 def _prepare(claimed: Sequence[int]) -> tuple[list[_Send], dict[str, list[int]]]:
     """Decide each claimed row: what to send, or why it stays in the inbox. Commits."""
-    config = _config()
+    config = settings()
     registry = config.wechat_templates
     rows = db.session.execute(
         select(
@@ -348,7 +343,7 @@ def _record_success(item: _Send, result: dict[str, Any], now: datetime, conn: Co
 def _record_failure(
     item: _Send, exc: WeChatError, now: datetime, report: BatchReport, conn: Connection
 ) -> None:
-    config = _config()
+    config = settings()
     attempts = item.attempts + 1
     common = {
         "attempts": attempts,
@@ -399,7 +394,7 @@ def _record_failure(
 
 def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
     """Deliver the given outbox rows (those still pending and unclaimed); the delivery job's body."""
-    config = _config()
+    config = settings()
     report = BatchReport()
     # The claim holds until lease_end (counted from before the claim, so never later than the
     # database's); no send may start after `last_start`.
@@ -469,7 +464,7 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
 def sweep(*, now: datetime | None = None, limit: int = 20_000) -> list[int]:
     """Pending rows whose relay, retry job or worker was lost: push back their sweep time and return
     them for enqueueing. Commits."""
-    config = _config()
+    config = settings()
     now = now or utcnow()
     grace = timedelta(seconds=config.notify_sweep_grace)
     ids = list(
@@ -502,7 +497,7 @@ def sweep(*, now: datetime | None = None, limit: int = 20_000) -> list[int]:
 
 def urgent_split(ids: Sequence[int]) -> tuple[list[int], list[int]]:
     """(ordinary, urgent) by the template configuration of each row's kind."""
-    registry = _config().wechat_templates
+    registry = settings().wechat_templates
     urgent_kinds = {k for k, t in registry.templates.items() if t.urgent}
     if not ids or not urgent_kinds:
         return list(ids), []
@@ -525,7 +520,7 @@ def retry_failed(*, ids: Sequence[int] | None = None, kind: str | None = None) -
     """Put failed rows back to pending (attempts from zero) and enqueue them after the commit."""
     from yijing.services import outbox
 
-    config = _config()
+    config = settings()
     now = utcnow()
     stmt = select(Notification.id).where(Notification.status == NotificationStatus.FAILED)
     if ids is not None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from yijing import policies
+from yijing.config import settings
 from yijing.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from yijing.extensions import db
 from yijing.models import Jurisdiction, Volunteer, VolunteerStatus
@@ -68,7 +68,7 @@ def _mine(user_id: int) -> tuple[Volunteer, str]:
 
 
 def _state(volunteer: Volunteer, *, indexed: bool | None = None) -> dict[str, Any]:
-    config = current_app.config["YIJING"]
+    config = settings()
     return {
         "on_duty": volunteer.on_duty,
         "since": volunteer.duty_started_at if volunteer.on_duty else None,
@@ -129,7 +129,7 @@ def ping(user_id: int, lat: float, lng: float) -> dict[str, Any]:
         raise Conflict("您当前不在岗，请先点击“上岗”", code="not_on_duty")
     now = utcnow()
     indexed = _index_add(entry_for(volunteer, path), lat, lng)
-    sync = timedelta(seconds=current_app.config["YIJING"].duty_db_sync_seconds)
+    sync = timedelta(seconds=settings().duty_db_sync_seconds)
     state = _state(volunteer, indexed=indexed)
     state["last_ping_at"] = now
     if not indexed or volunteer.duty_seen_at is None or now - volunteer.duty_seen_at >= sync:

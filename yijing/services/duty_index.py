@@ -8,7 +8,7 @@ broadcasts)::
     # → [(volunteer_id, distance_m), ...], nearest first, only fresh entries
 
 Only on-duty volunteers are in the index (a search sorts every point inside its radius, see
-LIMITS.md), each in three GEO sets so that a search sorts as few points as it can:
+docs/performance.md), each in three GEO sets so that a search sorts as few points as it can:
 
 * ``{duty}:geo`` — everyone on duty;
 * ``{duty}:geo:cat:<category>`` — per category, for a search filtered by one category;
@@ -35,10 +35,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import current_app
 from redis import Redis
 from redis.commands.core import Script
 
+from yijing.config import settings
 from yijing.extensions import redis_client, redis_key
 
 TAG = "{duty}"
@@ -198,7 +198,7 @@ def _geo_keys(category: str | None, path: str | None) -> list[str]:
 
 
 def window_seconds() -> int:
-    return current_app.config["YIJING"].duty_ping_window_seconds
+    return settings().duty_ping_window_seconds
 
 
 @functools.cache

@@ -15,12 +15,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import func, select
 
 from workers import queues
 from yijing import pii, policies
 from yijing.actor import Actor
+from yijing.config import settings
 from yijing.errors import Conflict, NotFound
 from yijing.extensions import db
 from yijing.models import ExportKind, ExportStatus, Jurisdiction, ReportExport, Volunteer
@@ -283,7 +283,7 @@ def build(export_id: int) -> None:
     assert node is not None
     export.status, export.done = ExportStatus.RUNNING, 0
     db.session.commit()
-    directory = Path(current_app.config["YIJING"].report_export_dir)
+    directory = Path(settings().report_export_dir)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"export-{export.id}-{secrets.token_hex(8)}.csv"
     try:

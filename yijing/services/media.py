@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select, update
 
 from yijing import policies
-from yijing.config import Config
+from yijing.config import settings
 from yijing.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
 from yijing.extensions import db
 from yijing.models import Media, MediaPurpose
@@ -59,10 +58,6 @@ class CleanImage:
     extension: str
     width: int
     height: int
-
-
-def _config() -> Config:
-    return current_app.config["YIJING"]
 
 
 def _not_an_image() -> InvalidInput:
@@ -156,7 +151,7 @@ def upload(principal: Principal, purpose: str, data: bytes) -> Media:
         raise InvalidInput("图片用途无效", fields={"purpose": ["取值不在允许范围内：clue, feed"]})
     if purpose == MediaPurpose.FEED:
         policies.require_somewhere(principal, Permission.FEED_PUBLISH)
-    config = _config()
+    config = settings()
     clean = clean_image(
         data,
         max_bytes=config.media_max_bytes,

@@ -25,8 +25,24 @@ from yijing.models.base import utcnow
 from yijing.pagination import DEFAULT_LIMIT, Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, feed, jurisdictions, outbox
+from yijing.states import StateMachine
 
 MAX_LENGTH = 1000
+
+STATUS_LABELS = {
+    MessageStatus.NEW: "待回复",
+    MessageStatus.ANSWERED: "已回复",
+    MessageStatus.CLOSED: "已关闭",
+}
+# A message is answered (again and again) until it is closed; a closed message takes no reply.
+STATES = StateMachine(
+    "留言",
+    {
+        MessageStatus.NEW: frozenset({MessageStatus.ANSWERED, MessageStatus.CLOSED}),
+        MessageStatus.ANSWERED: frozenset({MessageStatus.ANSWERED, MessageStatus.CLOSED}),
+    },
+    STATUS_LABELS,
+)
 
 
 def _district(jurisdiction: Jurisdiction) -> dict[str, Any]:
@@ -204,8 +220,7 @@ def desk_get(principal: Principal, message_id: int) -> dict[str, Any]:
 def reply(principal: Principal, actor: Actor, message_id: int, body: str) -> dict[str, Any]:
     """Answer a message; the resident is notified."""
     message, district, name = _answerable(principal, message_id)
-    if message.status == MessageStatus.CLOSED:
-        raise Conflict("留言已关闭，不能再回复", code="message_closed")
+    STATES.require(message.status, MessageStatus.ANSWERED, action="再回复")
     answer = MessageReply(message_id=message.id, author_id=principal.user_id, body=_clean(body))
     db.session.add(answer)
     db.session.flush()

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import case, func, select, update
 
+from yijing.config import settings
 from yijing.errors import InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.models import ConsentAnswer, Notification, SubscriptionConsent
@@ -80,7 +80,7 @@ def mark_all_read(user_id: int) -> int:
 
 
 def _templates() -> Any:
-    return current_app.config["YIJING"].wechat_templates
+    return settings().wechat_templates
 
 
 def subscriptions(user_id: int) -> list[dict[str, Any]]:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import current_app
 from sqlalchemy import func, not_, select, update
 
 from yijing import pii
+from yijing.config import settings
 from yijing.extensions import db
 from yijing.models import SealedEnvelope, User, Volunteer, VolunteerCorrection
 from yijing.services import auth, sealed, volunteers
@@ -54,7 +54,7 @@ def _not_active(column, active: str):  # type: ignore[no-untyped-def]
 
 def pending() -> dict[str, int]:
     """How many values of each column are still under a key other than the active one."""
-    active = current_app.config["YIJING"].pii_active_key_id
+    active = settings().pii_active_key_id
     counts = {}
     for spec in PII_COLUMNS:
         column = getattr(spec.model, spec.column)
@@ -71,7 +71,7 @@ def rotate(batch_size: int = 500, progress: Callable[[str, int], None] | None = 
     A row changed meanwhile (its value is no longer the one read) is left alone: it was written
     under the active key anyway.
     """
-    active = current_app.config["YIJING"].pii_active_key_id
+    active = settings().pii_active_key_id
     done: dict[str, int] = {}
     for spec in PII_COLUMNS:
         model_id = spec.model.id  # type: ignore[attr-defined]

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
-from flask import current_app
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select, union_all
 
 from yijing import cache, policies
+from yijing.config import settings
 from yijing.errors import InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.models import (
@@ -47,10 +47,6 @@ ACTIVE_WINDOW_DAYS = 30
 REPORT_WORK_MEM_MB = 64
 
 
-def _config() -> Any:
-    return current_app.config["YIJING"]
-
-
 def period(first: date | None, last: date | None) -> tuple[date, date]:
     """The period asked for (both days included); the current month so far by default."""
     today = local_today()
@@ -60,11 +56,11 @@ def period(first: date | None, last: date | None) -> tuple[date, date]:
         raise InvalidInput(
             "日期范围不正确", code="invalid_period", fields={"from": ["开始日期应不晚于结束日期"]}
         )
-    if (last - first).days + 1 > _config().report_max_days:
+    if (last - first).days + 1 > settings().report_max_days:
         raise InvalidInput(
             "日期范围过长",
             code="invalid_period",
-            fields={"to": [f"一次最多查询 {_config().report_max_days} 天"]},
+            fields={"to": [f"一次最多查询 {settings().report_max_days} 天"]},
         )
     return first, last
 
@@ -539,7 +535,7 @@ def series_points(node: Jurisdiction, first: date, last: date, granularity: str)
 
 
 def coverage_rows(node: Jurisdiction) -> dict[str, Any]:
-    minimum = _config().coverage_min_active_volunteers
+    minimum = settings().coverage_min_active_volunteers
     today = local_today()
     window_first = today - timedelta(days=ACTIVE_WINDOW_DAYS - 1)
     communities = db.session.scalars(

@@ -30,13 +30,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
 from yijing import cache
 from yijing.extensions import db
+
+# local_day and local_today are re-exported: reports, jobs and the CLI read them from here.
+from yijing.localtime import day_bounds, local_day, local_today  # noqa: F401
 from yijing.models import (
     Assignment,
     AssignmentStatus,
@@ -56,8 +58,6 @@ from yijing.models import (
 from yijing.models.clue import MessageSender
 from yijing.services import jurisdictions
 from yijing.sql import analyze
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # metric -> what it counts (documentation for the API and the export headers).
 METRICS: dict[str, str] = {
@@ -81,23 +81,9 @@ METRICS: dict[str, str] = {
 }
 
 
-def local_today() -> date:
-    return datetime.now(SHANGHAI).date()
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """The UTC instants where local ``day`` starts and the next one starts."""
-    start = datetime.combine(day, time(0), tzinfo=SHANGHAI).astimezone(UTC)
-    return start, start + timedelta(days=1)
-
-
 def _aware(moment: datetime) -> datetime:
     """A UTC time read through an aggregate (``min``) may come back naive on SQLite."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def local_day(moment: datetime) -> date:
-    return moment.astimezone(SHANGHAI).date()
 
 
 # Bumped after every rebuilt day: cached report figures keyed by it are retired at once.

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from rq import Retry
@@ -41,6 +40,7 @@ from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db
+from yijing.localtime import SHANGHAI, local
 from yijing.models import (
     Assignment,
     AssignmentStatus,
@@ -57,10 +57,10 @@ from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions, outbox, points
 from yijing.sql import insert_ignore
+from yijing.states import StateMachine
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 A = AssignmentStatus
 S = TaskStatus
 
@@ -103,6 +103,8 @@ ASSIGNMENT_STATUS_LABELS = {
     A.COMPLETED: "已完成",
     A.NO_SHOW: "未到岗",
 }
+TASK_STATES = StateMachine("任务", TASK_FLOW, TASK_STATUS_LABELS)
+ASSIGNMENT_STATES = StateMachine("报名", ASSIGNMENT_FLOW, ASSIGNMENT_STATUS_LABELS)
 MODE_LABELS = {DispatchMode.OPEN: "公开报名", DispatchMode.ASSIGNED: "指派", DispatchMode.NEARBY: "就近调度"}
 
 EDITABLE_FIELDS = (
@@ -130,10 +132,6 @@ def config() -> Config:
     return current_app.config["YIJING"]
 
 
-def local(dt: datetime) -> datetime:
-    return dt.astimezone(SHANGHAI)
-
-
 def local_text(dt: datetime) -> str:
     """``11月26日 07:30`` in Asia/Shanghai, for messages people read."""
     shown = local(dt)
@@ -143,18 +141,17 @@ def local_text(dt: datetime) -> str:
 # -- the state machines ---------------------------------------------------------------------------
 
 
-def _check_flow(flow: dict[str, frozenset[str]], expect: Iterable[str], to: str, what: str) -> list[str]:
+def _check_flow(machine: StateMachine, expect: Iterable[str], to: str) -> list[str]:
     expected = list(expect)
     for status in expected:
-        if to not in flow[status]:
-            raise RuntimeError(f"{what} cannot go from {status} to {to}")
+        machine.require(status, to)
     return expected
 
 
 def move_task(task: Task, to: TaskStatus, *, expect: Iterable[str] | None = None, **values: Any) -> bool:
     """Move ``task`` to ``to`` if its status (in the database) is still one of ``expect``
     (default: its current status). False, with ``task`` refreshed, when another change won."""
-    expected = _check_flow(TASK_FLOW, expect or [task.status], to, "task")
+    expected = _check_flow(TASK_STATES, expect or [task.status], to)
     result = db.session.execute(
         update(Task)
         .where(Task.id == task.id, Task.status.in_(expected))
@@ -171,7 +168,7 @@ def move_assignment(
 ) -> bool:
     """Move ``assignment`` to ``to`` if its status is still one of ``expect`` (default: its
     current status). False, with ``assignment`` refreshed, when another change won."""
-    expected = _check_flow(ASSIGNMENT_FLOW, expect or [assignment.status], to, "assignment")
+    expected = _check_flow(ASSIGNMENT_STATES, expect or [assignment.status], to)
     result = db.session.execute(
         update(Assignment)
         .where(Assignment.id == assignment.id, Assignment.status.in_(expected))

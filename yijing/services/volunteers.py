@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from redis.exceptions import RedisError
 from sqlalchemy import Select, or_, select, update
@@ -24,9 +22,10 @@ from sqlalchemy.orm import contains_eager, joinedload
 
 from yijing import pii, policies, resident_id
 from yijing.actor import Actor
-from yijing.config import Config
+from yijing.config import settings
 from yijing.errors import Conflict, Forbidden, InvalidInput, NotFound
 from yijing.extensions import db
+from yijing.localtime import SHANGHAI, local_today
 from yijing.models import (
     AuditEntry,
     Jurisdiction,
@@ -44,6 +43,7 @@ from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, auth, duty_index, jurisdictions, outbox, teams
 from yijing.sql import insert_ignore
+from yijing.states import StateMachine
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ ID_NUMBER_CONTEXT = "volunteer.id_number"
 PHONE_CONTEXT = "volunteer.phone"
 PRIVACY_DOCUMENT = "volunteer_privacy"
 CARD_SALT = "yijing.volunteer-card.v1"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 PII_FIELDS = ("real_name", "id_number", "phone")
 PRIVACY_SUMMARY = (
     "为审核您的义警资格，我们将收集您的姓名、身份证号码、手机号、职业类别、工作单位和所在社区，"
@@ -77,19 +76,23 @@ STATUS_LABELS = {
     VolunteerStatus.SUSPENDED: "已暂停",
     VolunteerStatus.WITHDRAWN: "已退出",
 }
-
-
-def _config() -> Config:
-    return current_app.config["YIJING"]
-
-
-def today_in_shanghai() -> date:
-    return utcnow().astimezone(SHANGHAI).date()
+# pending → approved | rejected; approved ⇄ suspended; any open status → withdrawn.
+STATES = StateMachine(
+    "义警",
+    {
+        VolunteerStatus.PENDING: frozenset(
+            {VolunteerStatus.APPROVED, VolunteerStatus.REJECTED, VolunteerStatus.WITHDRAWN}
+        ),
+        VolunteerStatus.APPROVED: frozenset({VolunteerStatus.SUSPENDED, VolunteerStatus.WITHDRAWN}),
+        VolunteerStatus.SUSPENDED: frozenset({VolunteerStatus.APPROVED, VolunteerStatus.WITHDRAWN}),
+    },
+    STATUS_LABELS,
+)
 
 
 def form_options() -> dict[str, Any]:
     """What the application form offers: categories, skills and the privacy terms to agree to."""
-    config = _config()
+    config = settings()
     return {
         "categories": [{"value": k, "label": v} for k, v in CATEGORY_LABELS.items()],
         "skills": [{"value": k, "label": v} for k, v in SKILL_LABELS.items()],
@@ -103,13 +106,13 @@ def form_options() -> dict[str, Any]:
 
 def _check_id_number(number: str, user_id: int, errors: dict[str, list[str]]) -> tuple[str, str] | None:
     """The normalised number and its blind index, or None with a field error added."""
-    config = _config()
+    config = settings()
     try:
-        parsed = resident_id.parse(number, today=today_in_shanghai())
+        parsed = resident_id.parse(number, today=local_today())
     except resident_id.ResidentIdError as exc:
         errors.setdefault("id_number", []).append(exc.message)
         return None
-    age = parsed.age_on(today_in_shanghai())
+    age = parsed.age_on(local_today())
     if age < config.volunteer_min_age or age > config.volunteer_max_age:
         errors.setdefault("id_number", []).append(
             f"义警年龄须在 {config.volunteer_min_age} 至 {config.volunteer_max_age} 周岁之间"
@@ -213,7 +216,7 @@ def apply(user_id: int, data: dict[str, Any], actor: Actor) -> Volunteer:
     """Submit an application. Nothing is stored unless every field is valid."""
     if _open_application(user_id) is not None:
         raise Conflict("您已有一份进行中的义警申请，可在“我的申请”中修改或撤回", code="application_exists")
-    config = _config()
+    config = settings()
     errors: dict[str, list[str]] = {}
     if not data.get("consent_accepted"):
         errors.setdefault("consent_accepted", []).append("请阅读并同意《义警个人信息保护条款》")
@@ -536,20 +539,14 @@ def _next_number(now: datetime) -> str:
         .values(last=VolunteerNumberCounter.last + 1)
         .returning(VolunteerNumberCounter.last)
     ).scalar_one()
-    return f"{_config().volunteer_number_prefix}-{year}-{last:06d}"
-
-
-def _require_status(volunteer: Volunteer, *allowed: VolunteerStatus, message: str) -> None:
-    if volunteer.status not in allowed:
-        raise Conflict(
-            f"{message}（当前状态：{STATUS_LABELS[VolunteerStatus(volunteer.status)]}）", code="bad_status"
-        )
+    return f"{settings().volunteer_number_prefix}-{year}-{last:06d}"
 
 
 def review(principal: Principal, volunteer_id: int, decision: str, reason: str, actor: Actor) -> Volunteer:
     """Approve or reject a pending application."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW, for_update=True)
-    _require_status(volunteer, VolunteerStatus.PENDING, message="只能审核待审核的申请")
+    to = VolunteerStatus.REJECTED if decision == "reject" else VolunteerStatus.APPROVED
+    STATES.require(volunteer.status, to, action="审核", only_from=[VolunteerStatus.PENDING])
     if decision == "reject":
         _set_status(volunteer, VolunteerStatus.REJECTED)
         _record_decision(
@@ -580,7 +577,7 @@ def review(principal: Principal, volunteer_id: int, decision: str, reason: str, 
 def suspend(principal: Principal, volunteer_id: int, reason: str, actor: Actor) -> Volunteer:
     """Suspend an approved volunteer: off duty, role revoked, card no longer valid."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW, for_update=True)
-    _require_status(volunteer, VolunteerStatus.APPROVED, message="只能暂停已通过的义警")
+    STATES.require(volunteer.status, VolunteerStatus.SUSPENDED, action="暂停")
     _set_status(volunteer, VolunteerStatus.SUSPENDED)
     went_off_duty = _end_duty(volunteer)
     teams.clear_captain_if(volunteer.team_id, volunteer.user_id)
@@ -595,7 +592,9 @@ def suspend(principal: Principal, volunteer_id: int, reason: str, actor: Actor) 
 def reinstate(principal: Principal, volunteer_id: int, reason: str, actor: Actor) -> Volunteer:
     """Give a suspended volunteer their place back."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW, for_update=True)
-    _require_status(volunteer, VolunteerStatus.SUSPENDED, message="只能恢复已暂停的义警")
+    STATES.require(
+        volunteer.status, VolunteerStatus.APPROVED, action="恢复", only_from=[VolunteerStatus.SUSPENDED]
+    )
     _set_status(volunteer, VolunteerStatus.APPROVED)
     _record_decision(
         volunteer, actor, "reinstate", reason, title="义警资格已恢复", body=f"恢复说明：{reason}"
@@ -630,7 +629,7 @@ def read_pii(
 
 
 def _card_serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(_config().secret_key, salt=CARD_SALT)
+    return URLSafeSerializer(settings().secret_key, salt=CARD_SALT)
 
 
 def card(user_id: int) -> dict[str, Any]:

@@ -39,6 +39,27 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+class PlainFormatter(logging.Formatter):
+    """Development lines (``LOG_JSON=false``): an access line reads ``GET /api/v1/me 200 12.3 ms``.
+
+    The JSON formatter writes a record's extra fields as keys; this one puts the access line's
+    method, path, status and duration into the message, where a person reading a terminal looks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "yijing.access" and hasattr(record, "status"):
+            record = logging.makeLogRecord(record.__dict__)  # the JSON handler may format it too
+            record.msg = f"{record.method} {record.path} {record.status} {record.duration_ms} ms"
+            request_id = getattr(record, "request_id", None)
+            if request_id:
+                record.msg += f" [{request_id[:8]}]"
+            record.args = None
+        return super().format(record)
+
+
 def configure_logging(level: str, as_json: bool) -> None:
     """Configure the root logger once per process (gunicorn workers, RQ workers, CLI)."""
     root = logging.getLogger()
@@ -55,7 +76,7 @@ def configure_logging(level: str, as_json: bool) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     handler.addFilter(RequestContextFilter())
     root.addHandler(handler)
     root.setLevel(level)

@@ -1,9 +1,17 @@
 """The backend's one WeChat server-API client, built on wechatpy's ``WeChatClient``.
 
-What it adds to wechatpy (see /work/shared/WECHAT.md): a configurable base URL for every call, login
+What it adds to wechatpy (see docs/wechat.md): a configurable base URL for every call, login
 without an access token, one cross-process token refresher (Redis cache + Redis lock + ``stable_token``),
 exactly one refresh-and-retry on 40001/42001, the v2 content-security calls, ``miniprogram_state`` on
 subscribe messages, and translation of every failure into :mod:`yijing.wechat.errors`.
+
+wechatpy is used through its public API only: ``WeChatClient.post`` with a full URL (so no
+``API_BASE_URL`` is rewritten) and the access token passed in ``params`` (so wechatpy never fetches
+one itself), ``RedisStorage`` as the token cache, ``fetch_access_token`` overridden as its hook.
+Two calls go around it, through the gateway's own HTTP session: ``jscode2session`` and
+``cgi-bin/stable_token``. wechatpy's client puts an access token on every request it sends, and
+these two must carry none (login has to work while tokens fail; the token call is what makes
+one); wechatpy has no ``stable_token`` call at all.
 
 Never logged: the secret, access tokens, session keys (nor openids, message contents or phone numbers).
 """
@@ -72,6 +80,7 @@ class WeChatGateway:
         self._secret = secret
         self._redis = redis
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
+        self._http = requests.Session()  # the two calls that carry no access token (module docstring)
         self.client = _GatewayClient(
             appid,
             secret,
@@ -80,15 +89,13 @@ class WeChatGateway:
             timeout=timeout,
             auto_retry=False,
         )
-        self.client.API_BASE_URL = f"{self.base_url}/cgi-bin/"
-        self.client.wxa.API_BASE_URL = f"{self.base_url}/"
 
     def __repr__(self) -> str:
         return f"WeChatGateway(appid={self.appid!r}, base_url={self.base_url!r})"
 
     def close(self) -> None:
-        """Close the pooled HTTP connections."""
-        self.client._http.close()
+        """Close the gateway's own pooled HTTP connections."""
+        self._http.close()
 
     # -- login (no access token) --
 
@@ -169,7 +176,7 @@ class WeChatGateway:
 
     def get_phone_number(self, code: str) -> dict[str, Any]:
         """Exchange a ``getPhoneNumber`` button code for ``phone_info``."""
-        result = self._call("wxa/business/getuserphonenumber", {"code": code}, wxa=True)
+        result = self._call("wxa/business/getuserphonenumber", {"code": code})
         phone_info = result.get("phone_info")
         if not isinstance(phone_info, dict):
             raise WeChatUnavailable(None, "getuserphonenumber answer has no phone_info")
@@ -188,12 +195,12 @@ class WeChatGateway:
         }
         if page:
             body["page"] = page
-        return self._call("message/subscribe/send", body)
+        return self._call("cgi-bin/message/subscribe/send", body)
 
     def msg_sec_check(self, openid: str, content: str, scene: int) -> dict[str, Any]:
         """Text check v2; ``result["result"]["suggest"]`` is pass, review or risky."""
         body = {"version": 2, "openid": openid, "scene": scene, "content": content}
-        return self._call("wxa/msg_sec_check", body, wxa=True)
+        return self._call("wxa/msg_sec_check", body)
 
     def media_check_async(self, openid: str, media_url: str, media_type: int, scene: int) -> dict[str, Any]:
         """Start an asynchronous media check v2 (media_type 1 audio, 2 image); returns ``trace_id``."""
@@ -204,24 +211,26 @@ class WeChatGateway:
             "openid": openid,
             "scene": scene,
         }
-        return self._call("wxa/media_check_async", body, wxa=True)
+        return self._call("wxa/media_check_async", body)
 
-    def _call(self, endpoint: str, body: dict[str, Any], *, wxa: bool = False) -> dict[str, Any]:
+    def _call(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST with the access token; on a token error refresh it once and retry once."""
         token = self.access_token()
         try:
-            return self._post(endpoint, body, token, wxa=wxa)
+            return self._post(endpoint, body, token)
         except WeChatError as exc:
             if exc.errcode not in TOKEN_ERRCODES:
                 raise
             logger.info("wechat %s: token refused (errcode %s), refreshing once", endpoint, exc.errcode)
-        return self._post(endpoint, body, self.access_token(force_refresh=True), wxa=wxa)
+        return self._post(endpoint, body, self.access_token(force_refresh=True))
 
-    def _post(self, endpoint: str, body: dict[str, Any], token: str, *, wxa: bool) -> dict[str, Any]:
-        base = self.client.wxa.API_BASE_URL if wxa else self.client.API_BASE_URL
+    def _post(self, endpoint: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+        """``WeChatClient.post`` with a full URL and the token in ``params``: wechatpy adds nothing."""
         started = time.monotonic()
         try:
-            result = self.client.post(endpoint, api_base_url=base, params={"access_token": token}, data=body)
+            result = self.client.post(
+                f"{self.base_url}/{endpoint}", params={"access_token": token}, data=body
+            )
         except WeChatClientException as exc:
             raise self._log_failure(endpoint, started, _translate_wechatpy(exc)) from None
         except requests.RequestException as exc:
@@ -234,10 +243,10 @@ class WeChatGateway:
     # -- calls without an access token --
 
     def _plain_request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
-        """A request through the client's HTTP session that sends no access token."""
+        """A request that sends no access token, through the gateway's own session (module docstring)."""
         started = time.monotonic()
         try:
-            response = self.client._http.request(
+            response = self._http.request(
                 method, f"{self.base_url}/{endpoint}", timeout=self.timeout, **kwargs
             )
             if response.status_code >= 400:

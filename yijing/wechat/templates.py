@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from yijing.localtime import SHANGHAI
+
 DEMO_TEMPLATES_FILE = Path(__file__).with_name("templates.demo.json")
 FALLBACK_KIND = "*"
 
