@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from sqlalchemy import select
 
-from tests.conftest import TASK_PLACE
+from tests.fixtures.tasks import TASK_PLACE
 
 REAL_NAME = "司马明远"
 PHONE = "13900001111"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from tests.conftest import TASK_PLACE
+from tests.fixtures.tasks import TASK_PLACE
 
 
 def _now() -> datetime:
