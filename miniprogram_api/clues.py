@@ -10,7 +10,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.extensions import limiter
@@ -18,6 +17,7 @@ from yijing.models import ClueCategory
 from yijing.pagination import Page
 from yijing.services import clues as clue_service
 from yijing.web.auth import current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key
 from yijing.web.request_log import redact_request
