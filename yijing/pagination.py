@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, or_
@@ -45,7 +45,7 @@ _INT64 = (-(2**63), 2**63 - 1)
 
 def bad_cursor() -> InvalidInput:
     return InvalidInput(
-        "分页游标无效，请从第一页重新加载",
+        "分页游标 cursor 无效，请从第一页重新加载",
         code="invalid_cursor",
         fields={"cursor": ["无效，请从第一页重新加载"]},
     )
@@ -57,6 +57,11 @@ def _scalar(value: Any, expected: type | None) -> Any:
         if set(value) != {"dt"} or not isinstance(value["dt"], str) or len(value["dt"]) > 40:
             raise bad_cursor()
         value = datetime.fromisoformat(value["dt"])  # ValueError → bad cursor (caught by the caller)
+        if value.tzinfo is None:  # times are UTC; a forged one without its offset is read as UTC
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)  # OverflowError at the ends of the calendar → bad cursor
+        if not 1900 <= value.year <= 9000:
+            raise bad_cursor()
     elif isinstance(value, bool):
         pass
     elif isinstance(value, int):

@@ -86,12 +86,12 @@ def admin(staff) -> dict[str, str]:
 def test_schemathesis_as_a_desk_admin(app, admin):
     failures, statuses = _run(app, admin)
     assert not failures, "\n".join(failures)
-    assert sum(n for status, n in statuses.items() if status < 300) > 100, statuses
+    assert sum(n for status, n in statuses.items() if status < 300) > 30, statuses
     assert not [s for s in statuses if s >= 500], statuses
 
 
 def test_schemathesis_as_a_resident(app, tree, wechat_login):
     failures, statuses = _run(app, wechat_login("contract-resident"))
     assert not failures, "\n".join(failures)
-    assert sum(n for status, n in statuses.items() if status < 300) > 50, statuses
+    assert sum(n for status, n in statuses.items() if status < 300) > 20, statuses
     assert not [s for s in statuses if s >= 500], statuses

@@ -383,7 +383,7 @@ def _decode_feed_cursor(cursor: str) -> list[Any]:
     pinned, published_at, post_id = values
     if not isinstance(pinned, bool) or not isinstance(published_at, datetime) or not isinstance(post_id, int):
         raise InvalidInput(
-            "分页游标无效，请从第一页重新加载", code="invalid_cursor", fields={"cursor": ["无效"]}
+            "分页游标 cursor 无效，请从第一页重新加载", code="invalid_cursor", fields={"cursor": ["无效"]}
         )
     return values
 
