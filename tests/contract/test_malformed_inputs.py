@@ -255,3 +255,14 @@ def test_the_operations_the_issue_names_no_longer_drop_the_body(client, tasks, v
         assert response.status_code == 415
     mine = client.get("/api/v1/tasks/mine", headers=headers).get_json()["items"]
     assert mine == [], "the refused accept must not have taken a place"
+
+
+def test_nul_in_headers_and_path_strings(client, actors, tree):
+    headers = actors["resident"]
+    response = client.post("/api/v1/tasks/1/accept", json={}, headers={**headers, "Idempotency-Key": "k\x00"})
+    error = assert_shape(response, "Idempotency-Key with NUL")
+    assert response.status_code == 422 and "Idempotency-Key" in error["fields"]
+    for path in ("/api/v1/media/ab%00cd", "/api/v1/media/%ED%A0%80"):
+        assert_shape(client.get(path, headers=headers), path)
+    photo = client.get("/api/v1/media/abcd", headers={"X-Clue-Tracking-Code": "AB\x00CD"})
+    assert_shape(photo, "tracking code with NUL")

@@ -171,7 +171,10 @@ def _flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
 
 def handle_domain_error(exc: DomainError) -> Response:
     db.session.rollback()
-    return error_response(exc.status, exc.code, exc.message, exc.fields)
+    message = exc.message
+    if exc.fields and message == HTTP_MESSAGES[422][1]:  # the generic text: say which fields
+        message = naming_fields(message, exc.fields)
+    return error_response(exc.status, exc.code, message, exc.fields)
 
 
 def handle_http_exception(exc: HTTPException) -> Response:
