@@ -156,11 +156,16 @@ def _is_rate_limited(view: Callable[..., Any]) -> bool:
 
 def _describe(status: int, codes: dict[str, str]) -> dict[str, Any]:
     lines = [f"- `{code}`：{meaning}" for code, meaning in sorted(codes.items())]
-    return {
+    response: dict[str, Any] = {
         "description": f"{STATUS_TITLES.get(status, '错误')}。error.code 可能为：\n" + "\n".join(lines),
         "content": {"application/json": {"schema": ERROR_SCHEMA_NAME}},
         "x-error-codes": sorted(codes),
     }
+    if status in (429, 503):
+        response["headers"] = {
+            "Retry-After": {"description": "建议等待的秒数", "schema": {"type": "integer", "minimum": 0}}
+        }
+    return response
 
 
 def error_statuses(
