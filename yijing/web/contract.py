@@ -139,11 +139,13 @@ def _errors_of(fn: Callable[..., Any], depth: int) -> frozenset[tuple[int, str, 
     return frozenset(found)
 
 
+@functools.cache
 def raised_errors(view: Callable[..., Any], depth: int = 4) -> frozenset[tuple[int, str, str]]:
     """(status, code, message) of the domain errors ``view`` and what it calls can raise."""
     return _errors_of(inspect.unwrap(view), depth)
 
 
+@functools.cache
 def _is_rate_limited(view: Callable[..., Any]) -> bool:
     try:
         return "@limiter.limit" in inspect.getsource(inspect.unwrap(view))
