@@ -4,8 +4,8 @@ Every operation gets a few generated requests that fit the document (positive) a
 not (negative): no answer may be a server error, every answer's status must be documented for
 the operation, with the documented content type, and its body must match the documented schema
 (errors: ``ErrorResponse``). The number of examples per operation and mode is bounded so the two
-runs stay well under a minute and a half on 2 cores; ``YIJING_SCHEMATHESIS_EXAMPLES`` raises it
-for a longer hunt.
+runs stay around a minute on 2 cores (35–60 s for both, measured on a loaded machine);
+``YIJING_SCHEMATHESIS_EXAMPLES`` raises it for a longer hunt.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 EXAMPLES = int(os.environ.get("YIJING_SCHEMATHESIS_EXAMPLES", "3"))
-BUDGET_SECONDS = 60 * max(1, EXAMPLES / 3)  # a longer hunt gets a longer budget
+# A guard against a hang, not the expected time (12–35 s per role measured on a loaded 2-core machine).
+BUDGET_SECONDS = 120 * max(1, EXAMPLES / 3)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Logging out would end the session the rest of the run uses.
 SKIP = {("POST", "/api/v1/desk/auth/logout"), ("POST", "/api/v1/auth/logout")}
