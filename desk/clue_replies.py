@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.models import CannedReply
 from yijing.services import clues as clue_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 
 blp = Blueprint(

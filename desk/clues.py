@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.localtime import SHANGHAI
@@ -13,6 +12,7 @@ from yijing.models.clue import TransferTarget
 from yijing.pagination import Page
 from yijing.services import clues as clue_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.schemas import ClueSummarySchema, JurisdictionSummarySchema, PhotoSchema

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, send_file
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.models import ExportKind
 from yijing.services import exports as export_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 
 blp = Blueprint("desk_exports", __name__, url_prefix="/api/v1/desk/exports", description="值班台：导出")
@@ -87,6 +87,14 @@ def get_export(export_id: int) -> dict[str, Any]:
 
 @blp.route("/<int:export_id>/file", methods=["GET"])
 @login_required
+@blp.doc(
+    responses={
+        200: {
+            "description": "CSV 文件（UTF-8 带 BOM，Excel 可直接打开）",
+            "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+)
 def download_export(export_id: int) -> Response:
     """Download a finished export (only its requester)."""
     path, name = export_service.file_for(current_principal(), export_id)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from yijing.services import jurisdictions as jurisdiction_service
 from yijing.web.auth import current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.schemas import JurisdictionSchema, JurisdictionSummarySchema
 
 blp = Blueprint(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from miniprogram_api.messages import MessageReplySchema, MessageSchema
@@ -12,6 +11,7 @@ from yijing.models import MessageStatus
 from yijing.pagination import Page
 from yijing.services import messages as message_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 

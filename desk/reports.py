@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.services import reports as report_service
 from yijing.web.auth import current_principal, login_required
+from yijing.web.contract import Blueprint
 
 blp = Blueprint(
     "desk_reports", __name__, url_prefix="/api/v1/desk/reports", description="值班台：参与情况统计"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.models import Assignment, TaskSeries, TrackPoint
@@ -17,6 +16,7 @@ from yijing.pagination import Page
 from yijing.services import dispatch, onsite
 from yijing.services import tasks as task_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.schemas import (

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from desk.tasks import DeskAssignmentSchema
@@ -17,6 +16,7 @@ from yijing.services import duty as duty_service
 from yijing.services import tasks as task_service
 from yijing.services import volunteers as volunteer_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.schemas import (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
 from yijing.extensions import limiter
 from yijing.services import auth as auth_service
 from yijing.web.auth import bearer_token, current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.schemas import TokenSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="小程序登录")

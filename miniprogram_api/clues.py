@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
@@ -19,6 +18,7 @@ from yijing.models import ClueCategory
 from yijing.pagination import Page
 from yijing.services import clues as clue_service
 from yijing.web.auth import current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key
 from yijing.web.request_log import redact_request

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
@@ -15,6 +14,7 @@ from yijing.pagination import Page
 from yijing.services import comments as comment_service
 from yijing.services import feed as feed_service
 from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key

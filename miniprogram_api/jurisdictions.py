@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from yijing.models import Jurisdiction
 from yijing.services import jurisdictions as jurisdiction_service
+from yijing.web.contract import Blueprint
 from yijing.web.schemas import JurisdictionSchema
 
 blp = Blueprint("jurisdictions", __name__, url_prefix="/api/v1/jurisdictions", description="辖区（选择器用）")

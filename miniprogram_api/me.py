@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from yijing.services import account as account_service
@@ -12,6 +11,7 @@ from yijing.services import auth as auth_service
 from yijing.services import feed as feed_service
 from yijing.services import personal_data
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.schemas import MeSchema
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="当前用户")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 
@@ -19,6 +18,7 @@ from yijing.extensions import limiter
 from yijing.models import Media, MediaPurpose
 from yijing.services import media as media_service
 from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
+from yijing.web.contract import Blueprint
 from yijing.web.ratelimit import user_key
 from yijing.web.request_log import redact_request
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from yijing.services import reports as report_service
 from yijing.web.auth import current_principal, login_required
+from yijing.web.contract import Blueprint
 
 blp = Blueprint("volunteer_rank", __name__, url_prefix="/api/v1/volunteers", description="义警：我的排名")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from yijing.models import Assignment
@@ -14,6 +13,7 @@ from yijing.pagination import Page
 from yijing.services import dispatch, onsite
 from yijing.services import tasks as task_service
 from yijing.web.auth import current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.schemas import (

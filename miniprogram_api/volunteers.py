@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from yijing.extensions import limiter
@@ -15,6 +14,7 @@ from yijing.services import duty as duty_service
 from yijing.services import teams as team_service
 from yijing.services import volunteers as volunteer_service
 from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.ratelimit import user_key
 from yijing.web.schemas import CardSchema, TeamSchema, VolunteerSchema
@@ -65,7 +65,11 @@ class ApplicationSchema(Schema):
         validate=CATEGORY_CHOICE,
         metadata={"description": "security_guard | courier | taxi_driver | ride_hailing_driver | …"},
     )
-    employer = fields.String(load_default="", validate=EMPLOYER_RULE, metadata={"description": "工作单位"})
+    employer = fields.String(
+        required=True,
+        validate=EMPLOYER_RULE,
+        metadata={"description": "工作单位；必填，类别为 other（其他）时可为空字符串"},
+    )
     real_name = fields.String(
         required=True, validate=NAME_RULE, metadata={"description": "加密保存，只返回脱敏值"}
     )

@@ -25,7 +25,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, request_log
+    from yijing.web import docs, errors, health, inputs, request_log
 
     config = config or Config.from_env()
     request_log.configure_logging(config.log_level, config.log_json)
@@ -50,7 +50,9 @@ def create_app(config: Config | None = None) -> Flask:
         MAX_CONTENT_LENGTH=max(12 * 1024 * 1024, config.media_max_bytes + 1024 * 1024),
         JSON_AS_ASCII=False,
     )
+    app.json = inputs.StrictJSONProvider(app)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    inputs.init_converters(app)
     if config.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops)
 

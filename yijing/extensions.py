@@ -15,6 +15,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from yijing.config import settings
+from yijing.web.schemas import ErrorSchema
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -39,9 +40,27 @@ limiter = Limiter(
 )
 
 
+class YijingApi(Api):
+    """No library error schema: every error response is the API's own ``ErrorResponse``."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_responses(self) -> None:
+        """Instead of the library's responses per status (with its ``Error`` schema): ours, named."""
+        from yijing.web.contract import register_error_schema
+
+        register_error_schema(self.spec, ErrorSchema)
+
+    def _register_pagination_header(self) -> None:
+        """Lists are cursor-paginated in the body (``next_cursor``), not with the library's header."""
+
+
 def create_api(app: Flask) -> Api:
     """One flask-smorest ``Api`` per app (it owns that app's OpenAPI document)."""
-    api = Api(app)
+    from yijing.web.contract import ErrorResponsesPlugin
+
+    api = YijingApi(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin(app)]})
     app.extensions["yijing_api"] = api
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "登录接口返回的 token"}

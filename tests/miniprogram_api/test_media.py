@@ -161,7 +161,10 @@ def test_a_clue_photo_is_only_for_its_reporter_and_the_desk_that_triages_it(
     url = photo["url"]
 
     assert client.get(url, headers=reporter).status_code == 200
-    assert client.get(url).status_code == 401
+    # Anonymous, an existing photo answers exactly as a missing one: nobody can probe for photos.
+    anonymous, missing = client.get(url), client.get(url.rsplit("/", 1)[0] + "/" + "0" * 32)
+    assert anonymous.status_code == missing.status_code == 404
+    assert anonymous.get_json() == missing.get_json()
     other = client.get(url, headers=wechat_login("hal"))
     assert other.status_code == 404
     assert other.get_json()["error"]["code"] == "media_not_found"

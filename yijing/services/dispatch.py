@@ -75,7 +75,7 @@ from yijing.models import (
 from yijing.models.base import utcnow
 from yijing.models.task import HOLDS_SLOT
 from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
-from yijing.pagination import Page, decode_cursor, encode_cursor
+from yijing.pagination import Page, bad_cursor, decode_cursor, encode_cursor
 from yijing.policies import Permission, Principal
 from yijing.services import audit, duty_index, jurisdictions, outbox
 from yijing.services import tasks as task_service
@@ -254,8 +254,11 @@ def open_tasks(
         )
     keyed.sort(key=lambda item: item[0])
     if cursor:
-        after = tuple(decode_cursor(cursor, 3))
-        keyed = [item for item in keyed if item[0] > after]
+        after = tuple(decode_cursor(cursor, 3, (float, datetime, int)))
+        try:
+            keyed = [item for item in keyed if item[0] > after]
+        except TypeError:  # a forged time without its offset
+            raise bad_cursor() from None
     page = keyed[:limit]
     next_cursor = encode_cursor(list(page[-1][0])) if len(keyed) > limit and page else None
     ids = [key[2] for key, _, _ in page]

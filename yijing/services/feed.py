@@ -379,11 +379,11 @@ def _sort_key(item: dict[str, Any]) -> tuple[bool, datetime, int]:
 
 
 def _decode_feed_cursor(cursor: str) -> list[Any]:
-    values = decode_cursor(cursor, 3)
+    values = decode_cursor(cursor, 3, (bool, datetime, int))
     pinned, published_at, post_id = values
     if not isinstance(pinned, bool) or not isinstance(published_at, datetime) or not isinstance(post_id, int):
         raise InvalidInput(
-            "分页游标无效，请从第一页重新加载", code="invalid_cursor", fields={"cursor": ["无效"]}
+            "分页游标 cursor 无效，请从第一页重新加载", code="invalid_cursor", fields={"cursor": ["无效"]}
         )
     return values
 

@@ -33,9 +33,9 @@ class Claim:
 
 def claim(scope: str, key: str, endpoint: str, request_hash: str) -> Claim:
     """Claim ``key`` for this request in a transaction of its own."""
-    if not key or len(key) > 128:
+    if not key or len(key) > 128 or not key.isprintable():
         raise InvalidInput(
-            "Idempotency-Key 应为 1 到 128 个字符", fields={"Idempotency-Key": ["长度不符合要求"]}
+            "Idempotency-Key 应为 1 到 128 个可见字符", fields={"Idempotency-Key": ["长度或字符不符合要求"]}
         )
     now = utcnow()
     inserted = insert_ignore(

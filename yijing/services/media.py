@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 
 from yijing import policies
 from yijing.config import settings
-from yijing.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable, Unauthorized
+from yijing.errors import DomainError, InvalidInput, NotFound, ServiceUnavailable
 from yijing.extensions import db
 from yijing.models import Media, MediaPurpose
 from yijing.models.base import utcnow
@@ -268,8 +268,7 @@ def content(principal: Principal | None, key: str, tracking_code: str | None = N
     if media is None:
         raise NotFound("图片不存在", code="media_not_found")
     if not _may_see(media, principal, tracking_code):
-        if principal is None and not tracking_code:
-            raise Unauthorized("请先登录", code="missing_token")
+        # The same answer as for a key that does not exist: nobody learns that a photo is there.
         raise NotFound("图片不存在", code="media_not_found")
     try:
         data = get_storage().load(media.storage_key)

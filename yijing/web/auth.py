@@ -10,12 +10,37 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from yijing.actor import Actor
-from yijing.errors import Unauthorized
+from yijing.errors import Forbidden, Unauthorized
 from yijing.policies import Principal
 from yijing.services import auth as auth_service
 
 F = TypeVar("F", bound=Callable[..., Any])
 SECURITY = [{"bearerAuth": []}]
+
+# Who each part of the API is for, by URL prefix. A token of the other side is refused before the
+# view looks anything up, so nobody can tell an existing id from a missing one by 403 vs 404.
+STAFF_PREFIXES = ("/api/v1/desk/",)
+RESIDENT_PREFIXES = ("/api/v1/tasks", "/api/v1/volunteers")
+STAFF_ROLES = frozenset({"desk", "leader", "admin"})
+STAFF_ONLY = (403, "staff_only", "值班台接口仅限民警和工作人员使用，请用值班台账号登录")
+RESIDENT_ONLY = (403, "resident_only", "该接口仅限小程序用户（群众、义警）使用")
+
+
+def audience_of(path: str) -> str | None:
+    """``staff``, ``resident`` or None (anyone) for a request path or an OpenAPI path."""
+    if path.startswith(STAFF_PREFIXES):
+        return "staff"
+    if any(path == p or path.startswith(p + "/") for p in RESIDENT_PREFIXES):
+        return "resident"
+    return None
+
+
+def _check_audience(principal: Principal) -> None:
+    audience = audience_of(request.path)
+    if audience == "staff" and not any(g.role in STAFF_ROLES for g in principal.grants):
+        raise Forbidden(STAFF_ONLY[2], code=STAFF_ONLY[1])
+    if audience == "resident" and principal.kind != "wechat":
+        raise Forbidden(RESIDENT_ONLY[2], code=RESIDENT_ONLY[1])
 
 
 def bearer_token() -> str | None:
@@ -41,6 +66,7 @@ def login_required(fn: F) -> F:
         if token is None:
             raise Unauthorized("请先登录", code="missing_token")
         g.principal = auth_service.authenticate(token)
+        _check_audience(g.principal)
         return fn(*args, **kwargs)
 
     _document_security(wrapper, optional=False)
@@ -54,6 +80,8 @@ def login_optional(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         token = bearer_token()
         g.principal = auth_service.authenticate(token) if token else None
+        if g.principal is not None:
+            _check_audience(g.principal)
         return fn(*args, **kwargs)
 
     _document_security(wrapper, optional=True)

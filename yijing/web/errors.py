@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -34,16 +35,81 @@ FIELD_MESSAGES = {
     "Missing data for required field.": "必填",
     "Field may not be null.": "不能为空",
     "Not a valid string.": "应为文本",
+    "Not a valid utf-8 string.": "应为 UTF-8 文本",
     "Not a valid integer.": "应为整数",
     "Not a valid number.": "应为数字",
-    "Not a valid boolean.": "应为是或否",
+    "Number too large.": "数值过大",
+    "Special numeric values (nan or infinity) are not permitted.": "不能是 NaN 或 Infinity",
+    "Not a valid boolean.": "应为是或否（true/false）",
     "Not a valid datetime.": "应为带时区的 ISO 8601 时间",
+    "Not a valid aware datetime.": "应为带时区的 ISO 8601 时间，如 2026-05-01T08:00:00+08:00",
+    "Not a valid naive datetime.": "应为不带时区的时间",
     "Not a valid date.": "应为日期（YYYY-MM-DD）",
+    "Not a valid time.": "应为时间（HH:MM:SS）",
+    "Not a valid period of time.": "应为时长",
     "Not a valid list.": "应为列表",
+    "Not a valid tuple.": "应为数组",
     "Not a valid mapping type.": "应为对象",
+    "Not a valid UUID.": "应为 UUID",
+    "Not a valid URL.": "应为网址",
+    "Not a valid email address.": "应为电子邮箱地址",
     "Unknown field.": "不认识的字段",
     "Invalid value.": "取值无效",
+    "Invalid input.": "取值无效",
+    "Invalid type.": "类型不对",
+    "Invalid input type.": "类型不对：请求体应为 JSON 对象",
+    "String does not match expected pattern.": "格式不对",
+    "Invalid JSON body.": "请求体不是有效的 JSON",
 }
+
+# Marshmallow's messages with values in them: (English pattern, Chinese template).
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^Must be one of: (.*)\.$"), "取值不在允许范围内：{0}"),
+    (re.compile(r"^Length must be between (\S+) and (\S+)\.$"), "长度应在 {0} 到 {1} 之间"),
+    (re.compile(r"^Length must be (\S+)\.$"), "长度应为 {0}"),
+    (re.compile(r"^Shorter than minimum length (\S+)\.$"), "长度不能少于 {0}"),
+    (re.compile(r"^Longer than maximum length (\S+)\.$"), "长度不能超过 {0}"),
+    (
+        re.compile(
+            r"^Must be (greater than or equal to|greater than) (\S+)"
+            r" and (less than or equal to|less than) (\S+)\.$"
+        ),
+        "数值应{0}{1}且{2}{3}",
+    ),
+    (
+        re.compile(
+            r"^Must be (greater than or equal to|greater than|less than or equal to|less than) (\S+)\.$"
+        ),
+        "数值应{0}{1}",
+    ),
+    (re.compile(r"^Must be equal to (.*)\.$"), "应等于 {0}"),
+    (re.compile(r"^\"?(.*?)\"? cannot be formatted as an? (.*)\.$"), "不能格式化为所需类型"),
+    (re.compile(r"^Not a valid (.*)\.$"), "格式不对"),
+    (re.compile(r"^One or more of the choices you made was (not )?in: (.*)\.$"), "所选的值不在允许范围内"),
+]
+_COMPARISONS = {
+    "greater than or equal to": "不小于 ",
+    "greater than": "大于 ",
+    "less than or equal to": "不大于 ",
+    "less than": "小于 ",
+}
+
+
+def _is_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def translate_message(message: str) -> str:
+    """One marshmallow/webargs message in Chinese (messages already in Chinese are kept)."""
+    if message in FIELD_MESSAGES:
+        return FIELD_MESSAGES[message]
+    if _is_chinese(message):
+        return message
+    for pattern, template in _PATTERNS:
+        match = pattern.match(message)
+        if match:
+            return template.format(*(_COMPARISONS.get(g, g) for g in match.groups(default="")))
+    return "取值无效"
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -59,23 +125,37 @@ def error_response(status: int, code: str, message: str, fields: dict[str, Any] 
 def _translate(messages: Any) -> Any:
     """Marshmallow's English messages → Chinese, keeping the nesting of fields."""
     if isinstance(messages, dict):
-        return {key: _translate(value) for key, value in messages.items()}
-    if isinstance(messages, list):
+        return {str(key): _translate(value) for key, value in messages.items()}
+    if isinstance(messages, list | tuple):
         return [_translate(m) for m in messages]
     if isinstance(messages, str):
-        if messages in FIELD_MESSAGES:
-            return FIELD_MESSAGES[messages]
-        if messages.startswith("Must be one of"):
-            return "取值不在允许范围内：" + messages.removeprefix("Must be one of: ").rstrip(".")
-        if (
-            messages.startswith("Length must be")
-            or messages.startswith("Shorter than")
-            or messages.startswith("Longer than")
-        ):
-            return "长度不符合要求（" + messages + "）"
-        if messages.startswith("Must be greater") or messages.startswith("Must be less"):
-            return "数值超出范围（" + messages + "）"
+        return translate_message(messages)
     return messages
+
+
+def _leaves(fields: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted field path, first message) of every field with an error, in order."""
+    if isinstance(fields, dict):
+        found: list[tuple[str, str]] = []
+        for key, value in fields.items():
+            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            found.extend(_leaves(value, name))
+        return found
+    if isinstance(fields, list) and fields and all(isinstance(m, str) for m in fields):
+        return [(prefix or "请求体", fields[0])]
+    if isinstance(fields, list):
+        return [leaf for item in fields for leaf in _leaves(item, prefix)]
+    return [(prefix or "请求体", str(fields))]
+
+
+def naming_fields(message: str, fields: dict[str, Any], limit: int = 3) -> str:
+    """``message`` followed by the fields at fault: "提交的内容有误…：title：必填；lat：应为数字"."""
+    leaves = _leaves(fields)
+    if not leaves:
+        return message
+    shown = "；".join(f"{name}：{problem}" for name, problem in leaves[:limit])
+    more = f" 等 {len(leaves)} 处" if len(leaves) > limit else ""
+    return f"{message}：{shown}{more}"
 
 
 def _flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +171,10 @@ def _flatten_locations(messages: dict[str, Any]) -> dict[str, Any]:
 
 def handle_domain_error(exc: DomainError) -> Response:
     db.session.rollback()
-    return error_response(exc.status, exc.code, exc.message, exc.fields)
+    message = exc.message
+    if exc.fields and message == HTTP_MESSAGES[422][1]:  # the generic text: say which fields
+        message = naming_fields(message, exc.fields)
+    return error_response(exc.status, exc.code, message, exc.fields)
 
 
 def handle_http_exception(exc: HTTPException) -> Response:
@@ -103,7 +186,15 @@ def handle_http_exception(exc: HTTPException) -> Response:
     if messages:
         fields = _translate(_flatten_locations(messages))
         if status == 400 and "Invalid JSON body." in str(messages):
-            code, message, fields = "invalid_json", "请求体不是有效的 JSON，请检查格式", {}
+            reason = data.get("reason") if isinstance(data.get("reason"), str) else None
+            code, fields = "invalid_json", {}
+            message = "请求体不是有效的 JSON，请检查格式" + (
+                f"（{reason}）" if reason and _is_chinese(reason) else ""
+            )
+        elif status == 404:
+            message = naming_fields("请求的地址不存在", fields)
+        else:
+            message = naming_fields(message, fields)
     elif status == 400 and "JSON" in (exc.description or ""):
         code, message = "invalid_json", "请求体不是有效的 JSON，请检查格式"
     response = error_response(status, code, message, fields)

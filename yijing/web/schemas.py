@@ -43,13 +43,20 @@ class TokenSchema(Schema):
 
 
 class ErrorDetailSchema(Schema):
-    code = fields.String()
-    message = fields.String()
-    fields = fields.Dict()
+    code = fields.String(required=True, metadata={"description": "机器可读的错误码，如 task_full"})
+    message = fields.String(required=True, metadata={"description": "给人看的中文说明"})
+    fields = fields.Dict(
+        required=True,
+        metadata={
+            "description": '按字段（可嵌套）给出的中文说明，如 {"place": {"lat": ["必填"]}}；无则为 {}'
+        },
+    )
 
 
 class ErrorSchema(Schema):
-    error = fields.Nested(ErrorDetailSchema)
+    """The one error shape of the API: ``{"error": {"code", "message", "fields"}}``."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
 
 
 # -- clues (issue 5): shared by the mini-program and the desk --
