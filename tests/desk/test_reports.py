@@ -864,3 +864,107 @@ def test_the_summarys_volunteers_are_the_rosters_by_status(client, app, tree, st
     for title, label in (("已通过义警", "已通过"), ("待审核申请", "待审核"), ("已暂停义警", "已暂停")):
         assert int(summary_rows[1][column[title]]) == statuses[label], title
     assert "在册义警" not in column
+
+
+def test_overlapping_rebuilds_of_the_same_days_all_finish_and_equal_the_raw_rows(
+    client, app, tree, staff, dataset
+):
+    """Three ``flask yijing rollup`` runs over the same days at once, beside the 15-minute job:
+    every run finishes, and every day equals the raw rows."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from workers import reports as report_jobs
+    from yijing.extensions import db
+    from yijing.services import rollups
+
+    config = app.config["YIJING"]
+    if not config.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: rebuilds cannot overlap there")
+    today = rollups.local_today()
+    first = today - timedelta(days=32)
+    env = {
+        **os.environ,
+        "YIJING_ENV": "test",
+        "DATABASE_URL": config.database_url,
+        "REDIS_URL": config.redis_url,
+        "REDIS_PREFIX": config.redis_prefix,
+        "QUEUE_PREFIX": config.queue_prefix,
+        "MEDIA_ROOT": config.media_root,
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "yijing",
+        "rollup",
+        "--from",
+        str(first),
+        "--to",
+        str(today),
+    ]
+    root = Path(__file__).resolve().parents[2]
+    runs = [
+        subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    # Meanwhile, in this process: the periodic job and three rebuilders hammering the same days
+    # in step (a barrier lines up every round), so rebuilds of one day surely collide.
+    import threading
+
+    busy = [today - timedelta(days=n) for n in (1, 2, 3)]
+    barrier, failures = threading.Barrier(3), []
+
+    def hammer() -> None:
+        try:
+            with app.app_context():
+                for _ in range(8):
+                    barrier.wait(timeout=60)
+                    for day in busy:
+                        rollups.rebuild_day(day)
+                db.session.remove()
+        except Exception as exc:  # reported by the assertion below
+            failures.append(repr(exc))
+            barrier.abort()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    with app.app_context():
+        report_jobs.refresh_recent()
+        db.session.remove()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+        assert f"rolled up {(today - first).days + 1} days" in out
+    with app.app_context():
+        assert rollups.differing_days(first, today) == []
+        db.session.remove()
+    check = subprocess.run(
+        [*command[:6], "rollup", "--check", "--from", str(first), "--to", str(today)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0 and "every day equals the raw rows" in check.stdout, (
+        check.stdout + check.stderr
+    )
+    admin = staff("admin-city", "admin", "150200")
+    raw = _raw(app)
+    for key in ("150200", "150203-01"):
+        body = client.get(
+            f"/api/v1/desk/reports/summary?jurisdiction_id={tree[key]}&from={first}&to={today}", headers=admin
+        ).get_json()
+        _check(body, _expected(raw, tree[key], first, today))
