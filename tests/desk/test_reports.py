@@ -968,3 +968,88 @@ def test_overlapping_rebuilds_of_the_same_days_all_finish_and_equal_the_raw_rows
             f"/api/v1/desk/reports/summary?jurisdiction_id={tree[key]}&from={first}&to={today}", headers=admin
         ).get_json()
         _check(body, _expected(raw, tree[key], first, today))
+
+
+def test_a_past_period_is_the_same_after_later_status_changes(client, app, tree, staff, dataset):
+    """A period's figures, asked for again after volunteers were suspended, clues judged and
+    answered, and the rollups rebuilt, are the figures it had (only the live volunteer counts by
+    status, documented as "now", move)."""
+    from yijing.services.rollups import local_today
+
+    today = local_today()
+    first, last = today - timedelta(days=20), today - timedelta(days=10)
+    desk = staff("desk-kdl", "desk", "150203")
+    period = f"from={first}&to={last}"
+
+    def figures() -> dict[str, Any]:
+        body = client.get(
+            f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&{period}", headers=desk
+        )
+        series = client.get(
+            f"/api/v1/desk/reports/series?jurisdiction_id={tree['150203']}&{period}&granularity=day",
+            headers=desk,
+        )
+        board = client.get(
+            f"/api/v1/desk/reports/leaderboard?jurisdiction_id={tree['150203']}&{period}&limit=100",
+            headers=desk,
+        )
+        summary = body.get_json()
+        for item in (summary, *summary["children"]):
+            item["volunteers"].pop("by_status")  # the live snapshot: who is approved now
+            item["volunteers"].pop("by_category")
+        return {"summary": summary, "series": series.get_json(), "volunteers": board.get_json()["volunteers"]}
+
+    before = figures()
+    assert (
+        before["summary"]["volunteers"]["newly_approved"] > 0 and before["summary"]["clues"]["reported"] > 0
+    )
+
+    raw = _raw(app)
+    root = raw["paths"][tree["150203"]]
+    inside = lambda jid: raw["paths"][jid].startswith(root)  # noqa: E731
+    in_period = lambda moment: moment is not None and first <= _day(moment) <= last  # noqa: E731
+    # Volunteers approved in the period are suspended now.
+    approved = [
+        v
+        for v in raw["volunteers"].values()
+        if v.status == "approved" and inside(v.community_id) and in_period(v.approved_at)
+    ]
+    for volunteer in approved[:3]:
+        response = client.post(
+            f"/api/v1/desk/volunteers/{volunteer.id}/suspend", json={"reason": "多次无故缺勤"}, headers=desk
+        )
+        assert response.status_code == 200, response.get_json()
+    # Clues reported in the period and still open are judged now; another one is answered now.
+    open_clues = [
+        c
+        for c in raw["clues"]
+        if c.status in ("submitted", "accepted", "investigating")
+        and inside(c.jurisdiction_id)
+        and in_period(c.created_at)
+    ]
+    assert len(open_clues) >= 2, "the generator leaves some clues of the period open"
+    for clue in open_clues[:-1]:
+        move = {"to": "rejected"} if clue.status == "submitted" else {"to": "resolved", "valid": True}
+        response = client.post(f"/api/v1/desk/clues/{clue.id}/transitions", json=move, headers=desk)
+        assert response.status_code == 200, response.get_json()
+    asked = client.post(
+        f"/api/v1/desk/clues/{open_clues[-1].id}/messages",
+        json={"body": "请问具体位置在哪里？"},
+        headers=desk,
+    )
+    assert asked.status_code == 201, asked.get_json()
+
+    with app.app_context():
+        from workers import reports as report_jobs
+        from yijing.extensions import db
+
+        report_jobs.refresh_recent()  # the period lies inside the recompute window: rebuilt whole
+        db.session.remove()
+    after = figures()
+    assert after == before
+    # The changes count on the day they happened: today.
+    now = client.get(
+        f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&from={today}&to={today}", headers=desk
+    ).get_json()
+    assert sum(now["clues"]["by_outcome"].values()) >= len(open_clues) - 1
+    assert now["clues"]["answered"] >= 1

@@ -58,6 +58,7 @@ from yijing.models import (
 )
 from yijing.models.clue import OPEN_STATUSES as CLUE_OPEN_STATUSES
 from yijing.models.clue import ClueEventKind
+from yijing.services.clues import REPORTER_CONTEXT
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
 from yijing.sql import analyze, insert_ignore
 
@@ -521,7 +522,7 @@ def generate(
                     "jurisdiction_id": community.id,
                     "status": status,
                     "priority": 0,
-                    "is_anonymous": True,
+                    **_reporter(rng, approved),
                     "photo_count": 0,
                     "valid": valid,
                     "created_at": created,
@@ -599,3 +600,18 @@ def _volunteer_numbers(count: int, now: datetime) -> Any:
     ).scalar_one()
     prefix = current_app.config["YIJING"].volunteer_number_prefix
     return iter(f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1))
+
+
+def _reporter(rng: random.Random, approved: list[tuple[int, int, int]]) -> dict[str, Any]:
+    """Who reported a clue, stored as the service stores it: a volunteer's user, anonymously
+    (encrypted, with its blind index) about half the time."""
+    if not approved:
+        return {"is_anonymous": True}
+    user_id = rng.choice(approved)[1]
+    if rng.random() < 0.5:
+        return {"is_anonymous": False, "reporter_id": user_id}
+    return {
+        "is_anonymous": True,
+        "reporter_enc": pii.encrypt(str(user_id), context=REPORTER_CONTEXT),
+        "reporter_index": pii.blind_index(str(user_id), context=REPORTER_CONTEXT),
+    }
