@@ -1053,3 +1053,52 @@ def test_a_past_period_is_the_same_after_later_status_changes(client, app, tree,
     ).get_json()
     assert sum(now["clues"]["by_outcome"].values()) >= len(open_clues) - 1
     assert now["clues"]["answered"] >= 1
+
+
+def test_every_figure_has_its_definition_in_the_openapi_document(client, app, tree, staff, dataset):
+    """The summary, series and coverage responses are typed: every key they carry, at any depth,
+    is a documented property whose description defines it (what, which day, which time zone)."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        if "allOf" in schema:  # a nested field with a description wraps its $ref
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(resolve(part))
+            return merged
+        return schema
+
+    def walk(schema: dict[str, Any], value: Any, where: str) -> int:
+        """Every key of ``value`` is a property of ``schema`` with a description; returns how many."""
+        schema = resolve(schema)
+        seen = 0
+        if isinstance(value, dict) and "properties" in schema:
+            for key, item in value.items():
+                assert key in schema["properties"], f"{where}.{key} is not in the OpenAPI document"
+                prop = schema["properties"][key]
+                assert (prop.get("description") or "").strip(), f"{where}.{key} has no definition"
+                seen += 1 + walk(prop, item, f"{where}.{key}")
+        elif isinstance(value, dict) and "additionalProperties" in schema:
+            for key, item in value.items():
+                seen += walk(schema["additionalProperties"], item, f"{where}[{key}]")
+        elif isinstance(value, list) and "items" in schema:
+            for index, item in enumerate(value[:3]):
+                seen += walk(schema["items"], item, f"{where}[{index}]")
+        return seen
+
+    first, last = _period()
+    admin = staff("admin-city", "admin", "150200")
+    query = f"jurisdiction_id={tree['150203']}&from={first}&to={last}"
+    for path, url in (
+        ("/api/v1/desk/reports/summary", f"/api/v1/desk/reports/summary?{query}"),
+        ("/api/v1/desk/reports/series", f"/api/v1/desk/reports/series?{query}&granularity=week"),
+        ("/api/v1/desk/reports/coverage", f"/api/v1/desk/reports/coverage?jurisdiction_id={tree['150203']}"),
+    ):
+        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        body = client.get(url, headers=admin).get_json()
+        assert walk(schema, body, path) > 20
+    # The figures that define the results carry their day and time zone.
+    service = resolve({"$ref": "#/components/schemas/ServiceFigures"})["properties"]
+    assert "北京时间" in service["unserved"]["description"] and "关闭" in service["unserved"]["description"]
