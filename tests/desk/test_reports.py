@@ -118,7 +118,7 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
             for a in raw["assignments"]
             if a.status == "completed"
             and ends_in(raw["tasks"][a.task_id], a_first, a_last)
-            and inside(raw["volunteers"][a.volunteer_id].community_id)
+            and inside(raw["volunteers"][a.volunteer_id].jurisdiction_id)  # home: grid or community
         }
 
     length = (last - first).days + 1
@@ -133,7 +133,7 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
         and in_period(c.closed_at)
     ]
     judged = [c for c in closed_clues if c.valid is not None]
-    volunteers = [v for v in raw["volunteers"].values() if inside(v.community_id)]
+    volunteers = [v for v in raw["volunteers"].values() if inside(v.jurisdiction_id)]
     newly = [v for v in volunteers if in_period(v.approved_at)]
 
     answered: dict[int, Any] = {}
@@ -1102,3 +1102,38 @@ def test_every_figure_has_its_definition_in_the_openapi_document(client, app, tr
     # The figures that define the results carry their day and time zone.
     service = resolve({"$ref": "#/components/schemas/ServiceFigures"})["properties"]
     assert "北京时间" in service["unserved"]["description"] and "关闭" in service["unserved"]["description"]
+
+
+def test_a_communitys_summary_breaks_down_by_its_grids(client, app, tree, staff, dataset):
+    """As a district's summary lists its streets, a community's lists its grids: each grid's
+    figures equal its raw rows (its tasks and clues, and the volunteers living in it)."""
+    from sqlalchemy import update
+
+    from workers import reports as report_jobs
+    from yijing.extensions import db
+    from yijing.models import Clue, Task, Volunteer
+
+    community, grid = tree["150203-01-01"], tree["150203-01-01-1"]
+    with app.app_context():  # half of the community's volunteers, tasks and clues lie in its grid
+        for model, column in (
+            (Volunteer, Volunteer.community_id),
+            (Task, Task.jurisdiction_id),
+            (Clue, Clue.jurisdiction_id),
+        ):
+            ids = db.session.scalars(select(model.id).where(column == community).order_by(model.id)).all()
+            db.session.execute(update(model).where(model.id.in_(ids[::2])).values(jurisdiction_id=grid))
+        db.session.commit()
+        report_jobs.refresh_recent()
+        db.session.remove()
+    first, last = _period()
+    leader = staff("leader-zt", "leader", "150203-01-01")
+    body = client.get(f"/api/v1/desk/reports/summary?from={first}&to={last}", headers=leader).get_json()
+    assert body["jurisdiction"]["id"] == community
+    assert [c["jurisdiction"]["id"] for c in body["children"]] == [grid]
+    raw = _raw(app)
+    _check(body, _expected(raw, community, first, last))
+    (child,) = body["children"]
+    _check(child, _expected(raw, grid, first, last))
+    assert child["service"]["published"] > 0 and child["clues"]["reported"] > 0
+    assert 0 < child["volunteers"]["active"] < body["volunteers"]["active"]
+    assert 0 < sum(child["volunteers"]["by_status"].values()) < sum(body["volunteers"]["by_status"].values())

@@ -14,8 +14,8 @@ an earlier one. What counts on which day, and for which node:
 * the assignments of the tasks ended on the day (closed or cancelled; their figures are final
   then): ``checkins`` (checked in), ``no_shows`` (accepted, never checked in), ``served``
   (completed) and ``service_minutes``, by the task's kind;
-* newly approved volunteers — the volunteer's community, the day of the first approval
-  (``approved_at``), whatever their status now;
+* newly approved volunteers — the volunteer's home (grid or community, fixed once approved), the
+  day of the first approval (``approved_at``), whatever their status now;
 * clues — ``clue_reported`` on the day reported; ``clue_outcome`` (by status), ``clue_judged``
   (resolved with a verdict) and ``clue_valid`` on the day the clue was closed (``closed_at``; a
   closed clue never moves again); the time to the first public answer (the first staff step
@@ -223,9 +223,9 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
 
     # Newly approved: first approved on the day, whatever became of them since.
     for jid, category, count in db.session.execute(
-        select(Volunteer.community_id, Volunteer.category, func.count())
+        select(Volunteer.jurisdiction_id, Volunteer.category, func.count())
         .where(within(Volunteer.approved_at))
-        .group_by(Volunteer.community_id, Volunteer.category)
+        .group_by(Volunteer.jurisdiction_id, Volunteer.category)
     ):
         add(jid, "vol_approved", category, count)
 
