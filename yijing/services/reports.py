@@ -5,7 +5,13 @@ and response figures are sums over the ``daily_stats`` rows of the node itself (
 subtree's total) for the period's days; active volunteers and retention are distinct counts over
 ``volunteer_days``. Two things are read live, each a grouped, indexed query rather than a scan of
 the activity tables: the current volunteer counts by status and category, and the coverage's teams
-(one row per community). A node's children are computed with it, one query per figure.
+(one row per community). A node's children are computed with it, one query per figure: a
+district's streets, a street's communities, a community's grids.
+
+What each figure counts, and on which day, is documented on the response schemas in
+``desk/reports.py`` (the OpenAPI document) and in the README; in short, every figure counts an event
+on the Beijing-time day it happened (a task on the day it ended, a clue's outcome on the day it
+was closed), so a past period's figures never change.
 """
 
 from __future__ import annotations
