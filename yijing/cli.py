@@ -180,8 +180,13 @@ def rebuild_duty_index() -> None:
 @yijing_cli.command("rollup")
 @click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First local day.")
 @click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last local day (today).")
-def rollup(first: object, last: object) -> None:
-    """(Re)build the report rollups for a range of days (default: REPORT_ROLLUP_DAYS up to today)."""
+@click.option(
+    "--check", is_flag=True, help="Only compare the days with the raw rows; exit 1 when one differs."
+)
+def rollup(first: object, last: object, check: bool) -> None:
+    """(Re)build the report rollups for a range of days (default: REPORT_ROLLUP_DAYS up to today).
+
+    Runs may overlap (with each other and with the worker's jobs): rebuilds of a day take turns."""
     from datetime import timedelta
 
     from yijing.services import rollups
@@ -193,6 +198,16 @@ def rollup(first: object, last: object) -> None:
         click.echo("错误：--from 应不晚于 --to", err=True)
         sys.exit(1)
     total = (last_day - first_day).days + 1
+    if check:
+        differ = rollups.differing_days(first_day, last_day)
+        if differ:
+            click.echo(
+                f"{len(differ)} of {total} days differ from the raw rows: " + ", ".join(map(str, differ))
+            )
+            click.echo(f"rebuild them with `flask yijing rollup --from {differ[0]} --to {differ[-1]}`")
+            sys.exit(1)
+        click.echo(f"checked {total} days ({first_day} – {last_day}): every day equals the raw rows")
+        return
     with click.progressbar(length=total, label="rollup") as bar:
         rows = rollups.rebuild(first_day, last_day, progress=lambda _day: bar.update(1))
     click.echo(f"rolled up {total} days ({first_day} – {last_day}): {rows} rows")

@@ -459,9 +459,10 @@ SETTINGS: tuple[Setting, ...] = (
         "REPORT_ROLLUP_DAYS",
         "int",
         35,
-        "the rollup job recomputes this many recent days every 15 minutes; a "
-        "daily job recomputes the 92 days before that (late clue outcomes, tasks closed late); rebuild older "
-        "ones with `flask yijing rollup`",
+        "the rollup job recomputes this many recent days every 15 minutes; a daily job recomputes the 92 "
+        "days before that; every figure counts on the day its event happened, so older days stay equal to "
+        "the raw rows (check any range with `flask yijing rollup --check`, rebuild with "
+        "`flask yijing rollup`)",
         minimum=1,
     ),
     _s("REPORT_MAX_DAYS", "int", 366, "longest period one report request may cover", minimum=1),

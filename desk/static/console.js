@@ -38,7 +38,7 @@ const TABS = [
   { label: "辖区", load: async () => table(await api("/api/v1/desk/jurisdictions"), [["name", "名称"], ["level", "层级"], ["code", "区划代码"]]) },
   { label: "志愿者审核", load: async () => table((await api("/api/v1/desk/volunteers?status=pending")).items, [["id", "编号"], ["name_masked", "姓名"], ["category", "类别"], ["employer", "单位"], ["status", "状态"]]) },
   { label: "线索研判", load: async () => table((await api("/api/v1/desk/clues")).items, [["id", "编号"], ["category", "类别"], ["status", "状态"], ["created_at", "提交时间"]]) },
-  { label: "巡逻任务", load: async () => table((await api("/api/v1/desk/tasks")).items, [["id", "编号"], ["title", "标题"], ["status", "状态"], ["starts_at", "开始"]]) },
+  { label: "巡逻任务", load: async () => table((await api("/api/v1/desk/tasks")).items, [["id", "编号"], ["title", "标题"], ["status_label", "状态"], ["starts_at", "开始"]]) },
 ];
 
 async function showTab(index) {

@@ -23,6 +23,7 @@ def test_a_roster_of_200000_volunteers_exports_in_the_background(client, app, tr
     from yijing.models import Jurisdiction, Volunteer, VolunteerStatus
     from yijing.models.volunteer import CATEGORY_LABELS
     from yijing.services import datagen
+    from yijing.services.volunteers import STATUS_LABELS
 
     with app.app_context():
         rows = db.session.execute
@@ -38,7 +39,7 @@ def test_a_roster_of_200000_volunteers_exports_in_the_background(client, app, tr
                 id_number,
                 phone,
                 CATEGORY_LABELS[category],
-                status,
+                STATUS_LABELS[status],
                 names[community_id],
                 decided_at.isoformat(),
             ]

@@ -85,36 +85,56 @@ def _raw(app) -> dict[str, Any]:
         return data
 
 
+def _end_day(task) -> date | None:
+    """The local day a task ended: closed after its window, or cancelled once published."""
+    if task.status in ("completed", "unserved") and task.closed_at is not None:
+        return _day(task.closed_at)
+    if task.status == "cancelled" and task.published_at is not None and task.cancelled_at is not None:
+        return _day(task.cancelled_at)
+    return None
+
+
 def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dict[str, Any]:
+    """Every figure by its definition (see the OpenAPI document), from the raw rows."""
     root = raw["paths"][root_id]
     inside = lambda jid: raw["paths"][jid].startswith(root)  # noqa: E731
-    in_period = lambda moment: first <= _day(moment) <= last  # noqa: E731
-    tasks = {
-        t.id: t
+    in_period = lambda moment: moment is not None and first <= _day(moment) <= last  # noqa: E731
+    ends_in = lambda task, a, b: (end := _end_day(task)) is not None and a <= end <= b  # noqa: E731
+    scheduled = [
+        t
         for t in raw["tasks"].values()
         if t.published_at is not None and inside(t.jurisdiction_id) and in_period(t.starts_at)
-    }
-    assignments = [a for a in raw["assignments"] if a.task_id in tasks]
+    ]
+    ended = {t.id: t for t in raw["tasks"].values() if inside(t.jurisdiction_id) and ends_in(t, first, last)}
+    closed = [t for t in ended.values() if t.status in ("completed", "unserved")]
+    assignments = [a for a in raw["assignments"] if a.task_id in ended]
     completed = [a for a in assignments if a.status == "completed"]
     minutes = sum(a.service_minutes or 0 for a in completed)
+    served_on = Counter(a.task_id for a in completed)
 
     def active_in(a_first: date, a_last: date) -> set[int]:
         return {
             a.volunteer_id
             for a in raw["assignments"]
             if a.status == "completed"
-            and raw["tasks"][a.task_id].published_at is not None
-            and a_first <= _day(raw["tasks"][a.task_id].starts_at) <= a_last
-            and inside(raw["volunteers"][a.volunteer_id].community_id)
+            and ends_in(raw["tasks"][a.task_id], a_first, a_last)
+            and inside(raw["volunteers"][a.volunteer_id].jurisdiction_id)  # home: grid or community
         }
 
     length = (last - first).days + 1
     active = active_in(first, last)
     previous = active_in(first - timedelta(days=length), first - timedelta(days=1))
     clues = [c for c in raw["clues"] if inside(c.jurisdiction_id) and in_period(c.created_at)]
-    judged = [c for c in clues if c.valid is not None]
-    volunteers = [v for v in raw["volunteers"].values() if inside(v.community_id)]
-    newly = [v for v in volunteers if v.status == "approved" and v.decided_at and in_period(v.decided_at)]
+    closed_clues = [
+        c
+        for c in raw["clues"]
+        if inside(c.jurisdiction_id)
+        and c.status not in ("submitted", "accepted", "investigating")
+        and in_period(c.closed_at)
+    ]
+    judged = [c for c in closed_clues if c.valid is not None]
+    volunteers = [v for v in raw["volunteers"].values() if inside(v.jurisdiction_id)]
+    newly = [v for v in volunteers if in_period(v.approved_at)]
 
     answered: dict[int, Any] = {}
     for event in raw["clue_events"]:
@@ -126,13 +146,15 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
                 answered.get(message.clue_id, message.created_at), message.created_at
             )
     answer_minutes = [
-        max(0, int((answered[c.id] - c.created_at).total_seconds() // 60)) for c in clues if c.id in answered
+        max(0, int((answered[c.id] - c.created_at).total_seconds() // 60))
+        for c in raw["clues"]
+        if inside(c.jurisdiction_id) and c.id in answered and in_period(answered[c.id])
     ]
 
     sent = {}
     for ring in raw["rings"]:
         sent[ring.task_id] = min(sent.get(ring.task_id, ring.created_at), ring.created_at)
-    nearby = [t for t in tasks.values() if t.dispatch_mode == "nearby" and t.id in sent]
+    nearby = [t for t in ended.values() if t.dispatch_mode == "nearby" and t.id in sent]
     accept, checkin = [], []
     for task in nearby:
         mine = [a for a in assignments if a.task_id == task.id]
@@ -147,11 +169,13 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
         return float(sorted(values)[max(0, math.ceil(0.9 * len(values)) - 1)]) if values else None
 
     by_kind: dict[str, dict[str, int]] = defaultdict(Counter)
-    for task in tasks.values():
+    for task in scheduled:
         by_kind[task.kind]["published"] += 1
+    for task in ended.values():
         by_kind[task.kind]["completed"] += task.status == "completed"
+        by_kind[task.kind]["unserved"] += task.status == "unserved"
     for a in completed:
-        by_kind[tasks[a.task_id].kind]["service_minutes"] += a.service_minutes or 0
+        by_kind[ended[a.task_id].kind]["service_minutes"] += a.service_minutes or 0
     return {
         "volunteers": {
             "by_status": dict(Counter(v.status for v in volunteers)),
@@ -162,10 +186,12 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
             "retained": len(active & previous),
         },
         "service": {
-            "published": len(tasks),
-            "filled": sum(1 for t in tasks.values() if t.filled >= t.slots),
-            "completed": sum(1 for t in tasks.values() if t.status == "completed"),
-            "cancelled": sum(1 for t in tasks.values() if t.status == "cancelled"),
+            "published": len(scheduled),
+            "ended": len(closed),
+            "filled": sum(1 for t in closed if served_on[t.id] >= t.slots),
+            "completed": sum(1 for t in closed if t.status == "completed"),
+            "unserved": sum(1 for t in closed if t.status == "unserved"),
+            "cancelled": sum(1 for t in ended.values() if t.status == "cancelled"),
             "checkins": sum(1 for a in assignments if a.checkin_at is not None),
             "no_shows": sum(1 for a in assignments if a.status == "no_show"),
             "served": len(completed),
@@ -175,8 +201,8 @@ def _expected(raw: dict[str, Any], root_id: int, first: date, last: date) -> dic
         "clues": {
             "reported": len(clues),
             "by_category": dict(Counter(c.category for c in clues)),
-            "by_outcome": dict(Counter(c.status for c in clues)),
-            "valid": sum(1 for c in clues if c.valid),
+            "by_outcome": dict(Counter(c.status for c in closed_clues)),
+            "valid": sum(1 for c in judged if c.valid),
             "judged": len(judged),
             "answered": len(answer_minutes),
             "answer_median_minutes": statistics.median(answer_minutes) if answer_minutes else None,
@@ -334,7 +360,7 @@ def test_coverage_lists_the_communities_falling_short(client, app, tree, staff, 
     active: dict[int, set[int]] = defaultdict(set)
     for a in raw["assignments"]:
         task = raw["tasks"][a.task_id]
-        if a.status == "completed" and window_first <= _day(task.starts_at) <= today:
+        if a.status == "completed" and _end_day(task) is not None and window_first <= _end_day(task) <= today:
             active[raw["volunteers"][a.volunteer_id].community_id].add(a.volunteer_id)
     leader = staff("leader-kdl", "leader", "150203")
     body = client.get(f"/api/v1/desk/reports/coverage?jurisdiction_id={tree['150203']}", headers=leader)
@@ -381,7 +407,8 @@ def test_leaderboards_match_the_raw_rows(client, app, tree, staff, dataset):
         volunteer = raw["volunteers"][a.volunteer_id]
         if (
             a.status == "completed"
-            and first <= _day(task.starts_at) <= last
+            and _end_day(task) is not None
+            and first <= _end_day(task) <= last
             and raw["paths"][volunteer.community_id].startswith(root)
         ):
             minutes[a.volunteer_id] += a.service_minutes or 0
@@ -441,7 +468,8 @@ def test_a_community_leader_sees_their_community_only(client, tree, staff):
     leader = staff("leader-zt", "leader", "150203-01-01")
     own = client.get("/api/v1/desk/reports/summary", headers=leader)
     assert own.status_code == 200
-    assert own.get_json()["jurisdiction"]["key"] == "150203-01-01" and own.get_json()["children"] == []
+    assert own.get_json()["jurisdiction"]["key"] == "150203-01-01"
+    assert [c["jurisdiction"]["key"] for c in own.get_json()["children"]] == ["150203-01-01-1"]  # its grids
     for path in ("summary", "series", "coverage", "leaderboard"):
         nxt = client.get(
             f"/api/v1/desk/reports/{path}?jurisdiction_id={tree['150203-01-02']}", headers=leader
@@ -643,10 +671,14 @@ def test_a_volunteer_sees_their_own_rank(client, app, staff, volunteers, tasks):
                     service_minutes=minutes,
                 )
             )
-        db.session.commit()
         from yijing.models import Task
+        from yijing.models.base import utcnow
 
-        task_day = rollups.local_day(db.session.get(Task, task["id"]).starts_at)
+        # Service counts on the day its task ended: the task is closed now.
+        db.session.get(Task, task["id"]).status = "completed"
+        db.session.get(Task, task["id"]).closed_at = utcnow()
+        db.session.commit()
+        task_day = rollups.local_today()
         rollups.rebuild(task_day, task_day)
         db.session.remove()
     query = f"?from={task_day}&to={task_day}"
@@ -680,13 +712,14 @@ def test_the_rollup_job_is_periodic_and_the_threshold_is_configurable(app, make_
         db.session.remove()
 
 
-def test_a_late_outcome_reaches_an_old_day_through_the_daily_quarter_refresh(app, tree):
+def test_a_late_outcome_counts_on_its_own_day_and_old_days_stay_equal_to_the_raw_rows(app, tree):
     from sqlalchemy import update
 
     from workers import reports as report_jobs
     from yijing.extensions import db
     from yijing.models import Clue, DailyStat
-    from yijing.services import datagen
+    from yijing.models.base import utcnow
+    from yijing.services import datagen, rollups
     from yijing.services.rollups import local_day, local_today
 
     with app.app_context():
@@ -696,18 +729,18 @@ def test_a_late_outcome_reaches_an_old_day_through_the_daily_quarter_refresh(app
             c
             for c in db.session.scalars(select(Clue))
             if window + 1 < (local_today() - local_day(c.created_at)).days < report_jobs.QUARTER_DAYS
-            and c.status != "resolved"
+            and c.status in ("submitted", "accepted", "investigating")
         ]
         assert old, "the generator spreads clues over 90 days, in every status"
         report_jobs.refresh_recent()
         assert report_jobs.refresh_quarter() > 0
         day = local_day(old[0].created_at)
 
-        def resolved_on_that_day() -> int:
+        def resolved_on(when: date) -> int:
             return int(
                 db.session.scalar(
                     select(func.coalesce(func.sum(DailyStat.value), 0)).where(
-                        DailyStat.day == day,
+                        DailyStat.day == when,
                         DailyStat.jurisdiction_id == old[0].jurisdiction_id,
                         DailyStat.metric == "clue_outcome",
                         DailyStat.dimension == "resolved",
@@ -715,11 +748,392 @@ def test_a_late_outcome_reaches_an_old_day_through_the_daily_quarter_refresh(app
                 )
             )
 
-        before = resolved_on_that_day()
-        db.session.execute(update(Clue).where(Clue.id == old[0].id).values(status="resolved", valid=True))
+        before, today_before = resolved_on(day), resolved_on(local_today())
+        db.session.execute(
+            update(Clue).where(Clue.id == old[0].id).values(status="resolved", valid=True, closed_at=utcnow())
+        )
         db.session.commit()
-        report_jobs.refresh_recent()  # the 15-minute job does not reach that far back
-        assert resolved_on_that_day() == before
-        report_jobs.refresh_quarter()
-        assert resolved_on_that_day() == before + 1
+        report_jobs.refresh_recent()  # the outcome happened today: today's figures carry it
+        assert resolved_on(local_today()) == today_before + 1
+        report_jobs.refresh_quarter()  # and the day the clue was reported stays as it was
+        assert resolved_on(day) == before
+        # Every day of the generated history equals its raw rows, the old ones too.
+        assert (
+            rollups.differing_days(local_today() - timedelta(days=report_jobs.QUARTER_DAYS), local_today())
+            == []
+        )
         db.session.remove()
+
+
+def test_a_task_nobody_served_ends_unserved_and_is_counted_apart(
+    app, client, tree, staff, volunteers, tasks, run_jobs
+):
+    """From raw rows through HTTP: the close job ends a task nobody checked into as ``unserved``;
+    the board, the volunteer's history, the summary and its export agree, and the completion,
+    fill and no-show rates follow from what happened."""
+    from datetime import UTC, datetime
+
+    from workers import tasks as task_jobs
+    from yijing.services.rollups import local_today
+
+    desk = staff("desk-kdl", "desk", "150203")
+    served = tasks.create(desk, slots=1, title="有人服务")
+    empty = tasks.create(desk, slots=2, title="无人报名")
+    absent = tasks.create(desk, slots=1, title="报名未到")
+    came, _ = volunteers.approved(desk, "came")
+    missed, _ = volunteers.approved(desk, "missed")
+    placed = tasks.accept(came, served["id"])
+    tasks.check_in(came, served["id"])
+    tasks.accept(missed, absent["id"])
+    now = datetime.now(UTC)
+    for task in (served, empty, absent):
+        tasks.set_rows(
+            "Task", task["id"], starts_at=now - timedelta(hours=3), ends_at=now - timedelta(hours=1)
+        )
+    tasks.set_rows("Assignment", placed["id"], checkin_at=now - timedelta(minutes=150))
+    with app.app_context():
+        assert task_jobs.close_finished_tasks() == 3
+
+    board = client.get("/api/v1/desk/tasks?limit=10", headers=desk).get_json()["items"]
+    status = {t["id"]: (t["status"], t["status_label"]) for t in board}
+    assert status == {
+        served["id"]: ("completed", "已完成"),
+        empty["id"]: ("unserved", "无人服务"),
+        absent["id"]: ("unserved", "无人服务"),
+    }
+    filtered = client.get("/api/v1/desk/tasks?status=unserved", headers=desk).get_json()["items"]
+    assert {t["id"] for t in filtered} == {empty["id"], absent["id"]}
+    history = client.get("/api/v1/tasks/mine", headers=missed).get_json()["items"]
+    assert [(i["status"], i["task"]["status"], i["task"]["status_label"]) for i in history] == [
+        ("no_show", "unserved", "无人服务")
+    ]
+    assert (
+        client.get("/api/v1/tasks/mine", headers=came).get_json()["items"][0]["task"]["status"] == "completed"
+    )
+
+    with app.app_context():
+        from workers import reports as report_jobs
+        from yijing.extensions import db
+
+        report_jobs.refresh_recent()
+        db.session.remove()
+    today = local_today()
+    period = f"from={today - timedelta(days=1)}&to={today}"
+    body = client.get(f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&{period}", headers=desk)
+    service = body.get_json()["service"]
+    # the same figures from the raw rows, by their definitions
+    expected = _expected(_raw(app), tree["150203"], today - timedelta(days=1), today)["service"]
+    assert {k: service[k] for k in expected} == expected
+    assert (service["ended"], service["completed"], service["unserved"], service["filled"]) == (3, 1, 2, 1)
+    assert service["completion_rate"] == round(1 / 3, 4) and service["fill_rate"] == round(1 / 3, 4)
+    assert (service["checkins"], service["no_shows"], service["no_show_rate"]) == (1, 1, 0.5)
+    assert service["by_kind"]["patrol"]["unserved"] == 2
+    series = client.get(
+        f"/api/v1/desk/reports/series?jurisdiction_id={tree['150203']}&{period}&granularity=month",
+        headers=desk,
+    ).get_json()
+    assert sum(p["task_unserved"] for p in series["points"]) == 2
+    assert sum(p["task_completed"] for p in series["points"]) == 1
+
+    made = client.post(
+        "/api/v1/desk/exports",
+        json={"kind": "summary", "from": str(today - timedelta(days=1)), "to": str(today)},
+        headers=desk,
+    ).get_json()
+    run_jobs("reports")
+    rows = _rows(client, desk, made["id"])
+    column = {title: index for index, title in enumerate(rows[0])}
+    assert (rows[1][column["完成任务（有人服务）"]], rows[1][column["无人服务任务"]]) == ("1", "2")
+    assert rows[1][column["任务完成率"]] == "33.33%"
+
+
+def test_the_summarys_volunteers_are_the_rosters_by_status(client, app, tree, staff, dataset, run_jobs):
+    """The summary export's 已通过义警 / 待审核申请 / 已暂停义警 are the roster export's rows of
+    those statuses: the same set under the same name."""
+    leader = staff("leader-kdl", "leader", "150203")
+    today = date.today().isoformat()
+    summary = client.post(
+        "/api/v1/desk/exports", json={"kind": "summary", "from": today, "to": today}, headers=leader
+    ).get_json()
+    roster = client.post("/api/v1/desk/exports", json={"kind": "roster"}, headers=leader).get_json()
+    run_jobs("reports")
+    summary_rows, roster_rows = _rows(client, leader, summary["id"]), _rows(client, leader, roster["id"])
+    column = {title: index for index, title in enumerate(summary_rows[0])}
+    statuses = Counter(row[roster_rows[0].index("状态")] for row in roster_rows[1:])
+    assert statuses and set(statuses) <= {"已通过", "待审核", "已暂停"}
+    for title, label in (("已通过义警", "已通过"), ("待审核申请", "待审核"), ("已暂停义警", "已暂停")):
+        assert int(summary_rows[1][column[title]]) == statuses[label], title
+    assert "在册义警" not in column
+
+
+def test_overlapping_rebuilds_of_the_same_days_all_finish_and_equal_the_raw_rows(
+    client, app, tree, staff, dataset
+):
+    """Three ``flask yijing rollup`` runs over the same days at once, beside the 15-minute job:
+    every run finishes, and every day equals the raw rows."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from workers import reports as report_jobs
+    from yijing.extensions import db
+    from yijing.services import rollups
+
+    config = app.config["YIJING"]
+    if not config.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: rebuilds cannot overlap there")
+    today = rollups.local_today()
+    first = today - timedelta(days=32)
+    env = {
+        **os.environ,
+        "YIJING_ENV": "test",
+        "DATABASE_URL": config.database_url,
+        "REDIS_URL": config.redis_url,
+        "REDIS_PREFIX": config.redis_prefix,
+        "QUEUE_PREFIX": config.queue_prefix,
+        "MEDIA_ROOT": config.media_root,
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "yijing",
+        "rollup",
+        "--from",
+        str(first),
+        "--to",
+        str(today),
+    ]
+    root = Path(__file__).resolve().parents[2]
+    runs = [
+        subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    # Meanwhile, in this process: the periodic job and three rebuilders hammering the same days
+    # in step (a barrier lines up every round), so rebuilds of one day surely collide.
+    import threading
+
+    busy = [today - timedelta(days=n) for n in (1, 2, 3)]
+    barrier, failures = threading.Barrier(3), []
+
+    def hammer() -> None:
+        try:
+            with app.app_context():
+                for _ in range(8):
+                    barrier.wait(timeout=60)
+                    for day in busy:
+                        rollups.rebuild_day(day)
+                db.session.remove()
+        except Exception as exc:  # reported by the assertion below
+            failures.append(repr(exc))
+            barrier.abort()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    with app.app_context():
+        report_jobs.refresh_recent()
+        db.session.remove()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert failures == []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+        assert f"rolled up {(today - first).days + 1} days" in out
+    with app.app_context():
+        assert rollups.differing_days(first, today) == []
+        db.session.remove()
+    check = subprocess.run(
+        [*command[:6], "rollup", "--check", "--from", str(first), "--to", str(today)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0 and "every day equals the raw rows" in check.stdout, (
+        check.stdout + check.stderr
+    )
+    admin = staff("admin-city", "admin", "150200")
+    raw = _raw(app)
+    for key in ("150200", "150203-01"):
+        body = client.get(
+            f"/api/v1/desk/reports/summary?jurisdiction_id={tree[key]}&from={first}&to={today}", headers=admin
+        ).get_json()
+        _check(body, _expected(raw, tree[key], first, today))
+
+
+def test_a_past_period_is_the_same_after_later_status_changes(client, app, tree, staff, dataset):
+    """A period's figures, asked for again after volunteers were suspended, clues judged and
+    answered, and the rollups rebuilt, are the figures it had (only the live volunteer counts by
+    status, documented as "now", move)."""
+    from yijing.services.rollups import local_today
+
+    today = local_today()
+    first, last = today - timedelta(days=20), today - timedelta(days=10)
+    desk = staff("desk-kdl", "desk", "150203")
+    period = f"from={first}&to={last}"
+
+    def figures() -> dict[str, Any]:
+        body = client.get(
+            f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&{period}", headers=desk
+        )
+        series = client.get(
+            f"/api/v1/desk/reports/series?jurisdiction_id={tree['150203']}&{period}&granularity=day",
+            headers=desk,
+        )
+        board = client.get(
+            f"/api/v1/desk/reports/leaderboard?jurisdiction_id={tree['150203']}&{period}&limit=100",
+            headers=desk,
+        )
+        summary = body.get_json()
+        for item in (summary, *summary["children"]):
+            item["volunteers"].pop("by_status")  # the live snapshot: who is approved now
+            item["volunteers"].pop("by_category")
+        return {"summary": summary, "series": series.get_json(), "volunteers": board.get_json()["volunteers"]}
+
+    before = figures()
+    assert (
+        before["summary"]["volunteers"]["newly_approved"] > 0 and before["summary"]["clues"]["reported"] > 0
+    )
+
+    raw = _raw(app)
+    root = raw["paths"][tree["150203"]]
+    inside = lambda jid: raw["paths"][jid].startswith(root)  # noqa: E731
+    in_period = lambda moment: moment is not None and first <= _day(moment) <= last  # noqa: E731
+    # Volunteers approved in the period are suspended now.
+    approved = [
+        v
+        for v in raw["volunteers"].values()
+        if v.status == "approved" and inside(v.community_id) and in_period(v.approved_at)
+    ]
+    for volunteer in approved[:3]:
+        response = client.post(
+            f"/api/v1/desk/volunteers/{volunteer.id}/suspend", json={"reason": "多次无故缺勤"}, headers=desk
+        )
+        assert response.status_code == 200, response.get_json()
+    # Clues reported in the period and still open are judged now; another one is answered now.
+    open_clues = [
+        c
+        for c in raw["clues"]
+        if c.status in ("submitted", "accepted", "investigating")
+        and inside(c.jurisdiction_id)
+        and in_period(c.created_at)
+    ]
+    assert len(open_clues) >= 2, "the generator leaves some clues of the period open"
+    for clue in open_clues[:-1]:
+        move = {"to": "rejected"} if clue.status == "submitted" else {"to": "resolved", "valid": True}
+        response = client.post(f"/api/v1/desk/clues/{clue.id}/transitions", json=move, headers=desk)
+        assert response.status_code == 200, response.get_json()
+    asked = client.post(
+        f"/api/v1/desk/clues/{open_clues[-1].id}/messages",
+        json={"body": "请问具体位置在哪里？"},
+        headers=desk,
+    )
+    assert asked.status_code == 201, asked.get_json()
+
+    with app.app_context():
+        from workers import reports as report_jobs
+        from yijing.extensions import db
+
+        report_jobs.refresh_recent()  # the period lies inside the recompute window: rebuilt whole
+        db.session.remove()
+    after = figures()
+    assert after == before
+    # The changes count on the day they happened: today.
+    now = client.get(
+        f"/api/v1/desk/reports/summary?jurisdiction_id={tree['150203']}&from={today}&to={today}", headers=desk
+    ).get_json()
+    assert sum(now["clues"]["by_outcome"].values()) >= len(open_clues) - 1
+    assert now["clues"]["answered"] >= 1
+
+
+def test_every_figure_has_its_definition_in_the_openapi_document(client, app, tree, staff, dataset):
+    """The summary, series and coverage responses are typed: every key they carry, at any depth,
+    is a documented property whose description defines it (what, which day, which time zone)."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        if "allOf" in schema:  # a nested field with a description wraps its $ref
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(resolve(part))
+            return merged
+        return schema
+
+    def walk(schema: dict[str, Any], value: Any, where: str) -> int:
+        """Every key of ``value`` is a property of ``schema`` with a description; returns how many."""
+        schema = resolve(schema)
+        seen = 0
+        if isinstance(value, dict) and "properties" in schema:
+            for key, item in value.items():
+                assert key in schema["properties"], f"{where}.{key} is not in the OpenAPI document"
+                prop = schema["properties"][key]
+                assert (prop.get("description") or "").strip(), f"{where}.{key} has no definition"
+                seen += 1 + walk(prop, item, f"{where}.{key}")
+        elif isinstance(value, dict) and "additionalProperties" in schema:
+            for key, item in value.items():
+                seen += walk(schema["additionalProperties"], item, f"{where}[{key}]")
+        elif isinstance(value, list) and "items" in schema:
+            for index, item in enumerate(value[:3]):
+                seen += walk(schema["items"], item, f"{where}[{index}]")
+        return seen
+
+    first, last = _period()
+    admin = staff("admin-city", "admin", "150200")
+    query = f"jurisdiction_id={tree['150203']}&from={first}&to={last}"
+    for path, url in (
+        ("/api/v1/desk/reports/summary", f"/api/v1/desk/reports/summary?{query}"),
+        ("/api/v1/desk/reports/series", f"/api/v1/desk/reports/series?{query}&granularity=week"),
+        ("/api/v1/desk/reports/coverage", f"/api/v1/desk/reports/coverage?jurisdiction_id={tree['150203']}"),
+    ):
+        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        body = client.get(url, headers=admin).get_json()
+        assert walk(schema, body, path) > 20
+    # The figures that define the results carry their day and time zone.
+    service = resolve({"$ref": "#/components/schemas/ServiceFigures"})["properties"]
+    assert "北京时间" in service["unserved"]["description"] and "关闭" in service["unserved"]["description"]
+
+
+def test_a_communitys_summary_breaks_down_by_its_grids(client, app, tree, staff, dataset):
+    """As a district's summary lists its streets, a community's lists its grids: each grid's
+    figures equal its raw rows (its tasks and clues, and the volunteers living in it)."""
+    from sqlalchemy import update
+
+    from workers import reports as report_jobs
+    from yijing.extensions import db
+    from yijing.models import Clue, Task, Volunteer
+
+    community, grid = tree["150203-01-01"], tree["150203-01-01-1"]
+    with app.app_context():  # half of the community's volunteers, tasks and clues lie in its grid
+        for model, column in (
+            (Volunteer, Volunteer.community_id),
+            (Task, Task.jurisdiction_id),
+            (Clue, Clue.jurisdiction_id),
+        ):
+            ids = db.session.scalars(select(model.id).where(column == community).order_by(model.id)).all()
+            db.session.execute(update(model).where(model.id.in_(ids[::2])).values(jurisdiction_id=grid))
+        db.session.commit()
+        report_jobs.refresh_recent()
+        db.session.remove()
+    first, last = _period()
+    leader = staff("leader-zt", "leader", "150203-01-01")
+    body = client.get(f"/api/v1/desk/reports/summary?from={first}&to={last}", headers=leader).get_json()
+    assert body["jurisdiction"]["id"] == community
+    assert [c["jurisdiction"]["id"] for c in body["children"]] == [grid]
+    raw = _raw(app)
+    _check(body, _expected(raw, community, first, last))
+    (child,) = body["children"]
+    _check(child, _expected(raw, grid, first, last))
+    assert child["service"]["published"] > 0 and child["clues"]["reported"] > 0
+    assert 0 < child["volunteers"]["active"] < body["volunteers"]["active"]
+    assert 0 < sum(child["volunteers"]["by_status"].values()) < sum(body["volunteers"]["by_status"].values())

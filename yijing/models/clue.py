@@ -98,6 +98,7 @@ class Clue(TimestampMixin, db.Model):
         Index("ix_clues_queue", "status", "priority", "created_at"),
         Index("ix_clues_category_created", "category", "created_at"),
         Index("ix_clues_created", "created_at"),
+        Index("ix_clues_closed", "closed_at"),  # the reports count an outcome on its day
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -148,7 +149,10 @@ class ClueEvent(TimestampMixin, db.Model):
     """One step of the timeline. ``public_note`` is shown to the reporter, ``internal_note`` to staff only."""
 
     __tablename__ = "clue_events"
-    __table_args__ = (Index("ix_clue_events_clue", "clue_id", "id"),)
+    __table_args__ = (
+        Index("ix_clue_events_clue", "clue_id", "id"),
+        Index("ix_clue_events_created", "created_at"),  # the reports' day of the first answer
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     clue_id: Mapped[int] = mapped_column(ForeignKey("clues.id", ondelete="CASCADE"))
@@ -166,7 +170,10 @@ class ClueMessage(TimestampMixin, db.Model):
     """The pseudonymous thread: the desk asks, the reporter answers (never named to staff)."""
 
     __tablename__ = "clue_messages"
-    __table_args__ = (Index("ix_clue_messages_clue", "clue_id", "id"),)
+    __table_args__ = (
+        Index("ix_clue_messages_clue", "clue_id", "id"),
+        Index("ix_clue_messages_created", "created_at"),  # the reports' day of the first answer
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     clue_id: Mapped[int] = mapped_column(ForeignKey("clues.id", ondelete="CASCADE"))

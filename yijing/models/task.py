@@ -60,8 +60,13 @@ class TaskStatus(StrEnum):
     DRAFT = "draft"
     PUBLISHED = "published"
     IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
+    COMPLETED = "completed"  # the window ended and at least one volunteer served (checked in)
+    UNSERVED = "unserved"  # the window ended and nobody served: no volunteer checked in
     CANCELLED = "cancelled"
+
+
+# The outcomes of a task whose window ended (as opposed to a cancelled one).
+ENDED_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.UNSERVED})
 
 
 class DispatchMode(StrEnum):
@@ -136,6 +141,9 @@ class Task(TimestampMixin, db.Model):
         Index("ix_tasks_starts", "starts_at", "id"),
         Index("ix_tasks_status_ends", "status", "ends_at"),
         Index("ix_tasks_dispatch_next", "dispatch_next_at"),
+        # The reports count a task's outcome on the day it was closed or cancelled.
+        Index("ix_tasks_closed", "closed_at"),
+        Index("ix_tasks_cancelled", "cancelled_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

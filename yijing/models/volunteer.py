@@ -130,6 +130,7 @@ class Volunteer(TimestampMixin, db.Model):
     __table_args__ = (
         Index("ix_volunteers_created", "created_at", "id"),
         Index("ix_volunteers_decided", "decided_at"),
+        Index("ix_volunteers_approved", "approved_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -162,6 +163,9 @@ class Volunteer(TimestampMixin, db.Model):
     # Counts decisions; part of each decision's outbox dedupe key.
     decision_seq: Mapped[int] = mapped_column(Integer, default=0)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the application was approved (the first approval; a later suspension, reinstatement or
+    # withdrawal moves ``decided_at`` but never this): the reports' "newly approved" day.
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -5,6 +5,13 @@ masked personal data, as the real ones), teams, tasks over the last ``days`` day
 assignments (check-ins, check-outs, no-shows, service minutes, nearby-dispatch rings), points for
 completed service, and clues. Rows go in by bulk INSERT in batches; it is deterministic for a
 seed. Nothing here is used by the running service.
+
+It is meant to look like the real thing to a leader reading the dashboards: approved volunteers
+have their volunteer numbers and approval time; team liaisons are desk staff (police officers with
+a desk grant over the community), never volunteers; tasks whose window is over are closed as the
+close job would (``completed`` when someone served, ``unserved`` when nobody checked in: about one
+in five); closed clues carry their closing time, their closing step by a desk officer, and a
+verdict on validity only when resolved.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from flask import current_app
 from psycopg.types.json import Json
-from sqlalchemy import JSON, func, insert, select, text
+from sqlalchemy import JSON, func, insert, select, text, update
 
 from yijing import pii
 from yijing.extensions import db
@@ -34,23 +43,34 @@ from yijing.models import (
     JurisdictionLevel,
     PointsEntry,
     PrivacyConsent,
+    Role,
+    RoleGrant,
     Task,
     TaskKind,
     TaskStatus,
     Team,
     User,
+    UserKind,
     Volunteer,
     VolunteerCategory,
+    VolunteerNumberCounter,
     VolunteerStatus,
 )
+from yijing.models.clue import OPEN_STATUSES as CLUE_OPEN_STATUSES
 from yijing.models.clue import ClueEventKind
+from yijing.services.clues import REPORTER_CONTEXT
 from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
-from yijing.sql import analyze
+from yijing.sql import analyze, insert_ignore
 
 BATCH = 5000
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
 Progress = Callable[[str, int], None]
+# The share of tasks nobody signs up for; with no-shows and declines, about one past task in five
+# ends unserved (nobody checked in), as on the real board.
+EMPTY_TASK_SHARE = 0.12
+# A task is closed this long after its window ends (the close job's grace).
+CLOSE_AFTER = timedelta(minutes=15)
 
 
 @dataclass
@@ -230,6 +250,18 @@ def generate(
                 if status == VolunteerStatus.PENDING
                 else now - timedelta(seconds=rng.randrange(days * 86400))
             )
+            # Approved once: approved now, suspended since, or (one in two) withdrawn after.
+            was_approved = status in (VolunteerStatus.APPROVED, VolunteerStatus.SUSPENDED) or (
+                status == VolunteerStatus.WITHDRAWN and rng.random() < 0.5
+            )
+            approved_at = None
+            if was_approved and decided is not None:
+                # Approved at the decision, or some days before a later suspension/withdrawal.
+                approved_at = (
+                    decided
+                    if status == VolunteerStatus.APPROVED
+                    else decided - timedelta(seconds=rng.randrange(30 * 86400))
+                )
             rows.append(
                 {
                     "user_id": uid,
@@ -250,12 +282,19 @@ def generate(
                     "consent_id": cid,
                     "open_user_id": uid if is_open else None,
                     "open_id_number_hash": id_hash if is_open else None,
-                    "decision_seq": 0 if decided is None else 1,
+                    "decision_seq": 0
+                    if decided is None
+                    else (1 if status == VolunteerStatus.APPROVED else 2),
                     "decided_at": decided,
+                    "approved_at": approved_at,
                     "on_duty": False,
-                    "created_at": (decided or now) - timedelta(days=1),
+                    "created_at": (approved_at or decided or now) - timedelta(days=1),
                 }
             )
+        numbers = _volunteer_numbers(sum(1 for row in rows if row["approved_at"] is not None), now)
+        for row in rows:
+            if row["approved_at"] is not None:
+                row["volunteer_number"] = next(numbers)
         ids = _load(Volunteer, rows, ids=True)
         approved.extend(
             (vid, row["user_id"], row["community_id"])
@@ -281,12 +320,44 @@ def generate(
             {
                 "jurisdiction_id": community.id,
                 "name": f"{community.name}义警队",
-                "liaison_user_id": members[0][1] if members and rng.random() < 0.7 else None,
+                "liaison_user_id": None,
                 "captain_user_id": members[-1][1] if members and rng.random() < 0.7 else None,
                 "version": 0,
                 "created_at": now,
             }
         )
+    # Liaisons: a desk officer of the community (a staff user with a desk grant over it, who
+    # signs in with a password an administrator sets), for about seven teams in ten.
+    with_liaison = [row for row in team_rows if rng.random() < 0.7]
+    officer_ids = _load(
+        User,
+        [
+            {
+                "kind": UserKind.STAFF.value,
+                "username": f"gen-{run}-liaison-{row['jurisdiction_id']}",
+                "display_name": f"{row['name'][:-3]}联络民警",
+                "created_at": now,
+                "is_active": True,
+            }
+            for row in with_liaison
+        ],
+        ids=True,
+    )
+    _load(
+        RoleGrant,
+        [
+            {
+                "user_id": uid,
+                "role": Role.DESK.value,
+                "jurisdiction_id": row["jurisdiction_id"],
+                "created_at": now,
+            }
+            for uid, row in zip(officer_ids, with_liaison, strict=True)
+        ],
+    )
+    for uid, row in zip(officer_ids, with_liaison, strict=True):
+        row["liaison_user_id"] = uid
+    officers = officer_ids or [None]
     if team_rows:
         _load(Team, team_rows)
         db.session.commit()
@@ -302,7 +373,8 @@ def generate(
             starts = now - timedelta(seconds=rng.randrange(days * 86400))
             slots = rng.randint(1, 6)
             pool = by_community.get(community.id) or approved
-            people = rng.sample(pool, min(len(pool), rng.randint(0, slots + 1), assignments - made))
+            wanted = 0 if rng.random() < EMPTY_TASK_SHARE else rng.randint(1, slots + 1)
+            people = rng.sample(pool, min(len(pool), wanted, assignments - made))
             made += len(people)
             cancelled = rng.random() < 0.08
             nearby = rng.random() < 0.1
@@ -319,9 +391,19 @@ def generate(
                     outcome.append(AssignmentStatus.DECLINED)
                 else:
                     outcome.append(AssignmentStatus.CANCELLED)
-            holders = [o for o in outcome if o in (AssignmentStatus.COMPLETED, AssignmentStatus.NO_SHOW)]
-            filled = min(slots, len([o for o in outcome if o == AssignmentStatus.COMPLETED]))
+            served = len([o for o in outcome if o == AssignmentStatus.COMPLETED])
+            filled = min(slots, served)
             published = starts - timedelta(hours=rng.randint(1, 48))
+            ends = starts + timedelta(hours=2)
+            # As the close job leaves it: completed when someone served, unserved when nobody
+            # checked in; a window not over yet is still in progress (or not started).
+            closed_at = ends + CLOSE_AFTER if not cancelled and ends + CLOSE_AFTER <= now else None
+            if cancelled:
+                status = TaskStatus.CANCELLED
+            elif closed_at is not None:
+                status = TaskStatus.COMPLETED if served else TaskStatus.UNSERVED
+            else:
+                status = TaskStatus.IN_PROGRESS if starts <= now else TaskStatus.PUBLISHED
             task_rows.append(
                 {
                     "jurisdiction_id": community.id,
@@ -333,18 +415,15 @@ def generate(
                     "address": "",
                     "geofence_radius_m": 200,
                     "starts_at": starts,
-                    "ends_at": starts + timedelta(hours=2),
+                    "ends_at": ends,
                     "slots": slots,
                     "filled": filled,
                     "categories": [],
                     "skills": [],
                     "points": 5,
                     "dispatch_mode": DispatchMode.NEARBY.value if nearby else DispatchMode.OPEN.value,
-                    "status": (
-                        TaskStatus.CANCELLED.value
-                        if cancelled
-                        else (TaskStatus.COMPLETED.value if holders else TaskStatus.PUBLISHED.value)
-                    ),
+                    "status": status.value,
+                    "closed_at": closed_at,
                     "published_at": published,
                     "cancelled_at": published + timedelta(hours=1) if cancelled else None,
                     "dispatch_ring": 1 if nearby else 0,
@@ -429,7 +508,11 @@ def generate(
             community = rng.choice(communities)
             created = now - timedelta(seconds=rng.randrange(days * 86400))
             status = rng.choice(clue_statuses)
-            valid = {"resolved": True, "transferred": True, "rejected": False, "duplicate": False}.get(status)
+            # A verdict on validity comes with resolving only (as the desk records it).
+            valid = rng.random() < 0.7 if status == ClueStatus.RESOLVED else None
+            closed = None
+            if status not in CLUE_OPEN_STATUSES:
+                closed = min(now, created + timedelta(seconds=rng.randint(600, 5 * 86400)))
             rows.append(
                 {
                     "category": rng.choice(clue_categories),
@@ -439,23 +522,29 @@ def generate(
                     "jurisdiction_id": community.id,
                     "status": status,
                     "priority": 0,
-                    "is_anonymous": True,
+                    **_reporter(rng, approved),
                     "photo_count": 0,
                     "valid": valid,
                     "created_at": created,
-                    "updated_at": created,
+                    "updated_at": closed or created,
+                    "closed_at": closed,
                 }
             )
         clue_ids = _load(Clue, rows, ids=True)
         messages, events = [], []
         for clue_id, row in zip(clue_ids, rows, strict=True):
             if rng.random() < 0.6:
-                at = row["created_at"] + timedelta(seconds=rng.randint(30, 3 * 86400))
+                at = min(now, row["created_at"] + timedelta(seconds=rng.randint(30, 3 * 86400)))
                 messages.append(
                     {"clue_id": clue_id, "sender": "desk", "body": "您好，请补充位置", "created_at": at}
                 )
-            if approved and rng.random() < 0.4:
+            officer = rng.choice(officers)
+            if officer is None:
+                continue  # no desk officer generated: no staff steps
+            if row["status"] != ClueStatus.SUBMITTED and rng.random() < 0.4:
                 at = row["created_at"] + timedelta(seconds=rng.randint(30, 3 * 86400))
+                if row["closed_at"] is not None:
+                    at = min(at, row["closed_at"])
                 events.append(
                     {
                         "clue_id": clue_id,
@@ -463,9 +552,22 @@ def generate(
                         "from_status": "submitted",
                         "to_status": "accepted",
                         "public_note": "已受理",
-                        "actor_id": rng.choice(approved)[1],
+                        "actor_id": officer,
                         "data": {},
-                        "created_at": at,
+                        "created_at": min(at, now),
+                    }
+                )
+            if row["closed_at"] is not None:
+                events.append(
+                    {
+                        "clue_id": clue_id,
+                        "kind": ClueEventKind.STATUS.value,
+                        "from_status": "accepted",
+                        "to_status": row["status"],
+                        "public_note": "已处理",
+                        "actor_id": officer,
+                        "data": {},
+                        "created_at": row["closed_at"],
                     }
                 )
         if messages:
@@ -477,7 +579,39 @@ def generate(
         tick("clues", len(batch))
     analyze(
         db.session(),
-        *(User, PrivacyConsent, Volunteer, Team, Task, Assignment, DispatchRing, PointsEntry),
+        *(User, RoleGrant, PrivacyConsent, Volunteer, Team, Task, Assignment, DispatchRing, PointsEntry),
         *(Clue, ClueEvent, ClueMessage),
     )
     return result
+
+
+def _volunteer_numbers(count: int, now: datetime) -> Any:
+    """``count`` volunteer numbers of the year, reserved in one step from the same counter the
+    review uses (BTYJ-2026-000123), so generated and real numbers never collide."""
+    if not count:
+        return iter(())
+    year = now.astimezone(ZoneInfo("Asia/Shanghai")).year
+    insert_ignore(db.session(), VolunteerNumberCounter, {"year": year, "last": 0})
+    last = db.session.execute(
+        update(VolunteerNumberCounter)
+        .where(VolunteerNumberCounter.year == year)
+        .values(last=VolunteerNumberCounter.last + count)
+        .returning(VolunteerNumberCounter.last)
+    ).scalar_one()
+    prefix = current_app.config["YIJING"].volunteer_number_prefix
+    return iter(f"{prefix}-{year}-{n:06d}" for n in range(last - count + 1, last + 1))
+
+
+def _reporter(rng: random.Random, approved: list[tuple[int, int, int]]) -> dict[str, Any]:
+    """Who reported a clue, stored as the service stores it: a volunteer's user, anonymously
+    (encrypted, with its blind index) about half the time."""
+    if not approved:
+        return {"is_anonymous": True}
+    user_id = rng.choice(approved)[1]
+    if rng.random() < 0.5:
+        return {"is_anonymous": False, "reporter_id": user_id}
+    return {
+        "is_anonymous": True,
+        "reporter_enc": pii.encrypt(str(user_id), context=REPORTER_CONTEXT),
+        "reporter_index": pii.blind_index(str(user_id), context=REPORTER_CONTEXT),
+    }

@@ -28,7 +28,7 @@ from yijing.models.base import utcnow
 from yijing.models.volunteer import CATEGORY_LABELS
 from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions, reports
-from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT
+from yijing.services.volunteers import ID_NUMBER_CONTEXT, NAME_CONTEXT, PHONE_CONTEXT, STATUS_LABELS
 
 BATCH = 5000
 ROSTER_HEADER = ["义警编号", "姓名", "身份证号", "手机号", "类别", "状态", "社区", "审核时间"]
@@ -158,7 +158,7 @@ def _roster_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
                     id_number,
                     phone,
                     CATEGORY_LABELS.get(category, category),
-                    status,
+                    STATUS_LABELS.get(status, status),  # as the summary export's columns name them
                     names.get(community_id, ""),
                     decided_at.isoformat() if decided_at and status != "pending" else "",
                 ]
@@ -194,17 +194,23 @@ def _percent(value: float | None) -> str:
 
 SUMMARY_COLUMNS = [
     ("辖区", lambda f: f["jurisdiction"]["name"]),
-    ("在册义警", lambda f: f["volunteers"]["by_status"].get("approved", 0)),
+    # The roster export lists every open application (已通过、待审核、已暂停): these three
+    # columns add up to its rows, and each equals its rows of that status.
+    ("已通过义警", lambda f: f["volunteers"]["by_status"].get("approved", 0)),
     ("待审核申请", lambda f: f["volunteers"]["by_status"].get("pending", 0)),
+    ("已暂停义警", lambda f: f["volunteers"]["by_status"].get("suspended", 0)),
     ("新批准义警", lambda f: f["volunteers"]["newly_approved"]),
     ("活跃义警", lambda f: f["volunteers"]["active"]),
     ("上期活跃义警", lambda f: f["volunteers"]["active_previous_period"]),
     ("留存义警", lambda f: f["volunteers"]["retained"]),
     ("留存率", lambda f: _percent(f["volunteers"]["retention_rate"])),
     ("发布任务", lambda f: f["service"]["published"]),
+    ("结束任务", lambda f: f["service"]["ended"]),
+    ("完成任务（有人服务）", lambda f: f["service"]["completed"]),
+    ("无人服务任务", lambda f: f["service"]["unserved"]),
+    ("任务完成率", lambda f: _percent(f["service"]["completion_rate"])),
     ("满员任务", lambda f: f["service"]["filled"]),
     ("满员率", lambda f: _percent(f["service"]["fill_rate"])),
-    ("完成任务", lambda f: f["service"]["completed"]),
     ("取消任务", lambda f: f["service"]["cancelled"]),
     ("签到人次", lambda f: f["service"]["checkins"]),
     ("缺勤人次", lambda f: f["service"]["no_shows"]),
@@ -240,7 +246,7 @@ def _series_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     points = reports.series_points(node, *_period_of(export), export.params.get("granularity", "day"))
     export.total = len(points)
     writer.writerow(["开始日期", "结束日期", *reports.SERIES_FIELDS.values()])
-    rates = {"fill_rate", "no_show_rate", "valid_share"}
+    rates = {"completion_rate", "fill_rate", "no_show_rate", "valid_share"}
     for point in points:
         values = [_percent(point[k]) if k in rates else point[k] for k in reports.SERIES_FIELDS]
         writer.writerow([point["start"], point["end"], *("" if v is None else v for v in values)])

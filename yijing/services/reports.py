@@ -5,7 +5,13 @@ and response figures are sums over the ``daily_stats`` rows of the node itself (
 subtree's total) for the period's days; active volunteers and retention are distinct counts over
 ``volunteer_days``. Two things are read live, each a grouped, indexed query rather than a scan of
 the activity tables: the current volunteer counts by status and category, and the coverage's teams
-(one row per community). A node's children are computed with it, one query per figure.
+(one row per community). A node's children are computed with it, one query per figure: a
+district's streets, a street's communities, a community's grids.
+
+What each figure counts, and on which day, is documented on the response schemas in
+``desk/reports.py`` (the OpenAPI document) and in the README; in short, every figure counts an event
+on the Beijing-time day it happened (a task on the day it ended, a clue's outcome on the day it
+was closed), so a past period's figures never change.
 """
 
 from __future__ import annotations
@@ -97,6 +103,9 @@ class _Groups:
 
     def __init__(self, node: Jurisdiction, children: list[Jurisdiction]) -> None:
         self.node, self.children = node, children
+        # A community's children are its grids: volunteers are placed by their home (a grid or
+        # the community itself) rather than by their community.
+        self.by_home = node.level == JurisdictionLevel.COMMUNITY and bool(children)
 
     def key(self, path: Any) -> list[Any]:
         """The group column to select and group by (none when the node has no children)."""
@@ -178,15 +187,20 @@ def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tupl
     length = (last - first).days + 1
     prev_first = first - timedelta(days=length)
     key = groups.key(Jurisdiction.path)
-    flags = (
-        select(
-            VolunteerDay.volunteer_id.label("vid"),
-            *key,
-            func.max(case((VolunteerDay.day >= first, 1), else_=0)).label("cur"),
-            func.max(case((VolunteerDay.day < first, 1), else_=0)).label("prev"),
+    flags = select(
+        VolunteerDay.volunteer_id.label("vid"),
+        *key,
+        func.max(case((VolunteerDay.day >= first, 1), else_=0)).label("cur"),
+        func.max(case((VolunteerDay.day < first, 1), else_=0)).label("prev"),
+    )
+    if groups.by_home:
+        flags = flags.join(Volunteer, Volunteer.id == VolunteerDay.volunteer_id).join(
+            Jurisdiction, Jurisdiction.id == Volunteer.jurisdiction_id
         )
-        .join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
-        .where(_in_node(groups.node), VolunteerDay.day >= prev_first, VolunteerDay.day <= last)
+    else:
+        flags = flags.join(Jurisdiction, Jurisdiction.id == VolunteerDay.community_id)
+    flags = (
+        flags.where(_in_node(groups.node), VolunteerDay.day >= prev_first, VolunteerDay.day <= last)
         .group_by(VolunteerDay.volunteer_id, *key)
         .cte("flags")
     )
@@ -250,7 +264,10 @@ def _volunteer_snapshot(groups: _Groups) -> dict[int | None, dict[str, Any]]:
     by_category: dict[int | None, dict[str, int]] = {gid: defaultdict(int) for gid in groups.ids()}
     for row in db.session.execute(
         select(*key, Volunteer.status, Volunteer.category, func.count())
-        .join(Jurisdiction, Jurisdiction.id == Volunteer.community_id)
+        .join(
+            Jurisdiction,
+            Jurisdiction.id == (Volunteer.jurisdiction_id if groups.by_home else Volunteer.community_id),
+        )
         .where(_in_node(groups.node))
         .group_by(*key, Volunteer.status, Volunteer.category)
     ):
@@ -273,12 +290,21 @@ def _assemble(
 ) -> dict[str, Any]:
     active, active_previous, retained = activity
     published = _total(sums, "task_published")
+    completed, unserved = _total(sums, "task_completed"), _total(sums, "task_unserved")
+    ended, filled = completed + unserved, _total(sums, "task_filled")
     checkins, no_shows = _total(sums, "checkins"), _total(sums, "no_shows")
-    kinds = sorted(set(sums.get("task_published", {})) | set(sums.get("served", {})))
+    kinds = sorted(
+        set().union(
+            *(sums.get(metric, {}) for metric in ("task_published", "task_completed", "task_unserved"))
+        )
+        | set(sums.get("task_cancelled", {}))
+        | set(sums.get("served", {}))
+    )
     field_metrics = {
         "published": "task_published",
         "filled": "task_filled",
         "completed": "task_completed",
+        "unserved": "task_unserved",
         "cancelled": "task_cancelled",
         "checkins": "checkins",
         "no_shows": "no_shows",
@@ -303,10 +329,13 @@ def _assemble(
         },
         "service": {
             "published": published,
-            "filled": _total(sums, "task_filled"),
-            "completed": _total(sums, "task_completed"),
+            "ended": ended,
+            "completed": completed,
+            "unserved": unserved,
+            "filled": filled,
             "cancelled": _total(sums, "task_cancelled"),
-            "fill_rate": _rate(_total(sums, "task_filled"), published),
+            "completion_rate": _rate(completed, ended),
+            "fill_rate": _rate(filled, ended),
             "checkins": checkins,
             "no_shows": no_shows,
             "no_show_rate": _rate(no_shows, checkins + no_shows),
@@ -391,7 +420,9 @@ def cached_summary(node: Jurisdiction, first: date, last: date) -> dict[str, Any
 
 
 def report_children(node: Jurisdiction) -> list[Jurisdiction]:
-    if node.level in (JurisdictionLevel.COMMUNITY, JurisdictionLevel.GRID):
+    """The jurisdictions a node's figures break down into: a district's streets, a street's
+    communities, a community's grids (none under a grid)."""
+    if node.level == JurisdictionLevel.GRID:
         return []
     return list(jurisdictions.children(node.id))
 
@@ -401,6 +432,7 @@ SERIES_METRICS = (
     "task_published",
     "task_filled",
     "task_completed",
+    "task_unserved",
     "task_cancelled",
     "checkins",
     "no_shows",
@@ -414,6 +446,8 @@ SERIES_METRICS = (
 # key -> column title (the series export); counts first, in SERIES_METRICS order.
 SERIES_FIELDS: dict[str, str] = {
     **{metric: rollups.METRICS[metric] for metric in SERIES_METRICS},
+    "task_ended": "结束任务数",
+    "completion_rate": "任务完成率",
     "fill_rate": "满员率",
     "no_show_rate": "缺勤率",
     "service_hours": "服务时长（小时）",
@@ -432,7 +466,9 @@ SERIES_FIELDS: dict[str, str] = {
 def _point(sums: Sums) -> dict[str, Any]:
     """One series point's figures from its days' sums."""
     point: dict[str, Any] = {metric: _total(sums, metric) for metric in SERIES_METRICS}
-    point["fill_rate"] = _rate(point["task_filled"], point["task_published"])
+    point["task_ended"] = point["task_completed"] + point["task_unserved"]
+    point["completion_rate"] = _rate(point["task_completed"], point["task_ended"])
+    point["fill_rate"] = _rate(point["task_filled"], point["task_ended"])
     point["no_show_rate"] = _rate(point["no_shows"], point["checkins"] + point["no_shows"])
     point["service_hours"] = round(point["service_minutes"] / 60, 1)
     point["valid_share"] = _rate(point["clue_valid"], point["clue_judged"])

@@ -1,29 +1,46 @@
 """Maintaining the report rollups (``daily_stats``, ``volunteer_days``) from the raw tables.
 
-A day is a local (Asia/Shanghai) calendar day. What counts on which day, and for which node:
+A day is a local (Asia/Shanghai) calendar day. Every figure counts an event on the day it happened,
+by the state it left behind, so a day's figures are final once the day is over: a later change
+(a volunteer suspended, a clue resolved, a task closed) counts on its own day and never rewrites
+an earlier one. What counts on which day, and for which node:
 
-* tasks (not drafts: ``published_at`` set) and their assignments — the task's jurisdiction, the
-  local day the task starts; assignments' figures are by the task's kind;
-* newly approved volunteers — the volunteer's community, the day of the decision
-  (``decided_at``) for volunteers whose status is ``approved`` now;
-* clues — the clue's jurisdiction, the day it was reported; outcome is its current status; the
-  time to the first public answer (the first staff step with a note the reporter sees, or the
-  first desk message) as a histogram in whole minutes (``clue_answer_min``, dimension = minutes),
-  from which the median over any period is exact to the minute;
-* nearby dispatches — the task's jurisdiction, the local day the task starts: how many
-  (``nearby_dispatched``) and histograms in whole seconds from the first ring to the first
-  acceptance (``resp_accept_s``) and to the first check-in (``resp_checkin_s``), from which the
-  median and the 90th percentile over any period are exact to the second;
-* ``volunteer_days`` — completed assignments per volunteer and task day, keyed to the volunteer's
-  community.
+* scheduled tasks (``task_published``) — published tasks (not drafts) whose window starts on the
+  day, by the task's jurisdiction and kind;
+* ended tasks — tasks closed on the day after their window (``closed_at``): ``task_completed``
+  (someone served: status ``completed``), ``task_unserved`` (nobody checked in: status
+  ``unserved``), ``task_filled`` (the volunteers who served reached the slots); published tasks
+  cancelled on the day (``cancelled_at``): ``task_cancelled``;
+* the assignments of the tasks ended on the day (closed or cancelled; their figures are final
+  then): ``checkins`` (checked in), ``no_shows`` (accepted, never checked in), ``served``
+  (completed) and ``service_minutes``, by the task's kind;
+* newly approved volunteers — the volunteer's home (grid or community, fixed once approved), the
+  day of the first approval (``approved_at``), whatever their status now;
+* clues — ``clue_reported`` on the day reported; ``clue_outcome`` (by status), ``clue_judged``
+  (resolved with a verdict) and ``clue_valid`` on the day the clue was closed (``closed_at``; a
+  closed clue never moves again); the time to the first public answer (the first staff step
+  with a note the reporter sees, or the first desk message) on the day of that answer, as a
+  histogram in whole minutes (``clue_answer_min``, dimension = minutes), from which the median
+  over any period is exact to the minute;
+* nearby dispatches ended on the day (closed or cancelled): how many (``nearby_dispatched``) and
+  histograms in whole seconds from the first ring to the first acceptance (``resp_accept_s``)
+  and to the first check-in (``resp_checkin_s``), from which the median and the 90th percentile
+  over any period are exact to the second;
+* ``volunteer_days`` — completed assignments per volunteer of the tasks ended on the day, keyed to
+  the volunteer's community (fixed once approved).
 
 Each ``daily_stats`` row is the total of its node's whole subtree (the node's own figures and all
 its descendants'), so a figure of any node, a city or a community, reads that node's rows only.
 
-Statuses change after the day (a task completes, a clue is resolved weeks later), so a day is
-always recomputed whole: delete its rows and insert the fresh ones in one transaction. The worker
-refreshes the last ``REPORT_ROLLUP_DAYS`` days periodically; ``flask yijing rollup`` rebuilds any
-range (e.g. nightly for the last quarter, or after an import).
+A day is always recomputed whole: delete its rows and insert the fresh ones in one transaction,
+under a PostgreSQL advisory lock on the day, so overlapping rebuilds of the same day (the
+15-minute job, the daily quarter job and any number of ``flask yijing rollup`` runs) take turns
+and each leaves the day whole. The worker refreshes the last ``REPORT_ROLLUP_DAYS`` days every
+15 minutes and the quarter before them daily; since a day's raw rows stop changing once the day
+is over, older days stay equal to them. What can still change an old day — a hand edit, an
+import, a community moved in the tree — is found by ``flask yijing rollup --check`` (compares
+any range with the raw rows, rebuilds nothing, fails when a day differs) and mended by
+``flask yijing rollup --from … --to …``.
 """
 
 from __future__ import annotations
@@ -31,8 +48,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, delete, func, insert, literal, select, union_all
+from sqlalchemy import case, delete, func, insert, literal, select, text, union_all
 
 from yijing import cache
 from yijing.extensions import db
@@ -53,9 +71,10 @@ from yijing.models import (
     TaskStatus,
     Volunteer,
     VolunteerDay,
-    VolunteerStatus,
 )
+from yijing.models.clue import OPEN_STATUSES as CLUE_OPEN_STATUSES
 from yijing.models.clue import MessageSender
+from yijing.models.task import ENDED_STATUSES
 from yijing.services import jurisdictions
 from yijing.sql import analyze
 
@@ -64,6 +83,7 @@ METRICS: dict[str, str] = {
     "task_published": "发布任务数",
     "task_filled": "满员任务数",
     "task_completed": "完成任务数",
+    "task_unserved": "无人服务任务数",
     "task_cancelled": "取消任务数",
     "checkins": "签到人次",
     "no_shows": "缺勤人次",
@@ -117,27 +137,57 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
             key = (jid, metric, dim or "")
             stats[key] = stats.get(key, 0) + int(value)
 
-    in_day = (Task.starts_at >= start) & (Task.starts_at < end) & Task.published_at.is_not(None)
+    def within(column: Any) -> Any:
+        return (column >= start) & (column < end)
+
     one = literal(1)
-    task_rows = db.session.execute(
+    # Scheduled: published tasks whose window starts on the day (a task is published before its
+    # window starts and its window never moves once published, so a past day never gains one).
+    for jid, kind, count in db.session.execute(
+        select(Task.jurisdiction_id, Task.kind, func.count())
+        .where(within(Task.starts_at), Task.published_at.is_not(None))
+        .group_by(Task.jurisdiction_id, Task.kind)
+    ):
+        add(jid, "task_published", kind, count)
+
+    # Ended: tasks closed on the day (their window over: completed or unserved) and published
+    # tasks cancelled on the day, with the assignments as the close left them (final by then).
+    closed = Task.status.in_(ENDED_STATUSES) & within(Task.closed_at)
+    cancelled = (
+        (Task.status == TaskStatus.CANCELLED) & within(Task.cancelled_at) & Task.published_at.is_not(None)
+    )
+    ended = closed | cancelled
+    done = Assignment.status == AssignmentStatus.COMPLETED
+    served_per_task = (
+        select(Assignment.task_id, func.count().label("served"))
+        .join(Task, Task.id == Assignment.task_id)
+        .where(closed, done)
+        .group_by(Assignment.task_id)
+        .subquery()
+    )
+    for jid, kind, completed, unserved, filled, n_cancelled in db.session.execute(
         select(
             Task.jurisdiction_id,
             Task.kind,
-            func.count(),
-            func.sum(case((Task.filled >= Task.slots, one), else_=0)),
             func.sum(case((Task.status == TaskStatus.COMPLETED, one), else_=0)),
+            func.sum(case((Task.status == TaskStatus.UNSERVED, one), else_=0)),
+            func.sum(
+                case(
+                    (closed & (func.coalesce(served_per_task.c.served, 0) >= Task.slots), one),
+                    else_=0,
+                )
+            ),
             func.sum(case((Task.status == TaskStatus.CANCELLED, one), else_=0)),
         )
-        .where(in_day)
+        .outerjoin(served_per_task, served_per_task.c.task_id == Task.id)
+        .where(ended)
         .group_by(Task.jurisdiction_id, Task.kind)
-    )
-    for jid, kind, published, filled, completed, cancelled in task_rows:
-        add(jid, "task_published", kind, published)
-        add(jid, "task_filled", kind, filled)
+    ):
         add(jid, "task_completed", kind, completed)
-        add(jid, "task_cancelled", kind, cancelled)
+        add(jid, "task_unserved", kind, unserved)
+        add(jid, "task_filled", kind, filled)
+        add(jid, "task_cancelled", kind, n_cancelled)
 
-    done = Assignment.status == AssignmentStatus.COMPLETED
     assignment_rows = db.session.execute(
         select(
             Task.jurisdiction_id,
@@ -148,7 +198,7 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
             func.sum(case((done, func.coalesce(Assignment.service_minutes, 0)), else_=0)),
         )
         .join(Task, Task.id == Assignment.task_id)
-        .where(in_day)
+        .where(ended)
         .group_by(Task.jurisdiction_id, Task.kind)
     )
     for jid, kind, checkins, no_shows, served, minutes in assignment_rows:
@@ -157,57 +207,63 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
         add(jid, "served", kind, served)
         add(jid, "service_minutes", kind, minutes)
 
-    approved_rows = db.session.execute(
-        select(Volunteer.community_id, Volunteer.category, func.count())
-        .where(
-            Volunteer.status == VolunteerStatus.APPROVED,
-            Volunteer.decided_at >= start,
-            Volunteer.decided_at < end,
-        )
-        .group_by(Volunteer.community_id, Volunteer.category)
-    )
-    for jid, category, count in approved_rows:
+    # Newly approved: first approved on the day, whatever became of them since.
+    for jid, category, count in db.session.execute(
+        select(Volunteer.jurisdiction_id, Volunteer.category, func.count())
+        .where(within(Volunteer.approved_at))
+        .group_by(Volunteer.jurisdiction_id, Volunteer.category)
+    ):
         add(jid, "vol_approved", category, count)
 
-    clue_day = (Clue.created_at >= start) & (Clue.created_at < end)
-    for jid, category, status, valid, count in db.session.execute(
-        select(Clue.jurisdiction_id, Clue.category, Clue.status, Clue.valid, func.count())
-        .where(clue_day)
-        .group_by(Clue.jurisdiction_id, Clue.category, Clue.status, Clue.valid)
+    for jid, category, count in db.session.execute(
+        select(Clue.jurisdiction_id, Clue.category, func.count())
+        .where(within(Clue.created_at))
+        .group_by(Clue.jurisdiction_id, Clue.category)
     ):
         add(jid, "clue_reported", category, count)
+    # Outcomes: clues closed on the day, by the status they closed with (a closed clue never
+    # moves again); judged = resolved with a verdict on its validity.
+    for jid, status, valid, count in db.session.execute(
+        select(Clue.jurisdiction_id, Clue.status, Clue.valid, func.count())
+        .where(within(Clue.closed_at), Clue.status.not_in(CLUE_OPEN_STATUSES))
+        .group_by(Clue.jurisdiction_id, Clue.status, Clue.valid)
+    ):
         add(jid, "clue_outcome", status, count)
         if valid is not None:
             add(jid, "clue_judged", "", count)
         if valid:
             add(jid, "clue_valid", "", count)
 
-    day_clues = select(Clue.id).where(clue_day)
-    first_note = (
+    # First public answers given on the day (the first staff step with a note the reporter sees,
+    # or the first desk message), in whole minutes from the report.
+    public_step = ClueEvent.public_note.is_not(None) & ClueEvent.actor_id.is_not(None)
+    desk_message = ClueMessage.sender == MessageSender.DESK
+    answered_today = union_all(
+        select(ClueEvent.clue_id).where(within(ClueEvent.created_at), public_step),
+        select(ClueMessage.clue_id).where(within(ClueMessage.created_at), desk_message),
+    ).subquery()
+    candidates = select(answered_today.c.clue_id)
+    answers = union_all(
         select(ClueEvent.clue_id.label("clue_id"), func.min(ClueEvent.created_at).label("at"))
-        .where(
-            ClueEvent.clue_id.in_(day_clues),
-            ClueEvent.public_note.is_not(None),
-            ClueEvent.actor_id.is_not(None),
-        )
-        .group_by(ClueEvent.clue_id)
-    )
-    first_message = (
+        .where(ClueEvent.clue_id.in_(candidates), public_step)
+        .group_by(ClueEvent.clue_id),
         select(ClueMessage.clue_id.label("clue_id"), func.min(ClueMessage.created_at).label("at"))
-        .where(ClueMessage.clue_id.in_(day_clues), ClueMessage.sender == MessageSender.DESK)
-        .group_by(ClueMessage.clue_id)
-    )
-    answers = union_all(first_note, first_message).subquery()
+        .where(ClueMessage.clue_id.in_(candidates), desk_message)
+        .group_by(ClueMessage.clue_id),
+    ).subquery()
     for jid, created, answered in db.session.execute(
         select(Clue.jurisdiction_id, Clue.created_at, func.min(answers.c.at))
         .join(answers, answers.c.clue_id == Clue.id)
         .group_by(Clue.id, Clue.jurisdiction_id, Clue.created_at)
     ):
+        if not start <= _aware(answered) < end:
+            continue  # answered before this day: counted on its first answer's day
         minutes = max(0, int((_aware(answered) - _aware(created)).total_seconds() // 60))
         add(jid, "clue_answer_min", str(minutes), 1)
 
-    # Nearby dispatches: from the first ring to the first acceptance / check-in, whole seconds.
-    nearby = (Task.starts_at >= start) & (Task.starts_at < end) & (Task.dispatch_mode == DispatchMode.NEARBY)
+    # Nearby dispatches ended on the day: from the first ring to the first acceptance /
+    # check-in, whole seconds.
+    nearby = ended & (Task.dispatch_mode == DispatchMode.NEARBY)
     first_ring = (
         select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
         .join(Task, Task.id == DispatchRing.task_id)
@@ -248,6 +304,7 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
         {"jurisdiction_id": jid, "day": day, "metric": metric, "dimension": dim, "value": value}
         for (jid, metric, dim), value in totals.items()
     ]
+    # Service per volunteer on the day its task ended, keyed to the volunteer's community.
     volunteer_rows = [
         {
             "volunteer_id": vid,
@@ -265,15 +322,33 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
             )
             .join(Task, Task.id == Assignment.task_id)
             .join(Volunteer, Volunteer.id == Assignment.volunteer_id)
-            .where(in_day, done)
+            .where(ended, done)
             .group_by(Assignment.volunteer_id, Volunteer.community_id)
         )
     ]
     return stat_rows, volunteer_rows
 
 
+# Key space of the advisory locks that serialise rebuilds of one day (the second key is the day).
+ROLLUP_LOCK = 0x59_4A_52  # "YJR"
+
+
+def _lock_day(day: date) -> None:
+    """Wait for any other rebuild of ``day`` to commit, then hold the day until this transaction
+    ends (PostgreSQL; SQLite has a single writer anyway)."""
+    session = db.session()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :day)"), {"space": ROLLUP_LOCK, "day": day.toordinal()}
+        )
+
+
 def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
-    """Recompute one day's rollup rows (one transaction). Returns the number of rows written."""
+    """Recompute one day's rollup rows (one transaction). Returns the number of rows written.
+
+    The day's lock is taken before the raw rows are read, so of two overlapping rebuilds the
+    second reads after the first has committed and replaces its rows whole."""
+    _lock_day(day)
     stat_rows, volunteer_rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
     db.session.execute(delete(DailyStat).where(DailyStat.day == day))
     db.session.execute(delete(VolunteerDay).where(VolunteerDay.day == day))
@@ -285,6 +360,43 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
     db.session.commit()
     cache.bump(*ROLLUP_VERSION)
     return len(stat_rows) + len(volunteer_rows)
+
+
+def differing_days(first: date, last: date) -> list[date]:
+    """The days of a range whose stored rollup rows differ from what the raw rows give now (a
+    read-only check: nothing is rebuilt)."""
+    ancestry = _ancestry()
+    differ = []
+    for day in days(first, last):
+        stat_rows, volunteer_rows = _day_rows(day, ancestry)
+        fresh_stats = {(r["jurisdiction_id"], r["metric"], r["dimension"]): r["value"] for r in stat_rows}
+        fresh_days = {
+            r["volunteer_id"]: (r["community_id"], r["completed"], r["service_minutes"])
+            for r in volunteer_rows
+        }
+        stored_stats = {
+            (jid, metric, dim): int(value)
+            for jid, metric, dim, value in db.session.execute(
+                select(
+                    DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension, DailyStat.value
+                ).where(DailyStat.day == day)
+            )
+        }
+        stored_days = {
+            vid: (cid, completed, minutes)
+            for vid, cid, completed, minutes in db.session.execute(
+                select(
+                    VolunteerDay.volunteer_id,
+                    VolunteerDay.community_id,
+                    VolunteerDay.completed,
+                    VolunteerDay.service_minutes,
+                ).where(VolunteerDay.day == day)
+            )
+        }
+        db.session.rollback()
+        if fresh_stats != stored_stats or fresh_days != stored_days:
+            differ.append(day)
+    return differ
 
 
 def rebuild(first: date, last: date, progress: Callable[[date], None] | None = None) -> int:

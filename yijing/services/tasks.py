@@ -6,9 +6,13 @@ State machines (every change goes through :func:`move_task` / :func:`move_assign
 conditional UPDATE on the expected status, so two requests or jobs racing on the same row cannot
 both win)::
 
-    task        draft → published → in_progress → completed
+    task        draft → published → in_progress → completed | unserved
                 draft | published | in_progress → cancelled
-                published → completed                       (closed after a window nobody used)
+                published → unserved                        (closed after a window nobody used)
+
+A task closed after its window is ``completed`` when at least one volunteer served on it (checked
+in, so the close checks them out with their minutes) and ``unserved`` when nobody did: the
+reports, the desk board, the volunteer's history and the exports count the two apart.
 
     assignment  invited → accepted | declined | expired | cancelled
                 accepted → checked_in | cancelled | no_show
@@ -66,9 +70,10 @@ S = TaskStatus
 
 TASK_FLOW: dict[str, frozenset[str]] = {
     S.DRAFT: frozenset({S.PUBLISHED, S.CANCELLED}),
-    S.PUBLISHED: frozenset({S.IN_PROGRESS, S.COMPLETED, S.CANCELLED}),
-    S.IN_PROGRESS: frozenset({S.COMPLETED, S.CANCELLED}),
+    S.PUBLISHED: frozenset({S.IN_PROGRESS, S.COMPLETED, S.UNSERVED, S.CANCELLED}),
+    S.IN_PROGRESS: frozenset({S.COMPLETED, S.UNSERVED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
+    S.UNSERVED: frozenset(),
     S.CANCELLED: frozenset(),
 }
 
@@ -90,7 +95,8 @@ TASK_STATUS_LABELS = {
     S.DRAFT: "草稿",
     S.PUBLISHED: "已发布",
     S.IN_PROGRESS: "进行中",
-    S.COMPLETED: "已结束",
+    S.COMPLETED: "已完成",
+    S.UNSERVED: "无人服务",
     S.CANCELLED: "已取消",
 }
 ASSIGNMENT_STATUS_LABELS = {
@@ -419,7 +425,7 @@ def cancel(principal: Principal, task_id: int, reason: str, actor: Actor) -> Tas
     task = load_for_staff(principal, task_id, for_update=True)
     if task.status == S.CANCELLED:
         return row_for(task)
-    if task.status == S.COMPLETED:
+    if task.status in (S.COMPLETED, S.UNSERVED):
         raise Conflict("任务已结束，不能取消", code="task_closed")
     _cancel_task(task, reason, cancelled_by="task")
     audit.record(actor, "task.cancel", "task", task.id, reason=reason)
@@ -446,7 +452,8 @@ def start_due_tasks(now: datetime | None = None) -> int:
 def close_task(task_id: int, now: datetime | None = None) -> bool:
     """Close one task after its window: volunteers still on site are checked out at the end of
     the window, accepted volunteers who never checked in become no-shows, open invitations
-    expire. Running it twice is harmless."""
+    expire. The task ends ``completed`` when someone served on it (a completed assignment) and
+    ``unserved`` when nobody did. Running it twice is harmless."""
     now = now or utcnow()
     task = db.session.scalar(select(Task).where(Task.id == task_id).with_for_update())
     if task is None or task.status not in LIVE:
@@ -465,7 +472,13 @@ def close_task(task_id: int, now: datetime | None = None) -> bool:
             move_assignment(assignment, A.NO_SHOW, expect=[A.ACCEPTED])
         else:
             move_assignment(assignment, A.EXPIRED, expect=[A.INVITED])
-    closed = move_task(task, S.COMPLETED, expect=list(LIVE), closed_at=now, dispatch_next_at=None)
+    served = db.session.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.task_id == task.id, Assignment.status == A.COMPLETED)
+    )
+    outcome = S.COMPLETED if served else S.UNSERVED
+    closed = move_task(task, outcome, expect=list(LIVE), closed_at=now, dispatch_next_at=None)
     db.session.commit()
     return closed
 

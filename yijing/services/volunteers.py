@@ -557,6 +557,8 @@ def review(principal: Principal, volunteer_id: int, decision: str, reason: str, 
     _set_status(volunteer, VolunteerStatus.APPROVED)
     if volunteer.volunteer_number is None:
         volunteer.volunteer_number = _next_number(utcnow())
+    if volunteer.approved_at is None:
+        volunteer.approved_at = utcnow()
     team = teams.ensure_team(volunteer.community)
     volunteer.team_id = team.id
     _record_decision(

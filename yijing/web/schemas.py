@@ -238,7 +238,11 @@ class TaskSchema(Schema):
     points = fields.Integer(dump_only=True)
     dispatch_mode = fields.String(dump_only=True, metadata={"description": "open | assigned | nearby"})
     status = fields.String(
-        dump_only=True, metadata={"description": "draft | published | in_progress | completed | cancelled"}
+        dump_only=True,
+        metadata={
+            "description": "draft | published | in_progress | completed（时段结束，有义警签到服务）"
+            " | unserved（时段结束，无人签到服务）| cancelled"
+        },
     )
     status_label = fields.Function(_task_status_label, dump_only=True)
     series_id = fields.Integer(dump_only=True, allow_none=True)
