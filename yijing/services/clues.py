@@ -30,13 +30,12 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from workers import queues
-from workers.queues import JobSpec
-from yijing import pii, policies
+from yijing import jobs, pii, policies
 from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from yijing.extensions import db, wechat
+from yijing.jobs import JobSpec
 from yijing.models import (
     CannedReply,
     Clue,
@@ -220,7 +219,7 @@ def followup_jobs(clue_id: int) -> list[JobSpec]:
     retry = Retry(max=3, interval=[10, 30, 60])
     return [
         JobSpec(
-            queue=queues.DEFAULT,
+            queue=jobs.DEFAULT,
             func="workers.clues.check_content",
             args=(clue_id,),
             job_id=f"clue-content-{clue_id}",
@@ -229,7 +228,7 @@ def followup_jobs(clue_id: int) -> list[JobSpec]:
             failure_ttl=3600,
         ),
         JobSpec(
-            queue=queues.DEFAULT,
+            queue=jobs.DEFAULT,
             func="workers.clues.match_duplicates",
             args=(clue_id,),
             job_id=f"clue-duplicates-{clue_id}",
@@ -330,7 +329,7 @@ def submit(
     db.session.flush()
     _notify_reporter(clue, reporter_id, "clue_received", "线索已提交", event.public_note or "", event.id)
     for spec in followup_jobs(clue.id):
-        queues.enqueue_after_commit(db.session(), spec)
+        jobs.enqueue_after_commit(db.session(), spec)
     try:
         db.session.commit()
     except IntegrityError:

@@ -85,12 +85,6 @@ def _send_safety(config: Config) -> float:
     return min(3 * config.wechat_timeout + 5, config.notify_claim_lease / 2)
 
 
-def job_timeout(config: Config | None = None) -> int:
-    """The RQ timeout of a delivery job: it stops starting sends before its lease ends."""
-    config = config or _config()
-    return int(config.notify_claim_lease + 3 * config.wechat_timeout + 30)
-
-
 @dataclass
 class BatchReport:
     """What one delivery job did (its ids are notification ids)."""

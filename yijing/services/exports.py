@@ -18,8 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 
-from workers import queues
-from yijing import pii, policies
+from yijing import jobs, pii, policies
 from yijing.actor import Actor
 from yijing.errors import Conflict, NotFound
 from yijing.extensions import db
@@ -83,10 +82,10 @@ def request_export(
     db.session.flush()
     if with_pii:
         audit.record(actor, "volunteer.export_pii", "jurisdiction", node.id, data={"export_id": export.id})
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
-        queues.JobSpec(
-            queue=queues.REPORTS,
+        jobs.JobSpec(
+            queue=jobs.REPORTS,
             func="workers.reports.build_export",
             args=(export.id,),
             job_id=f"export-{export.id}",

@@ -63,8 +63,7 @@ from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import Row, Select, and_, bindparam, func, or_, select, tuple_, union_all, update
 
-from workers import queues
-from yijing import cache, policies
+from yijing import cache, jobs, policies
 from yijing.actor import Actor
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db, redis_client, redis_key
@@ -944,10 +943,10 @@ def request_alert_broadcast(post_id: int, *, attempt: str = "") -> None:
     post.push_requested = True
     if post.push_requested_at is None:
         post.push_requested_at = utcnow()
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
-        queues.JobSpec(
-            queue=queues.NOTIFY,
+        jobs.JobSpec(
+            queue=jobs.NOTIFY,
             func="workers.feed.broadcast_alert",
             args=(post_id,),
             job_id=f"feed-alert-{post_id}{attempt}",

@@ -34,13 +34,12 @@ from rq import Retry
 from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import selectinload
 
-from workers import queues
-from workers.queues import JobSpec
-from yijing import policies
+from yijing import jobs, policies
 from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db
+from yijing.jobs import JobSpec
 from yijing.models import (
     Assignment,
     AssignmentStatus,
@@ -345,10 +344,10 @@ def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resu
     job_id = f"task-dispatch-{task_id}-{after_ring + 1}"
     if resume:
         job_id += f"-resume-{int(utcnow().timestamp() * 1000)}"
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
         JobSpec(
-            queue=queues.DISPATCH,
+            queue=jobs.DISPATCH,
             func="workers.tasks.advance_dispatch",
             args=(task_id, after_ring),
             job_id=job_id,
@@ -601,10 +600,10 @@ def create_series(principal: Principal, data: dict[str, Any], actor: Actor) -> T
     db.session.add(series)
     db.session.flush()
     audit.record(actor, "task_series.create", "task_series", series.id)
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
         JobSpec(
-            queue=queues.DEFAULT,
+            queue=jobs.DEFAULT,
             func="workers.tasks.generate_occurrences",
             args=(series.id,),
             job_id=f"task-series-generate-{series.id}",
