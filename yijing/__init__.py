@@ -25,7 +25,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, request_log
+    from yijing.web import docs, errors, health, outages, request_log
 
     config = config or Config.from_env()
     request_log.configure_logging(config.log_level, config.log_json)
@@ -65,6 +65,7 @@ def create_app(config: Config | None = None) -> Flask:
     api = extensions.create_api(app)
     _register_blueprints(api)
     errors.register_error_handlers(app)
+    outages.register(app)
     request_log.init_request_log(app)
     health.init_health(app)
     docs.init_docs(app)
@@ -76,7 +77,9 @@ def create_app(config: Config | None = None) -> Flask:
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 10}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # pre-ping drops connections a database restart killed; a short connect timeout turns an unreachable
+    # database into a quick 503 (yijing.web.outages) rather than a request hanging on TCP.
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "connect_args": {"connect_timeout": 3}}
 
 
 def _migrations_dir() -> Path:
