@@ -82,6 +82,7 @@ CLOCK_SKEW = timedelta(minutes=10)
 REPORTER_CONTEXT = "clue.reporter"
 TRACKING_CONTEXT = "clue.tracking"
 SUBMIT_CONTEXT = "clue.submit"
+TRACKING_SEED_CONTEXT = "clue.tracking-seed"
 MESSAGE_CONTEXT = "clue.message"
 NOTIFY_CONTEXT = "clue.notify"
 POINTS_CONTEXT = "clue.points"
@@ -150,8 +151,18 @@ def _tracking_hash(code: str) -> str:
     return pii.blind_index(_normalise_code(code), context=TRACKING_CONTEXT)
 
 
-def _new_tracking_code() -> tuple[str, str]:
-    raw = "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
+def _new_tracking_code(seed: str | None = None) -> tuple[str, str]:
+    """A tracking code (shown once) and its hash (stored).
+
+    With a ``seed`` (the reporter and their Idempotency-Key) the code is derived from it under the
+    server's key, so a retried submission answers with the very code of the first answer without the
+    code being stored anywhere; nobody without the server's key and the phone's key can derive it.
+    """
+    if seed is None:
+        raw = "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
+    else:
+        bits = int(pii.blind_index(seed, context=TRACKING_SEED_CONTEXT), 16)
+        raw = "".join(TRACKING_ALPHABET[(bits >> (5 * i)) & 31] for i in range(TRACKING_LENGTH))
     shown = "-".join(raw[i : i + 4] for i in range(0, TRACKING_LENGTH, 4))
     return shown, _tracking_hash(raw)
 
@@ -256,8 +267,8 @@ def submit(
     """Store a clue (and its photos) first; the checks run afterwards in workers.
 
     An anonymous clue gets a tracking code, returned here once and stored only as a keyed hash.
-    A retried request with the same ``idempotency_key`` returns the same clue (an anonymous one
-    with a fresh tracking code: the first answer never reached the phone).
+    A retried request with the same ``idempotency_key`` returns the first answer: the same clue and,
+    for an anonymous one, the same tracking code (derived from the reporter and the key).
     """
     description = description.strip()
     address = (address or "").strip() or None
@@ -280,7 +291,7 @@ def submit(
                 "Idempotency-Key 应为 1 到 128 个字符", fields={"Idempotency-Key": ["长度不符合要求"]}
             )
         submit_key = _keyed(SUBMIT_CONTEXT, f"{reporter_id}:{idempotency_key.strip()}")
-        replay = _replay_submission(submit_key, digest)
+        replay = _replay_submission(submit_key, digest, _tracking_seed(reporter_id, idempotency_key))
         if replay is not None:
             return replay
     if category not in set(ClueCategory):
@@ -309,7 +320,9 @@ def submit(
     if anonymous:
         clue.reporter_enc = pii.encrypt(str(reporter_id), context=REPORTER_CONTEXT)
         clue.reporter_index = _reporter_index(reporter_id)
-        tracking_code, clue.tracking_hash = _new_tracking_code()
+        tracking_code, clue.tracking_hash = _new_tracking_code(
+            _tracking_seed(reporter_id, idempotency_key) if submit_key else None
+        )
     else:
         clue.reporter_id = reporter_id
     db.session.add(clue)
@@ -335,7 +348,8 @@ def submit(
     except IntegrityError:
         # The same retried request won the race for the submit key: answer as it did.
         db.session.rollback()
-        replay = _replay_submission(submit_key, digest) if submit_key else None
+        seed = _tracking_seed(reporter_id, idempotency_key) if idempotency_key else None
+        replay = _replay_submission(submit_key, digest, seed) if submit_key and seed else None
         if replay is None:
             raise
         return replay
@@ -343,7 +357,12 @@ def submit(
     return Submitted(clue.id, _submitted_view(clue, tracking_code), replayed=False)
 
 
-def _replay_submission(submit_key: str, digest: str) -> Submitted | None:
+def _tracking_seed(reporter_id: int, idempotency_key: str) -> str:
+    return f"{reporter_id}:{idempotency_key.strip()}"
+
+
+def _replay_submission(submit_key: str, digest: str, seed: str) -> Submitted | None:
+    """The first answer again, with the first tracking code (derived again, never stored)."""
     clue = db.session.scalar(select(Clue).where(Clue.submit_key == submit_key))
     if clue is None:
         return None
@@ -353,8 +372,10 @@ def _replay_submission(submit_key: str, digest: str) -> Submitted | None:
         )
     tracking_code = None
     if clue.is_anonymous:
-        tracking_code, clue.tracking_hash = _new_tracking_code()
-        db.session.commit()
+        tracking_code, tracking_hash = _new_tracking_code(seed)
+        if tracking_hash != clue.tracking_hash:  # a clue stored before codes were derived: a new one
+            clue.tracking_hash = tracking_hash
+            db.session.commit()
     return Submitted(clue.id, _submitted_view(clue, tracking_code), replayed=True)
 
 
