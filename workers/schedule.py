@@ -39,4 +39,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     # Report rollups: the recent days recomputed whole (statuses change after the day).
     PeriodicJob(reports.refresh_recent, queues.REPORTS, interval=900, timeout=1800),
     PeriodicJob(reports.refresh_quarter, queues.REPORTS, interval=86400, timeout=3600),
+    # Exports whose job was lost (on default: the reports queue may be busy with the very exports).
+    PeriodicJob(reports.sweep_exports, queues.DEFAULT, interval=300, timeout=120),
 ]
