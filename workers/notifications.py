@@ -40,9 +40,9 @@ def enqueue_delivery(ids: Sequence[int], *, urgent_ids: Sequence[int] = (), dela
     return len(specs)
 
 
-def deliver(ids: list[int]) -> dict[str, int]:
+def deliver(ids: list[int], urgent: bool = False) -> dict[str, int]:
     """Send the given outbox rows (those still pending); schedule the retries they need."""
-    report = delivery.deliver_batch(ids, worker=_worker_name())
+    report = delivery.deliver_batch(ids, worker=_worker_name(), urgent=urgent)
     for delay, retry_ids in sorted(report.retry.items()):
         ordinary, urgent = delivery.urgent_split(retry_ids)
         enqueue_delivery(ordinary, urgent_ids=urgent, delay=delay)
@@ -72,3 +72,13 @@ def sweep() -> dict[str, int]:
     if ids or revived:
         log.info("outbox swept", extra={"rows": len(ids), "jobs": jobs, "broadcasts": len(revived)})
     return {"rows": len(ids), "jobs": jobs, "broadcasts": len(revived)}
+
+
+def sweep_urgent() -> dict[str, int]:
+    """Re-enqueue urgent rows (dispatch invitations) left pending by a lost job or a dead worker
+    (periodic, every ``URGENT_SWEEP_SECONDS`` on the dispatch queue)."""
+    ids = delivery.sweep(urgent=True)
+    jobs_count = enqueue_delivery([], urgent_ids=ids) if ids else 0
+    if ids:
+        log.info("urgent outbox rows swept", extra={"rows": len(ids), "jobs": jobs_count})
+    return {"rows": len(ids), "jobs": jobs_count}

@@ -54,8 +54,18 @@ def _row(
     }
 
 
-def _sweep_after(now: datetime) -> datetime:
-    return now + timedelta(seconds=current_app.config["YIJING"].notify_sweep_grace)
+def _sweep_after(now: datetime, urgent: bool = False) -> datetime:
+    """When the sweeper may take the row if its delivery job never ran: soon for urgent rows (within the
+    dispatch ring timeout), after ``NOTIFY_SWEEP_GRACE`` for the rest."""
+    config = current_app.config["YIJING"]
+    grace = min(config.notify_sweep_grace, urgent_lease(config)) if urgent else config.notify_sweep_grace
+    return now + timedelta(seconds=grace)
+
+
+def urgent_lease(config: Any) -> int:
+    """The claim lease of urgent rows (dispatch invitations): a quarter of the ring timeout, so that a
+    worker killed mid-batch hands them over well before the next ring is due."""
+    return max(1, min(config.notify_claim_lease, config.dispatch_ring_timeout_seconds // 4))
 
 
 def notify(
@@ -76,6 +86,7 @@ def notify(
     """
     now = utcnow()
     session = db.session()
+    urgent = _is_urgent(kind) if urgent is None else urgent
     ids = insert_ignore_returning(
         session,
         Notification,
@@ -88,12 +99,12 @@ def notify(
             data=data,
             page=page,
             now=now,
-            sweep_after=_sweep_after(now),
+            sweep_after=_sweep_after(now, urgent),
         ),
     )
     if not ids:
         return False
-    register_for_delivery(session, ids, urgent=_is_urgent(kind) if urgent is None else urgent)
+    register_for_delivery(session, ids, urgent=urgent)
     return True
 
 
@@ -105,7 +116,7 @@ def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int
     if not rows:
         return []
     now = utcnow()
-    sweep_after = _sweep_after(now)
+    sweep_after = _sweep_after(now, urgent)
     values = [
         _row(
             r["user_id"],
@@ -157,6 +168,7 @@ def delivery_specs(ids: Sequence[int], *, urgent: bool = False, delay: int = 0) 
             queue=jobs.DISPATCH if urgent else jobs.NOTIFY,
             func=DELIVER,
             args=(ids[start : start + size],),
+            kwargs={"urgent": True} if urgent else {},
             timeout=job_timeout(config),
             retry=DELIVER_RETRY,
             failure_ttl=DELIVER_FAILURE_TTL,
