@@ -118,7 +118,8 @@ def test_an_anonymous_clue_is_followed_by_code_and_leaves_no_clear_trace_of_its_
     assert media.owner_id is None  # the photo no longer points at its uploader
     (note,) = _rows(app, Notification)
     assert note.user_id == user.id  # it must reach them ...
-    assert note.data == {} and re.fullmatch(r"clue-anon:[0-9a-f]{48}", note.dedupe_key)
+    assert note.data["clue_no"] == "ANONYMOUS" and "clue_id" not in note.data
+    assert re.fullmatch(r"clue-anon:[0-9a-f]{48}", note.dedupe_key)
     assert "id=" not in (note.page or "")
     assert _rows(app, IdempotencyRecord) == []  # ... but nothing stored ties them to the clue
     assert _rows(app, AuditEntry) == []

@@ -82,6 +82,10 @@ CLOCK_SKEW = timedelta(minutes=10)
 REPORTER_CONTEXT = "clue.reporter"
 TRACKING_CONTEXT = "clue.tracking"
 SUBMIT_CONTEXT = "clue.submit"
+#: The mini-program page of a clue (the one its subscribe-message templates name).
+CLUE_PAGE = "pages/clue/detail/index"
+#: What an anonymous clue's messages show for its number (a character_string: letters and digits only).
+ANONYMOUS_CLUE_NO = "ANONYMOUS"
 TRACKING_SEED_CONTEXT = "clue.tracking-seed"
 MESSAGE_CONTEXT = "clue.message"
 NOTIFY_CONTEXT = "clue.notify"
@@ -388,6 +392,13 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
     For an anonymous clue the row names the user (it must reach them) but nothing in it names the
     clue: no clue id in its data or page, and a keyed dedupe key.
     """
+    # What the subscribe message shows (its template reads these keys): the clue's number, its status,
+    # the public note and when it changed.
+    shown = {
+        "status_label": STATUS_LABELS[ClueStatus(clue.status)],
+        "note": body,
+        "changed_at": utcnow().isoformat(),
+    }
     if clue.is_anonymous:
         outbox.notify(
             user_id,
@@ -395,8 +406,9 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
             title=title,
             body=body,
             dedupe_key="clue-anon:" + _keyed(NOTIFY_CONTEXT, f"{kind}:{source_id}"),
-            data={},
-            page="pages/clues/index",
+            # No number: it would name the clue. The page asks for the tracking code.
+            data={"clue_no": ANONYMOUS_CLUE_NO, **shown},
+            page=CLUE_PAGE,
         )
         return
     outbox.notify(
@@ -405,8 +417,8 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
         title=title,
         body=body,
         dedupe_key=f"clue:{kind}:{source_id}",
-        data={"clue_id": clue.id, "status": clue.status},
-        page=f"pages/clues/detail?id={clue.id}",
+        data={"clue_id": clue.id, "status": clue.status, "clue_no": str(clue.id), **shown},
+        page=f"{CLUE_PAGE}?id={clue.id}",
     )
 
 

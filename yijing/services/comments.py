@@ -160,8 +160,13 @@ def check(comment_id: int) -> str | None:
             "comment.hidden",
             title="您的评论未能发布",
             body=AUTO_HIDE_REASON,
-            data={"comment_id": comment_id, "post_id": comment.post_id},
-            page=f"pages/feed/detail?id={comment.post_id}",
+            data={
+                "comment_id": comment_id,
+                "post_id": comment.post_id,
+                "excerpt": comment.body[:20],
+                "reason": AUTO_HIDE_REASON,
+            },
+            page=f"{feed.POST_PAGE}?id={comment.post_id}",
             dedupe_key=f"comment:{comment_id}:check",
         )
     db.session.commit()
@@ -323,8 +328,13 @@ def _moderate(
             action,
             title="您的评论已被隐藏" if target == CommentStatus.HIDDEN else "您的评论已显示",
             body=reason,
-            data={"comment_id": comment_id, "post_id": comment.post_id},
-            page=f"pages/feed/detail?id={comment.post_id}",
+            data={
+                "comment_id": comment_id,
+                "post_id": comment.post_id,
+                "excerpt": comment.body[:20],
+                "reason": reason,
+            },
+            page=f"{feed.POST_PAGE}?id={comment.post_id}",
             dedupe_key=f"comment:{comment_id}:moderation:{entry.id}",
         )
     db.session.commit()

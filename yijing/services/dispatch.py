@@ -369,8 +369,8 @@ def _on_filled(task: Task) -> None:
             title=f"任务已满员：{task.title}"[:100],
             body="感谢您的响应，该任务的名额已满，无需前往。",
             dedupe_key=f"task:{task.id}:filled:assignment:{assignment.id}:{assignment.invite_seq}",
-            data={"task_id": task.id, "assignment_id": assignment.id},
-            page=f"pages/tasks/detail?id={task.id}",
+            data=task_service.notification_data(task, assignment),
+            page=task_service.task_page(task.id),
         )
 
 
@@ -531,13 +531,13 @@ def _notify_invitation(assignment: Assignment, task: Task) -> None:
         title=f"任务邀请：{task.title}"[:100],
         body=f"{local_text(task.starts_at)} 开始，地点：{task.address or '见任务详情'}{when}。",
         dedupe_key=f"task:{task.id}:assignment:{assignment.id}:invite:{assignment.invite_seq}",
-        data={
-            "task_id": task.id,
-            "assignment_id": assignment.id,
-            "expires_at": deadline.isoformat() if deadline else None,
-            "distance_m": assignment.distance_m,
-        },
-        page=f"pages/tasks/detail?id={task.id}",
+        data=task_service.notification_data(
+            task,
+            assignment,
+            expires_at=deadline.isoformat() if deadline else None,
+            distance_m=assignment.distance_m,
+        ),
+        page=task_service.task_page(task.id),
     )
 
 

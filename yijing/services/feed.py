@@ -931,6 +931,10 @@ def update_post(principal: Principal, actor: Actor, post_id: int, data: dict[str
     return desk_view(post, scope)
 
 
+#: The mini-program page of a post (the one its subscribe-message templates name).
+POST_PAGE = "pages/feed/detail/index"
+
+
 def request_alert_broadcast(post_id: int, *, attempt: str = "") -> None:
     """Ask for an alert to be pushed to its scope: a fan-out job enqueued after the caller's commit.
 
@@ -1187,8 +1191,8 @@ def fan_out_alert(
                 "feed.alert",
                 title=f"紧急预警：{post.title}",
                 body=summary,
-                data={"post_id": post.id},
-                page=f"pages/feed/detail?id={post.id}",
+                data={"post_id": post.id, "jurisdiction_name": scope.name},
+                page=f"{POST_PAGE}?id={post.id}",
                 dedupe_key=f"post:{post.id}:alert:{user_id}",
             )
         db.session.commit()
