@@ -284,10 +284,13 @@ def test_assigned_invitations_accept_decline_and_expire(app, client, tasks, volu
     tasks.set_rows("Assignment", pending["id"], invite_expires_at=datetime.now(UTC) - timedelta(seconds=1))
     from workers import tasks as task_jobs
 
+    # A late accept answers the same before and after the expiry job has marked the invitation.
+    late = tasks.post(three, task["id"], "accept")
+    assert late.status_code == 409 and late.get_json()["error"]["code"] == "invitation_expired"
     with app.app_context():
         assert task_jobs.expire_invitations() == 1
-    late = tasks.post(three, task["id"], "accept")
-    assert late.status_code == 403 and late.get_json()["error"]["code"] == "not_invited"
+    after_job = tasks.post(three, task["id"], "accept")
+    assert after_job.status_code == 409 and after_job.get_json()["error"] == late.get_json()["error"]
 
     assignments = client.get(f"/api/v1/desk/tasks/{task['id']}/assignments", headers=desk).get_json()["items"]
     by_volunteer = {a["volunteer"]["id"]: a for a in assignments}

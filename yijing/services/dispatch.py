@@ -398,6 +398,11 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
     if assignment is not None and assignment.status == A.INVITED:
         if assignment.invite_expires_at is not None and assignment.invite_expires_at <= now:
             raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
+    elif (
+        assignment is not None and assignment.status == A.EXPIRED and task.dispatch_mode != DispatchMode.OPEN
+    ):
+        # The expiry job got there first: the same answer as before it ran.
+        raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
     elif task.dispatch_mode == DispatchMode.OPEN:
         if not _in_area(seeker, task):
             raise Forbidden("该任务不在您的辖区或附近，不能报名", code="not_eligible")
