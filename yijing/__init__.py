@@ -25,7 +25,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, outages, request_log
+    from yijing.web import docs, errors, health, outages, ratelimit, request_log
 
     config = config or Config.from_env()
     request_log.configure_logging(config.log_level, config.log_json)
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
     extensions.init_redis(app)
     extensions.init_wechat(app)
     extensions.limiter.init_app(app)
+    ratelimit.init_ratelimit_headers(app)
     api = extensions.create_api(app)
     _register_blueprints(api)
     errors.register_error_handlers(app)
