@@ -235,3 +235,43 @@ def test_the_outage_warning_is_repeated_once_per_interval(monkeypatch, caplog):
     records = [r for r in caplog.records if r.name == outages.log.name]
     assert len(records) == 2
     assert records[1].suppressed_since_last == 49
+
+
+def test_redis_down_and_a_service_saying_so_answer_503_with_retry_after_and_a_bug_stays_a_500(
+    make_app, caplog, monkeypatch
+):
+    import redis
+    from sqlalchemy import exc as sa_exc
+
+    from yijing.errors import ServiceUnavailable
+
+    other = make_app()
+    monkeypatch.setattr(outages, "throttle", outages._Throttle())
+
+    def redis_down():
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+
+    def wechat_down():
+        raise ServiceUnavailable("微信服务暂时无法连接，请稍后再试", code="wechat_unavailable")
+
+    def wrong_query():
+        raise sa_exc.OperationalError("SELECT nope", {}, Exception("no such column: nope"))
+
+    for name, view in (("redis", redis_down), ("wechat", wechat_down), ("bug", wrong_query)):
+        other.add_url_rule(f"/test-outage/{name}", name, view)
+    client = other.test_client()
+    caplog.set_level(logging.WARNING)
+    for _ in range(3):
+        down = client.get("/test-outage/redis")
+        assert down.status_code == 503 and down.headers["Retry-After"] == str(outages.RETRY_AFTER_SECONDS)
+        assert down.get_json()["error"] == {
+            "code": "service_unavailable",
+            "message": outages.MESSAGES["redis"],
+            "fields": {"retry_after": outages.RETRY_AFTER_SECONDS},
+        }
+    assert len([r for r in caplog.records if r.name == outages.log.name]) == 1  # once, not per request
+    wechat = client.get("/test-outage/wechat")
+    assert wechat.status_code == 503 and wechat.get_json()["error"]["code"] == "wechat_unavailable"
+    assert wechat.headers["Retry-After"] == str(outages.RETRY_AFTER_SECONDS)
+    bug = client.get("/test-outage/bug")
+    assert bug.status_code == 500 and "Retry-After" not in bug.headers

@@ -89,14 +89,19 @@ def is_database_outage(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         return True
     orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate:
-        return sqlstate in _OUTAGE_SQLSTATES or sqlstate.startswith(_OUTAGE_SQLSTATE_PREFIXES)
     sqlite_name = getattr(orig, "sqlite_errorname", None)
     if sqlite_name is not None:  # SQLite: locked, busy or unreadable, but not a wrong query
         return sqlite_name.startswith(_SQLITE_OUTAGES)
-    # psycopg raises OperationalError without a SQLSTATE when it cannot connect or loses the socket.
-    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    if not isinstance(orig, psycopg.Error):
+        return False
+    if orig.sqlstate:
+        return orig.sqlstate in _OUTAGE_SQLSTATES or orig.sqlstate.startswith(_OUTAGE_SQLSTATE_PREFIXES)
+    # No SQLSTATE: psycopg could not connect, or lost the socket mid-query.
+    return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def unavailable(service: str) -> Response:
