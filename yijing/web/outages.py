@@ -140,8 +140,25 @@ def handle_service_unavailable(exc: ServiceUnavailable) -> Response:
     return response
 
 
+def _remove_session_quietly(_exc: BaseException | None) -> None:
+    """End the request's session even when the database died after the answer was made.
+
+    Flask-SQLAlchemy's own teardown rolls the session back; on a connection the database has just
+    closed that rollback raises, and a write already committed and answered would reach the client
+    as a 500. The dead connection is invalidated (the pool drops it) and the session forgotten.
+    """
+    try:
+        db.session.remove()
+    except sa_exc.DBAPIError as exc:
+        if not is_database_outage(exc):
+            raise
+        db.session.registry.clear()
+
+
 def register(app: Flask) -> None:
-    """Registered beside the app's other error handlers (each exception class picks its own)."""
+    """Registered beside the app's other error handlers (each exception class picks its own), after
+    the database extension (so the quiet session teardown runs before its own)."""
+    app.teardown_appcontext(_remove_session_quietly)
     for cls in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         app.register_error_handler(cls, handle_database_error)
     for cls in (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError):
