@@ -12,6 +12,7 @@ from yijing.extensions import limiter
 from yijing.services import auth as auth_service
 from yijing.web.auth import bearer_token, current_actor, login_required
 from yijing.web.contract import Blueprint
+from yijing.web.ratelimit import failed_login
 from yijing.web.schemas import TokenSchema
 
 blp = Blueprint("desk_auth", __name__, url_prefix="/api/v1/desk/auth", description="值班台登录")
@@ -33,7 +34,7 @@ def _username_key() -> str:
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(lambda: settings().login_rate_limit)
+@limiter.limit(lambda: settings().login_rate_limit, deduct_when=failed_login)
 @limiter.limit(_failure_limit, key_func=_username_key, deduct_when=lambda r: r.status_code == 401)
 @blp.arguments(StaffLoginSchema)
 @blp.response(200, TokenSchema)

@@ -11,6 +11,7 @@ from yijing.extensions import limiter
 from yijing.services import auth as auth_service
 from yijing.web.auth import bearer_token, current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
+from yijing.web.ratelimit import failed_login
 from yijing.web.schemas import TokenSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="小程序登录")
@@ -33,7 +34,7 @@ def _login_limit() -> str:
 
 
 @blp.route("/wechat-login", methods=["POST"])
-@limiter.limit(_login_limit)
+@limiter.limit(_login_limit, deduct_when=failed_login)
 @blp.arguments(WeChatLoginSchema)
 @blp.response(200, TokenSchema)
 def wechat_login(data: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from yijing.services import account as account_service
 from yijing.services import auth as auth_service
 from yijing.services import feed as feed_service
 from yijing.services import personal_data
+from yijing.services import points as points_service
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
+from yijing.web.pagination import PageArgsSchema
 from yijing.web.schemas import MeSchema
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="当前用户")
@@ -97,3 +99,28 @@ def my_data() -> tuple[dict[str, Any], int, dict[str, str]]:
     """A copy of everything the service holds about you, in clear, for you alone (audited)."""
     copy = personal_data.copy_for(current_principal().user_id, current_actor())
     return copy, 200, {"Cache-Control": "no-store"}
+
+
+class PointsEntrySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    amount = fields.Integer(dump_only=True)
+    reason = fields.String(dump_only=True, metadata={"description": "task_completed 或 clue_valid"})
+    reason_label = fields.String(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    clue_id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "匿名线索不显示"})
+    task_id = fields.Integer(dump_only=True, allow_none=True)
+
+
+class PointsLedgerSchema(Schema):
+    balance = fields.Integer(dump_only=True)
+    items = fields.List(fields.Nested(PointsEntrySchema), dump_only=True)
+    next_cursor = fields.String(dump_only=True, allow_none=True)
+
+
+@blp.route("/points", methods=["GET"])
+@login_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, PointsLedgerSchema)
+def my_points(args: dict[str, Any]) -> dict[str, Any]:
+    """Your points balance and what earned each entry (tasks completed, clues confirmed valid)."""
+    return points_service.ledger(current_principal().user_id, cursor=args["cursor"], limit=args["limit"])

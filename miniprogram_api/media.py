@@ -1,8 +1,8 @@
 """Image upload and download.
 
-Uploads take no ``Idempotency-Key``: a stored answer would tie the uploader to an image that may
-end up on an anonymous clue, and a retried upload only leaves an unattached copy that the orphan
-purge removes.
+Uploads honour ``Idempotency-Key`` without storing an answer (which would tie the uploader to an
+image that may end up on an anonymous clue): the image's key is derived from the uploader and their
+key, so a retry finds the first upload.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
 from yijing.extensions import limiter
-from yijing.models import Media, MediaPurpose
+from yijing.models import MediaPurpose
 from yijing.services import media as media_service
 from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
 from yijing.web.contract import Blueprint
@@ -64,9 +64,12 @@ def _upload_limit() -> str:
 @blp.arguments(UploadArgsSchema, location="query")
 @blp.arguments(UploadFileSchema, location="files")
 @blp.response(201, MediaSchema)
-def upload(args: dict[str, Any], files: dict[str, Any]) -> Media:
+def upload(args: dict[str, Any], files: dict[str, Any]) -> Any:
     """Upload an image; it is checked, re-encoded and stripped of EXIF/GPS before it is kept."""
-    return media_service.upload(current_principal(), args["purpose"], files["file"].read())
+    media, replayed = media_service.upload(
+        current_principal(), args["purpose"], files["file"].read(), request.headers.get("Idempotency-Key")
+    )
+    return (media, {"Idempotent-Replayed": "true"}) if replayed else media
 
 
 @blp.route("/<string:key>", methods=["GET"])

@@ -6,8 +6,7 @@
 * ``sweep()`` — periodic: enqueues rows left pending (the relay's enqueue failed because Redis was down,
   a worker died mid-batch, a retry job was lost) and revives stalled mass-alert fan-outs.
 
-Delivery jobs carry no job id: RQ's ``unique`` job ids would refuse a re-enqueue while a finished or
-failed job of that id is still kept in Redis, and the database claim already makes duplicates harmless.
+The jobs themselves are described in ``yijing.services.outbox.delivery_specs``.
 """
 
 from __future__ import annotations
@@ -17,19 +16,14 @@ import os
 import socket
 from collections.abc import Sequence
 
-from flask import current_app
-from rq import Retry, get_current_job
+from rq import get_current_job
 
-from workers import queues
-from yijing.services import broadcasts, delivery
+from yijing import jobs
+from yijing.services import broadcasts, delivery, outbox
 
 log = logging.getLogger(__name__)
 
-DELIVER = "workers.notifications.deliver"
-# Infrastructure failures (database gone mid-batch): RQ runs the batch again; rows it already finished
-# are skipped by the claim.
-DELIVER_RETRY = Retry(max=3, interval=[10, 60, 300])
-DELIVER_FAILURE_TTL = 7 * 24 * 3600
+DELIVER = outbox.DELIVER
 
 
 def _worker_name() -> str:
@@ -37,36 +31,18 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{job.id if job else '-'}"
 
 
-def delivery_specs(ids: Sequence[int], *, urgent: bool = False, delay: int = 0) -> list[queues.JobSpec]:
-    """Delivery jobs for ``ids``, one per batch."""
-    config = current_app.config["YIJING"]
-    size = config.notify_batch_size
-    ids = list(ids)
-    return [
-        queues.JobSpec(
-            queue=queues.DISPATCH if urgent else queues.NOTIFY,
-            func=DELIVER,
-            args=(ids[start : start + size],),
-            timeout=delivery.job_timeout(config),
-            retry=DELIVER_RETRY,
-            failure_ttl=DELIVER_FAILURE_TTL,
-            result_ttl=300,
-            delay=delay,
-        )
-        for start in range(0, len(ids), size)
-    ]
-
-
 def enqueue_delivery(ids: Sequence[int], *, urgent_ids: Sequence[int] = (), delay: int = 0) -> int:
     """Enqueue delivery of outbox rows now (in bulk); returns the number of jobs. Raises RedisError."""
-    specs = delivery_specs(ids, delay=delay) + delivery_specs(urgent_ids, urgent=True, delay=delay)
-    queues.enqueue_many(specs)
+    specs = outbox.delivery_specs(ids, delay=delay) + outbox.delivery_specs(
+        urgent_ids, urgent=True, delay=delay
+    )
+    jobs.enqueue_many(specs)
     return len(specs)
 
 
-def deliver(ids: list[int]) -> dict[str, int]:
+def deliver(ids: list[int], urgent: bool = False) -> dict[str, int]:
     """Send the given outbox rows (those still pending); schedule the retries they need."""
-    report = delivery.deliver_batch(ids, worker=_worker_name())
+    report = delivery.deliver_batch(ids, worker=_worker_name(), urgent=urgent)
     for delay, retry_ids in sorted(report.retry.items()):
         ordinary, urgent = delivery.urgent_split(retry_ids)
         enqueue_delivery(ordinary, urgent_ids=urgent, delay=delay)
@@ -96,3 +72,13 @@ def sweep() -> dict[str, int]:
     if ids or revived:
         log.info("outbox swept", extra={"rows": len(ids), "jobs": jobs, "broadcasts": len(revived)})
     return {"rows": len(ids), "jobs": jobs, "broadcasts": len(revived)}
+
+
+def sweep_urgent() -> dict[str, int]:
+    """Re-enqueue urgent rows (dispatch invitations) left pending by a lost job or a dead worker
+    (periodic, every ``URGENT_SWEEP_SECONDS`` on the dispatch queue)."""
+    ids = delivery.sweep(urgent=True)
+    jobs_count = enqueue_delivery([], urgent_ids=ids) if ids else 0
+    if ids:
+        log.info("urgent outbox rows swept", extra={"rows": len(ids), "jobs": jobs_count})
+    return {"rows": len(ids), "jobs": jobs_count}

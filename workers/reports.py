@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from yijing import jobs
 from yijing.config import settings
 from yijing.services import exports, rollups
+
+log = logging.getLogger(__name__)
 
 
 def refresh_recent() -> int:
@@ -29,4 +33,15 @@ def refresh_quarter() -> int:
 
 
 def build_export(export_id: int) -> None:
+    """Write the CSV of one export (running it again rebuilds it; a finished one is left alone)."""
     exports.build(export_id)
+
+
+def sweep_exports() -> int:
+    """Enqueue exports whose job was lost or whose worker died (periodic)."""
+    specs = exports.unfinished_jobs()
+    for spec in specs:
+        jobs.enqueue(spec)
+    if specs:
+        log.info("export sweeper enqueued jobs", extra={"count": len(specs)})
+    return len(specs)

@@ -9,6 +9,10 @@ from typing import Any
 from workers import clues, comments, duty, feed, maintenance, media, notifications, privacy, queues, reports
 from workers import tasks as task_jobs
 
+#: How often urgent outbox rows are swept: with the urgent lease (a quarter of
+#: DISPATCH_RING_TIMEOUT_SECONDS), a dead worker's invitations go out again within the ring timeout.
+URGENT_SWEEP_SECONDS = 15
+
 
 @dataclass(frozen=True)
 class PeriodicJob:
@@ -30,6 +34,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(comments.sweep_pending_comments, queues.DEFAULT, interval=300, timeout=120),
     # Rows left pending (Redis outage, a worker killed mid-batch, a deploy) and stalled fan-outs.
     PeriodicJob(notifications.sweep, queues.NOTIFY, interval=60, timeout=120),
+    # Urgent rows (dispatch invitations) of a dead worker: taken over within the ring timeout.
+    PeriodicJob(notifications.sweep_urgent, queues.DISPATCH, interval=URGENT_SWEEP_SECONDS, timeout=60),
     # Patrol tasks. The sweep is the fallback for nearby-dispatch rings whose delayed job was lost.
     PeriodicJob(task_jobs.sweep_dispatches, queues.DISPATCH, interval=30, timeout=120),
     PeriodicJob(task_jobs.expire_invitations, queues.DEFAULT, interval=60, timeout=120),
@@ -44,4 +50,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(privacy.release_sealed, queues.NOTIFY, interval=60, timeout=120),
     PeriodicJob(privacy.carry_out_cancellations, queues.DEFAULT, interval=86400, timeout=3600),
     PeriodicJob(privacy.enforce_retention, queues.DEFAULT, interval=86400, timeout=3600),
+    # Exports whose job was lost (on default: the reports queue may be busy with the very exports).
+    PeriodicJob(reports.sweep_exports, queues.DEFAULT, interval=300, timeout=120),
 ]

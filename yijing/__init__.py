@@ -25,7 +25,8 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, inputs, request_log
+    from yijing.web import docs, errors, health, inputs, outages, ratelimit, request_log
+    from yijing.web.api import create_api
 
     config = config or Config.from_env()
     request_log.configure_logging(config.log_level, config.log_json)
@@ -64,9 +65,11 @@ def create_app(config: Config | None = None) -> Flask:
     extensions.init_redis(app)
     extensions.init_wechat(app)
     extensions.limiter.init_app(app)
-    api = extensions.create_api(app)
+    ratelimit.init_ratelimit_headers(app)
+    api = create_api(app)
     _register_blueprints(api)
     errors.register_error_handlers(app)
+    outages.register(app)
     request_log.init_request_log(app)
     health.init_health(app)
     docs.init_docs(app)
@@ -78,7 +81,9 @@ def create_app(config: Config | None = None) -> Flask:
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 10}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # pre-ping drops connections a database restart killed; a short connect timeout turns an unreachable
+    # database into a quick 503 (yijing.web.outages) rather than a request hanging on TCP.
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "connect_args": {"connect_timeout": 3}}
 
 
 def _migrations_dir() -> Path:

@@ -225,7 +225,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Redis for the GEO index, caches, counters, rate limits, RQ queues",
     ),
     _s("REDIS_PREFIX", "text", "yj:", "prefix of every key the app writes (not RQ's own keys)"),
-    _s("QUEUE_PREFIX", "text", "", "prefix of RQ queue names (to share a Redis between deployments)"),
+    _s(
+        "QUEUE_PREFIX",
+        "text",
+        "",
+        "prefix of RQ queue names and job ids (to share a Redis between deployments)",
+    ),
     _s(
         "SECRET_KEY",
         "text",
@@ -295,7 +300,13 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=60,
         shown="`43200` (12 hours)",
     ),
-    _s("LOGIN_RATE_LIMIT", "text", "20/minute", "per address, on both login endpoints"),
+    _s(
+        "LOGIN_RATE_LIMIT",
+        "text",
+        "20/minute",
+        "failed logins (4xx) per address, on both login endpoints; successful ones are not counted, so the "
+        "many phones behind one carrier-NAT address are never locked out by each other's logins",
+    ),
     _s(
         "STAFF_LOGIN_FAILURE_LIMIT",
         "text",

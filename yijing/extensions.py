@@ -6,7 +6,6 @@ from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
-from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -15,7 +14,6 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from yijing.config import settings
-from yijing.web.schemas import ErrorSchema
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -38,34 +36,6 @@ limiter = Limiter(
     swallow_errors=True,
     in_memory_fallback_enabled=True,
 )
-
-
-class YijingApi(Api):
-    """No library error schema: every error response is the API's own ``ErrorResponse``."""
-
-    DEFAULT_ERROR_RESPONSE_NAME = None
-    ERROR_SCHEMA = ErrorSchema
-
-    def _register_responses(self) -> None:
-        """Instead of the library's responses per status (with its ``Error`` schema): ours, named."""
-        from yijing.web.contract import register_error_schema
-
-        register_error_schema(self.spec, ErrorSchema)
-
-    def _register_pagination_header(self) -> None:
-        """Lists are cursor-paginated in the body (``next_cursor``), not with the library's header."""
-
-
-def create_api(app: Flask) -> Api:
-    """One flask-smorest ``Api`` per app (it owns that app's OpenAPI document)."""
-    from yijing.web.contract import ErrorResponsesPlugin
-
-    api = YijingApi(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin(app)]})
-    app.extensions["yijing_api"] = api
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "登录接口返回的 token"}
-    )
-    return api
 
 
 def init_redis(app: Flask) -> None:

@@ -158,7 +158,12 @@ def test_an_anonymous_report_from_photo_to_valid_resolution(
         (resident_id, "clue_question", "pending"),
         (resident_id, "clue_status", "pending"),
     ]
-    assert all(n.data == {} and n.sealed for n in notes)
+    # Nothing in the rows names the clue: its message shows the status, the note and the time only
+    # (the time of the release batch, not of the clue's event).
+    assert all(n.sealed for n in notes)
+    assert all(set(n.data) == {"clue_no", "status_label", "note", "changed_at"} for n in notes)
+    assert {n.data["clue_no"] for n in notes} == {"ANONYMOUS"}
+    assert all(not (n.page or "").endswith(f"={clue_id}") for n in notes)
     assert notes[-1].body == "已查处，感谢您的举报"
     audited = _rows(app, AuditEntry, AuditEntry.target_type == "clue", order=AuditEntry.id)
     assert [a.action for a in audited] == ["clue.transition", "clue.ask", "clue.transition"]

@@ -64,7 +64,7 @@ def test_too_few_in_the_first_ring_widens_to_the_next_on_its_own(app, client, ta
 
     # The next ring is a delayed job due DISPATCH_RING_TIMEOUT_SECONDS (120 s) later.
     scheduled = tasks.scheduled("dispatch")
-    job_id = f"task-dispatch-{task['id']}-2"
+    job_id = f"yjtest-task-dispatch-{task['id']}-2"
     assert list(scheduled) == [job_id]
     sent_at = datetime.fromisoformat(view["rings"][0]["sent_at"])
     assert scheduled[job_id] == pytest.approx(sent_at + timedelta(seconds=120), abs=timedelta(seconds=2))
@@ -84,7 +84,7 @@ def test_too_few_in_the_first_ring_widens_to_the_next_on_its_own(app, client, ta
     ]
     assert _invited(view, 2) == [mid1["id"], mid2["id"]]
     assert far["id"] not in _invited(view, 2)
-    assert list(tasks.scheduled("dispatch")) == [f"task-dispatch-{task['id']}-3"]
+    assert list(tasks.scheduled("dispatch")) == [f"yjtest-task-dispatch-{task['id']}-3"]
 
     # Invitations reach the phones through the outbox, and the invitees see the task.
     with app.app_context():
@@ -135,7 +135,7 @@ def test_first_to_accept_fill_the_slots_later_ones_are_told_it_is_full(
         db.session.remove()
 
     # The ring-2 job still runs when due, and sends nothing: the task is full.
-    tasks.make_due("dispatch", f"task-dispatch-{task['id']}-2")
+    tasks.make_due("dispatch", f"yjtest-task-dispatch-{task['id']}-2")
     tasks.run_jobs("dispatch")
     assert len(_view(client, desk, task["id"])["rings"]) == 1
 
@@ -162,7 +162,9 @@ def test_a_lost_job_does_not_stall_the_dispatch(app, client, tasks, volunteers, 
 
         from workers import queues
 
-        ScheduledJobRegistry(queue=queues.get_queue(queues.DISPATCH)).remove(f"task-dispatch-{task['id']}-2")
+        ScheduledJobRegistry(queue=queues.get_queue(queues.DISPATCH)).remove(
+            f"yjtest-task-dispatch-{task['id']}-2"
+        )
     assert tasks.scheduled("dispatch") == {}
     tasks.set_rows("Task", task["id"], dispatch_next_at=datetime.now(UTC) - timedelta(seconds=1))
 
@@ -282,10 +284,13 @@ def test_assigned_invitations_accept_decline_and_expire(app, client, tasks, volu
     tasks.set_rows("Assignment", pending["id"], invite_expires_at=datetime.now(UTC) - timedelta(seconds=1))
     from workers import tasks as task_jobs
 
+    # A late accept answers the same before and after the expiry job has marked the invitation.
+    late = tasks.post(three, task["id"], "accept")
+    assert late.status_code == 409 and late.get_json()["error"]["code"] == "invitation_expired"
     with app.app_context():
         assert task_jobs.expire_invitations() == 1
-    late = tasks.post(three, task["id"], "accept")
-    assert late.status_code == 403 and late.get_json()["error"]["code"] == "not_invited"
+    after_job = tasks.post(three, task["id"], "accept")
+    assert after_job.status_code == 409 and after_job.get_json()["error"] == late.get_json()["error"]
 
     assignments = client.get(f"/api/v1/desk/tasks/{task['id']}/assignments", headers=desk).get_json()["items"]
     by_volunteer = {a["volunteer"]["id"]: a for a in assignments}

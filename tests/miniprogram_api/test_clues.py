@@ -120,7 +120,8 @@ def test_an_anonymous_clue_is_followed_by_code_and_leaves_no_clear_trace_of_its_
     release_sealed()
     (note,) = _rows(app, Notification)
     assert note.user_id == user.id and note.sealed  # it must reach them ...
-    assert note.data == {} and re.fullmatch(r"clue-anon:[0-9a-f]{48}", note.dedupe_key)
+    assert note.data["clue_no"] == "ANONYMOUS" and "clue_id" not in note.data
+    assert re.fullmatch(r"clue-anon:[0-9a-f]{48}", note.dedupe_key)
     assert "id=" not in (note.page or "")
     assert _rows(app, IdempotencyRecord) == []  # ... but nothing stored ties them to the clue
     assert _rows(app, AuditEntry) == []
@@ -206,15 +207,19 @@ def test_a_retried_submission_creates_one_clue(app, client, wechat_login, report
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
     assert _count(app, Clue) == 1
-    # The first answer never reached the phone: the replay carries the code that now works.
-    assert client.get(f"/api/v1/clues/track/{again.get_json()['tracking_code']}").status_code == 200
-    assert client.get(f"/api/v1/clues/track/{first.get_json()['tracking_code']}").status_code == 404
+    # The replay is the first answer: the same tracking code, and the first one keeps working.
+    assert again.get_json() == first.get_json()
+    assert client.get(f"/api/v1/clues/track/{first.get_json()['tracking_code']}").status_code == 200
+    third = report_clue(headers, anonymous=True, extra_headers={"Idempotency-Key": "k-1"})
+    assert third.get_json()["tracking_code"] == first.get_json()["tracking_code"]
+    assert client.get(f"/api/v1/clues/track/{first.get_json()['tracking_code']}").status_code == 200
     reused = report_clue(headers, description="另一件事情完全不同", extra_headers={"Idempotency-Key": "k-1"})
     assert reused.status_code == 422
     assert reused.get_json()["error"]["code"] == "idempotency_key_reused"
     # The same key from another user is another request.
     other = report_clue(wechat_login("ivo"), anonymous=True, extra_headers={"Idempotency-Key": "k-1"})
     assert other.status_code == 201 and other.get_json()["id"] != first.get_json()["id"]
+    assert other.get_json()["tracking_code"] != first.get_json()["tracking_code"]
 
 
 def test_the_reporter_answers_on_the_thread_while_the_clue_is_open(

@@ -166,7 +166,7 @@ def test_wechat_outage_keeps_the_comment_pending_and_the_job_retries(
     _run_jobs(app)
     assert _visible(client, post) == []
     with app.app_context():
-        job = Job.fetch(f"comment-check-{comment['id']}", connection=redis_client())
+        job = Job.fetch(f"yjtest-comment-check-{comment['id']}", connection=redis_client())
         assert job.get_status() == "scheduled"  # RQ retries it later
         assert job.retries_left == 4
         from yijing.wechat.errors import WeChatUnavailable

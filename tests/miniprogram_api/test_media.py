@@ -228,3 +228,32 @@ def test_uploads_nobody_used_are_purged_with_their_files(
         assert db.session.scalars(select(Media.key)).all() == [used]
         db.session.remove()
     assert len(_stored(app, media_storage)[1]) == 1
+
+
+def test_a_retried_upload_with_the_same_idempotency_key_is_the_first_upload(
+    app, client, wechat_login, upload_image, media_storage, report_clue
+):
+    reporter = wechat_login("uma")
+    keyed = {**reporter, "Idempotency-Key": "photo-1"}
+    first = upload_image(keyed)
+    again = upload_image(keyed)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert again.get_json() == first.get_json()
+    assert _stored(app, media_storage)[0] == 1 and len(_stored(app, media_storage)[1]) == 1
+
+    other_image = upload_image(keyed, _image(size=(80, 60)))
+    assert other_image.status_code == 422
+    assert other_image.get_json()["error"]["code"] == "idempotency_key_reused"
+    # The same key from someone else, or without a key, is another upload.
+    assert (
+        upload_image({**wechat_login("vic"), "Idempotency-Key": "photo-1"}).get_json()["id"]
+        != first.get_json()["id"]
+    )
+    assert upload_image(reporter).get_json()["id"] != first.get_json()["id"]
+
+    # Once the photo is on an anonymous clue (it no longer names its uploader), a late retry still finds it.
+    assert report_clue(reporter, anonymous=True, photos=[first.get_json()["id"]]).status_code == 201
+    late = upload_image(keyed)
+    assert late.status_code == 201 and late.get_json()["id"] == first.get_json()["id"]
+    assert _stored(app, media_storage)[0] == 3

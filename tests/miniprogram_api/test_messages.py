@@ -63,7 +63,7 @@ def test_resident_writes_to_their_district_and_reads_the_reply(app, client, tree
     assert "author_id" not in detail["replies"][0]
     (note,) = _notifications(app, "message.reply")
     assert note.user_id == client.get("/api/v1/me", headers=alice).get_json()["id"]
-    assert note.data == {"message_id": message["id"]}
+    assert note.data["message_id"] == message["id"] and note.data["question"] == message["body"][:60]
 
     closed = client.post(f"/api/v1/desk/messages/{message['id']}/close", json={}, headers=desk)
     assert closed.get_json()["status"] == "closed"

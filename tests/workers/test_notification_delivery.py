@@ -417,7 +417,7 @@ def test_the_sweeper_delivers_what_the_relay_could_not_enqueue(app, app_ctx, fak
         raise RedisConnectionError("Connection refused")
 
     with monkeypatch.context() as patch:
-        patch.setattr(queues, "enqueue_many", redis_down)
+        patch.setattr("yijing.jobs.enqueue_many", redis_down)
         nid = write(user_id, "lost:1")  # the commit succeeds; the enqueue is lost
     assert queued_jobs(queues.NOTIFY) == []
     assert row(nid).status == "pending"

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
-from yijing import policies
+from yijing import jobs, policies
 from yijing.actor import Actor
 from yijing.config import settings
 from yijing.errors import Conflict, InvalidInput, NotFound
@@ -116,15 +116,14 @@ def register_audience(audience: Audience) -> None:
 
 
 def _enqueue_spec(broadcast_id: int, delay: int = 0) -> Any:
-    from workers import queues
 
     # On the dispatch queue: a mass alert is urgent, and a chunk is quick (its deliveries go to notify).
-    return queues.JobSpec(
-        queue=queues.DISPATCH,
+    return jobs.JobSpec(
+        queue=jobs.DISPATCH,
         func=FAN_OUT,
         args=(broadcast_id,),
         timeout=300,
-        retry=queues.Retry(max=3, interval=[10, 30, 60]),
+        retry=jobs.Retry(max=3, interval=[10, 30, 60]),
         failure_ttl=7 * 24 * 3600,
         result_ttl=300,
         delay=delay,
@@ -132,9 +131,8 @@ def _enqueue_spec(broadcast_id: int, delay: int = 0) -> Any:
 
 
 def enqueue_fan_out(broadcast_id: int, delay: int = 0) -> None:
-    from workers import queues
 
-    queues.enqueue(_enqueue_spec(broadcast_id, delay))
+    jobs.enqueue(_enqueue_spec(broadcast_id, delay))
 
 
 def create(
@@ -152,7 +150,6 @@ def create(
     rate_per_minute: int | None = None,
 ) -> Broadcast:
     """Queue a mass alert to ``audience`` in the jurisdiction's subtree; the fan-out starts on commit."""
-    from workers import queues
 
     jurisdiction = jurisdictions.get(jurisdiction_id)
     policies.require(principal, Permission.NOTIFY_BROADCAST, jurisdiction.path)
@@ -194,7 +191,7 @@ def create(
         broadcast.id,
         data={"jurisdiction_id": jurisdiction.id, "audience": audience, "title": broadcast.title},
     )
-    queues.enqueue_after_commit(db.session(), _enqueue_spec(broadcast.id))
+    jobs.enqueue_after_commit(db.session(), _enqueue_spec(broadcast.id))
     db.session.commit()
     return broadcast
 

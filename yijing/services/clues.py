@@ -30,14 +30,13 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from workers import queues
-from workers.queues import JobSpec
-from yijing import pii, policies
+from yijing import jobs, pii, policies
 from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from yijing.extensions import db, wechat
 from yijing.geo import haversine_m
+from yijing.jobs import JobSpec
 from yijing.models import (
     CannedReply,
     Clue,
@@ -84,6 +83,11 @@ CLOCK_SKEW = timedelta(minutes=10)
 REPORTER_CONTEXT = "clue.reporter"
 TRACKING_CONTEXT = "clue.tracking"
 SUBMIT_CONTEXT = "clue.submit"
+#: The mini-program page of a clue (the one its subscribe-message templates name).
+CLUE_PAGE = "pages/clue/detail/index"
+#: What an anonymous clue's messages show for its number (a character_string: letters and digits only).
+ANONYMOUS_CLUE_NO = "ANONYMOUS"
+TRACKING_SEED_CONTEXT = "clue.tracking-seed"
 MESSAGE_CONTEXT = "clue.message"
 NOTIFY_CONTEXT = "clue.notify"
 POINTS_CONTEXT = "clue.points"
@@ -162,8 +166,18 @@ def _tracking_hash(code: str) -> str:
     return pii.blind_index(_normalise_code(code), context=TRACKING_CONTEXT)
 
 
-def _new_tracking_code() -> tuple[str, str]:
-    raw = "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
+def _new_tracking_code(seed: str | None = None) -> tuple[str, str]:
+    """A tracking code (shown once) and its hash (stored).
+
+    With a ``seed`` (the reporter and their Idempotency-Key) the code is derived from it under the
+    server's key, so a retried submission answers with the very code of the first answer without the
+    code being stored anywhere; nobody without the server's key and the phone's key can derive it.
+    """
+    if seed is None:
+        raw = "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
+    else:
+        bits = int(pii.blind_index(seed, context=TRACKING_SEED_CONTEXT), 16)
+        raw = "".join(TRACKING_ALPHABET[(bits >> (5 * i)) & 31] for i in range(TRACKING_LENGTH))
     shown = "-".join(raw[i : i + 4] for i in range(0, TRACKING_LENGTH, 4))
     return shown, _tracking_hash(raw)
 
@@ -223,7 +237,7 @@ def followup_jobs(clue_id: int) -> list[JobSpec]:
     retry = Retry(max=3, interval=[10, 30, 60])
     return [
         JobSpec(
-            queue=queues.DEFAULT,
+            queue=jobs.DEFAULT,
             func="workers.clues.check_content",
             args=(clue_id,),
             job_id=f"clue-content-{clue_id}",
@@ -232,7 +246,7 @@ def followup_jobs(clue_id: int) -> list[JobSpec]:
             failure_ttl=3600,
         ),
         JobSpec(
-            queue=queues.DEFAULT,
+            queue=jobs.DEFAULT,
             func="workers.clues.match_duplicates",
             args=(clue_id,),
             job_id=f"clue-duplicates-{clue_id}",
@@ -260,8 +274,8 @@ def submit(
     """Store a clue (and its photos) first; the checks run afterwards in workers.
 
     An anonymous clue gets a tracking code, returned here once and stored only as a keyed hash.
-    A retried request with the same ``idempotency_key`` returns the same clue (an anonymous one
-    with a fresh tracking code: the first answer never reached the phone).
+    A retried request with the same ``idempotency_key`` returns the first answer: the same clue and,
+    for an anonymous one, the same tracking code (derived from the reporter and the key).
     """
     description = description.strip()
     address = (address or "").strip() or None
@@ -284,7 +298,7 @@ def submit(
                 "Idempotency-Key 应为 1 到 128 个字符", fields={"Idempotency-Key": ["长度不符合要求"]}
             )
         submit_key = _keyed(SUBMIT_CONTEXT, f"{reporter_id}:{idempotency_key.strip()}")
-        replay = _replay_submission(submit_key, digest)
+        replay = _replay_submission(submit_key, digest, _tracking_seed(reporter_id, idempotency_key))
         if replay is not None:
             return replay
     if category not in set(ClueCategory):
@@ -313,7 +327,9 @@ def submit(
     if anonymous:
         clue.reporter_enc = pii.encrypt(str(reporter_id), context=REPORTER_CONTEXT)
         clue.reporter_index = _reporter_index(reporter_id)
-        tracking_code, clue.tracking_hash = _new_tracking_code()
+        tracking_code, clue.tracking_hash = _new_tracking_code(
+            _tracking_seed(reporter_id, idempotency_key) if submit_key else None
+        )
     else:
         clue.reporter_id = reporter_id
     db.session.add(clue)
@@ -333,13 +349,14 @@ def submit(
     db.session.flush()
     _notify_reporter(clue, reporter_id, "clue_received", "线索已提交", event.public_note or "", event.id)
     for spec in followup_jobs(clue.id):
-        queues.enqueue_after_commit(db.session(), spec)
+        jobs.enqueue_after_commit(db.session(), spec)
     try:
         db.session.commit()
     except IntegrityError:
         # The same retried request won the race for the submit key: answer as it did.
         db.session.rollback()
-        replay = _replay_submission(submit_key, digest) if submit_key else None
+        seed = _tracking_seed(reporter_id, idempotency_key) if idempotency_key else None
+        replay = _replay_submission(submit_key, digest, seed) if submit_key and seed else None
         if replay is None:
             raise
         return replay
@@ -347,7 +364,12 @@ def submit(
     return Submitted(clue.id, _submitted_view(clue, tracking_code), replayed=False)
 
 
-def _replay_submission(submit_key: str, digest: str) -> Submitted | None:
+def _tracking_seed(reporter_id: int, idempotency_key: str) -> str:
+    return f"{reporter_id}:{idempotency_key.strip()}"
+
+
+def _replay_submission(submit_key: str, digest: str, seed: str) -> Submitted | None:
+    """The first answer again, with the first tracking code (derived again, never stored)."""
     clue = db.session.scalar(select(Clue).where(Clue.submit_key == submit_key))
     if clue is None:
         return None
@@ -357,8 +379,10 @@ def _replay_submission(submit_key: str, digest: str) -> Submitted | None:
         )
     tracking_code = None
     if clue.is_anonymous:
-        tracking_code, clue.tracking_hash = _new_tracking_code()
-        db.session.commit()
+        tracking_code, tracking_hash = _new_tracking_code(seed)
+        if tracking_hash != clue.tracking_hash:  # a clue stored before codes were derived: a new one
+            clue.tracking_hash = tracking_hash
+            db.session.commit()
     return Submitted(clue.id, _submitted_view(clue, tracking_code), replayed=True)
 
 
@@ -371,6 +395,13 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
     For an anonymous clue the row names the user (it must reach them) but nothing in it names the
     clue: no clue id in its data or page, and a keyed dedupe key.
     """
+    # What the subscribe message shows (its template reads these keys): the clue's number, its status,
+    # the public note and when it changed.
+    shown = {
+        "status_label": STATUS_LABELS[ClueStatus(clue.status)],
+        "note": body,
+        "changed_at": utcnow().isoformat(),
+    }
     if clue.is_anonymous:
         # Sealed and released later in a batch: the row naming the user is not written next to the
         # clue's event in time (see yijing.services.sealed).
@@ -380,7 +411,9 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
             title=title,
             body=body,
             dedupe_key="clue-anon:" + _keyed(NOTIFY_CONTEXT, f"{kind}:{source_id}"),
-            page="pages/clues/index",
+            # No number: it would name the clue. The page asks for the tracking code.
+            data={"clue_no": ANONYMOUS_CLUE_NO, **shown},
+            page=CLUE_PAGE,
         )
         return
     outbox.notify(
@@ -389,8 +422,8 @@ def _notify_reporter(clue: Clue, user_id: int, kind: str, title: str, body: str,
         title=title,
         body=body,
         dedupe_key=f"clue:{kind}:{source_id}",
-        data={"clue_id": clue.id, "status": clue.status},
-        page=f"pages/clues/detail?id={clue.id}",
+        data={"clue_id": clue.id, "status": clue.status, "clue_no": str(clue.id), **shown},
+        page=f"{CLUE_PAGE}?id={clue.id}",
     )
 
 

@@ -16,8 +16,7 @@ from typing import Any
 from rq import Retry
 from sqlalchemy import select, update
 
-from workers import queues
-from yijing import policies
+from yijing import jobs, policies
 from yijing.actor import Actor
 from yijing.config import settings
 from yijing.errors import Conflict, InvalidInput, NotFound
@@ -41,9 +40,9 @@ _VERDICTS = {"pass": CommentStatus.VISIBLE, "risky": CommentStatus.HIDDEN, "revi
 AUTO_HIDE_REASON = "评论内容未通过内容安全检测，未予显示"
 
 
-def _check_job(comment_id: int, attempt: str = "") -> queues.JobSpec:
-    return queues.JobSpec(
-        queue=queues.DEFAULT,
+def _check_job(comment_id: int, attempt: str = "") -> jobs.JobSpec:
+    return jobs.JobSpec(
+        queue=jobs.DEFAULT,
         func="workers.comments.check_comment",
         args=(comment_id,),
         job_id=f"comment-check-{comment_id}{attempt}",
@@ -84,7 +83,7 @@ def create(post_id: int, user_id: int, body: str) -> dict[str, Any]:
     )
     db.session.add(comment)
     db.session.flush()
-    queues.enqueue_after_commit(db.session(), _check_job(comment.id))
+    jobs.enqueue_after_commit(db.session(), _check_job(comment.id))
     db.session.commit()
     return _view(comment, db.session.scalar(select(User.display_name).where(User.id == user_id)))
 
@@ -161,8 +160,13 @@ def check(comment_id: int) -> str | None:
             "comment.hidden",
             title="您的评论未能发布",
             body=AUTO_HIDE_REASON,
-            data={"comment_id": comment_id, "post_id": comment.post_id},
-            page=f"pages/feed/detail?id={comment.post_id}",
+            data={
+                "comment_id": comment_id,
+                "post_id": comment.post_id,
+                "excerpt": comment.body[:20],
+                "reason": AUTO_HIDE_REASON,
+            },
+            page=f"{feed.POST_PAGE}?id={comment.post_id}",
             dedupe_key=f"comment:{comment_id}:check",
         )
     db.session.commit()
@@ -184,7 +188,7 @@ def sweep_pending(now: datetime | None = None) -> int:
     )
     bucket = f"-sweep-{int(now.timestamp()) // 600}"
     for comment_id in ids:
-        queues.enqueue(_check_job(comment_id, bucket))
+        jobs.enqueue(_check_job(comment_id, bucket))
     return len(ids)
 
 
@@ -324,8 +328,13 @@ def _moderate(
             action,
             title="您的评论已被隐藏" if target == CommentStatus.HIDDEN else "您的评论已显示",
             body=reason,
-            data={"comment_id": comment_id, "post_id": comment.post_id},
-            page=f"pages/feed/detail?id={comment.post_id}",
+            data={
+                "comment_id": comment_id,
+                "post_id": comment.post_id,
+                "excerpt": comment.body[:20],
+                "reason": reason,
+            },
+            page=f"{feed.POST_PAGE}?id={comment.post_id}",
             dedupe_key=f"comment:{comment_id}:moderation:{entry.id}",
         )
     db.session.commit()

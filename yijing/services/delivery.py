@@ -45,6 +45,7 @@ from yijing.models import (
     User,
 )
 from yijing.models.base import utcnow
+from yijing.services.outbox import urgent_lease
 from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
 from yijing.wechat.gateway import TOKEN_ERRCODES
 from yijing.wechat.send_rate import SendRateLimiter
@@ -75,15 +76,9 @@ def claim_lease_seconds() -> int:
     return settings().notify_claim_lease
 
 
-def _send_safety(config: Config) -> float:
+def _send_safety(config: Config, lease: int) -> float:
     """The longest one send may take (token refresh + a retry); no send starts this close to the lease end."""
-    return min(3 * config.wechat_timeout + 5, config.notify_claim_lease / 2)
-
-
-def job_timeout(config: Config | None = None) -> int:
-    """The RQ timeout of a delivery job: it stops starting sends before its lease ends."""
-    config = config or settings()
-    return int(config.notify_claim_lease + 3 * config.wechat_timeout + 30)
+    return min(3 * config.wechat_timeout + 5, lease / 2)
 
 
 @dataclass
@@ -113,12 +108,15 @@ class _Send:
 # -- claiming --
 
 
-def claim(ids: Sequence[int], worker: str, *, now: datetime | None = None) -> list[int]:
-    """Atomically claim the still-pending, unclaimed, due rows among ``ids``; commits."""
+def claim(
+    ids: Sequence[int], worker: str, *, now: datetime | None = None, lease: int | None = None
+) -> list[int]:
+    """Atomically claim the still-pending, unclaimed, due rows among ``ids`` for ``lease`` seconds
+    (``NOTIFY_CLAIM_LEASE`` by default); commits."""
     if not ids:
         return []
     now = now or utcnow()
-    lease_end = now + timedelta(seconds=claim_lease_seconds())
+    lease_end = now + timedelta(seconds=lease or claim_lease_seconds())
     stmt = (
         update(Notification)
         .where(
@@ -392,17 +390,22 @@ def _record_failure(
     report.failed.append(item.id)
 
 
-def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
-    """Deliver the given outbox rows (those still pending and unclaimed); the delivery job's body."""
+def deliver_batch(ids: Sequence[int], *, worker: str = "worker", urgent: bool = False) -> BatchReport:
+    """Deliver the given outbox rows (those still pending and unclaimed); the delivery job's body.
+
+    Urgent rows (dispatch invitations) are claimed for a short lease (``outbox.urgent_lease``), so a
+    worker killed mid-batch hands them to ``sweep(urgent=True)`` within the dispatch ring timeout.
+    """
     config = settings()
     report = BatchReport()
+    lease = urgent_lease(config) if urgent else config.notify_claim_lease
     # The claim holds until lease_end (counted from before the claim, so never later than the
     # database's); no send may start after `last_start`.
-    lease_end = time.time() + config.notify_claim_lease
-    report.claimed = claim(ids, worker)
+    lease_end = time.time() + lease
+    report.claimed = claim(ids, worker, lease=lease)
     if not report.claimed:
         return report
-    last_start = lease_end - _send_safety(config)
+    last_start = lease_end - _send_safety(config, lease)
     to_send, inbox = _prepare(report.claimed)
     for group in inbox.values():
         report.inbox_only.extend(group)
@@ -461,16 +464,28 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker") -> BatchReport:
 # -- the sweeper, retries and the outbox at a glance --
 
 
-def sweep(*, now: datetime | None = None, limit: int = 20_000) -> list[int]:
+def sweep(*, now: datetime | None = None, limit: int = 20_000, urgent: bool = False) -> list[int]:
     """Pending rows whose relay, retry job or worker was lost: push back their sweep time and return
-    them for enqueueing. Commits."""
+    them for enqueueing. Commits.
+
+    ``urgent`` sweeps only the rows of urgent kinds (run often on the dispatch queue: a dead worker's
+    dispatch invitations are taken over within the ring timeout, not after the ordinary lease).
+    """
     config = settings()
     now = now or utcnow()
     grace = timedelta(seconds=config.notify_sweep_grace)
+    only: list[Any] = []
+    if urgent:
+        kinds = [k for k, t in config.wechat_templates.templates.items() if t.urgent]
+        if not kinds:
+            return []
+        only = [Notification.kind.in_(kinds)]
+        grace = min(grace, timedelta(seconds=urgent_lease(config)))
     ids = list(
         db.session.scalars(
             select(Notification.id)
             .where(
+                *only,
                 Notification.status == NotificationStatus.PENDING,
                 or_(
                     Notification.sweep_after <= now,

@@ -372,8 +372,8 @@ def _on_filled(task: Task) -> None:
             title=f"任务已满员：{task.title}"[:100],
             body="感谢您的响应，该任务的名额已满，无需前往。",
             dedupe_key=f"task:{task.id}:filled:assignment:{assignment.id}:{assignment.invite_seq}",
-            data={"task_id": task.id, "assignment_id": assignment.id},
-            page=f"pages/tasks/detail?id={task.id}",
+            data=task_service.notification_data(task, assignment),
+            page=task_service.task_page(task.id),
         )
 
 
@@ -401,6 +401,11 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
     if assignment is not None and assignment.status == A.INVITED:
         if assignment.invite_expires_at is not None and assignment.invite_expires_at <= now:
             raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
+    elif (
+        assignment is not None and assignment.status == A.EXPIRED and task.dispatch_mode != DispatchMode.OPEN
+    ):
+        # The expiry job got there first: the same answer as before it ran.
+        raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
     elif task.dispatch_mode == DispatchMode.OPEN:
         if not _in_area(seeker, task):
             raise Forbidden("该任务不在您的辖区或附近，不能报名", code="not_eligible")
@@ -534,13 +539,13 @@ def _notify_invitation(assignment: Assignment, task: Task) -> None:
         title=f"任务邀请：{task.title}"[:100],
         body=f"{local_text(task.starts_at)} 开始，地点：{task.address or '见任务详情'}{when}。",
         dedupe_key=f"task:{task.id}:assignment:{assignment.id}:invite:{assignment.invite_seq}",
-        data={
-            "task_id": task.id,
-            "assignment_id": assignment.id,
-            "expires_at": deadline.isoformat() if deadline else None,
-            "distance_m": assignment.distance_m,
-        },
-        page=f"pages/tasks/detail?id={task.id}",
+        data=task_service.notification_data(
+            task,
+            assignment,
+            expires_at=deadline.isoformat() if deadline else None,
+            distance_m=assignment.distance_m,
+        ),
+        page=task_service.task_page(task.id),
     )
 
 

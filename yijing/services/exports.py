@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import os
 import secrets
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from workers import queues
-from yijing import pii, policies
+from yijing import jobs, pii, policies
 from yijing.actor import Actor
 from yijing.config import settings
 from yijing.errors import Conflict, NotFound
@@ -83,18 +82,47 @@ def request_export(
     db.session.flush()
     if with_pii:
         audit.record(actor, "volunteer.export_pii", "jurisdiction", node.id, data={"export_id": export.id})
-    queues.enqueue_after_commit(
-        db.session(),
-        queues.JobSpec(
-            queue=queues.REPORTS,
-            func="workers.reports.build_export",
-            args=(export.id,),
-            job_id=f"export-{export.id}",
-            timeout=3600,
-        ),
-    )
+    jobs.enqueue_after_commit(db.session(), build_job(export.id))
     db.session.commit()
     return _out(export)
+
+
+#: The RQ timeout of an export job.
+BUILD_TIMEOUT = 3600
+#: A queued export not started after this long lost its job (Redis down at the request, a flushed queue).
+QUEUED_GRACE = timedelta(minutes=10)
+
+
+def build_job(export_id: int, attempt: str = "") -> jobs.JobSpec:
+    """The job that builds export ``export_id`` (``attempt`` gives a sweeper's job an id of its own)."""
+    return jobs.JobSpec(
+        queue=jobs.REPORTS,
+        func="workers.reports.build_export",
+        args=(export_id,),
+        job_id=f"export-{export_id}{attempt}",
+        timeout=BUILD_TIMEOUT,
+    )
+
+
+def unfinished_jobs(now: datetime | None = None) -> list[jobs.JobSpec]:
+    """Jobs for exports whose job was lost: still queued after ``QUEUED_GRACE``, or still running
+    after the job's timeout (its worker died: RQ does not run an interrupted job again)."""
+    now = now or utcnow()
+    queued = db.session.scalars(
+        select(ReportExport.id).where(
+            ReportExport.status == ExportStatus.QUEUED, ReportExport.created_at <= now - QUEUED_GRACE
+        )
+    ).all()
+    stalled = db.session.scalars(
+        select(ReportExport.id).where(
+            ReportExport.status == ExportStatus.RUNNING,
+            ReportExport.created_at <= now - timedelta(seconds=BUILD_TIMEOUT) - QUEUED_GRACE,
+        )
+    ).all()
+    db.session.rollback()
+    # One id per sweep window: a second sweep while the first's job waits adds nothing.
+    window = f"-swept-{int(now.timestamp()) // int(QUEUED_GRACE.total_seconds())}"
+    return [build_job(export_id, window) for export_id in sorted([*queued, *stalled])]
 
 
 def _mine(principal: Principal, export_id: int) -> ReportExport:

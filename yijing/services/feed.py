@@ -63,8 +63,7 @@ from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import Row, Select, and_, bindparam, func, or_, select, tuple_, union_all, update
 
-from workers import queues
-from yijing import cache, policies
+from yijing import cache, jobs, policies
 from yijing.actor import Actor
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db, redis_client, redis_key
@@ -932,6 +931,10 @@ def update_post(principal: Principal, actor: Actor, post_id: int, data: dict[str
     return desk_view(post, scope)
 
 
+#: The mini-program page of a post (the one its subscribe-message templates name).
+POST_PAGE = "pages/feed/detail/index"
+
+
 def request_alert_broadcast(post_id: int, *, attempt: str = "") -> None:
     """Ask for an alert to be pushed to its scope: a fan-out job enqueued after the caller's commit.
 
@@ -944,10 +947,10 @@ def request_alert_broadcast(post_id: int, *, attempt: str = "") -> None:
     post.push_requested = True
     if post.push_requested_at is None:
         post.push_requested_at = utcnow()
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
-        queues.JobSpec(
-            queue=queues.NOTIFY,
+        jobs.JobSpec(
+            queue=jobs.NOTIFY,
             func="workers.feed.broadcast_alert",
             args=(post_id,),
             job_id=f"feed-alert-{post_id}{attempt}",
@@ -1188,8 +1191,8 @@ def fan_out_alert(
                 "feed.alert",
                 title=f"紧急预警：{post.title}",
                 body=summary,
-                data={"post_id": post.id},
-                page=f"pages/feed/detail?id={post.id}",
+                data={"post_id": post.id, "jurisdiction_name": scope.name},
+                page=f"{POST_PAGE}?id={post.id}",
                 dedupe_key=f"post:{post.id}:alert:{user_id}",
             )
         db.session.commit()

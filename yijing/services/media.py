@@ -11,6 +11,7 @@ Other features attach images with :func:`take` (in their own transaction) and sh
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -22,6 +23,7 @@ from datetime import timedelta
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from yijing import policies
 from yijing.config import settings
@@ -142,10 +144,36 @@ def _storage_key(purpose: str, key: str, extension: str) -> str:
     return f"{purpose}/{shard}/{key}.{extension}"
 
 
-def upload(principal: Principal, purpose: str, data: bytes) -> Media:
+UPLOAD_KEY_CONTEXT = "media.upload"
+
+
+def _key_for(principal: Principal, purpose: str, idempotency_key: str | None) -> str:
+    """The image's public key: random, or derived from the uploader and their ``Idempotency-Key``.
+
+    A derived key makes a retried upload find the image of its first attempt without anything that
+    ties the uploader to the key being stored (an image on an anonymous clue stays anonymous).
+    """
+    if idempotency_key is None:
+        return secrets.token_urlsafe(16)
+    if not idempotency_key.strip() or len(idempotency_key) > 128:
+        raise InvalidInput(
+            "Idempotency-Key 应为 1 到 128 个字符", fields={"Idempotency-Key": ["长度不符合要求"]}
+        )
+    from yijing import pii
+
+    seed = f"{principal.user_id}:{purpose}:{idempotency_key.strip()}"
+    digest = bytes.fromhex(pii.blind_index(seed, context=UPLOAD_KEY_CONTEXT))[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def upload(
+    principal: Principal, purpose: str, data: bytes, idempotency_key: str | None = None
+) -> tuple[Media, bool]:
     """Check, clean and store an image for ``purpose``; nothing is kept when anything fails.
 
     Clue photos may be uploaded by anyone logged in; feed images only by staff who may publish.
+    Returns the image and whether it is a replay: the same ``idempotency_key`` with the same image
+    answers with the first upload (422 ``idempotency_key_reused`` with another image).
     """
     if purpose not in set(MediaPurpose):
         raise InvalidInput("图片用途无效", fields={"purpose": ["取值不在允许范围内：clue, feed"]})
@@ -158,8 +186,14 @@ def upload(principal: Principal, purpose: str, data: bytes) -> Media:
         max_pixels=config.media_max_pixels,
         max_dimension=config.media_max_dimension,
     )
-    key = secrets.token_urlsafe(16)
-    storage_key = _storage_key(purpose, key, clean.extension)
+    key = _key_for(principal, purpose, idempotency_key)
+    sha256 = hashlib.sha256(clean.data).hexdigest()
+    if idempotency_key is not None:
+        replay = _replay(key, sha256)
+        if replay is not None:
+            return replay, True
+    # A random file name even for a derived key: a racing retry never overwrites the first file.
+    storage_key = _storage_key(purpose, f"{key}-{secrets.token_hex(4)}", clean.extension)
     storage = get_storage()
     try:
         storage.save(storage_key, clean.data, clean.content_type)
@@ -175,15 +209,31 @@ def upload(principal: Principal, purpose: str, data: bytes) -> Media:
         width=clean.width,
         height=clean.height,
         storage_key=storage_key,
-        sha256=hashlib.sha256(clean.data).hexdigest(),
+        sha256=sha256,
     )
     try:
         db.session.add(media)
         db.session.commit()
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
         _delete_quietly(storage_key)
-        raise
+        replay = (
+            _replay(key, sha256) if idempotency_key is not None and isinstance(exc, IntegrityError) else None
+        )
+        if replay is None:
+            raise
+        return replay, True  # the same retried request won the race
+    return media, False
+
+
+def _replay(key: str, sha256: str) -> Media | None:
+    media = db.session.scalar(select(Media).where(Media.key == key))
+    if media is None:
+        return None
+    if media.sha256 != sha256:
+        raise InvalidInput(
+            "这个 Idempotency-Key 已用于另一张图片，请为新的上传换一个", code="idempotency_key_reused"
+        )
     return media
 
 

@@ -232,8 +232,12 @@ def reply(principal: Principal, actor: Actor, message_id: int, body: str) -> dic
         "message.reply",
         title="民警回复了您的留言",
         body=answer.body[:200],
-        data={"message_id": message.id},
-        page=f"pages/messages/detail?id={message.id}",
+        data={
+            "message_id": message.id,
+            "question": message.body[:60],
+            "answered_at": message.answered_at.isoformat(),
+        },
+        page=f"pages/message/detail/index?id={message.id}",
         dedupe_key=f"message:{message.id}:reply:{answer.id}",
     )
     db.session.commit()
@@ -299,7 +303,7 @@ def publish_qa(
         title="您的留言已作为问答公开",
         body=post.title,
         data={"message_id": message.id, "post_id": post.id},
-        page=f"pages/feed/detail?id={post.id}",
+        page=f"{feed.POST_PAGE}?id={post.id}",
         dedupe_key=f"message:{message.id}:qa:{post.id}",
     )
     db.session.commit()

@@ -2,7 +2,8 @@
 
 An event produces its row exactly once (the unique ``dedupe_key``), in the same commit as the change
 that caused it. Every row written in a transaction is remembered on the session; once the transaction
-commits, one delivery job per batch of rows is enqueued (``workers.notifications.deliver``). If Redis
+commits, one delivery job per batch of rows is enqueued (``workers.notifications.deliver``, through
+:mod:`yijing.jobs`). If Redis
 is down at that moment the rows stay ``pending`` and the sweeper enqueues them later; a rollback
 drops them with the rows.
 """
@@ -10,25 +11,20 @@ drops them with the rows.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from redis.exceptions import RedisError
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-# Imported here, not in the listener below: importing it registers Session listeners, and SQLAlchemy
-# refuses a listener added while it is running the after_commit listeners.
-import workers.queues  # noqa: F401
+from yijing import jobs
 from yijing.extensions import db
 from yijing.models import Notification, NotificationStatus
 from yijing.models.base import utcnow
 from yijing.sql import insert_ignore_returning
 
 log = logging.getLogger(__name__)
-
-_NEW_ROWS_KEY = "yijing_outbox_new_rows"
 
 
 def _row(
@@ -83,13 +79,23 @@ def row(
         data=data,
         page=page,
         now=now,
-        sweep_after=_sweep_after(now),
+        sweep_after=_sweep_after(now, _is_urgent(kind)),
         sealed=sealed,
     )
 
 
-def _sweep_after(now: datetime) -> datetime:
-    return now + timedelta(seconds=current_app.config["YIJING"].notify_sweep_grace)
+def _sweep_after(now: datetime, urgent: bool = False) -> datetime:
+    """When the sweeper may take the row if its delivery job never ran: soon for urgent rows (within the
+    dispatch ring timeout), after ``NOTIFY_SWEEP_GRACE`` for the rest."""
+    config = current_app.config["YIJING"]
+    grace = min(config.notify_sweep_grace, urgent_lease(config)) if urgent else config.notify_sweep_grace
+    return now + timedelta(seconds=grace)
+
+
+def urgent_lease(config: Any) -> int:
+    """The claim lease of urgent rows (dispatch invitations): a quarter of the ring timeout, so that a
+    worker killed mid-batch hands them over well before the next ring is due."""
+    return max(1, min(config.notify_claim_lease, config.dispatch_ring_timeout_seconds // 4))
 
 
 def notify(
@@ -110,6 +116,7 @@ def notify(
     """
     now = utcnow()
     session = db.session()
+    urgent = _is_urgent(kind) if urgent is None else urgent
     ids = insert_ignore_returning(
         session,
         Notification,
@@ -122,12 +129,12 @@ def notify(
             data=data,
             page=page,
             now=now,
-            sweep_after=_sweep_after(now),
+            sweep_after=_sweep_after(now, urgent),
         ),
     )
     if not ids:
         return False
-    register_for_delivery(session, ids, urgent=_is_urgent(kind) if urgent is None else urgent)
+    register_for_delivery(session, ids, urgent=urgent)
     return True
 
 
@@ -139,7 +146,7 @@ def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int
     if not rows:
         return []
     now = utcnow()
-    sweep_after = _sweep_after(now)
+    sweep_after = _sweep_after(now, urgent)
     values = [
         _row(
             r["user_id"],
@@ -165,34 +172,59 @@ def _is_urgent(kind: str) -> bool:
     return bool(template and template.urgent)
 
 
+DELIVER = "workers.notifications.deliver"
+# Infrastructure failures (database gone mid-batch): RQ runs the batch again; rows it already finished
+# are skipped by the claim.
+DELIVER_RETRY = jobs.Retry(max=3, interval=[10, 60, 300])
+DELIVER_FAILURE_TTL = 7 * 24 * 3600
+
+
+def job_timeout(config: Any) -> int:
+    """The RQ timeout of a delivery job: it stops starting sends before its lease ends."""
+    return int(config.notify_claim_lease + 3 * config.wechat_timeout + 30)
+
+
+def delivery_specs(ids: Sequence[int], *, urgent: bool = False, delay: int = 0) -> list[jobs.JobSpec]:
+    """Delivery jobs for ``ids``, one per batch (``NOTIFY_BATCH_SIZE``), urgent ones on the dispatch queue.
+
+    Delivery jobs carry no job id: RQ's ``unique`` ids would refuse a re-enqueue while a finished or
+    failed job of that id is still kept, and the database claim already makes duplicates harmless.
+    """
+    config = current_app.config["YIJING"]
+    size = config.notify_batch_size
+    ids = list(ids)
+    return [
+        jobs.JobSpec(
+            queue=jobs.DISPATCH if urgent else jobs.NOTIFY,
+            func=DELIVER,
+            args=(ids[start : start + size],),
+            kwargs={"urgent": True} if urgent else {},
+            timeout=job_timeout(config),
+            retry=DELIVER_RETRY,
+            failure_ttl=DELIVER_FAILURE_TTL,
+            result_ttl=300,
+            delay=delay,
+        )
+        for start in range(0, len(ids), size)
+    ]
+
+
+class _DeliveryBatches:
+    """The rows a transaction wrote, turned into delivery jobs when it commits (dropped on rollback)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bool, list[int]] = {False: [], True: []}
+
+    def __call__(self) -> list[jobs.JobSpec]:
+        return delivery_specs(self.rows[False]) + delivery_specs(self.rows[True], urgent=True)
+
+
 def register_for_delivery(session: Session, ids: list[int], *, urgent: bool = False) -> None:
-    """Enqueue delivery of these rows once ``session``'s transaction commits."""
+    """Enqueue delivery of these rows once ``session``'s transaction commits (in batches)."""
     if not ids:
         return
-    # Loaded now rather than inside the after_commit listener (see the import of workers.queues).
-    import workers.notifications  # noqa: F401
-
-    pending: dict[bool, list[int]] = session.info.setdefault(_NEW_ROWS_KEY, {})
-    pending.setdefault(urgent, []).extend(ids)
-
-
-@event.listens_for(Session, "after_commit")
-def _relay_after_commit(session: Session) -> None:
-    pending: dict[bool, list[int]] | None = session.info.pop(_NEW_ROWS_KEY, None)
-    if not pending:
-        return
-    from workers import notifications
-
-    try:
-        notifications.enqueue_delivery(pending.get(False, []), urgent_ids=pending.get(True, []))
-    except RedisError as exc:
-        count = sum(len(v) for v in pending.values())
-        log.warning(
-            "enqueueing notifications failed; the sweeper will pick them up",
-            extra={"rows": count, "error": str(exc)},
-        )
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_NEW_ROWS_KEY, None)
+    batches = next((p for p in jobs.pending(session) if isinstance(p, _DeliveryBatches)), None)
+    if batches is None:
+        batches = _DeliveryBatches()
+        jobs.enqueue_after_commit(session, batches)
+    batches.rows[urgent].extend(ids)

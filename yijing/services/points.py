@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 
 from yijing.extensions import db
 from yijing.models import PointsEntry
 from yijing.models.base import utcnow
+from yijing.pagination import DEFAULT_LIMIT, Page, SortKey, paginate
 from yijing.sql import insert_ignore
+
+#: What each reason reads as in the mini-program.
+REASON_LABELS = {
+    "task_completed": "完成巡防任务",
+    "clue_valid": "举报线索经核实有效",
+}
+# Source keys that name what earned the points (an anonymous clue's key is a keyed hash: it names nothing).
+_SOURCES = (
+    (re.compile(r"clue:(\d+):valid"), "clue_id"),
+    (re.compile(r"task:(\d+):assignment:\d+"), "task_id"),
+)
 
 
 def award(user_id: int, amount: int, *, reason: str, source_key: str, at: datetime | None = None) -> bool:
@@ -42,3 +56,37 @@ def balance(user_id: int) -> int:
         select(func.coalesce(func.sum(PointsEntry.amount), 0)).where(PointsEntry.user_id == user_id)
     )
     return int(total or 0)
+
+
+def _entry_view(entry: PointsEntry) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": entry.id,
+        "amount": entry.amount,
+        "reason": entry.reason,
+        "reason_label": REASON_LABELS.get(entry.reason, entry.reason),
+        "created_at": entry.created_at,
+        "clue_id": None,
+        "task_id": None,
+    }
+    for pattern, key in _SOURCES:
+        match = pattern.fullmatch(entry.source_key)
+        if match:
+            view[key] = int(match.group(1))
+    return view
+
+
+def ledger(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """The user's balance and their ledger, newest first: what each of their points was earned for
+    (completed tasks, clues confirmed valid, an anonymous clue's too)."""
+    page: Page[PointsEntry] = paginate(
+        select(PointsEntry).where(PointsEntry.user_id == user_id),
+        [SortKey(PointsEntry.created_at, True), SortKey(PointsEntry.id, True)],
+        lambda e: [e.created_at, e.id],
+        cursor=cursor,
+        limit=limit,
+    )
+    return {
+        "balance": balance(user_id),
+        "items": [_entry_view(e) for e in page.items],
+        "next_cursor": page.next_cursor,
+    }

@@ -51,8 +51,20 @@ def _seal(payload: dict[str, Any]) -> None:
     db.session.add(envelope)
 
 
-def notify(user_id: int, kind: str, *, title: str, body: str, dedupe_key: str, page: str | None) -> None:
-    """Seal a notification for an anonymous reporter in the caller's transaction."""
+def notify(
+    user_id: int,
+    kind: str,
+    *,
+    title: str,
+    body: str,
+    dedupe_key: str,
+    page: str | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Seal a notification for an anonymous reporter in the caller's transaction.
+
+    A ``changed_at`` in ``data`` is replaced by the release batch's time: the exact time of the clue's
+    event would tie the released row to the clue."""
     _seal(
         {
             "type": NOTIFY,
@@ -62,6 +74,7 @@ def notify(user_id: int, kind: str, *, title: str, body: str, dedupe_key: str, p
             "body": body,
             "dedupe_key": dedupe_key,
             "page": page,
+            "data": data or {},
         }
     )
 
@@ -110,7 +123,7 @@ def release_due(*, now: datetime | None = None, limit: int = 1000) -> dict[str, 
                     title=p["title"],
                     dedupe_key=p["dedupe_key"],
                     body=p["body"],
-                    data={},
+                    data=_released_data(p.get("data") or {}, batch_time),
                     page=p["page"],
                     now=batch_time,
                     sealed=True,
@@ -124,3 +137,9 @@ def release_due(*, now: datetime | None = None, limit: int = 1000) -> dict[str, 
     db.session.commit()
     log.info("sealed envelopes released", extra={"envelopes": len(envelopes), **released})
     return released
+
+
+def _released_data(data: dict[str, Any], batch_time: datetime) -> dict[str, Any]:
+    if "changed_at" in data:
+        return {**data, "changed_at": batch_time.isoformat()}
+    return data

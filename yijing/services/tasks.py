@@ -37,13 +37,12 @@ from rq import Retry
 from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import selectinload
 
-from workers import queues
-from workers.queues import JobSpec
-from yijing import policies
+from yijing import jobs, policies
 from yijing.actor import Actor
 from yijing.config import Config
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db
+from yijing.jobs import JobSpec
 from yijing.localtime import SHANGHAI, local
 from yijing.models import (
     Assignment,
@@ -136,6 +135,28 @@ MAX_WINDOW = timedelta(days=7)
 
 def config() -> Config:
     return current_app.config["YIJING"]
+
+
+TASK_PAGE = "pages/task/detail/index"
+
+
+def task_page(task_id: int) -> str:
+    """The mini-program page of a task (the one its subscribe-message templates name)."""
+    return f"{TASK_PAGE}?id={task_id}"
+
+
+def notification_data(task: Task, assignment: Assignment | None = None, **extra: Any) -> dict[str, Any]:
+    """What a task's subscribe messages show: its title, start time and place (and the ids)."""
+    data: dict[str, Any] = {
+        "task_id": task.id,
+        "task_title": task.title,
+        "starts_at": task.starts_at.isoformat(),
+        "place": task.address or jurisdictions.get(task.jurisdiction_id).name,
+    }
+    if assignment is not None:
+        data["assignment_id"] = assignment.id
+    data.update(extra)
+    return data
 
 
 def local_text(dt: datetime) -> str:
@@ -348,10 +369,10 @@ def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resu
     job_id = f"task-dispatch-{task_id}-{after_ring + 1}"
     if resume:
         job_id += f"-resume-{int(utcnow().timestamp() * 1000)}"
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
         JobSpec(
-            queue=queues.DISPATCH,
+            queue=jobs.DISPATCH,
             func="workers.tasks.advance_dispatch",
             args=(task_id, after_ring),
             job_id=job_id,
@@ -381,8 +402,8 @@ def _notify_cancelled(assignment: Assignment, task: Task, reason: str) -> None:
         title=f"任务已取消：{task.title}"[:100],
         body=f"{local_text(task.starts_at)} 的任务已取消。取消原因：{reason}",
         dedupe_key=f"task:{task.id}:cancelled:assignment:{assignment.id}",
-        data={"task_id": task.id, "assignment_id": assignment.id, "reason": reason},
-        page=f"pages/tasks/detail?id={task.id}",
+        data=notification_data(task, assignment, reason=reason),
+        page=task_page(task.id),
     )
 
 
@@ -525,8 +546,8 @@ def send_reminders(now: datetime | None = None) -> int:
             body=f"{local_text(task.starts_at)} 开始，地点：{task.address or '见任务详情'}。"
             "到达现场后请签到。",
             dedupe_key=f"task:{task.id}:assignment:{assignment.id}:reminder:start",
-            data={"task_id": task.id, "assignment_id": assignment.id, "type": "start"},
-            page=f"pages/tasks/detail?id={task.id}",
+            data=notification_data(task, assignment, type="start"),
+            page=task_page(task.id),
         )
         assignment.reminded_at = now
     deadlines = db.session.execute(
@@ -550,8 +571,13 @@ def send_reminders(now: datetime | None = None) -> int:
             title=f"任务邀请即将过期：{task.title}"[:100],
             body=f"请在 {local_text(assignment.invite_expires_at)} 前接受或拒绝邀请。",
             dedupe_key=f"task:{task.id}:assignment:{assignment.id}:invite:{assignment.invite_seq}:reminder",
-            data={"task_id": task.id, "assignment_id": assignment.id, "type": "invitation_deadline"},
-            page=f"pages/tasks/detail?id={task.id}",
+            data=notification_data(
+                task,
+                assignment,
+                type="invitation_deadline",
+                expires_at=assignment.invite_expires_at.isoformat(),
+            ),
+            page=task_page(task.id),
         )
         assignment.invite_reminded_at = now
     db.session.commit()
@@ -611,10 +637,10 @@ def create_series(principal: Principal, data: dict[str, Any], actor: Actor) -> T
     db.session.add(series)
     db.session.flush()
     audit.record(actor, "task_series.create", "task_series", series.id)
-    queues.enqueue_after_commit(
+    jobs.enqueue_after_commit(
         db.session(),
         JobSpec(
-            queue=queues.DEFAULT,
+            queue=jobs.DEFAULT,
             func="workers.tasks.generate_occurrences",
             args=(series.id,),
             job_id=f"task-series-generate-{series.id}",

@@ -510,6 +510,10 @@ def detail_for_staff(principal: Principal, volunteer_id: int) -> dict[str, Any]:
     }
 
 
+#: The decision as its subscribe message shows it (a phrase: at most five Chinese characters).
+DECISION_RESULTS = {"approve": "已通过", "reject": "未通过", "suspend": "已暂停", "reinstate": "已恢复"}
+
+
 def _record_decision(
     volunteer: Volunteer, actor: Actor, action: str, reason: str, *, title: str, body: str
 ) -> None:
@@ -524,8 +528,14 @@ def _record_decision(
         title=title,
         body=body,
         dedupe_key=f"volunteer:{volunteer.id}:decision:{volunteer.decision_seq}",
-        data={"volunteer_id": volunteer.id, "status": volunteer.status},
-        page="pages/volunteer/index",
+        data={
+            "volunteer_id": volunteer.id,
+            "status": volunteer.status,
+            "result": DECISION_RESULTS[action],
+            "reason": reason,
+            "decided_at": volunteer.decided_at.isoformat(),
+        },
+        page="pages/volunteer/status/index",
     )
 
 

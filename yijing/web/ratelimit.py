@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import Flask, Response, g
 from flask_limiter.util import get_remote_address
 
 _UNITS = {"second": "秒", "minute": "分钟", "hour": "小时", "day": "天", "month": "月", "year": "年"}
@@ -12,6 +12,28 @@ def user_key() -> str:
     """Limit per logged-in user (per address when anonymous). Use under ``login_required``."""
     principal = getattr(g, "principal", None)
     return f"user:{principal.user_id}" if principal else f"ip:{get_remote_address()}"
+
+
+def failed_login(response: Response) -> bool:
+    """Whether a login attempt counts against its address: only refused ones (4xx) do.
+
+    Behind a carrier's NAT thousands of phones share one address; counting their successful logins
+    (or the 503s of a WeChat outage) would lock the whole carrier out. Counting failures still stops
+    someone trying codes or passwords from one address.
+    """
+    return 400 <= response.status_code < 500
+
+
+def _drop_retry_after_unless_refused(response: Response) -> Response:
+    # Flask-Limiter writes Retry-After on every limited response; it means "wait" only on a 429 or 503.
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def init_ratelimit_headers(app: Flask) -> None:
+    """Run after every other after-request hook (Flask-Limiter's header injection included)."""
+    app.after_request_funcs.setdefault(None, []).insert(0, _drop_retry_after_unless_refused)
 
 
 def describe(limit_item: object) -> str:
