@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from flask import current_app
 from rq import SimpleWorker, Worker
-from rq.cron import CronScheduler
 
 from workers import queues, schedule
+from workers.leader import LeaderCronScheduler
 from yijing.extensions import db, redis_client
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,15 @@ def run_worker(
     return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
 
 
-def run_cron() -> None:
-    """Enqueue periodic jobs. Run one per deployment; the jobs are idempotent anyway."""
-    scheduler = CronScheduler(connection=redis_client(), logging_level="INFO")
+def cron_scheduler() -> LeaderCronScheduler:
+    """The periodic-job scheduler with every job of ``schedule.PERIODIC_JOBS`` registered."""
+    config = current_app.config["YIJING"]
+    scheduler = LeaderCronScheduler(
+        redis_client(),
+        key_prefix=config.redis_prefix + config.queue_prefix,
+        lease_ttl=config.cron_leader_ttl,
+        logging_level="INFO",
+    )
     for entry in schedule.PERIODIC_JOBS:
         scheduler.register(
             entry.func,
@@ -57,4 +64,10 @@ def run_cron() -> None:
             job_timeout=entry.timeout,
             failure_ttl=24 * 3600,
         )
-    scheduler.start()
+    return scheduler
+
+
+def run_cron() -> None:
+    """Enqueue periodic jobs. One scheduler leads at a time (see ``workers.leader``): a second one
+    started by mistake, or kept as a standby on another host, enqueues nothing until it leads."""
+    cron_scheduler().start()

@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     from yijing.web import docs, errors, health, request_log
 
     config = config or Config.from_env()
+    ratelimit_uri, ratelimit_options = extensions.ratelimit_storage(config)
     request_log.configure_logging(config.log_level, config.log_json)
 
     app = Flask(__name__, instance_relative_config=False)
@@ -43,9 +44,9 @@ def create_app(config: Config | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=docs.STATIC_URL,
-        RATELIMIT_STORAGE_URI=config.redis_url,
+        RATELIMIT_STORAGE_URI=ratelimit_uri,
         RATELIMIT_KEY_PREFIX=config.redis_prefix + "rl",
-        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1},
+        RATELIMIT_STORAGE_OPTIONS=ratelimit_options,
         # Room for an image of MEDIA_MAX_BYTES plus the multipart envelope.
         MAX_CONTENT_LENGTH=max(12 * 1024 * 1024, config.media_max_bytes + 1024 * 1024),
         JSON_AS_ASCII=False,

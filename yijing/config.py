@@ -91,6 +91,18 @@ def _radii(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple
     return radii
 
 
+def _host_ports(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """Comma-separated ``host:port`` pairs: ``10.0.0.5:26379,10.0.0.6:26379``; empty for none."""
+    raw = env.get(name, "").strip()
+    pairs = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must look like 'host:port,host:port', got {part!r}")
+        pairs.append((host, int(port)))
+    return tuple(pairs)
+
+
 def parse_pii_keys(raw: str) -> dict[str, bytes]:
     """Parse ``id:base64key,id:base64key`` into a mapping of 32-byte AES keys."""
     keys: dict[str, bytes] = {}
@@ -196,6 +208,13 @@ class Config:
     dispatch_invites_per_slot: int = 2
     dispatch_max_invites_per_ring: int = 50
     dispatch_no_show_weight: float = 2.0
+    # Several hosts (issue 17): a read replica for reports and exports, Redis through Sentinel,
+    # the periodic-jobs leader lease.
+    database_replica_url: str = ""
+    replica_max_lag_seconds: int = 30
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "yijing"
+    cron_leader_ttl: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -307,6 +326,11 @@ class Config:
             dispatch_invites_per_slot=_int(env, "DISPATCH_INVITES_PER_SLOT", 2, minimum=1),
             dispatch_max_invites_per_ring=_int(env, "DISPATCH_MAX_INVITES_PER_RING", 50, minimum=1),
             dispatch_no_show_weight=_float(env, "DISPATCH_NO_SHOW_WEIGHT", 2.0),
+            database_replica_url=_str(env, "DATABASE_REPLICA_URL", ""),
+            replica_max_lag_seconds=_int(env, "REPLICA_MAX_LAG_SECONDS", 30, minimum=1),
+            redis_sentinels=_host_ports(env, "REDIS_SENTINELS"),
+            redis_sentinel_master=_str(env, "REDIS_SENTINEL_MASTER", "yijing"),
+            cron_leader_ttl=_int(env, "CRON_LEADER_TTL", 30, minimum=3),
         )
         if config.volunteer_min_age > config.volunteer_max_age:
             raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
