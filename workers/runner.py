@@ -10,6 +10,7 @@ from rq import SimpleWorker, Worker
 
 from workers import queues, schedule
 from workers.leader import LeaderCronScheduler
+from yijing import replica
 from yijing.extensions import db, redis_client
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class AppForkWorker(AppContextMixin, Worker):
 
     def main_work_horse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         db.engine.dispose(close=False)  # the child never uses the parent's connections
+        replica.dispose_in_child(current_app)
         return super().main_work_horse(*args, **kwargs)
 
 

@@ -18,6 +18,8 @@ from redis.sentinel import Sentinel
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from yijing.replica import ReplicaAwareSession
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -31,7 +33,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# Inside ``replica.reads()`` the session sends SELECTs to DATABASE_REPLICA_URL (see yijing.replica).
+db = SQLAlchemy(model_class=Base, session_options={"class_": ReplicaAwareSession})
 migrate = Migrate()
 limiter = Limiter(
     key_func=get_remote_address,

@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from workers import queues
-from yijing import pii, policies
+from yijing import pii, policies, replica
 from yijing.actor import Actor
 from yijing.errors import Conflict, NotFound
 from yijing.extensions import db
@@ -287,7 +287,8 @@ def build(export_id: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"export-{export.id}-{secrets.token_hex(8)}.csv"
     try:
-        with open(path, "w", newline="", encoding="utf-8-sig") as handle:
+        # The rows from the replica, when there is one; the export's progress to the primary.
+        with open(path, "w", newline="", encoding="utf-8-sig") as handle, replica.reads():
             writer = csv.writer(handle)
             {
                 ExportKind.ROSTER: _roster_rows,
