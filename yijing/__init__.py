@@ -25,7 +25,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, request_log
+    from yijing.web import docs, errors, health, metrics, request_log
 
     config = config or Config.from_env()
     ratelimit_uri, ratelimit_options = extensions.ratelimit_storage(config)
@@ -68,6 +68,7 @@ def create_app(config: Config | None = None) -> Flask:
     errors.register_error_handlers(app)
     request_log.init_request_log(app)
     health.init_health(app)
+    metrics.init_metrics(app)
     docs.init_docs(app)
     console.init_console(app)
     cli.init_cli(app)

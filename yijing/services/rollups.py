@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, delete, func, insert, literal, select, union_all
 
-from yijing import cache
+from yijing import cache, telemetry
 from yijing.extensions import db
 from yijing.models import (
     Assignment,
@@ -298,6 +298,7 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
         db.session.execute(insert(VolunteerDay.__table__), volunteer_rows)
     db.session.commit()
     cache.bump(*ROLLUP_VERSION)
+    telemetry.mark_rollup_refreshed()
     return len(stat_rows) + len(volunteer_rows)
 
 
