@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-sqlite test-postgresql lint format worker cron bench clean
+.PHONY: cluster cluster-test cluster-down cluster-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +49,27 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		(echo "wrk is needed: apt-get install -y wrk"; exit 2)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Several hosts on this machine (network namespaces; root): see docs/deployment.md. Not part of `make test`.
+
+cluster-deps:
+	@missing=""; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+## Bring the simulated cluster up and keep it until Ctrl-C.
+cluster: install cluster-deps
+	$(BIN)/python scripts/cluster.py up
+
+## Build it, run the journeys and the failures, print what was lost and how long recovery took, tear down.
+cluster-test: install cluster-deps
+	$(BIN)/python scripts/cluster.py test
+
+## Remove whatever a killed cluster run left behind (namespaces yjc-*, the bridge, their processes).
+cluster-down:
+	$(BIN)/python scripts/cluster.py down
 
 clean:
 	rm -rf $(VENV) instance var .pytest_cache .ruff_cache
