@@ -56,6 +56,7 @@ cluster-deps:
 	@missing=""; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 

@@ -1141,6 +1141,70 @@ class Drill:
             f"+{primary_after - primary_before}; replica in recovery, last replay {lag:.1f} s ago",
         )
 
+    def capacity(self) -> None:
+        """Figures for the capacity model (docs/deployment.md): read throughput through the LB,
+        alert fan-out rate, Redis bytes per on-duty volunteer and per token, PostgreSQL bytes per row."""
+        import re
+
+        figures: dict[str, Any] = {}
+        token = self.take_tokens(1)[0]
+        for label, path, headers in (
+            ("feed", "/api/v1/feed", []),
+            ("me", "/api/v1/me", ["-H", f"Authorization: Bearer {token}"]),
+        ):
+            if shutil.which("wrk") is None:
+                break
+            out = run(
+                "wrk", "-t2", "-c32", "-d10s", "--latency", *headers, f"{self.lb}{path}", check=False
+            ).stdout
+            rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+            p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+            p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+            non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+
+            def ms(match: Any) -> float | None:
+                if not match:
+                    return None
+                return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+
+            figures[f"{label}_req_s"] = float(rate.group(1)) if rate else None
+            figures[f"{label}_p50_ms"], figures[f"{label}_p99_ms"] = ms(p50), ms(p99)
+            figures[f"{label}_non2xx"] = int(non2xx.group(1)) if non2xx else 0
+        broadcast_id = self.broadcast("演练：群发速率")
+        wait_until(
+            lambda: self.alert_rows(broadcast_id).get("sent", 0) >= ALERT_AUDIENCE,
+            240,
+            "the alert",
+            interval=0.5,
+        )
+        sent, span = self.c.sql(
+            "SELECT count(*), EXTRACT(EPOCH FROM max(sent_at) - min(sent_at))::float FROM notifications"
+            " WHERE dedupe_key LIKE %s AND status = 'sent'",
+            f"broadcast:{broadcast_id}:%",
+        )[0]
+        figures["alert_sends_per_s_2_worker_hosts"] = round(sent / span, 1) if span else None
+        client = self.c.redis()
+        geo = client.zcard("yj:{duty}:geo") or 0
+        if geo:
+            geo_bytes = sum(client.memory_usage(k) or 0 for k in client.scan_iter("yj:{duty}:*", count=1000))
+            figures["redis_bytes_per_on_duty_volunteer"] = round(geo_bytes / geo)
+        tokens = [k for k in client.scan_iter("yj:tok:*", count=1000)][:200]
+        if tokens:
+            figures["redis_bytes_per_cached_token"] = round(
+                sum(client.memory_usage(k) or 0 for k in tokens) / len(tokens)
+            )
+        for table in ("users", "notifications", "messages", "volunteers"):
+            size, rows = self.c.sql(
+                f"SELECT pg_total_relation_size('{table}'), (SELECT count(*) FROM {table})"
+            )[0]
+            figures[f"pg_bytes_per_{table}_row"] = round(size / rows) if rows else None
+        print("CAPACITY " + json.dumps(figures), flush=True)
+        self.report.add(
+            "capacity: figures for docs/deployment.md",
+            bool(figures.get("alert_sends_per_s_2_worker_hosts")),
+            ", ".join(f"{k} {v}" for k, v in figures.items()),
+        )
+
     def metrics(self) -> None:
         text = self.http.get(f"{self.app('app2')}/metrics", timeout=10).text
         blocked = self.http.get(f"{self.lb}/metrics", timeout=10).status_code
@@ -1176,6 +1240,7 @@ def test(cluster: Cluster) -> int:
         drill.fail_worker_host,
         drill.fail_redis_master,
         drill.fail_postgres,
+        drill.capacity,
         drill.metrics,
     ]
     only = os.environ.get("CLUSTER_STEPS")
