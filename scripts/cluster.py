@@ -886,20 +886,35 @@ class Drill:
         _ = redis_lib
 
     def journey_cron(self) -> None:
+        """A second periodic-jobs host enqueues nothing; when the first is lost it takes over."""
         cron = self.c.procfile()["cron"]
         self.c.start("cron-cron2", "cron2", cron, self.c.env(LOG_LEVEL="INFO"), supervised=True)
-        time.sleep(4)
+        log1, log2 = (self.c.services[n].log for n in ("cron-cron1", "cron-cron2"))
+
+        def text(log: Path | None) -> str:
+            return log.read_text(errors="replace") if log else ""
+
+        wait_until(lambda: "standing by" in text(log2), 60, "cron2 to start and stand by")
+        time.sleep(5)
         client = self.c.redis()
         leader = (client.get("yj:cron:leader") or b"").decode()
-        log2 = (self.c.services["cron-cron2"].log or Path("/dev/null")).read_text(errors="replace")
-        log1 = (self.c.services["cron-cron1"].log or Path("/dev/null")).read_text(errors="replace")
-        enqueued_by_2 = log2.count("Enqueued job")
-        ok = bool(leader) and enqueued_by_2 == 0 and "Enqueued job" in log1
+        by_1, by_2 = text(log1).count("Enqueued job"), text(log2).count("Enqueued job")
+        standby_ok = bool(leader) and by_2 == 0 and by_1 > 0
+        killed_at = time.monotonic()
+        self.c.kill_host("cron1")
+        took_over = wait_until(lambda: "leading" in text(log2), 60, "cron2 to take over")
+        time.sleep(2)
+        history = text(log2).count("Enqueued job")
+        self.c.restart("cron-cron1")
         self.report.add(
-            "journey: a second periodic-jobs host enqueues nothing",
-            ok,
-            f"leader lease held by {leader or '-'}; cron1 enqueued {log1.count('Enqueued job')} job(s), cron2 {enqueued_by_2}",
+            "journey: a second periodic-jobs host enqueues nothing until the first is lost",
+            standby_ok and took_over < 30,
+            f"lease held by {leader or '-'}; cron1 enqueued {by_1} job(s), cron2 {by_2} while standing by; "
+            f"cron1's host killed, cron2 leading {took_over:.1f} s later (CRON_LEADER_TTL 6 s), "
+            f"{history} job(s) enqueued in its first 2 s as leader (no run within a job's interval of "
+            "cron1's last one: tests/workers/test_cron_leader.py)",
         )
+        _ = killed_at
 
     # -- failures under load
 

@@ -86,7 +86,7 @@ class LeaderCronScheduler(CronScheduler):
         self.lease = LeaderLease(connection, f"{key_prefix}cron:leader", self.name, lease_ttl)
         # Wake often enough to renew the lease (and to take over) well within its expiry.
         self.max_sleep = max(1.0, lease_ttl / 3)
-        self.is_leader = False
+        self.is_leader: bool | None = None  # unknown until the first loop
 
     def claim_key(self, job: CronJob) -> str:
         return f"{self.key_prefix}cron:ran:{job.name}"
