@@ -729,11 +729,12 @@ class Report:
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
-    def add(self, name: str, ok: bool, detail: str) -> None:
-        self.rows.append((name, "ok" if ok else "FAIL", detail))
-        if not ok:
+    def add(self, name: str, ok: bool, detail: str, *, warn_only: bool = False) -> None:
+        status = "ok" if ok else ("WARN" if warn_only else "FAIL")
+        self.rows.append((name, status, detail))
+        if status == "FAIL":
             self.failures.append(name)
-        say(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+        say(f"{status:<4} {name}: {detail}")
 
     def print(self) -> None:
         width = max(len(r[0]) for r in self.rows) if self.rows else 10
@@ -741,7 +742,10 @@ class Report:
         for name, status, detail in self.rows:
             print(f"{status:<5} {name:<{width}}  {detail}")
         print("=" * 100)
-        print(f"{len(self.rows) - len(self.failures)} passed, {len(self.failures)} failed")
+        warned = sum(1 for r in self.rows if r[1] == "WARN")
+        print(f"{len(self.rows) - len(self.failures) - warned} passed, {len(self.failures)} failed")
+        if warned:
+            print(f"({warned} warning(s): see WARN above)")
 
 
 class Drill:
@@ -1120,6 +1124,16 @@ class Drill:
             f"primary down for {up_after:.1f} s (immediate stop, start); apps ready {recovered:.1f} s after it was back; "
             f"{len(load.acked)} writes acknowledged, {lost} lost; {failed} failed requests ({dict(load.statuses)}), "
             f"{shaped} of them in the error shape: {dict(load.error_shapes)}",
+        )
+        not_503 = {k: v for k, v in load.statuses.items() if k not in ("201", "503")}
+        shaped_503 = sum(v for k, v in load.error_shapes.items() if k.startswith("503 "))
+        self.report.add(
+            "failure: PostgreSQL down answers 503 in the error shape",
+            not not_503 and shaped_503 == load.statuses.get("503", 0),
+            f"while the primary was down: {dict(load.statuses)}; error codes {dict(load.error_shapes)}",
+            # The app's 503 for a database outage is being built on another branch: until it lands
+            # this reports what the app answers instead of failing the drill (CLUSTER_STRICT=1 fails).
+            warn_only=not os.environ.get("CLUSTER_STRICT"),
         )
 
     def replica_reads(self) -> None:
