@@ -594,7 +594,7 @@ def seed() -> None:
         )
         drill = jurisdictions.get_by_key("yjc-drill")
         residents = [
-            auth.wechat_login(f"yjc-resident.{i}", Actor.system("cluster")).token for i in range(150)
+            auth.wechat_login(f"yjc-resident-{i}.seed", Actor.system("cluster")).token for i in range(150)
         ]
         on_duty = bench.seed_on_duty(tree, count=300)
         template_id = app.config["YIJING"].wechat_templates.for_kind("alert").template_id
