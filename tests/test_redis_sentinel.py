@@ -47,13 +47,20 @@ def _until(check: Callable[[], object], timeout: float = 20) -> float:
 @pytest.fixture
 def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, object]]:
     master, replica, sentinel = _free_port(), _free_port(), _free_port()
+    # Own directories: a replica's full sync makes the master write an RDB file.
     common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    for name in ("master", "replica"):
+        (tmp_path / name).mkdir()
     procs = {
         "master": subprocess.Popen(
-            ["redis-server", "--port", str(master), *common], stdout=subprocess.DEVNULL
+            ["redis-server", "--port", str(master), *common, "--dir", str(tmp_path / "master")],
+            stdout=subprocess.DEVNULL,
         ),
         "replica": subprocess.Popen(
-            ["redis-server", "--port", str(replica), *common, "--replicaof", "127.0.0.1", str(master)],
+            [
+                *("redis-server", "--port", str(replica), *common, "--dir", str(tmp_path / "replica")),
+                *("--replicaof", "127.0.0.1", str(master)),
+            ],
             stdout=subprocess.DEVNULL,
         ),
     }
@@ -68,6 +75,9 @@ def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, object]]:
         probe = redis.Redis(port=sentinel, socket_timeout=1)
         _until(lambda: probe.sentinel_slaves("t"))  # the Sentinel knows the replica
         probe.close()
+        follower = redis.Redis(port=replica, socket_timeout=1)
+        _until(lambda: follower.info("replication")["master_link_status"] == "up")
+        follower.close()
         yield {"master": master, "replica": replica, "sentinel": sentinel, "procs": procs}
     finally:
         for proc in procs.values():
@@ -88,7 +98,7 @@ def test_the_client_follows_the_promoted_replica(sentinel_setup):
     client.set("yjtest:before", "1")
     queue = Queue("yjtest-sentinel", connection=client)
     job = queue.enqueue("workers.maintenance.purge_idempotency_records")
-    assert client.wait(1, 2000) == 1  # replicated before the master dies
+    assert client.wait(1, 1000) == 1  # replicated before the master dies
     assert client.connection_pool.get_master_address() == ("127.0.0.1", sentinel_setup["master"])
 
     sentinel_setup["procs"]["master"].kill()
