@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from flask import Flask, current_app
@@ -19,6 +19,9 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from yijing.replica import ReplicaAwareSession
+
+if TYPE_CHECKING:
+    from yijing.config import Config
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -54,7 +57,7 @@ def create_api(app: Flask) -> Api:
     return api
 
 
-def make_redis(config: Any) -> Redis:
+def make_redis(config: Config) -> Redis:
     """A client on the configured Redis: ``REDIS_URL`` directly, or the master that the Sentinels
     of ``REDIS_SENTINELS`` name for ``REDIS_SENTINEL_MASTER`` (db and password from ``REDIS_URL``).
 
@@ -81,7 +84,7 @@ def make_redis(config: Any) -> Redis:
     return sentinel.master_for(config.redis_sentinel_master, db=db_number, **options)
 
 
-def ratelimit_storage(config: Any) -> tuple[str, dict[str, Any]]:
+def ratelimit_storage(config: Config) -> tuple[str, dict[str, Any]]:
     """Flask-Limiter's storage URI and options: the same Redis (or Sentinel master) as the app."""
     options: dict[str, Any] = {"socket_timeout": 1, "socket_connect_timeout": 1}
     if not config.redis_sentinels:
