@@ -112,16 +112,29 @@ class LeaderCronScheduler(CronScheduler):
             return []
         enqueue_time = now()
         enqueued: list[CronJob] = []
-        for job in self._cron_jobs:
-            if not job.should_run():
-                continue
-            ran_at = self._claim(job, enqueue_time)
-            if ran_at is None:
-                job.enqueue(self.connection)
-                enqueued.append(job)
-            # Due again one interval after whichever scheduler ran it last.
-            job.set_enqueue_time(ran_at or enqueue_time)
+        try:
+            for job in self._cron_jobs:
+                if not job.should_run():
+                    continue
+                ran_at = self._claim(job, enqueue_time)
+                if ran_at is None:
+                    job.enqueue(self.connection)
+                    enqueued.append(job)
+                # Due again one interval after whichever scheduler ran it last.
+                job.set_enqueue_time(ran_at or enqueue_time)
+        except RedisError as exc:  # a failover in progress: the next loop tries again
+            log.warning("cron: Redis failed while enqueueing", extra={"error": str(exc)})
         return enqueued
+
+    # The loop's bookkeeping must not end the process when Redis fails over (the lease and the
+    # claims carry what matters).
+    def heartbeat(self) -> None:
+        with contextlib.suppress(RedisError):
+            super().heartbeat()
+
+    def save(self, pipeline=None) -> None:  # type: ignore[no-untyped-def]
+        with contextlib.suppress(RedisError):
+            super().save(pipeline)
 
     def calculate_sleep_interval(self) -> float:
         return min(super().calculate_sleep_interval(), self.max_sleep)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from flask import current_app
+from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 
 from workers import queues, schedule
@@ -43,10 +45,28 @@ class AppForkWorker(AppContextMixin, Worker):
 def run_worker(
     names: Sequence[str] = queues.ALL, *, burst: bool = False, with_scheduler: bool = True, fork: bool = False
 ) -> bool:
-    """Work the named queues in priority order (the order of ``names``)."""
+    """Work the named queues in priority order (the order of ``names``).
+
+    RQ's worker quits on an unexpected error, such as its Redis master failing over while it records
+    a job's end; unless it was asked to stop (or runs in burst mode), a fresh worker takes its place
+    a second later, on whatever master the Sentinels name then. The rows of the job in hand are
+    claimed in the outbox and come back through the sweeper.
+    """
     worker_class = AppForkWorker if fork else AppSimpleWorker
-    worker = worker_class([queues.get_queue(n) for n in names], connection=redis_client())
-    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    while True:
+        worker = None
+        try:
+            worker = worker_class([queues.get_queue(n) for n in names], connection=redis_client())
+            worked = worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+        except RedisError as exc:  # Redis unreachable while starting or cleaning up
+            if burst:
+                raise
+            log.warning("worker stopped: Redis unreachable", extra={"error": str(exc)})
+            worked = False
+        if burst or (worker is not None and worker._stop_requested):
+            return worked
+        log.warning("worker quit unexpectedly; starting a new one in 1 s")
+        time.sleep(1)
 
 
 def cron_scheduler() -> LeaderCronScheduler:
