@@ -964,15 +964,16 @@ class Drill:
         )
         return {status: count for status, count in rows}
 
-    def wechat_sends(self) -> Counter[str]:
+    def wechat_sends(self, title: str) -> Counter[str]:
+        """Subscribe messages the fake WeChat received for the alert titled ``title``, per volunteer."""
         import requests
 
         recorded = requests.get(f"http://{ip('wx')}:{WX_PORT}/__fake__/requests", timeout=10).json()
         items = recorded if isinstance(recorded, list) else recorded.get("requests", [])
         sends: Counter[str] = Counter()
         for item in items:
-            if "subscribe/send" in item.get("path", ""):
-                body = item.get("body") or item.get("json") or {}
+            body = item.get("json") or item.get("body") or {}
+            if "subscribe/send" in item.get("path", "") and title in json.dumps(body, ensure_ascii=False):
                 sends[body.get("touser", "?")] += 1
         return sends
 
@@ -983,7 +984,8 @@ class Drill:
 
     def fail_worker_host(self) -> None:
         self.reset_wechat()
-        broadcast_id = self.broadcast("演练：工作机宕机")
+        title = "演练工作机宕机"
+        broadcast_id = self.broadcast(title)
         wait_until(
             lambda: self.alert_rows(broadcast_id).get("sent", 0) >= ALERT_AUDIENCE // 4,
             60,
@@ -991,33 +993,29 @@ class Drill:
         )
         before = self.alert_rows(broadcast_id)
         killed = self.c.kill_host("work1")
-        killed_at = time.monotonic()
+        # The rows work1 had claimed come back when their claim lapses, at the next sweep (60 s); if
+        # work1 was writing the fan-out itself, the sweep revives it once its heartbeat is older
+        # than the fan-out's stall limit (300 s): allow for both.
         took = wait_until(
             lambda: (
-                self.alert_rows(broadcast_id).get("sent", 0)
-                + self.alert_rows(broadcast_id).get("inbox_only", 0)
-                >= ALERT_AUDIENCE
+                sum(self.alert_rows(broadcast_id).get(k, 0) for k in ("sent", "inbox_only")) >= ALERT_AUDIENCE
             ),
-            240,
+            480,
             "every alert delivered",
             interval=1,
         )
-        sends = self.wechat_sends()
+        sends = self.wechat_sends(title)
         duplicates = sum(c - 1 for c in sends.values() if c > 1)
         rows = self.alert_rows(broadcast_id)
         self.c.restart("worker-work1")
-        ok = (
-            sum(rows.values()) == ALERT_AUDIENCE
-            and rows.get("sent", 0) == ALERT_AUDIENCE
-            and len(sends) == ALERT_AUDIENCE
-        )
+        ok = rows.get("sent", 0) == ALERT_AUDIENCE and len(sends) == ALERT_AUDIENCE
         self.report.add(
             "failure: worker host killed mid-batch",
             ok,
-            f"work1 ({killed} processes) SIGKILLed at {before.get('sent', 0)}/{ALERT_AUDIENCE} sent; all delivered {took:.1f} s later; "
-            f"rows {rows}; WeChat saw {sum(sends.values())} sends to {len(sends)} volunteers, {duplicates} duplicate(s) (in flight at the kill)",
+            f"work1 ({killed} processes) SIGKILLed with {sum(before.values())}/{ALERT_AUDIENCE} rows written, "
+            f"{before.get('sent', 0)} sent; all delivered {took:.1f} s later; rows {rows}; WeChat saw "
+            f"{sum(sends.values())} sends to {len(sends)} volunteers, {duplicates} duplicate(s) (in flight at the kill)",
         )
-        _ = killed_at
 
     def fail_redis_master(self) -> None:
         """Kill the Redis master while an alert is going out and residents write messages."""
@@ -1027,8 +1025,9 @@ class Drill:
         name = f"redis-{port}"
         self.reset_wechat()
         restarts_before = {n: v.restarts for n, v in self.c.services.items()}
+        title = "演练主节点切换"
         with Load(self.take_tokens(40), self.district) as load:
-            broadcast_id = self.broadcast("演练：Redis 主节点切换")
+            broadcast_id = self.broadcast(title)
             wait_until(
                 lambda: self.alert_rows(broadcast_id).get("sent", 0) >= ALERT_AUDIENCE // 4,
                 60,
@@ -1067,7 +1066,7 @@ class Drill:
             )
             delivered = time.monotonic() - killed_at
         rows = self.alert_rows(broadcast_id)
-        sends = self.wechat_sends()
+        sends = self.wechat_sends(title)
         duplicates = sum(c - 1 for c in sends.values() if c > 1)
         lost = self.missing(load.acked)
         failed = sum(v for k, v in load.statuses.items() if k != "201")
