@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-scale test-sqlite test-postgresql lint format worker cron bench clean \
 	lock lock-check lock-upgrade
+.PHONY: cluster cluster-test cluster-down cluster-deps
 
 ## Installs exactly the versions in requirements.lock (pip constraints), inside pyproject's ranges.
 $(STAMP): pyproject.toml requirements.lock
@@ -71,6 +72,28 @@ lock-check: install
 
 lock-upgrade: install
 	$(BIN)/python scripts/lock.py --fresh
+
+## Several hosts on this machine (network namespaces; root): see docs/deployment.md. Not part of `make test`.
+
+cluster-deps:
+	@missing=""; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	test -x /usr/lib/postgresql/15/bin/postgres || missing="$$missing postgresql-15"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+## Bring the simulated cluster up and keep it until Ctrl-C.
+cluster: install cluster-deps
+	$(BIN)/python scripts/cluster.py up
+
+## Build it, run the journeys and the failures, print what was lost and how long recovery took, tear down.
+cluster-test: install cluster-deps
+	$(BIN)/python scripts/cluster.py test
+
+## Remove whatever a killed cluster run left behind (namespaces yjc-*, the bridge, their processes).
+cluster-down:
+	$(BIN)/python scripts/cluster.py down
 
 clean:
 	rm -rf $(VENV) instance var .pytest_cache .ruff_cache

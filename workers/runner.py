@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
+from flask import current_app
+from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
-from rq.cron import CronScheduler
 
 from workers import queues, schedule
+from workers.leader import LeaderCronScheduler
+from yijing import replica
 from yijing.extensions import db, redis_client
 
 log = logging.getLogger(__name__)
@@ -34,21 +38,46 @@ class AppForkWorker(AppContextMixin, Worker):
 
     def main_work_horse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         db.engine.dispose(close=False)  # the child never uses the parent's connections
+        replica.dispose_in_child(current_app)
         return super().main_work_horse(*args, **kwargs)
 
 
 def run_worker(
     names: Sequence[str] = queues.ALL, *, burst: bool = False, with_scheduler: bool = True, fork: bool = False
 ) -> bool:
-    """Work the named queues in priority order (the order of ``names``)."""
+    """Work the named queues in priority order (the order of ``names``).
+
+    RQ's worker quits on an unexpected error, such as its Redis master failing over while it records
+    a job's end; unless it was asked to stop (or runs in burst mode), a fresh worker takes its place
+    a second later, on whatever master the Sentinels name then. The rows of the job in hand are
+    claimed in the outbox and come back through the sweeper.
+    """
     worker_class = AppForkWorker if fork else AppSimpleWorker
-    worker = worker_class([queues.get_queue(n) for n in names], connection=redis_client())
-    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    while True:
+        worker = None
+        try:
+            worker = worker_class([queues.get_queue(n) for n in names], connection=redis_client())
+            worked = worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+        except RedisError as exc:  # Redis unreachable while starting or cleaning up
+            if burst:
+                raise
+            log.warning("worker stopped: Redis unreachable", extra={"error": str(exc)})
+            worked = False
+        if burst or (worker is not None and worker._stop_requested):
+            return worked
+        log.warning("worker quit unexpectedly; starting a new one in 1 s")
+        time.sleep(1)
 
 
-def run_cron() -> None:
-    """Enqueue periodic jobs. Run one per deployment; the jobs are idempotent anyway."""
-    scheduler = CronScheduler(connection=redis_client(), logging_level="INFO")
+def cron_scheduler() -> LeaderCronScheduler:
+    """The periodic-job scheduler with every job of ``schedule.PERIODIC_JOBS`` registered."""
+    config = current_app.config["YIJING"]
+    scheduler = LeaderCronScheduler(
+        redis_client(),
+        key_prefix=config.redis_prefix + config.queue_prefix,
+        lease_ttl=config.cron_leader_ttl,
+        logging_level="INFO",
+    )
     for entry in schedule.PERIODIC_JOBS:
         scheduler.register(
             entry.func,
@@ -57,4 +86,10 @@ def run_cron() -> None:
             job_timeout=entry.timeout,
             failure_ttl=24 * 3600,
         )
-    scheduler.start()
+    return scheduler
+
+
+def run_cron() -> None:
+    """Enqueue periodic jobs. One scheduler leads at a time (see ``workers.leader``): a second one
+    started by mistake, or kept as a standby on another host, enqueues nothing until it leads."""
+    cron_scheduler().start()

@@ -25,10 +25,11 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, inputs, outages, ratelimit, request_log
+    from yijing.web import docs, errors, health, inputs, metrics, outages, ratelimit, request_log
     from yijing.web.api import create_api
 
     config = config or Config.from_env()
+    ratelimit_uri, ratelimit_options = extensions.ratelimit_storage(config)
     request_log.configure_logging(config.log_level, config.log_json)
 
     app = Flask(__name__, instance_relative_config=False)
@@ -44,9 +45,9 @@ def create_app(config: Config | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=docs.STATIC_URL,
-        RATELIMIT_STORAGE_URI=config.redis_url,
+        RATELIMIT_STORAGE_URI=ratelimit_uri,
         RATELIMIT_KEY_PREFIX=config.redis_prefix + "rl",
-        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1},
+        RATELIMIT_STORAGE_OPTIONS=ratelimit_options,
         # Room for an image of MEDIA_MAX_BYTES plus the multipart envelope.
         MAX_CONTENT_LENGTH=max(12 * 1024 * 1024, config.media_max_bytes + 1024 * 1024),
         JSON_AS_ASCII=False,
@@ -72,6 +73,7 @@ def create_app(config: Config | None = None) -> Flask:
     outages.register(app)
     request_log.init_request_log(app)
     health.init_health(app)
+    metrics.init_metrics(app)
     docs.init_docs(app)
     console.init_console(app)
     cli.init_cli(app)

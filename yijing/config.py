@@ -94,6 +94,18 @@ def _radii(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple
     return radii
 
 
+def _host_ports(env: Mapping[str, str], name: str) -> tuple[tuple[str, int], ...]:
+    """Comma-separated ``host:port`` pairs: ``10.0.0.5:26379,10.0.0.6:26379``; empty for none."""
+    raw = env.get(name, "").strip()
+    pairs = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must look like 'host:port,host:port', got {part!r}")
+        pairs.append((host, int(port)))
+    return tuple(pairs)
+
+
 def parse_pii_keys(raw: str) -> dict[str, bytes]:
     """Parse ``id:base64key,id:base64key`` into a mapping of 32-byte AES keys."""
     keys: dict[str, bytes] = {}
@@ -486,6 +498,38 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     _s("REPORT_EXPORT_DIR", "path", "var/exports", "where CSV exports are written"),
     _s(
+        "DATABASE_REPLICA_URL",
+        "text",
+        "",
+        "a PostgreSQL streaming replica for the participation review and exports (read-only "
+        "transactions; see `docs/deployment.md`)",
+        shown="*(empty: the primary)*",
+    ),
+    _s(
+        "REPLICA_MAX_LAG_SECONDS",
+        "int",
+        30,
+        "a replica further behind than this (or not answering) is skipped: reads go to the primary",
+        minimum=1,
+    ),
+    _s(
+        "REDIS_SENTINELS",
+        "text",
+        "",
+        "`host:port,…` of Redis Sentinels: the app, caches, rate limiter and RQ workers use the master "
+        "they name and follow a failover; the db number and password still come from `REDIS_URL`",
+        custom=True,
+    ),
+    _s("REDIS_SENTINEL_MASTER", "text", "yijing", "the master name the Sentinels monitor"),
+    _s(
+        "CRON_LEADER_TTL",
+        "int",
+        30,
+        "seconds the periodic-jobs leader lease lasts without renewal (a standby `cron` takes over "
+        "within it)",
+        minimum=3,
+    ),
+    _s(
         "ACCOUNT_CANCEL_COOLING_DAYS",
         "int",
         15,
@@ -670,6 +714,13 @@ class Config:
     retain_notification_days: int = 90
     retain_sealed_notification_days: int = 7
     retain_idempotency_hours: int = 48
+    # Several hosts (issue 17): a read replica for reports and exports, Redis through Sentinel,
+    # the periodic-jobs leader lease.
+    database_replica_url: str = ""
+    replica_max_lag_seconds: int = 30
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "yijing"
+    cron_leader_ttl: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -711,6 +762,7 @@ class Config:
             wechat_api_base_url=base_url,
             wechat_templates=templates,
             log_level=by_name["LOG_LEVEL"].read(env).upper(),
+            redis_sentinels=_host_ports(env, "REDIS_SENTINELS"),
             # The fan-out never outpaces the sending rate.
             broadcast_rate_per_minute=min(
                 _int(env, broadcast.name, min(broadcast.default, send_rate), minimum=1), send_rate

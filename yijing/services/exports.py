@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from yijing import jobs, pii, policies
+from yijing import jobs, pii, policies, replica
 from yijing.actor import Actor
 from yijing.config import settings
 from yijing.errors import Conflict, NotFound
@@ -321,7 +321,8 @@ def build(export_id: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"export-{export.id}-{secrets.token_hex(8)}.csv"
     try:
-        with open(path, "w", newline="", encoding="utf-8-sig") as handle:
+        # The rows from the replica, when there is one; the export's progress to the primary.
+        with open(path, "w", newline="", encoding="utf-8-sig") as handle, replica.reads():
             writer = csv.writer(handle)
             {
                 ExportKind.ROSTER: _roster_rows,

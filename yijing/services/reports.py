@@ -42,6 +42,7 @@ from yijing.models import (
 )
 from yijing.models.volunteer import OPEN_STATUSES
 from yijing.policies import Permission, Principal
+from yijing.replica import reads_from_replica
 from yijing.services import jurisdictions, rollups
 from yijing.services.rollups import day_bounds, local_today
 from yijing.sql import work_mem
@@ -375,6 +376,7 @@ def figures_with_children(
     ]
 
 
+@reads_from_replica
 def summary(
     principal: Principal, jurisdiction_id: int | None, first: date | None, last: date | None
 ) -> dict[str, Any]:
@@ -486,6 +488,7 @@ def _bucket(day: date, granularity: str) -> date:
     return day
 
 
+@reads_from_replica
 def series(
     principal: Principal,
     jurisdiction_id: int | None,
@@ -634,6 +637,7 @@ def coverage_rows(node: Jurisdiction) -> dict[str, Any]:
     }
 
 
+@reads_from_replica
 def coverage(principal: Principal, jurisdiction_id: int | None) -> dict[str, Any]:
     return coverage_rows(authorised_node(principal, jurisdiction_id))
 
@@ -694,6 +698,7 @@ def rank_of(scores: list[int], score: int) -> int:
     return bisect.bisect_left(scores, -score, key=operator.neg) + 1
 
 
+@reads_from_replica
 def leaderboard(
     principal: Principal,
     jurisdiction_id: int | None,

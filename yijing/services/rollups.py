@@ -52,8 +52,9 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, insert, literal, select, text, union_all
 
-from yijing import cache
-from yijing.extensions import db
+from yijing import cache, telemetry
+from yijing.config import settings
+from yijing.extensions import db, redis_client
 
 # local_day and local_today are re-exported: reports, jobs and the CLI read them from here.
 from yijing.localtime import day_bounds, local_day, local_today  # noqa: F401
@@ -359,6 +360,7 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
         db.session.execute(insert(VolunteerDay.__table__), volunteer_rows)
     db.session.commit()
     cache.bump(*ROLLUP_VERSION)
+    telemetry.mark_rollup_refreshed(redis_client(), settings().redis_prefix)
     return len(stat_rows) + len(volunteer_rows)
 
 

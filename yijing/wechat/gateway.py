@@ -30,6 +30,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
+from yijing.telemetry import count_wechat_error
 from yijing.wechat.errors import WeChatError, WeChatUnavailable, error_for
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class WeChatGateway:
         self.miniprogram_state = miniprogram_state
         self._secret = secret
         self._redis = redis
+        self._key_prefix = key_prefix
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
         self._http = requests.Session()  # the two calls that carry no access token (module docstring)
         self.client = _GatewayClient(
@@ -269,9 +271,9 @@ class WeChatGateway:
         logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
         return result
 
-    @staticmethod
-    def _log_failure(endpoint: str, started: float, exc: WeChatError) -> WeChatError:
+    def _log_failure(self, endpoint: str, started: float, exc: WeChatError) -> WeChatError:
         logger.warning("wechat %s failed in %.0f ms: %s", endpoint, _ms(started), exc)
+        count_wechat_error(self._redis, self._key_prefix, exc.errcode)
         return exc
 
 
