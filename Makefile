@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-sqlite test-postgresql lint format worker cron bench clean
+.PHONY: install run test test-sqlite test-postgresql lint format worker cron bench clean console chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,12 +13,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The desk console (desk/console, Vue 3 + Vite): npm ci and build when its sources or the API changed.
+console: install
+	$(BIN)/python scripts/build_console.py
+
+## Debian's Chromium for the console's browser tests (Playwright drives it; nothing is downloaded by Playwright).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || \
+		(echo "chromium is needed for the browser tests: apt-get install -y chromium"; exit 2)
+
 ## Run the API, an RQ worker, the periodic-job scheduler and the fake WeChat server locally.
-run: install
+run: install console
 	$(BIN)/python scripts/run_local.py
 
 ## The whole suite: lint, then SQLite and PostgreSQL side by side (PostgreSQL required under CI=true).
-test: install lint
+test: install lint console chromium
+	cd desk/console && npm test
 	$(BIN)/python scripts/run_suites.py
 
 test-sqlite: install

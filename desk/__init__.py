@@ -18,6 +18,7 @@ def register(api: Api) -> None:
         messages,
         outbox,
         reports,
+        staff,
         tasks,
         teams,
         volunteers,
@@ -38,5 +39,6 @@ def register(api: Api) -> None:
         tasks,
         reports,
         exports,
+        staff,
     ):
         api.register_blueprint(module.blp)

@@ -59,6 +59,9 @@ class WithdrawSchema(Schema):
 class DeskPostArgsSchema(PageArgsSchema):
     status = fields.String(load_default=None, validate=validate.OneOf([s.value for s in PostStatus]))
     kind = fields.String(load_default=None, validate=validate.OneOf([*feed_service.DESK_KINDS, "qa"]))
+    q = fields.String(
+        load_default=None, validate=validate.Length(max=50), metadata={"description": "标题或正文中的文字"}
+    )
 
 
 class DeskPostSchema(Schema):
@@ -104,6 +107,7 @@ def list_posts(args: dict[str, Any]) -> Page[dict[str, Any]]:
         current_principal(),
         status=args["status"],
         kind=args["kind"],
+        q=args["q"],
         cursor=args["cursor"],
         limit=args["limit"],
     )

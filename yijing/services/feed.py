@@ -89,7 +89,7 @@ from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions, outbox
 from yijing.services import auth as auth_service
 from yijing.services import media as media_service
-from yijing.sql import insert_ignore
+from yijing.sql import insert_ignore, text_matches
 
 log = logging.getLogger(__name__)
 
@@ -1089,6 +1089,7 @@ def desk_list(
     *,
     status: str | None = None,
     kind: str | None = None,
+    q: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> Page[dict[str, Any]]:
@@ -1109,6 +1110,8 @@ def desk_list(
             stmt = stmt.where(Post.status == status)
     if kind:
         stmt = stmt.where(Post.kind == kind)
+    if (words := text_matches(q, Post.title, Post.body)) is not None:
+        stmt = stmt.where(words)
     page = paginate(
         stmt, [SortKey(Post.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
     )

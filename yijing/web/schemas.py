@@ -5,10 +5,22 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 
+def _get(obj: object, name: str) -> object:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _label_of(table: str, name: str) -> fields.Function:
+    """A ``<code>_label`` field: the Chinese label of the code in ``name`` (see :mod:`yijing.labels`)."""
+    from yijing import labels
+
+    return fields.Function(lambda obj: labels.label(table, _get(obj, name)), dump_only=True)  # type: ignore[arg-type]
+
+
 class JurisdictionSummarySchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(dump_only=True)
     level = fields.String(dump_only=True)
+    level_label = _label_of("jurisdiction_level", "level")
 
 
 class JurisdictionSchema(JurisdictionSummarySchema):
@@ -20,6 +32,7 @@ class JurisdictionSchema(JurisdictionSummarySchema):
 
 class GrantSchema(Schema):
     role = fields.String(dump_only=True)
+    role_label = _label_of("role", "role")
     jurisdiction = fields.Nested(JurisdictionSummarySchema, dump_only=True)
 
 
@@ -33,6 +46,9 @@ class MeSchema(Schema):
     roles = fields.List(fields.String(), dump_only=True)
     grants = fields.List(fields.Nested(GrantSchema), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
+    must_change_password = fields.Boolean(
+        dump_only=True, load_default=False, metadata={"description": "工作人员须先修改密码才能使用值班台"}
+    )
 
 
 class TokenSchema(Schema):
