@@ -19,7 +19,7 @@ console: install
 
 ## Debian's Chromium for the console's browser tests (Playwright drives it; nothing is downloaded by Playwright).
 chromium:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || \
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei) || \
 		(echo "chromium is needed for the browser tests: apt-get install -y chromium"; exit 2)
 
 ## Run the API, an RQ worker, the periodic-job scheduler and the fake WeChat server locally.

@@ -40,9 +40,24 @@ const auth: Middleware = {
 export const api = createClient<paths>({ baseUrl: '' })
 api.use(auth)
 
+/** Every message in an error's ``fields`` (nested by location and field name), de-duplicated. */
+export function fieldMessages(fields: unknown): string[] {
+  const out: string[] = []
+  const walk = (v: unknown) => {
+    if (typeof v === 'string') out.push(v)
+    else if (Array.isArray(v)) v.forEach(walk)
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk)
+  }
+  walk(fields)
+  return [...new Set(out)]
+}
+
 export function errorOf(status: number, body: unknown): ApiError {
   const e = (body as { error?: { code?: string; message?: string; fields?: Record<string, unknown> } } | null)?.error
-  return new ApiError(status, e?.code ?? 'error', e?.message ?? `请求失败（${status}）`, e?.fields ?? {})
+  const base = e?.message ?? `请求失败（${status}）`
+  const details = fieldMessages(e?.fields).filter((m) => m !== base && !base.includes(m))
+  const message = details.length ? `${base}：${details.join('；')}` : base
+  return new ApiError(status, e?.code ?? 'error', message, e?.fields ?? {})
 }
 
 /** The data of an openapi-fetch result, or an ApiError carrying the API's message. */
