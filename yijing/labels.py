@@ -113,6 +113,28 @@ CLUE_EVENT_LABELS: dict[str, str] = {
     ClueEventKind.CONTENT_FLAGGED: "内容待审",
 }
 
+# What the audit trail shows (volunteer history, staff changes …).
+AUDIT_ACTION_LABELS: dict[str, str] = {
+    "volunteer.apply": "提交申请",
+    "volunteer.update": "修改申请",
+    "volunteer.withdraw": "退出",
+    "volunteer.approve": "审核通过",
+    "volunteer.reject": "审核不通过",
+    "volunteer.suspend": "暂停",
+    "volunteer.reinstate": "恢复",
+    "volunteer.read_pii": "查看明文信息",
+    "volunteer.export_pii": "导出明文信息",
+    "staff.create": "创建工作人员账号",
+    "staff.activate": "启用账号",
+    "staff.deactivate": "停用账号",
+    "staff.password_reset": "重置密码",
+    "staff.force_password_change": "要求修改密码",
+    "staff.password_change": "修改密码",
+    "staff.login": "登录",
+    "role.grant": "授权",
+    "role.revoke": "撤销授权",
+}
+
 MESSAGE_SENDER_LABELS: dict[str, str] = {MessageSender.DESK: "民警", MessageSender.REPORTER: "举报人"}
 
 
@@ -141,6 +163,7 @@ def tables() -> dict[str, dict[str, str]]:
         "clue_status": CLUE_STATUS_LABELS,
         "clue_event": CLUE_EVENT_LABELS,
         "clue_sender": MESSAGE_SENDER_LABELS,
+        "audit_action": AUDIT_ACTION_LABELS,
         "volunteer_category": VOLUNTEER_CATEGORY_LABELS,
         "volunteer_skill": SKILL_LABELS,
         "task_kind": TASK_KIND_LABELS,

@@ -4,3 +4,4 @@ declare module '*.vue' {
   export default component
 }
 declare module 'element-plus/es/components/*/style/css'
+declare module 'element-plus/es/locale/lang/zh-cn'
