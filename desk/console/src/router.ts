@@ -1,5 +1,6 @@
 import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
 import { NAV } from './nav'
+import { loadLabels } from './labels'
 import { loadMe, session } from './session'
 
 // Every page is its own chunk, fetched when opened.
@@ -36,7 +37,8 @@ router.beforeEach(async (to) => {
       return { path: '/login' }
     }
   }
-  if (session.me?.must_change_password && to.path !== '/password') return { path: '/password' }
+  if (session.me?.must_change_password) return to.path === '/password' ? true : { path: '/password' }
+  await loadLabels().catch(() => {})
   const permission = to.meta.permission as string | null | undefined
   if (permission && !session.me?.permissions?.includes(permission)) return { path: '/' }
   return true
