@@ -9,18 +9,22 @@ def _get(obj: object, name: str) -> object:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-def _label_of(table: str, name: str) -> fields.Function:
+def label_of(table: str, name: str) -> fields.Function:
     """A ``<code>_label`` field: the Chinese label of the code in ``name`` (see :mod:`yijing.labels`)."""
     from yijing import labels
 
-    return fields.Function(lambda obj: labels.label(table, _get(obj, name)), dump_only=True)  # type: ignore[arg-type]
+    return fields.Function(
+        lambda obj: labels.label(table, _get(obj, name)),  # type: ignore[arg-type]
+        dump_only=True,
+        metadata={"type": "string", "description": f"{name} 的中文名"},
+    )
 
 
 class JurisdictionSummarySchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(dump_only=True)
     level = fields.String(dump_only=True)
-    level_label = _label_of("jurisdiction_level", "level")
+    level_label = label_of("jurisdiction_level", "level")
 
 
 class JurisdictionSchema(JurisdictionSummarySchema):
@@ -32,7 +36,7 @@ class JurisdictionSchema(JurisdictionSummarySchema):
 
 class GrantSchema(Schema):
     role = fields.String(dump_only=True)
-    role_label = _label_of("role", "role")
+    role_label = label_of("role", "role")
     jurisdiction = fields.Nested(JurisdictionSummarySchema, dump_only=True)
 
 

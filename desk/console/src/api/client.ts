@@ -82,3 +82,19 @@ export async function fetchBlob(url: string): Promise<Blob> {
   if (!response.ok) throw errorOf(response.status, await response.json().catch(() => null))
   return response.blob()
 }
+
+/** Upload an image through the media API (multipart); returns its id and url. */
+export async function uploadImage(file: File, purpose: 'feed' | 'clue' = 'feed'): Promise<{ id: string; url: string }> {
+  const token = hooks.token()
+  const form = new FormData()
+  form.append('file', file)
+  const response = await fetch(`/api/v1/media?purpose=${purpose}`, {
+    method: 'POST',
+    body: form,
+    headers: token ? { Authorization: `Bearer ${token}` } : {},
+  })
+  if (response.status === 401) hooks.onUnauthorized()
+  const body = await response.json().catch(() => null)
+  if (!response.ok) throw errorOf(response.status, body)
+  return body as { id: string; url: string }
+}
