@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, fields, post_load, validate
 
 
 def _get(obj: object, name: str) -> object:
@@ -75,7 +77,30 @@ class ErrorSchema(Schema):
 # -- clues (issue 5): shared by the mini-program and the desk --
 
 
-class PlaceSchema(Schema):
+class DatumMixin(Schema):
+    """``coord_type`` beside a ``lat``/``lng``: the service's datum is GCJ-02 (what the mini-program's
+    map and Chinese tiles use); a client sending raw GPS says ``wgs84`` and the point is converted here."""
+
+    coord_type = fields.String(
+        load_only=True,
+        load_default="gcj02",
+        validate=validate.OneOf(["gcj02", "wgs84"], error="坐标系应为 gcj02 或 wgs84"),
+        metadata={
+            "description": "坐标系：gcj02（默认，wx.getLocation type=gcj02）或 wgs84（原始 GPS，服务端换算）"
+        },
+    )
+
+    @post_load
+    def _to_service_datum(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        from yijing.geo import to_service_datum
+
+        coord_type = data.pop("coord_type", "gcj02")
+        if data.get("lat") is not None and data.get("lng") is not None:
+            data["lat"], data["lng"] = to_service_datum(data["lat"], data["lng"], coord_type)
+        return data
+
+
+class PlaceSchema(DatumMixin, Schema):
     lat = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
     lng = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
