@@ -9,6 +9,7 @@ skipped when nothing of it changed since the last build (a hash kept in ``dist/.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -43,6 +44,14 @@ def digest() -> str:
 
 
 def main() -> int:
+    # Two test runs (SQLite and PostgreSQL side by side) may ask at once: one builds, the other waits.
+    CONSOLE.joinpath(".build-lock").touch()
+    with open(CONSOLE / ".build-lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build()
+
+
+def build() -> int:
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         say("Node.js 20+ and npm are needed to build the console (Debian: apt-get install -y nodejs npm).")
@@ -53,11 +62,11 @@ def main() -> int:
         run([npm, "ci", "--no-audit", "--no-fund"])
         INSTALLED.write_bytes(lock)
     flask = str(Path(sys.executable).parent / "flask")
+    fresh = CONSOLE / "openapi.json.new"
     subprocess.run(
-        [flask, "--app", "app", "openapi", "write", "--format=json", str(CONSOLE / "openapi.json")],
-        cwd=ROOT,
-        check=True,
+        [flask, "--app", "app", "openapi", "write", "--format=json", str(fresh)], cwd=ROOT, check=True
     )
+    fresh.replace(CONSOLE / "openapi.json")
     wanted = digest()
     if STAMP.is_file() and STAMP.read_text() == wanted and (DIST / "index.html").is_file():
         say("up to date")

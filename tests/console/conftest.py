@@ -1,6 +1,6 @@
 """Browser tests of the desk console: Playwright drives Debian's Chromium against the real app.
 
-The session's app (PostgreSQL or SQLite, Redis, the fake WeChat) is served by a werkzeug server in
+The session's app (PostgreSQL, Redis, the fake WeChat) is served by a werkzeug server in
 a thread on a free loopback port; the console is built first (``scripts/build_console.py``, a no-op
 when up to date). Chromium is told to resolve no host but the loopback one, and every request the
 page makes elsewhere is aborted and fails the test. Screenshots go to ``YIJING_TEST_ARTIFACTS``
@@ -52,6 +52,8 @@ def _missing(what: str) -> None:
 @pytest.fixture(scope="session")
 def console_build() -> Path:
     """The built console (built now when its sources or the API changed)."""
+    if os.environ.get("YIJING_TEST_DB", "sqlite") != "postgresql":
+        pytest.skip("browser tests run in the PostgreSQL run")
     if shutil.which("npm") is None:
         _missing("npm is not installed: the console cannot be built")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_console.py")], cwd=ROOT, check=True)
@@ -60,7 +62,8 @@ def console_build() -> Path:
 
 @pytest.fixture(scope="session")
 def live_url(app: Flask, console_build: Path) -> Iterator[str]:
-    """The session's app served over HTTP on a free loopback port."""
+    """The session's app served over HTTP on a free loopback port (PostgreSQL runs only: the browser
+    tests check the console against the production database; the SQLite run skips them)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="console-live-server", daemon=True)
     thread.start()
