@@ -13,7 +13,7 @@ def test_desk_logs_in_sees_its_pages_and_logs_out(desk, staff):
     tab.login("desk-kdl")
     tab.page.wait_for_selector("[data-test=card-clues]")
     assert tab.page.locator("input[name=password]").count() == 0, "the login form is gone"
-    assert tab.nav() == ["工作台", "义警", "线索研判", "巡逻任务", "24小时警局", "参与情况"]
+    assert tab.nav() == ["工作台", "义警", "线索研判", "巡逻任务", "24小时警局", "群发提醒", "参与情况"]
     assert "昆都仑区·值班民警" in tab.page.locator("[data-test=scope]").inner_text()
     tab.shot("dashboard")
 
@@ -55,3 +55,20 @@ def test_a_401_returns_to_the_login_page(desk, staff, client):
     tab.page.wait_for_selector("[data-test=login-error]")
     assert tab.page.locator("[data-test=login-error]").inner_text() == "登录状态已失效，请重新登录"
     tab.shot("expired")
+
+
+def test_desk_broadcasts_to_the_district_volunteers_and_sees_the_progress(desk, staff, volunteers, rq_worker):
+    desk_headers = staff("desk-kdl", "desk", "150203")
+    volunteers.approved(desk_headers, "a")
+    tab = desk()
+    tab.login("desk-kdl")
+    tab.go("群发提醒")
+    tab.page.locator(".el-card [data-test=level-0]").click()
+    tab.page.locator(".el-select-dropdown__item:visible", has_text="昆都仑区").click()
+    tab.page.locator(".el-form-item", has_text="标题").locator("input").fill("今晚降温，巡逻注意保暖")
+    tab.page.get_by_role("button", name="发送").click()
+    row = tab.page.locator(".el-table__body tr", has_text="今晚降温")
+    row.wait_for()
+    row.filter(has_text="已完成").wait_for(timeout=30000)  # the worker writes it out; the page polls
+    assert "100%" in row.inner_text() and "辖区义警" in row.inner_text()
+    tab.shot("broadcast-done")

@@ -11,6 +11,7 @@ export const NAV: NavItem[] = [
   { path: '/clues', title: '线索研判', permission: 'clue.triage' },
   { path: '/tasks', title: '巡逻任务', permission: 'task.manage' },
   { path: '/feed', title: '24小时警局', permission: 'feed.publish' },
+  { path: '/broadcasts', title: '群发提醒', permission: 'notify.broadcast' },
   { path: '/participation', title: '参与情况', permission: 'report.view' },
   { path: '/admin', title: '管理', permission: 'staff.manage' },
 ]

@@ -10,6 +10,7 @@ const pages: Record<string, () => Promise<unknown>> = {
   '/clues': () => import('./views/Clues.vue'),
   '/tasks': () => import('./views/Tasks.vue'),
   '/feed': () => import('./views/Feed.vue'),
+  '/broadcasts': () => import('./views/Broadcasts.vue'),
   '/participation': () => import('./views/Participation.vue'),
   '/admin': () => import('./views/Admin.vue'),
 }
