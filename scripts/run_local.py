@@ -159,6 +159,7 @@ def main() -> None:
         say(f"Database: {db}")
         flask(env, "db", "upgrade")
         flask(env, "yijing", "seed-demo")
+        flask(env, "yijing", "demo-activity")  # once: a month of activity for the desk console
         host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8000")
         workers = env.get("WEB_CONCURRENCY", "2")
         start(
