@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -72,6 +73,23 @@ class LabelsSchema(Schema):
         dump_only=True,
         metadata={"description": "表名 → {代码: 中文名}"},
     )
+
+
+class ConsoleConfigSchema(Schema):
+    map_tile_url = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "地图瓦片地址（GCJ-02，含 {z}/{x}/{y}）；为空时值班台使用离线底图"},
+    )
+    datum = fields.String(dump_only=True, metadata={"description": "坐标系，始终为 GCJ-02"})
+
+
+@blp.route("/console-config", methods=["GET"])
+@login_required
+@blp.response(200, ConsoleConfigSchema)
+def console_config() -> dict[str, Any]:
+    """What the desk console needs to know about this deployment (map tiles, datum)."""
+    return {"map_tile_url": current_app.config["YIJING"].map_tile_url or None, "datum": "GCJ-02"}
 
 
 @blp.route("/labels", methods=["GET"])

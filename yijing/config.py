@@ -31,6 +31,15 @@ class ConfigError(ValueError):
     """A setting is missing, malformed or not allowed in this environment."""
 
 
+def _tile_url(env: Mapping[str, str]) -> str:
+    url = env.get("MAP_TILE_URL", "").strip()
+    if url and (
+        not url.startswith(("https://", "http://")) or not all(p in url for p in ("{z}", "{x}", "{y}"))
+    ):
+        raise ConfigError("MAP_TILE_URL must be an http(s) URL with {z}, {x} and {y}")
+    return url
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip()
     return value or default
@@ -155,6 +164,9 @@ class Config:
     report_max_days: int = 366
     coverage_min_active_volunteers: int = 3
     report_export_dir: str = ""
+    # The desk console's map tiles (GCJ-02, e.g. an AMap or Tencent tile service): a URL with {z}, {x}
+    # and {y} (and optionally {s}); empty, the default, draws the offline map with no tiles.
+    map_tile_url: str = ""
     # Notifications (issue 7): templates, delivery, retries, the sweeper, mass alerts.
     wechat_templates: TemplateRegistry = field(default_factory=TemplateRegistry)
     wechat_send_rate_per_minute: int = 6000
@@ -269,6 +281,7 @@ class Config:
             report_max_days=_int(env, "REPORT_MAX_DAYS", 366, minimum=1),
             coverage_min_active_volunteers=_int(env, "COVERAGE_MIN_ACTIVE_VOLUNTEERS", 3, minimum=1),
             report_export_dir=_str(env, "REPORT_EXPORT_DIR", str(ROOT / "var" / "exports")),
+            map_tile_url=_tile_url(env),
             volunteer_min_age=_int(env, "VOLUNTEER_MIN_AGE", 18, minimum=14),
             volunteer_max_age=_int(env, "VOLUNTEER_MAX_AGE", 65, minimum=14),
             volunteer_privacy_version=_str(env, "VOLUNTEER_PRIVACY_VERSION", "2026-01"),

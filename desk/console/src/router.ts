@@ -1,6 +1,7 @@
 import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
 import { NAV } from './nav'
 import { loadLabels } from './labels'
+import { loadMapConfig } from './mapconfig'
 import { loadMe, session } from './session'
 
 // Every page is its own chunk, fetched when opened.
@@ -39,7 +40,7 @@ router.beforeEach(async (to) => {
     }
   }
   if (session.me?.must_change_password) return to.path === '/password' ? true : { path: '/password' }
-  await loadLabels().catch(() => {})
+  await Promise.all([loadLabels().catch(() => {}), loadMapConfig().catch(() => {})])
   const permission = to.meta.permission as string | null | undefined
   if (permission && !session.me?.permissions?.includes(permission)) return { path: '/' }
   return true
