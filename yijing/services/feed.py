@@ -64,7 +64,7 @@ from rq import Retry
 from sqlalchemy import Row, Select, and_, bindparam, func, or_, select, tuple_, union_all, update
 
 from workers import queues
-from yijing import cache, policies
+from yijing import cache, labels, policies
 from yijing.actor import Actor
 from yijing.errors import Conflict, InvalidInput, NotFound
 from yijing.extensions import db, redis_client, redis_key
@@ -365,6 +365,7 @@ def _item(row: Any) -> dict[str, Any]:
             "id": row.jurisdiction_id,
             "name": row.jurisdiction_name,
             "level": row.jurisdiction_level,
+            "level_label": labels.label("jurisdiction_level", row.jurisdiction_level),
         },
         "pinned": bool(row.pinned),
         "published_at": row.published_at.isoformat(),
