@@ -210,3 +210,25 @@ def test_text_query_on_clues_posts_and_messages(client, staff, report_clue, wech
         )
     posts = client.get("/api/v1/desk/posts?q=护学", headers=desk).get_json()["items"]
     assert [p["title"] for p in posts] == ["学校门口护学"]
+
+
+def test_console_config_and_the_tile_url_setting(client, staff):
+    import pytest
+
+    from tests.conftest import make_config
+    from yijing.config import ConfigError
+
+    desk = staff("desk", "desk", "150203")
+    config = client.get("/api/v1/desk/console-config", headers=desk).get_json()
+    assert config == {"map_tile_url": None, "datum": "GCJ-02"}
+    good = make_config(
+        "sqlite://",
+        "redis://127.0.0.1/5",
+        "http://127.0.0.1:1",
+        MAP_TILE_URL="https://t{s}.example/{z}/{x}/{y}.png",
+    )
+    assert good.map_tile_url.endswith("{y}.png")
+    with pytest.raises(ConfigError):
+        make_config(
+            "sqlite://", "redis://127.0.0.1/5", "http://127.0.0.1:1", MAP_TILE_URL="https://tiles.example/"
+        )
