@@ -34,6 +34,13 @@ def test_a_leader_never_meets_a_403(desk, staff):
         tab.go(title)
         tab.page.wait_for_load_state("networkidle")
         tab.shot(title)
+    tab.go("义警")
+    for name in ("在岗地图", "队伍", "验证义警证"):
+        tab.page.locator(".el-tabs__item", has_text=name).click()
+        tab.page.wait_for_load_state("networkidle")
+    tab.page.locator(".el-tabs__item", has_text="在岗地图").click()
+    tab.page.locator("[data-test=on-duty-count]").wait_for()
+    tab.shot("on-duty")
     tab.open("/desk/clues")  # typed by hand: sent back to the dashboard, nothing asked of the API
     tab.page.wait_for_selector("[data-test=card-applications]")
     assert tab.page.url.endswith("/desk/")
