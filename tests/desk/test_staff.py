@@ -232,3 +232,13 @@ def test_console_config_and_the_tile_url_setting(client, staff):
         make_config(
             "sqlite://", "redis://127.0.0.1/5", "http://127.0.0.1:1", MAP_TILE_URL="https://tiles.example/"
         )
+
+
+def test_text_query_on_the_task_board(client, staff, tasks):
+    desk = staff("desk", "desk", "150203")
+    tasks.create(desk, title="沼潭社区夜间巡逻")
+    tasks.create(desk, title="学校门口护学岗", address="包钢一中东门")
+    found = client.get("/api/v1/desk/tasks?q=一中", headers=desk).get_json()["items"]
+    assert [t["title"] for t in found] == ["学校门口护学岗"]
+    both = client.get("/api/v1/desk/tasks?q=沼潭 巡逻", headers=desk).get_json()["items"]
+    assert [t["title"] for t in both] == ["沼潭社区夜间巡逻"]
