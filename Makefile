@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-scale test-sqlite test-postgresql lint format worker cron bench clean \
-	lock lock-check lock-upgrade
+	lock lock-check lock-upgrade console chromium
 .PHONY: cluster cluster-test cluster-down cluster-deps
 
 ## Installs exactly the versions in requirements.lock (pip constraints), inside pyproject's ranges.
@@ -17,12 +17,22 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+## The desk console (desk/console, Vue 3 + Vite): npm ci and build when its sources or the API changed.
+console: install
+	$(BIN)/python scripts/build_console.py
+
+## Debian's Chromium for the console's browser tests (Playwright drives it; nothing is downloaded by Playwright).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei) || \
+		(echo "chromium is needed for the browser tests: apt-get install -y chromium"; exit 2)
+
 ## Run the API, an RQ worker, the periodic-job scheduler and the fake WeChat server locally.
-run: install
+run: install console
 	$(BIN)/python scripts/run_local.py
 
 ## The whole suite: lint, then SQLite and PostgreSQL side by side (PostgreSQL required under CI=true).
-test: install lint
+test: install lint console chromium
+	cd desk/console && npm test
 	$(BIN)/python scripts/run_suites.py
 
 ## The tests marked `scale` (the 200,000-volunteer export), which `make test` leaves out.

@@ -19,6 +19,7 @@ def register(api: Api) -> None:
         outbox,
         posts,
         reports,
+        staff,
         tasks,
         teams,
         volunteers,
@@ -40,5 +41,6 @@ def register(api: Api) -> None:
         tasks,
         reports,
         exports,
+        staff,
     ):
         api.register_blueprint(module.blp)

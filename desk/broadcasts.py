@@ -15,6 +15,7 @@ from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key
+from yijing.web.schemas import label_of
 
 blp = Blueprint(
     "desk_broadcasts", __name__, url_prefix="/api/v1/desk/broadcasts", description="值班台：群发预警"
@@ -50,6 +51,7 @@ class BroadcastSchema(Schema):
     id = fields.Integer(dump_only=True)
     jurisdiction_id = fields.Integer(dump_only=True)
     audience = fields.String(dump_only=True)
+    audience_label = label_of("broadcast_audience", "audience")
     kind = fields.String(dump_only=True)
     title = fields.String(dump_only=True)
     body = fields.String(dump_only=True)
@@ -61,6 +63,7 @@ class BroadcastSchema(Schema):
     status = fields.String(
         dump_only=True, metadata={"description": "queued running completed cancelled failed"}
     )
+    status_label = label_of("broadcast_status", "status")
     total = fields.Integer(
         dump_only=True, allow_none=True, metadata={"description": "收件人数（开始后得出）"}
     )

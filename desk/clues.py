@@ -36,6 +36,11 @@ class QueueArgsSchema(PageArgsSchema):
     assignee = fields.String(
         load_default=None, validate=validate.OneOf(["me", "none"]), metadata={"description": "me 或 none"}
     )
+    q = fields.String(
+        load_default=None,
+        validate=validate.Length(max=50),
+        metadata={"description": "描述或地址中的文字（空格分隔多个词）"},
+    )
 
 
 class StaffSummarySchema(Schema):
@@ -145,6 +150,7 @@ def triage_queue(args: dict[str, Any]) -> Page[dict[str, Any]]:
         created_to=args["created_to"],
         has_photos=args["has_photos"],
         assignee=args["assignee"],
+        q=args["q"],
     )
     return clue_service.queue(current_principal(), filters, cursor=args["cursor"], limit=args["limit"])
 

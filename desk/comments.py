@@ -13,6 +13,7 @@ from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
+from yijing.web.schemas import label_of
 
 blp = Blueprint("desk_comments", __name__, url_prefix="/api/v1/desk/comments", description="值班台：评论审核")
 
@@ -41,6 +42,7 @@ class DeskCommentSchema(Schema):
     post_title = fields.String(dump_only=True)
     body = fields.String(dump_only=True)
     status = fields.String(dump_only=True, metadata={"description": "pending_check/review/visible/hidden"})
+    status_label = label_of("comment_status", "status")
     user_id = fields.Integer(dump_only=True)
     author_name = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)

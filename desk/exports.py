@@ -12,6 +12,7 @@ from yijing.services import exports as export_service
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
+from yijing.web.schemas import label_of
 
 blp = Blueprint("desk_exports", __name__, url_prefix="/api/v1/desk/exports", description="值班台：导出")
 
@@ -48,6 +49,8 @@ class ExportSchema(Schema):
     kind = fields.String()
     jurisdiction_id = fields.Integer()
     status = fields.String()
+    status_label = label_of("export_status", "status")
+    kind_label = label_of("export_kind", "kind")
     with_pii = fields.Boolean()
     total = fields.Integer()
     done = fields.Integer()

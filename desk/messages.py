@@ -20,6 +20,9 @@ blp = Blueprint("desk_messages", __name__, url_prefix="/api/v1/desk/messages", d
 
 class InboxArgsSchema(PageArgsSchema):
     status = fields.String(load_default=None, validate=validate.OneOf([s.value for s in MessageStatus]))
+    q = fields.String(
+        load_default=None, validate=validate.Length(max=50), metadata={"description": "留言中的文字"}
+    )
 
 
 class DeskReplySchema(MessageReplySchema):
@@ -61,7 +64,7 @@ class PublishQASchema(Schema):
 def inbox(args: dict[str, Any]) -> Page[dict[str, Any]]:
     """Messages to the districts of your jurisdiction, newest first."""
     return message_service.inbox(
-        current_principal(), status=args["status"], cursor=args["cursor"], limit=args["limit"]
+        current_principal(), status=args["status"], q=args["q"], cursor=args["cursor"], limit=args["limit"]
     )
 
 

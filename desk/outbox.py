@@ -13,6 +13,7 @@ from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
+from yijing.web.schemas import label_of
 
 blp = Blueprint(
     "desk_outbox", __name__, url_prefix="/api/v1/desk/outbox", description="值班台：消息发送记录（管理员）"
@@ -43,6 +44,7 @@ class OutboxRowSchema(Schema):
     kind = fields.String(dump_only=True)
     title = fields.String(dump_only=True)
     status = fields.String(dump_only=True)
+    status_label = label_of("notification_status", "status")
     attempts = fields.Integer(dump_only=True)
     last_error = fields.String(
         dump_only=True, allow_none=True, metadata={"description": "失败原因（微信的错误码与说明）"}

@@ -13,7 +13,7 @@ from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
-from yijing.web.schemas import JurisdictionSummarySchema
+from yijing.web.schemas import JurisdictionSummarySchema, label_of
 
 blp = Blueprint("desk_posts", __name__, url_prefix="/api/v1/desk/posts", description="值班台：24小时警局发布")
 
@@ -59,6 +59,9 @@ class WithdrawSchema(Schema):
 class DeskPostArgsSchema(PageArgsSchema):
     status = fields.String(load_default=None, validate=validate.OneOf([s.value for s in PostStatus]))
     kind = fields.String(load_default=None, validate=validate.OneOf([*feed_service.DESK_KINDS, "qa"]))
+    q = fields.String(
+        load_default=None, validate=validate.Length(max=50), metadata={"description": "标题或正文中的文字"}
+    )
 
 
 class DeskPostSchema(Schema):
@@ -69,6 +72,8 @@ class DeskPostSchema(Schema):
     images = fields.List(fields.String(), dump_only=True)
     jurisdiction = fields.Nested(JurisdictionSummarySchema, dump_only=True)
     status = fields.String(dump_only=True, metadata={"description": "draft/scheduled/published/withdrawn"})
+    status_label = label_of("post_status", "status")
+    kind_label = label_of("post_kind", "kind")
     pinned = fields.Boolean(dump_only=True)
     published_at = fields.DateTime(dump_only=True, allow_none=True)
     push_requested = fields.Boolean(dump_only=True)
@@ -104,6 +109,7 @@ def list_posts(args: dict[str, Any]) -> Page[dict[str, Any]]:
         current_principal(),
         status=args["status"],
         kind=args["kind"],
+        q=args["q"],
         cursor=args["cursor"],
         limit=args["limit"],
     )

@@ -116,6 +116,11 @@ class TaskBoardArgsSchema(PageArgsSchema):
     jurisdiction_id = fields.Integer(load_default=None, metadata={"description": "只看该辖区及其下级"})
     day = fields.Date(load_default=None, metadata={"description": "只看这一天（北京时间）有时段的任务"})
     series_id = fields.Integer(load_default=None)
+    q = fields.String(
+        load_default=None,
+        validate=validate.Length(max=50),
+        metadata={"description": "标题、地址或说明中的文字"},
+    )
 
 
 class TaskCountsSchema(Schema):

@@ -15,7 +15,7 @@ from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key
-from yijing.web.schemas import JurisdictionSummarySchema
+from yijing.web.schemas import JurisdictionSummarySchema, label_of
 
 blp = Blueprint("messages", __name__, url_prefix="/api/v1/messages", description="给民警留言")
 
@@ -47,6 +47,7 @@ class MessageSchema(Schema):
     status = fields.String(
         dump_only=True, metadata={"description": "new 待回复 / answered 已回复 / closed 已关闭"}
     )
+    status_label = label_of("message_status", "status")
     publish_consent = fields.Boolean(dump_only=True)
     district = fields.Nested(JurisdictionSummarySchema, dump_only=True)
     created_at = fields.DateTime(dump_only=True)

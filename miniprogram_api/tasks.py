@@ -18,6 +18,7 @@ from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.schemas import (
     AssignmentSchema,
+    DatumMixin,
     JurisdictionSummarySchema,
     ServiceTotalsSchema,
     TaskSchema,
@@ -94,7 +95,7 @@ class WithdrawReasonSchema(Schema):
     reason = fields.String(load_default=None, allow_none=True, validate=REASON)
 
 
-class CheckLocationSchema(Schema):
+class CheckLocationSchema(DatumMixin, Schema):
     lat = fields.Float(required=True, validate=LAT)
     lng = fields.Float(required=True, validate=LNG)
     accuracy_m = fields.Float(

@@ -17,7 +17,7 @@ from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.ratelimit import user_key
-from yijing.web.schemas import CardSchema, TeamSchema, VolunteerSchema
+from yijing.web.schemas import CardSchema, DatumMixin, TeamSchema, VolunteerSchema
 
 blp = Blueprint(
     "volunteers", __name__, url_prefix="/api/v1/volunteers", description="义警：申请、义警证、上岗"
@@ -116,13 +116,13 @@ class VolunteerWithdrawSchema(Schema):
     reason = fields.String(load_default=None, validate=validate.Length(max=500, error="不超过 500 字"))
 
 
-class DutyLocationSchema(Schema):
+class DutyLocationSchema(DatumMixin, Schema):
     lat = fields.Float(required=True, validate=validate.Range(-MAX_LAT, MAX_LAT, error="纬度超出范围"))
     lng = fields.Float(required=True, validate=validate.Range(-180, 180, error="经度超出范围"))
     accuracy = fields.Float(load_default=None, validate=validate.Range(min=0, error="精度不能为负"))
 
 
-class DutySchema(Schema):
+class DutySchema(DatumMixin, Schema):
     on_duty = fields.Boolean(required=True, metadata={"description": "true 上岗，false 下岗"})
     lat = fields.Float(load_default=None, validate=validate.Range(-MAX_LAT, MAX_LAT, error="纬度超出范围"))
     lng = fields.Float(load_default=None, validate=validate.Range(-180, 180, error="经度超出范围"))

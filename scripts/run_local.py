@@ -294,6 +294,7 @@ def main() -> None:
         say(f"Database: {db}")
         flask(env, "db", "upgrade")
         flask(env, "yijing", "seed-demo")
+        flask(env, "yijing", "demo-activity")  # once: a month of activity for the desk console
         workers = env.get("WEB_CONCURRENCY", "2")
         start(
             procs,

@@ -45,6 +45,15 @@ def create_app(config: Config | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=docs.STATIC_URL,
+        # One geodetic datum across the service (yijing.geo): declared here for every integrator.
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "坐标系：所有经纬度均为 GCJ-02"
+                "（与小程序 wx.getLocation type=gcj02 及国内地图瓦片一致）。"
+                "上传原始 GPS（WGS-84）坐标时请带 coord_type=wgs84，服务端换算为 GCJ-02。"
+            },
+            "x-datum": "GCJ-02",
+        },
         RATELIMIT_STORAGE_URI=ratelimit_uri,
         RATELIMIT_KEY_PREFIX=config.redis_prefix + "rl",
         RATELIMIT_STORAGE_OPTIONS=ratelimit_options,

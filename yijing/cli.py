@@ -88,6 +88,18 @@ def seed_demo() -> None:
         click.echo(line)
 
 
+@yijing_cli.command("demo-activity")
+def demo_activity() -> None:
+    """A month of demo activity on top of seed-demo (volunteers, tasks, clues with photos, duty, feed)."""
+    from yijing.demo import activity
+
+    if settings().is_production:
+        click.echo("refusing to load demo data with YIJING_ENV=production", err=True)
+        sys.exit(1)
+    for line in activity.load_activity():
+        click.echo(line)
+
+
 @yijing_cli.command("worker")
 @click.option("--queues", "queue_names", default="", help="Comma-separated; default: all, by priority.")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")

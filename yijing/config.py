@@ -34,6 +34,15 @@ class ConfigError(ValueError):
     """A setting is missing, malformed or not allowed in this environment."""
 
 
+def _tile_url(env: Mapping[str, str]) -> str:
+    url = env.get("MAP_TILE_URL", "").strip()
+    if url and (
+        not url.startswith(("https://", "http://")) or not all(p in url for p in ("{z}", "{x}", "{y}"))
+    ):
+        raise ConfigError("MAP_TILE_URL must be an http(s) URL with {z}, {x} and {y}")
+    return url
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip()
     return value or default
@@ -530,6 +539,14 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=3,
     ),
     _s(
+        "MAP_TILE_URL",
+        "text",
+        "",
+        "the desk console's map tiles, in GCJ-02 (e.g. an AMap or Tencent tile service): a URL with `{z}`, "
+        "`{x}`, `{y}` (`{s}` becomes 1–4); empty: the offline map (no request leaves the browser)",
+        custom=True,
+    ),
+    _s(
         "ACCOUNT_CANCEL_COOLING_DAYS",
         "int",
         15,
@@ -662,6 +679,9 @@ class Config:
     report_max_days: int = 366
     coverage_min_active_volunteers: int = 3
     report_export_dir: str = str(ROOT / "var" / "exports")
+    # The desk console's map tiles (GCJ-02, e.g. an AMap or Tencent tile service): a URL with {z}, {x}
+    # and {y} (and optionally {s}); empty, the default, draws the offline map with no tiles.
+    map_tile_url: str = ""
     # Notifications (issue 7): templates, delivery, retries, the sweeper, mass alerts.
     wechat_templates: TemplateRegistry = field(default_factory=TemplateRegistry)
     wechat_send_rate_per_minute: int = 6000
@@ -763,6 +783,7 @@ class Config:
             wechat_templates=templates,
             log_level=by_name["LOG_LEVEL"].read(env).upper(),
             redis_sentinels=_host_ports(env, "REDIS_SENTINELS"),
+            map_tile_url=_tile_url(env),
             # The fan-out never outpaces the sending rate.
             broadcast_rate_per_minute=min(
                 _int(env, broadcast.name, min(broadcast.default, send_rate), minimum=1), send_rate

@@ -55,3 +55,63 @@ def distance_to_route_m(lat: float, lng: float, route: Sequence[Sequence[float]]
         t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / length2))
         best = min(best, math.hypot(px - (ax + t * dx), py - (ay + t * dy)))
     return best
+
+
+# -- the datum --------------------------------------------------------------------------------------
+# The service stores and answers every coordinate in GCJ-02, the datum of the mini-program's map
+# component (wx.getLocation({type: 'gcj02'})) and of Chinese map tiles (天地图 aside, AMap/Tencent).
+# Raw GPS (WGS-84) differs from it by several hundred metres in Baotou; a client that sends WGS-84
+# says so (``coord_type: "wgs84"``) and the API converts at the edge (:func:`wgs84_to_gcj02`).
+GCJ02 = "gcj02"
+WGS84 = "wgs84"
+_A = 6378245.0  # Krasovsky 1940 semi-major axis
+_EE = 0.00669342162296594323  # its eccentricity squared
+
+
+def _outside_china(lat: float, lng: float) -> bool:
+    return not (73.66 < lng < 135.05 and 3.86 < lat < 53.55)
+
+
+def _offset(lat: float, lng: float) -> tuple[float, float]:
+    x, y = lng - 105.0, lat - 35.0
+    dlat = -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * x * y + 0.2 * math.sqrt(abs(x))
+    dlat += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
+    dlat += (20.0 * math.sin(y * math.pi) + 40.0 * math.sin(y / 3.0 * math.pi)) * 2.0 / 3.0
+    dlat += (160.0 * math.sin(y / 12.0 * math.pi) + 320 * math.sin(y * math.pi / 30.0)) * 2.0 / 3.0
+    dlng = 300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * x * y + 0.1 * math.sqrt(abs(x))
+    dlng += (20.0 * math.sin(6.0 * x * math.pi) + 20.0 * math.sin(2.0 * x * math.pi)) * 2.0 / 3.0
+    dlng += (20.0 * math.sin(x * math.pi) + 40.0 * math.sin(x / 3.0 * math.pi)) * 2.0 / 3.0
+    dlng += (150.0 * math.sin(x / 12.0 * math.pi) + 300.0 * math.sin(x / 30.0 * math.pi)) * 2.0 / 3.0
+    rad = lat / 180.0 * math.pi
+    magic = 1 - _EE * math.sin(rad) ** 2
+    sqrt_magic = math.sqrt(magic)
+    dlat = (dlat * 180.0) / ((_A * (1 - _EE)) / (magic * sqrt_magic) * math.pi)
+    dlng = (dlng * 180.0) / (_A / sqrt_magic * math.cos(rad) * math.pi)
+    return dlat, dlng
+
+
+def wgs84_to_gcj02(lat: float, lng: float) -> tuple[float, float]:
+    """A WGS-84 (GPS) point in GCJ-02; unchanged outside China, where GCJ-02 is WGS-84."""
+    if _outside_china(lat, lng):
+        return lat, lng
+    dlat, dlng = _offset(lat, lng)
+    return lat + dlat, lng + dlng
+
+
+def gcj02_to_wgs84(lat: float, lng: float) -> tuple[float, float]:
+    """The inverse of :func:`wgs84_to_gcj02`, by fixed-point iteration (to well under a metre)."""
+    if _outside_china(lat, lng):
+        return lat, lng
+    wlat, wlng = lat, lng
+    for _ in range(30):
+        glat, glng = wgs84_to_gcj02(wlat, wlng)
+        dlat, dlng = glat - lat, glng - lng
+        wlat, wlng = wlat - dlat, wlng - dlng
+        if abs(dlat) < 1e-9 and abs(dlng) < 1e-9:
+            break
+    return wlat, wlng
+
+
+def to_service_datum(lat: float, lng: float, coord_type: str | None) -> tuple[float, float]:
+    """A point as a client sent it, in the service's datum (GCJ-02)."""
+    return wgs84_to_gcj02(lat, lng) if coord_type == WGS84 else (lat, lng)

@@ -55,3 +55,19 @@ def work_mem(session: Session, megabytes: int) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"SET LOCAL work_mem = '{int(megabytes)}MB'"))
+
+
+def text_matches(q: str | None, *columns: Any) -> Any:
+    """A WHERE clause for a staff search box: every word of ``q`` appears (case-insensitively) in
+    one of ``columns``; ``None`` when ``q`` is blank. ``%`` and ``_`` in the words match themselves."""
+    from sqlalchemy import and_, func, or_
+
+    words = (q or "").split()[:8]
+    if not words:
+        return None
+    return and_(
+        *(
+            or_(*(func.lower(column).contains(word.lower(), autoescape=True) for column in columns))
+            for word in words
+        )
+    )

@@ -50,10 +50,12 @@ def test_me_lists_roles_and_jurisdictions(client, staff):
     assert me["grants"] == [
         {
             "role": "desk",
+            "role_label": "值班民警",
             "jurisdiction": {
                 "id": me["grants"][0]["jurisdiction"]["id"],
                 "name": "昆都仑区",
                 "level": "district",
+                "level_label": "旗县区",
             },
         }
     ]

@@ -201,7 +201,13 @@ def test_decisions_are_audited_notify_and_grant_or_revoke_the_role(app, client, 
     assert "volunteer" in me["roles"]
     assert {
         "role": "volunteer",
-        "jurisdiction": {"id": tree["150203-01-01"], "name": "沼潭社区", "level": "community"},
+        "role_label": "义警",
+        "jurisdiction": {
+            "id": tree["150203-01-01"],
+            "name": "沼潭社区",
+            "level": "community",
+            "level_label": "嘎查村/社区",
+        },
     } in me["grants"]
     assert (
         client.post(

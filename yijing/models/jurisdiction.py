@@ -42,3 +42,12 @@ class Jurisdiction(TimestampMixin, db.Model):
     def contains(self, other: Jurisdiction) -> bool:
         """True when ``other`` is this node or lies below it."""
         return other.path.startswith(self.path)
+
+
+LEVEL_LABELS: dict[str, str] = {
+    JurisdictionLevel.CITY: "市",
+    JurisdictionLevel.DISTRICT: "旗县区",
+    JurisdictionLevel.STREET: "苏木乡镇/街道",
+    JurisdictionLevel.COMMUNITY: "嘎查村/社区",
+    JurisdictionLevel.GRID: "网格",
+}

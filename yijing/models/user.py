@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from yijing.extensions import db
@@ -46,6 +46,9 @@ class User(TimestampMixin, db.Model):
     session_key_enc: Mapped[str | None] = mapped_column(String(255))
     home_jurisdiction_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdictions.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when an admin creates the account or resets its password: the desk refuses everything but
+    # the password change until the user picks their own.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Account cancellation (注销): asked for, carried out once ``cancel_due_at`` has passed (a login
     # before then withdraws it), and done (the row is kept as a bare id so that figures add up).

@@ -132,6 +132,34 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def revoke_all_tokens(user_id: int) -> list[str]:
+    """Revoke every live token of a user (in the caller's transaction); returns their hashes so the
+    caller drops them from the cache after the commit (:func:`forget_tokens`)."""
+    hashes = list(
+        db.session.scalars(
+            select(AuthToken.token_hash).where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))
+        )
+    )
+    db.session.execute(
+        update(AuthToken)
+        .where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return hashes
+
+
+def forget_tokens(hashes: list[str]) -> None:
+    if hashes:
+        cache.delete(*(("tok", h) for h in hashes))
+
+
 def staff_login(username: str, password: str, actor: Actor) -> IssuedToken:
     """Password login for staff. The same answer for an unknown user and a wrong password."""
     user = db.session.scalar(
@@ -246,6 +274,7 @@ def profile(user_id: int) -> dict[str, Any]:
             for r in rows
         ],
         "created_at": user.created_at.isoformat(),
+        "must_change_password": bool(user.must_change_password),
     }
     cache.set_json(data, PRINCIPAL_CACHE_SECONDS, "principal", user_id)
     return data

@@ -66,7 +66,7 @@ from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, media, outbox, points, sealed
 from yijing.services import jurisdictions as jurisdiction_service
-from yijing.sql import insert_ignore
+from yijing.sql import insert_ignore, text_matches
 from yijing.states import StateMachine
 from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
 
@@ -762,6 +762,7 @@ class QueueFilters:
     created_to: datetime | None = None
     has_photos: bool | None = None
     assignee: str | None = None  # "me" or "none"
+    q: str | None = None  # words in the description or the address
 
 
 def queue(
@@ -792,6 +793,8 @@ def queue(
         stmt = stmt.where(Clue.created_at < filters.created_to)
     if filters.has_photos is not None:
         stmt = stmt.where(Clue.photo_count > 0 if filters.has_photos else Clue.photo_count == 0)
+    if (words := text_matches(filters.q, Clue.description, Clue.address)) is not None:
+        stmt = stmt.where(words)
     if filters.assignee == "me":
         stmt = stmt.where(Clue.assignee_id == principal.user_id)
     elif filters.assignee == "none":

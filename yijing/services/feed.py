@@ -82,13 +82,14 @@ from yijing.models import (
 )
 from yijing.models.base import utcnow
 from yijing.models.feed import LIVE_STATUSES
+from yijing.models.jurisdiction import LEVEL_LABELS
 from yijing.models.media import Media, MediaPurpose
 from yijing.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, SortKey, decode_cursor, encode_cursor, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions, outbox
 from yijing.services import auth as auth_service
 from yijing.services import media as media_service
-from yijing.sql import insert_ignore
+from yijing.sql import insert_ignore, text_matches
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +365,7 @@ def _item(row: Any) -> dict[str, Any]:
             "id": row.jurisdiction_id,
             "name": row.jurisdiction_name,
             "level": row.jurisdiction_level,
+            "level_label": LEVEL_LABELS.get(row.jurisdiction_level, row.jurisdiction_level),
         },
         "pinned": bool(row.pinned),
         "published_at": row.published_at.isoformat(),
@@ -1092,6 +1094,7 @@ def desk_list(
     *,
     status: str | None = None,
     kind: str | None = None,
+    q: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> Page[dict[str, Any]]:
@@ -1112,6 +1115,8 @@ def desk_list(
             stmt = stmt.where(Post.status == status)
     if kind:
         stmt = stmt.where(Post.kind == kind)
+    if (words := text_matches(q, Post.title, Post.body)) is not None:
+        stmt = stmt.where(words)
     page = paginate(
         stmt, [SortKey(Post.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
     )

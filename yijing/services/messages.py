@@ -25,6 +25,7 @@ from yijing.models.base import utcnow
 from yijing.pagination import DEFAULT_LIMIT, Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, feed, jurisdictions, outbox
+from yijing.sql import text_matches
 from yijing.states import StateMachine
 
 MAX_LENGTH = 1000
@@ -194,7 +195,12 @@ def _answerable(principal: Principal, message_id: int) -> tuple[Message, Jurisdi
 
 
 def inbox(
-    principal: Principal, *, status: str | None = None, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+    principal: Principal,
+    *,
+    status: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
 ) -> Page[dict[str, Any]]:
     """Messages to the districts in the staff member's scopes, newest first."""
     paths = policies.require_somewhere(principal, Permission.MESSAGE_ANSWER)
@@ -206,6 +212,8 @@ def inbox(
     )
     if status:
         stmt = stmt.where(Message.status == status)
+    if (words := text_matches(q, Message.body)) is not None:
+        stmt = stmt.where(words)
     page = paginate(
         stmt, [SortKey(Message.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
     )

@@ -59,7 +59,7 @@ from yijing.models.task import KIND_LABELS, SeriesStatus
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions, outbox, points
-from yijing.sql import insert_ignore
+from yijing.sql import insert_ignore, text_matches
 from yijing.states import StateMachine
 
 log = logging.getLogger(__name__)
@@ -824,6 +824,8 @@ def _board_query(principal: Principal, filters: dict[str, Any]) -> Select[Any]:
         stmt = stmt.where(Task.dispatch_mode.in_(filters["dispatch_mode"]))
     if filters.get("series_id") is not None:
         stmt = stmt.where(Task.series_id == filters["series_id"])
+    if (words := text_matches(filters.get("q"), Task.title, Task.address, Task.description)) is not None:
+        stmt = stmt.where(words)
     if filters.get("day") is not None:
         day_start = datetime.combine(filters["day"], time(0), SHANGHAI)
         day_end = day_start + timedelta(days=1)

@@ -57,6 +57,16 @@ def _document_security(fn: Callable[..., Any], optional: bool) -> None:
     fn._apidoc = apidoc  # type: ignore[attr-defined]
 
 
+# What a staff account that must change its password may still call.
+PASSWORD_CHANGE_ENDPOINTS = frozenset({"desk_auth.me", "desk_auth.change_password", "desk_auth.logout"})
+
+
+def _refuse_until_password_changed(principal: Principal) -> None:
+    profile = principal.profile or {}
+    if profile.get("must_change_password") and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
+        raise Forbidden("请先修改初始密码", code="password_change_required")
+
+
 def login_required(fn: F) -> F:
     """Reject the request with 401 unless it carries a valid, unexpired bearer token."""
 
@@ -67,6 +77,7 @@ def login_required(fn: F) -> F:
             raise Unauthorized("请先登录", code="missing_token")
         g.principal = auth_service.authenticate(token)
         _check_audience(g.principal)
+        _refuse_until_password_changed(g.principal)
         return fn(*args, **kwargs)
 
     _document_security(wrapper, optional=False)

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, fields, post_load, validate
+
+
+def _get(obj: object, name: str) -> object:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def label_of(table: str, name: str) -> fields.Function:
+    """A ``<code>_label`` field: the Chinese label of the code in ``name`` (see :mod:`yijing.labels`)."""
+    from yijing import labels
+
+    return fields.Function(
+        lambda obj: labels.label(table, _get(obj, name)),  # type: ignore[arg-type]
+        dump_only=True,
+        metadata={"type": "string", "description": f"{name} 的中文名"},
+    )
 
 
 class JurisdictionSummarySchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(dump_only=True)
     level = fields.String(dump_only=True)
+    level_label = label_of("jurisdiction_level", "level")
 
 
 class JurisdictionSchema(JurisdictionSummarySchema):
@@ -20,6 +38,7 @@ class JurisdictionSchema(JurisdictionSummarySchema):
 
 class GrantSchema(Schema):
     role = fields.String(dump_only=True)
+    role_label = label_of("role", "role")
     jurisdiction = fields.Nested(JurisdictionSummarySchema, dump_only=True)
 
 
@@ -33,6 +52,9 @@ class MeSchema(Schema):
     roles = fields.List(fields.String(), dump_only=True)
     grants = fields.List(fields.Nested(GrantSchema), dump_only=True)
     created_at = fields.DateTime(dump_only=True)
+    must_change_password = fields.Boolean(
+        dump_only=True, load_default=False, metadata={"description": "工作人员须先修改密码才能使用值班台"}
+    )
 
 
 class TokenSchema(Schema):
@@ -62,7 +84,30 @@ class ErrorSchema(Schema):
 # -- clues (issue 5): shared by the mini-program and the desk --
 
 
-class PlaceSchema(Schema):
+class DatumMixin(Schema):
+    """``coord_type`` beside a ``lat``/``lng``: the service's datum is GCJ-02 (what the mini-program's
+    map and Chinese tiles use); a client sending raw GPS says ``wgs84`` and the point is converted here."""
+
+    coord_type = fields.String(
+        load_only=True,
+        load_default="gcj02",
+        validate=validate.OneOf(["gcj02", "wgs84"], error="坐标系应为 gcj02 或 wgs84"),
+        metadata={
+            "description": "坐标系：gcj02（默认，wx.getLocation type=gcj02）或 wgs84（原始 GPS，服务端换算）"
+        },
+    )
+
+    @post_load
+    def _to_service_datum(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        from yijing.geo import to_service_datum
+
+        coord_type = data.pop("coord_type", "gcj02")
+        if data.get("lat") is not None and data.get("lng") is not None:
+            data["lat"], data["lng"] = to_service_datum(data["lat"], data["lng"], coord_type)
+        return data
+
+
+class PlaceSchema(DatumMixin, Schema):
     lat = fields.Float(required=True, validate=validate.Range(min=-90, max=90))
     lng = fields.Float(required=True, validate=validate.Range(min=-180, max=180))
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
