@@ -19,6 +19,7 @@ from yijing.pagination import Page
 from yijing.services import clues as clue_service
 from yijing.web.auth import current_principal, login_required
 from yijing.web.contract import Blueprint
+from yijing.web.idempotency import accepts_idempotency_key
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key
 from yijing.web.request_log import redact_request
@@ -103,6 +104,7 @@ def _track_limit() -> str:
 
 
 @blp.route("", methods=["POST"])
+@accepts_idempotency_key
 @login_required
 @limiter.limit(_submit_limit, key_func=user_key, deduct_when=lambda response: response.status_code == 201)
 @blp.arguments(ClueInSchema)
@@ -144,6 +146,7 @@ def my_clue(clue_id: int) -> dict[str, Any]:
 
 
 @blp.route("/<int:clue_id>/messages", methods=["POST"])
+@accepts_idempotency_key
 @login_required
 @limiter.limit(_track_limit, key_func=user_key)
 @blp.arguments(ReplySchema)
@@ -164,6 +167,7 @@ def track(code: str) -> dict[str, Any]:
 
 
 @blp.route("/track/<string:code>/messages", methods=["POST"])
+@accepts_idempotency_key
 @limiter.limit(_track_limit)
 @blp.arguments(ReplySchema)
 @blp.response(201, MyClueDetailSchema)

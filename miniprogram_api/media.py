@@ -19,6 +19,7 @@ from yijing.models import MediaPurpose
 from yijing.services import media as media_service
 from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
 from yijing.web.contract import Blueprint
+from yijing.web.idempotency import accepts_idempotency_key
 from yijing.web.ratelimit import user_key
 from yijing.web.request_log import redact_request
 
@@ -60,6 +61,7 @@ def _upload_limit() -> str:
 
 @blp.route("", methods=["POST"])
 @login_required
+@accepts_idempotency_key
 @limiter.limit(_upload_limit, key_func=user_key)
 @blp.arguments(UploadArgsSchema, location="query")
 @blp.arguments(UploadFileSchema, location="files")

@@ -26,3 +26,32 @@ def test_docs_page_loads_nothing_from_the_internet(client):
         assert url.startswith("/"), f"{url} is not served by the app"
         with client.get(url) as asset:
             assert asset.status_code == 200
+
+
+def test_idempotency_key_is_documented_where_it_is_honoured(app, client):
+    """Every operation whose view honours ``Idempotency-Key`` lists the header, and no other does."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    documented = {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict)
+        and any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    honoured = set()
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if getattr(view, "accepts_idempotency_key", False):
+            path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+            honoured |= {(m, path) for m in rule.methods if m == "POST"}
+    assert documented == honoured
+    # The ones the README promises, including the two whose keys the services handle themselves.
+    assert {
+        ("POST", "/api/v1/media"),
+        ("POST", "/api/v1/clues"),
+        ("POST", "/api/v1/desk/tasks"),
+    } <= documented
+    header = next(
+        p for p in spec["paths"]["/api/v1/media"]["post"]["parameters"] if p.get("name") == "Idempotency-Key"
+    )
+    assert header["in"] == "header" and header["schema"]["maxLength"] == 128

@@ -228,6 +228,16 @@ def errors(*declared: tuple[int, str, str]) -> Callable[[Any], Any]:
     return decorator
 
 
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "重试同一请求时带上同一个键（1 到 128 个可见字符）：服务端只执行一次，"
+    "重试得到第一次的结果；同一个键配另一内容的请求答 422 idempotency_key_reused",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
+
+
 class ErrorResponsesPlugin(BasePlugin):
     """Every operation: the error statuses it can answer, in the API's one error shape."""
 
@@ -252,6 +262,8 @@ class ErrorResponsesPlugin(BasePlugin):
                 error_statuses(operation, view, method, has_path_params, rule.rule if rule else None).items()
             ):
                 responses[str(status)] = _describe(status, codes)
+            if getattr(view, "accepts_idempotency_key", False):
+                operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
 
 
 def register_error_schema(spec: Any, schema: type[ma.Schema]) -> None:

@@ -19,6 +19,12 @@ HEADER = "Idempotency-Key"
 _NOT_STORED = {401, 408, 429}
 
 
+def accepts_idempotency_key(fn: F) -> F:
+    """Mark a view that honours ``Idempotency-Key`` (the OpenAPI document then lists the header)."""
+    fn.accepts_idempotency_key = True  # type: ignore[attr-defined]
+    return fn
+
+
 def _scope() -> str:
     principal = getattr(g, "principal", None)
     return f"user:{principal.user_id}" if principal else f"ip:{request.remote_addr}"
@@ -59,4 +65,4 @@ def idempotent(fn: F) -> F:
             idempotency.complete(claim.record_id, response.status_code, response.get_data(as_text=True))
         return response
 
-    return wrapper  # type: ignore[return-value]
+    return accepts_idempotency_key(wrapper)  # type: ignore[arg-type]
