@@ -21,6 +21,7 @@ from yijing.models import (
     ClueEvent,
     CluePhoto,
     ClueStatus,
+    Media,
     MediaPurpose,
 )
 from yijing.models.base import utcnow
@@ -94,20 +95,12 @@ def submit(
         "photos": list(photos),
     }
     digest = _digest(fields)
-    submit_key = None
-    if idempotency_key is not None:
-        if not idempotency_key.strip() or len(idempotency_key) > 128:
-            raise InvalidInput(
-                "Idempotency-Key 应为 1 到 128 个字符", fields={"Idempotency-Key": ["长度不符合要求"]}
-            )
-        submit_key = _keyed(SUBMIT_CONTEXT, f"{reporter_id}:{idempotency_key.strip()}")
+    submit_key = _submit_key(reporter_id, idempotency_key)
+    if submit_key is not None and idempotency_key is not None:
         replay = _replay_submission(submit_key, digest, _tracking_seed(reporter_id, idempotency_key))
         if replay is not None:
             return replay
-    if category not in set(ClueCategory):
-        raise InvalidInput("线索类别无效", fields={"category": ["取值无效"]})
-    if occurred_at is not None and occurred_at > utcnow() + CLOCK_SKEW:
-        raise InvalidInput("发生时间不能晚于现在", fields={"occurred_at": ["不能晚于现在"]})
+    _check(category, occurred_at)
     jurisdiction = locate(lat, lng)
     photo_rows = media.take(reporter_id, photos, MediaPurpose.CLUE, limit=MAX_PHOTOS)
 
@@ -126,33 +119,12 @@ def submit(
         submit_key=submit_key,
         submit_digest=digest if submit_key else None,
     )
-    tracking_code = None
-    if anonymous:
-        clue.reporter_enc = pii.encrypt(str(reporter_id), context=REPORTER_CONTEXT)
-        clue.reporter_index = _reporter_index(reporter_id)
-        tracking_code, clue.tracking_hash = _new_tracking_code(
-            _tracking_seed(reporter_id, idempotency_key) if submit_key else None
-        )
-    else:
-        clue.reporter_id = reporter_id
+    seed = _tracking_seed(reporter_id, idempotency_key) if submit_key and idempotency_key else None
+    tracking_code = _set_reporter(clue, reporter_id, anonymous, seed)
     db.session.add(clue)
     db.session.flush()
-    for position, photo in enumerate(photo_rows):
-        if anonymous:
-            photo.owner_id = None  # the photo must not lead back to its reporter
-        db.session.add(CluePhoto(clue_id=clue.id, media_id=photo.id, position=position))
-    event = ClueEvent(
-        clue_id=clue.id,
-        kind=ClueEventKind.SUBMITTED,
-        to_status=ClueStatus.SUBMITTED,
-        public_note=DEFAULT_PUBLIC_NOTES[ClueStatus.SUBMITTED],
-        data={},
-    )
-    db.session.add(event)
-    db.session.flush()
-    _notify_reporter(clue, reporter_id, "clue_received", "线索已提交", event.public_note or "", event.id)
-    for spec in followup_jobs(clue.id):
-        jobs.enqueue_after_commit(db.session(), spec)
+    _attach_photos(clue, photo_rows, anonymous)
+    _record_submission(clue, reporter_id)
     try:
         db.session.commit()
     except IntegrityError:
@@ -165,6 +137,62 @@ def submit(
         return replay
     log.info("clue submitted", extra={"clue_id": clue.id, "anonymous": anonymous})
     return Submitted(clue.id, _submitted_view(clue, tracking_code), replayed=False)
+
+
+def _submit_key(reporter_id: int, idempotency_key: str | None) -> str | None:
+    """The keyed hash a retried submission is found by (none without an Idempotency-Key)."""
+    if idempotency_key is None:
+        return None
+    if not idempotency_key.strip() or len(idempotency_key) > 128:
+        raise InvalidInput(
+            "Idempotency-Key 应为 1 到 128 个字符", fields={"Idempotency-Key": ["长度不符合要求"]}
+        )
+    return _keyed(SUBMIT_CONTEXT, f"{reporter_id}:{idempotency_key.strip()}")
+
+
+def _check(category: str, occurred_at: datetime | None) -> None:
+    if category not in set(ClueCategory):
+        raise InvalidInput("线索类别无效", fields={"category": ["取值无效"]})
+    if occurred_at is not None and occurred_at > utcnow() + CLOCK_SKEW:
+        raise InvalidInput("发生时间不能晚于现在", fields={"occurred_at": ["不能晚于现在"]})
+
+
+def _set_reporter(clue: Clue, reporter_id: int, anonymous: bool, seed: str | None) -> str | None:
+    """Tie the clue to its reporter: in clear, or (anonymous) encrypted with a blind index.
+
+    Returns the anonymous clue's tracking code (derived from ``seed`` when the request has an
+    Idempotency-Key, so a retry gets the same code), None for a named clue.
+    """
+    if not anonymous:
+        clue.reporter_id = reporter_id
+        return None
+    clue.reporter_enc = pii.encrypt(str(reporter_id), context=REPORTER_CONTEXT)
+    clue.reporter_index = _reporter_index(reporter_id)
+    tracking_code, clue.tracking_hash = _new_tracking_code(seed)
+    return tracking_code
+
+
+def _attach_photos(clue: Clue, photo_rows: Sequence[Media], anonymous: bool) -> None:
+    for position, photo in enumerate(photo_rows):
+        if anonymous:
+            photo.owner_id = None  # the photo must not lead back to its reporter
+        db.session.add(CluePhoto(clue_id=clue.id, media_id=photo.id, position=position))
+
+
+def _record_submission(clue: Clue, reporter_id: int) -> None:
+    """The first event, the reporter's notification and the follow-up jobs (after the commit)."""
+    event = ClueEvent(
+        clue_id=clue.id,
+        kind=ClueEventKind.SUBMITTED,
+        to_status=ClueStatus.SUBMITTED,
+        public_note=DEFAULT_PUBLIC_NOTES[ClueStatus.SUBMITTED],
+        data={},
+    )
+    db.session.add(event)
+    db.session.flush()
+    _notify_reporter(clue, reporter_id, "clue_received", "线索已提交", event.public_note or "", event.id)
+    for spec in followup_jobs(clue.id):
+        jobs.enqueue_after_commit(db.session(), spec)
 
 
 def _tracking_seed(reporter_id: int, idempotency_key: str) -> str:

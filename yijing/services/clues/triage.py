@@ -338,43 +338,75 @@ def transition(
     reference number.
     """
     clue, jurisdiction = _for_staff(principal, clue_id)
-    try:
-        to = ClueStatus(to_status)
-    except ValueError:
-        raise InvalidInput("目标状态无效", fields={"to": ["取值无效"]}) from None
+    to = _target_status(to_status)
     current = ClueStatus(clue.status)
     STATES.require(current, to)
     now = utcnow()
     values: dict[str, Any] = {"status": to, "updated_at": now}
     original: Clue | None = None
     if to == ClueStatus.RESOLVED:
-        if valid is None:
-            raise InvalidInput("办结时请说明线索是否有效", fields={"valid": ["办结时必填"]})
-        values["valid"] = valid
+        values["valid"] = _verdict(valid)
     if to == ClueStatus.TRANSFERRED:
-        problems = {}
-        if transfer_target not in set(TransferTarget):
-            problems["transfer_target"] = ["应为 110 或 12345"]
-        if not (transfer_reference or "").strip():
-            problems["transfer_reference"] = ["请填写接收方的受理编号"]
-        if problems:
-            raise InvalidInput("移交时请填写移交去向和受理编号", fields=problems)
-        values["transfer_target"] = transfer_target
-        values["transfer_reference"] = (transfer_reference or "").strip()
+        values.update(_transfer(transfer_target, transfer_reference))
     if to == ClueStatus.DUPLICATE:
-        if duplicate_of_id is None:
-            raise InvalidInput("请选择与之重复的线索", fields={"duplicate_of_id": ["必填"]})
-        original, _ = _for_staff(principal, duplicate_of_id)
-        if original.status == ClueStatus.DUPLICATE and original.duplicate_of_id:
-            original, _ = _for_staff(principal, original.duplicate_of_id)
-        if original.id == clue.id:
-            raise InvalidInput("线索不能与自身重复", fields={"duplicate_of_id": ["不能是本线索"]})
+        original = _original_of(principal, clue, duplicate_of_id)
         values["duplicate_of_id"] = original.id
     if to not in OPEN_STATUSES:
         values["closed_at"] = now
     note = _public_note(principal, to, public_note, canned_reply_id, transfer_target)
     internal = (internal_note or "").strip() or None
 
+    _move(clue, current, values)
+    event = _record_transition(principal, actor, clue, current, to, values, note, internal, original)
+    reporter = reporter_user_id(clue)
+    if reporter is not None:
+        _notify_reporter(clue, reporter, "clue_status", f"线索进展：{STATUS_LABELS[to]}", note, event.id)
+        if to == ClueStatus.RESOLVED and valid:
+            _award_valid(clue, reporter)
+    db.session.commit()
+    return desk_view(principal, clue, jurisdiction)
+
+
+def _target_status(to_status: str) -> ClueStatus:
+    try:
+        return ClueStatus(to_status)
+    except ValueError:
+        raise InvalidInput("目标状态无效", fields={"to": ["取值无效"]}) from None
+
+
+def _verdict(valid: bool | None) -> bool:
+    """Resolving says whether the clue was valid (a valid one earns the reporter points)."""
+    if valid is None:
+        raise InvalidInput("办结时请说明线索是否有效", fields={"valid": ["办结时必填"]})
+    return valid
+
+
+def _transfer(target: str | None, reference: str | None) -> dict[str, Any]:
+    """A transfer names where the clue went (110 or 12345) and the receiver's reference number."""
+    problems = {}
+    if target not in set(TransferTarget):
+        problems["transfer_target"] = ["应为 110 或 12345"]
+    if not (reference or "").strip():
+        problems["transfer_reference"] = ["请填写接收方的受理编号"]
+    if problems:
+        raise InvalidInput("移交时请填写移交去向和受理编号", fields=problems)
+    return {"transfer_target": target, "transfer_reference": (reference or "").strip()}
+
+
+def _original_of(principal: Principal, clue: Clue, duplicate_of_id: int | None) -> Clue:
+    """The clue this one repeats (the first of a chain of duplicates), which the desk may see."""
+    if duplicate_of_id is None:
+        raise InvalidInput("请选择与之重复的线索", fields={"duplicate_of_id": ["必填"]})
+    original, _ = _for_staff(principal, duplicate_of_id)
+    if original.status == ClueStatus.DUPLICATE and original.duplicate_of_id:
+        original, _ = _for_staff(principal, original.duplicate_of_id)
+    if original.id == clue.id:
+        raise InvalidInput("线索不能与自身重复", fields={"duplicate_of_id": ["不能是本线索"]})
+    return original
+
+
+def _move(clue: Clue, current: ClueStatus, values: dict[str, Any]) -> None:
+    """Write the move only if nobody moved the clue meanwhile (409 ``stale_clue`` otherwise)."""
     changed = db.session.execute(
         update(Clue)
         .where(Clue.id == clue.id, Clue.status == current)
@@ -384,6 +416,20 @@ def transition(
     if not changed:
         raise Conflict("线索状态刚被他人更新，请刷新后重试", code="stale_clue")
     db.session.refresh(clue)
+
+
+def _record_transition(
+    principal: Principal,
+    actor: Actor,
+    clue: Clue,
+    current: ClueStatus,
+    to: ClueStatus,
+    values: dict[str, Any],
+    note: str,
+    internal: str | None,
+    original: Clue | None,
+) -> ClueEvent:
+    """The move's event (and a link on the original of a duplicate) and its audit entry."""
     event = ClueEvent(
         clue_id=clue.id,
         kind=ClueEventKind.STATUS,
@@ -413,13 +459,7 @@ def transition(
         clue.id,
         data={"from": current, "to": to, **{k: v for k, v in event.data.items()}},
     )
-    reporter = reporter_user_id(clue)
-    if reporter is not None:
-        _notify_reporter(clue, reporter, "clue_status", f"线索进展：{STATUS_LABELS[to]}", note, event.id)
-        if to == ClueStatus.RESOLVED and valid:
-            _award_valid(clue, reporter)
-    db.session.commit()
-    return desk_view(principal, clue, jurisdiction)
+    return event
 
 
 def ask(principal: Principal, actor: Actor, clue_id: int, body: str) -> dict[str, Any]:
