@@ -6,7 +6,6 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from miniprogram_api.messages import MessageReplySchema, MessageSchema
 from yijing.models import MessageStatus
 from yijing.pagination import Page
 from yijing.services import messages as message_service
@@ -14,6 +13,7 @@ from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
+from yijing.web.schemas import MessageReplySchema, MessageSchema
 
 blp = Blueprint("desk_messages", __name__, url_prefix="/api/v1/desk/messages", description="值班台：群众留言")
 

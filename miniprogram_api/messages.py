@@ -15,7 +15,7 @@ from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
 from yijing.web.ratelimit import user_key
-from yijing.web.schemas import JurisdictionSummarySchema, label_of
+from yijing.web.schemas import MessageSchema
 
 blp = Blueprint("messages", __name__, url_prefix="/api/v1/messages", description="给民警留言")
 
@@ -32,31 +32,6 @@ class MessageInSchema(Schema):
 
 class ConsentSchema(Schema):
     publish_consent = fields.Boolean(required=True)
-
-
-class MessageReplySchema(Schema):
-    id = fields.Integer(dump_only=True)
-    body = fields.String(dump_only=True)
-    author_name = fields.String(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-
-
-class MessageSchema(Schema):
-    id = fields.Integer(dump_only=True)
-    body = fields.String(dump_only=True)
-    status = fields.String(
-        dump_only=True, metadata={"description": "new 待回复 / answered 已回复 / closed 已关闭"}
-    )
-    status_label = label_of("message_status", "status")
-    publish_consent = fields.Boolean(dump_only=True)
-    district = fields.Nested(JurisdictionSummarySchema, dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    answered_at = fields.DateTime(dump_only=True, allow_none=True)
-    closed_at = fields.DateTime(dump_only=True, allow_none=True)
-    qa_post_id = fields.Integer(
-        dump_only=True, allow_none=True, metadata={"description": "公开问答的动态编号"}
-    )
-    replies = fields.List(fields.Nested(MessageReplySchema), dump_only=True)
 
 
 def _message_limit() -> str:

@@ -247,7 +247,8 @@ def generate(
     The city's scale: --residents 1650000 --volunteers 200000 --assignments 5000000
     --clues 2000000 --days 365 (PostgreSQL; about a quarter of an hour on two cores).
     """
-    from yijing.services import datagen, jurisdictions
+    from yijing.demo import datagen
+    from yijing.services import jurisdictions
 
     root_path = None
     if under_key:

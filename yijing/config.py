@@ -631,6 +631,42 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _pii_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The personal-data keys: the encryption keys by id, the active one, the blind-index key."""
+    pii_keys = parse_pii_keys(SETTINGS_BY_NAME["PII_KEYS"].read(env))
+    active = SETTINGS_BY_NAME["PII_ACTIVE_KEY_ID"].read(env) or next(iter(reversed(pii_keys)))
+    if active not in pii_keys:
+        raise ConfigError(f"PII_ACTIVE_KEY_ID {active!r} is not one of PII_KEYS")
+    try:
+        hash_key = base64.b64decode(SETTINGS_BY_NAME["PII_HASH_KEY"].read(env), validate=True)
+    except ValueError:
+        raise ConfigError("PII_HASH_KEY is not valid base64") from None
+    if len(hash_key) < 32:
+        raise ConfigError("PII_HASH_KEY must decode to at least 32 bytes")
+    return {"pii_keys": pii_keys, "pii_active_key_id": active, "pii_hash_key": hash_key}
+
+
+def _wechat_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The WeChat API's base URL and the subscribe-message templates."""
+    base_url = SETTINGS_BY_NAME["WECHAT_API_BASE_URL"].read(env).rstrip("/")
+    if urlparse(base_url).scheme not in {"http", "https"}:
+        raise ConfigError("WECHAT_API_BASE_URL must be an http(s) URL")
+    try:
+        templates = load_templates(
+            SETTINGS_BY_NAME["WECHAT_TEMPLATES"].read(env) or None,
+            SETTINGS_BY_NAME["WECHAT_TEMPLATES_FILE"].read(env) or None,
+        )
+    except TemplateConfigError as exc:
+        raise ConfigError(f"subscribe-message templates: {exc}") from None
+    return {"wechat_api_base_url": base_url, "wechat_templates": templates}
+
+
+def _broadcast_rate(env: Mapping[str, str], send_rate: int) -> int:
+    """The broadcast fan-out rate: never faster than the sending rate (its default is the lower)."""
+    broadcast = SETTINGS_BY_NAME["BROADCAST_RATE_PER_MINUTE"]
+    return min(_int(env, broadcast.name, min(broadcast.default, send_rate), minimum=1), send_rate)
+
+
 def settings() -> Config:
     """The running app's configuration: the one way services, jobs and blueprints read a setting."""
     from flask import current_app
@@ -748,58 +784,38 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        """Read every setting of :data:`SETTINGS` from ``env`` (default: the process environment)."""
+        """Read every setting of :data:`SETTINGS` from ``env`` (default: the process environment).
+
+        The plain settings are read by their declarations; the few marked ``custom`` (keys, URLs,
+        templates, rates bounded by another setting) are parsed by the helpers below. Settings that
+        must agree with each other are checked once all are read, and production refuses demo values.
+        """
         env = os.environ if env is None else env
         values = {s.field: s.read(env) for s in SETTINGS if not s.custom}
-        by_name = SETTINGS_BY_NAME
-        pii_keys = parse_pii_keys(by_name["PII_KEYS"].read(env))
-        active = by_name["PII_ACTIVE_KEY_ID"].read(env) or next(iter(reversed(pii_keys)))
-        if active not in pii_keys:
-            raise ConfigError(f"PII_ACTIVE_KEY_ID {active!r} is not one of PII_KEYS")
-        try:
-            hash_key = base64.b64decode(by_name["PII_HASH_KEY"].read(env), validate=True)
-        except ValueError:
-            raise ConfigError("PII_HASH_KEY is not valid base64") from None
-        if len(hash_key) < 32:
-            raise ConfigError("PII_HASH_KEY must decode to at least 32 bytes")
-        base_url = by_name["WECHAT_API_BASE_URL"].read(env).rstrip("/")
-        if urlparse(base_url).scheme not in {"http", "https"}:
-            raise ConfigError("WECHAT_API_BASE_URL must be an http(s) URL")
-        try:
-            templates = load_templates(
-                by_name["WECHAT_TEMPLATES"].read(env) or None,
-                by_name["WECHAT_TEMPLATES_FILE"].read(env) or None,
-            )
-        except TemplateConfigError as exc:
-            raise ConfigError(f"subscribe-message templates: {exc}") from None
-        send_rate = values["wechat_send_rate_per_minute"]
-        broadcast = by_name["BROADCAST_RATE_PER_MINUTE"]
         config = cls(
             **values,
-            pii_keys=pii_keys,
-            pii_active_key_id=active,
-            pii_hash_key=hash_key,
-            wechat_api_base_url=base_url,
-            wechat_templates=templates,
-            log_level=by_name["LOG_LEVEL"].read(env).upper(),
+            **_pii_settings(env),
+            **_wechat_settings(env),
+            log_level=SETTINGS_BY_NAME["LOG_LEVEL"].read(env).upper(),
             redis_sentinels=_host_ports(env, "REDIS_SENTINELS"),
             map_tile_url=_tile_url(env),
-            # The fan-out never outpaces the sending rate.
-            broadcast_rate_per_minute=min(
-                _int(env, broadcast.name, min(broadcast.default, send_rate), minimum=1), send_rate
-            ),
+            broadcast_rate_per_minute=_broadcast_rate(env, values["wechat_send_rate_per_minute"]),
         )
-        if config.sealed_delay_min_seconds > config.sealed_delay_max_seconds:
-            raise ConfigError("SEALED_DELAY_MIN_SECONDS must not exceed SEALED_DELAY_MAX_SECONDS")
-        if config.volunteer_min_age > config.volunteer_max_age:
-            raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
-        if config.dispatch_no_show_weight < 0:
-            raise ConfigError("DISPATCH_NO_SHOW_WEIGHT must not be negative")
-        if not config.volunteer_number_prefix.isalnum():
-            raise ConfigError("VOLUNTEER_NUMBER_PREFIX must be letters and digits only")
+        config.check_consistency()
         if config.is_production:
             config.check_production()
         return config
+
+    def check_consistency(self) -> None:
+        """Refuse settings that contradict each other."""
+        if self.sealed_delay_min_seconds > self.sealed_delay_max_seconds:
+            raise ConfigError("SEALED_DELAY_MIN_SECONDS must not exceed SEALED_DELAY_MAX_SECONDS")
+        if self.volunteer_min_age > self.volunteer_max_age:
+            raise ConfigError("VOLUNTEER_MIN_AGE must not exceed VOLUNTEER_MAX_AGE")
+        if self.dispatch_no_show_weight < 0:
+            raise ConfigError("DISPATCH_NO_SHOW_WEIGHT must not be negative")
+        if not self.volunteer_number_prefix.isalnum():
+            raise ConfigError("VOLUNTEER_NUMBER_PREFIX must be letters and digits only")
 
     def check_production(self) -> None:
         """Refuse demo secrets and a local fake WeChat in production."""

@@ -1,7 +1,7 @@
 """Participation review benchmark (issue 8): the district dashboard on a city's data.
 
 Nine districts of 8 streets × 10 communities under the benchmark city are filled by the data
-generator (:mod:`yijing.services.datagen`), one ninth of the city's data in each, over the last
+generator (:mod:`yijing.demo.datagen`), one ninth of the city's data in each, over the last
 365 days. The city-wide sizes come from ``BENCH_REPORT_USERS`` / ``_VOLUNTEERS`` /
 ``_ASSIGNMENTS`` / ``_CLUES``; the defaults are a tenth of Baotou (185,000 / 20,000 / 500,000 /
 200,000); the city's own scale is 1,850,000 / 200,000 / 5,000,000 / 2,000,000 (see
@@ -73,9 +73,10 @@ def seed(progress: Any = None) -> dict[str, Any]:
     """Tree, data and rollups (idempotent); returns the measured district and timings."""
     from sqlalchemy import func, select
 
+    from yijing.demo import datagen
     from yijing.extensions import db
     from yijing.models import Jurisdiction, Volunteer
-    from yijing.services import datagen, jurisdictions, rollups
+    from yijing.services import jurisdictions, rollups
 
     jurisdictions.import_nodes(_tree())
     district = jurisdictions.get_by_key("bench-rpt-d0")

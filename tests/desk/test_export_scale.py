@@ -19,10 +19,10 @@ VOLUNTEERS = 200_000
 
 
 def test_a_roster_of_200000_volunteers_exports_in_the_background(client, app, tree, staff, run_jobs):
+    from yijing.demo import datagen
     from yijing.extensions import db
     from yijing.models import Jurisdiction, Volunteer, VolunteerStatus
     from yijing.models.volunteer import CATEGORY_LABELS
-    from yijing.services import datagen
     from yijing.services.volunteers import STATUS_LABELS
 
     with app.app_context():

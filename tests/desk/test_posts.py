@@ -186,10 +186,10 @@ def test_alert_is_pushed_to_the_residents_of_its_district_once(app, client, tree
 def test_city_wide_alert_reaches_every_resident_in_batches(app, client, tree, staff, monkeypatch):
     from yijing.extensions import db
     from yijing.models import Notification
-    from yijing.services import feed as feed_service
+    from yijing.services.feed import publication
 
-    monkeypatch.setattr(feed_service, "ALERT_BATCH", 2)
-    monkeypatch.setattr(feed_service, "ALERT_BATCHES_PER_JOB", 1)
+    monkeypatch.setattr(publication, "ALERT_BATCH", 2)
+    monkeypatch.setattr(publication, "ALERT_BATCHES_PER_JOB", 1)
     city_desk = staff("desk-city", "desk", "150200")
     users = [
         _resident(app, f"u{i}", key, tree)

@@ -28,8 +28,8 @@ def dataset(app, tree):
     """Generated volunteers, teams, tasks, assignments, points and clues, rolled up by the worker job."""
     with app.app_context():
         from workers import reports as report_jobs
+        from yijing.demo import datagen
         from yijing.extensions import db
-        from yijing.services import datagen
 
         result = datagen.generate(150, 700, 250, days=30, seed=7)
         assert result.assignments == 700 and result.clues == 250
@@ -716,10 +716,11 @@ def test_a_late_outcome_counts_on_its_own_day_and_old_days_stay_equal_to_the_raw
     from sqlalchemy import update
 
     from workers import reports as report_jobs
+    from yijing.demo import datagen
     from yijing.extensions import db
     from yijing.models import Clue, DailyStat
     from yijing.models.base import utcnow
-    from yijing.services import datagen, rollups
+    from yijing.services import rollups
     from yijing.services.rollups import local_day, local_today
 
     with app.app_context():

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 
 def test_generated_data_looks_like_what_the_service_records(app, tree):
+    from yijing.demo import datagen
     from yijing.extensions import db
     from yijing.models import (
         Assignment,
@@ -22,7 +23,6 @@ def test_generated_data_looks_like_what_the_service_records(app, tree):
         User,
         Volunteer,
     )
-    from yijing.services import datagen
 
     with app.app_context():
         result = datagen.generate(300, 2500, 300, days=30, seed=8)

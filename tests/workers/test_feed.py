@@ -33,7 +33,7 @@ def _db_counts(app, post_id):
 
 def test_a_flush_that_dies_after_its_commit_is_not_applied_twice(app, client, post_id, monkeypatch):
     from workers import feed as feed_jobs
-    from yijing.services import feed as feed_service
+    from yijing.services.feed import counters
 
     _views(client, post_id, 4)
 
@@ -41,7 +41,7 @@ def test_a_flush_that_dies_after_its_commit_is_not_applied_twice(app, client, po
         raise RuntimeError("worker killed")
 
     with app.app_context(), monkeypatch.context() as patch:
-        patch.setattr(feed_service, "_release", crash)
+        patch.setattr(counters, "_release", crash)
         with pytest.raises(RuntimeError):
             feed_jobs.flush_counters()
     assert _db_counts(app, post_id)[0] == 4
@@ -56,11 +56,11 @@ def test_a_flush_that_dies_after_its_commit_is_not_applied_twice(app, client, po
 
 def test_a_flush_that_dies_before_its_commit_loses_nothing(app, client, post_id):
     from workers import feed as feed_jobs
-    from yijing.services import feed as feed_service
+    from yijing.services.feed import counters
 
     _views(client, post_id, 3)
     with app.app_context():
-        assert feed_service._claim("views") is not None  # claimed, then the worker died
+        assert counters._claim("views") is not None  # claimed, then the worker died
     _views(client, post_id, 2)
     assert client.get(f"/api/v1/feed/{post_id}").get_json()["view_count"] == 6
     with app.app_context():

@@ -17,6 +17,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from yijing.actor import Actor
+from yijing.demo import datagen
 from yijing.extensions import db
 from yijing.models import Jurisdiction, User, Volunteer
 from yijing.models.base import utcnow
@@ -26,7 +27,6 @@ from yijing.services import (
     auth,
     clues,
     comments,
-    datagen,
     duty,
     feed,
     jurisdictions,

@@ -49,7 +49,7 @@ from yijing.services.outbox import urgent_lease
 from yijing.wechat.errors import WeChatError, WeChatRateLimited, WeChatUnavailable
 from yijing.wechat.gateway import TOKEN_ERRCODES
 from yijing.wechat.send_rate import SendRateLimiter
-from yijing.wechat.templates import Template
+from yijing.wechat.templates import Template, TemplateRegistry
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +203,49 @@ def _refund_one_time(user_id: int, template_id: str, executor: Executor | None =
 
 
 def _prepare(claimed: Sequence[int]) -> tuple[list[_Send], dict[str, list[int]]]:
-    """Decide each claimed row: what to send, or why it stays in the inbox. Commits."""
-    config = settings()
-    registry = config.wechat_templates
-    rows = db.session.execute(
+    """Decide each claimed row: what to send, or why it stays in the inbox. Commits.
+
+    A row is sent when its kind has a template, its user can receive (an openid, active) and the
+    user's consent allows it (a long-term template's standing consent, or one one-time consent
+    reserved now and kept on the row); otherwise it ends ``inbox_only`` with the reason.
+    """
+    registry = settings().wechat_templates
+    rows = _claimed_rows(claimed)
+    cancelled = _cancelled_broadcasts(rows)
+    long_term_ids = {t.template_id for t in registry.templates.values() if t.long_term}
+    accepted_long_term = _long_term_consents(rows, registry)
+
+    to_send: list[_Send] = []
+    inbox: dict[str, list[int]] = defaultdict(list)
+    reserved: dict[str, list[int]] = defaultdict(list)
+    stale: list[int] = []
+    for row in rows:
+        template = registry.for_kind(row.kind)
+        if row.template_id and (template is None or row.template_id != template.template_id):
+            # A reservation made under another configuration: give it back before deciding anew.
+            if row.template_id not in long_term_ids:
+                _refund_one_time(row.user_id, row.template_id)
+            stale.append(row.id)
+            row_reserved = False
+        else:
+            row_reserved = bool(row.template_id)
+        reason = _inbox_reason(row, template, row_reserved, cancelled, accepted_long_term)
+        if reason:
+            if row_reserved and template is not None and not template.long_term:
+                _refund_one_time(row.user_id, template.template_id)
+            inbox[reason].append(row.id)
+            continue
+        assert template is not None and row.openid
+        if not row_reserved:
+            reserved[template.template_id].append(row.id)
+        to_send.append(_send_of(row, template))
+    _store_decisions(stale, reserved, inbox)
+    return to_send, dict(inbox)
+
+
+def _claimed_rows(claimed: Sequence[int]) -> Sequence[Any]:
+    """The claimed notifications with what deciding needs of their users, in id order."""
+    return db.session.execute(
         select(
             Notification.id,
             Notification.user_id,
@@ -225,71 +264,65 @@ def _prepare(claimed: Sequence[int]) -> tuple[list[_Send], dict[str, list[int]]]
         .where(Notification.id.in_(list(claimed)))
         .order_by(Notification.id)
     ).all()
-    cancelled = _cancelled_broadcasts(rows)
-    long_term_ids = {t.template_id for t in registry.templates.values() if t.long_term}
-    wanted = {(r.user_id, t.template_id) for r in rows if (t := registry.for_kind(r.kind)) and t.long_term}
-    accepted_long_term: set[tuple[int, str]] = set()
-    if wanted:
-        accepted_long_term = {
-            (c.user_id, c.template_id)
-            for c in db.session.execute(
-                select(SubscriptionConsent.user_id, SubscriptionConsent.template_id).where(
-                    SubscriptionConsent.user_id.in_({u for u, _ in wanted}),
-                    SubscriptionConsent.template_id.in_({t for _, t in wanted}),
-                    SubscriptionConsent.last_answer == ConsentAnswer.ACCEPT,
-                )
-            )
-        }
 
-    to_send: list[_Send] = []
-    inbox: dict[str, list[int]] = defaultdict(list)
-    reserved: dict[str, list[int]] = defaultdict(list)
-    stale: list[int] = []
-    for row in rows:
-        template = registry.for_kind(row.kind)
-        if row.template_id and (template is None or row.template_id != template.template_id):
-            # A reservation made under another configuration: give it back before deciding anew.
-            if row.template_id not in long_term_ids:
-                _refund_one_time(row.user_id, row.template_id)
-            stale.append(row.id)
-            row_reserved = False
-        else:
-            row_reserved = bool(row.template_id)
-        if isinstance(row.data, dict) and row.data.get("broadcast_id") in cancelled:
-            reason = REASON_CANCELLED
-        elif template is None:
-            reason = REASON_NO_TEMPLATE
-        elif not row.openid or not row.is_active:
-            reason = REASON_NO_OPENID
-        elif template.long_term:
-            reason = "" if (row.user_id, template.template_id) in accepted_long_term else REASON_NO_CONSENT
-        elif row_reserved:
-            reason = ""
-        else:
-            reason = "" if _reserve_one_time(row.user_id, template.template_id) else REASON_NO_CONSENT
-        if reason:
-            if row_reserved and template is not None and not template.long_term:
-                _refund_one_time(row.user_id, template.template_id)
-            inbox[reason].append(row.id)
-            continue
-        assert template is not None and row.openid
-        if not row_reserved:
-            reserved[template.template_id].append(row.id)
-        data = row.data if isinstance(row.data, dict) else {}
-        to_send.append(
-            _Send(
-                id=row.id,
-                user_id=row.user_id,
-                openid=row.openid,
-                template=template,
-                one_time=not template.long_term,
-                data=template.render(
-                    title=row.title, body=row.body, data=data, created_at=row.created_at, kind=row.kind
-                ),
-                page=row.page or template.page,
-                attempts=row.attempts,
+
+def _long_term_consents(rows: Sequence[Any], registry: TemplateRegistry) -> set[tuple[int, str]]:
+    """(user, template) pairs among the rows' long-term templates that the user last accepted."""
+    wanted = {(r.user_id, t.template_id) for r in rows if (t := registry.for_kind(r.kind)) and t.long_term}
+    if not wanted:
+        return set()
+    return {
+        (c.user_id, c.template_id)
+        for c in db.session.execute(
+            select(SubscriptionConsent.user_id, SubscriptionConsent.template_id).where(
+                SubscriptionConsent.user_id.in_({u for u, _ in wanted}),
+                SubscriptionConsent.template_id.in_({t for _, t in wanted}),
+                SubscriptionConsent.last_answer == ConsentAnswer.ACCEPT,
             )
         )
+    }
+
+
+def _inbox_reason(
+    row: Any,
+    template: Template | None,
+    row_reserved: bool,
+    cancelled: set[int],
+    accepted_long_term: set[tuple[int, str]],
+) -> str:
+    """Why the row stays in the inbox ("" to send it); reserves a one-time consent when it may send."""
+    if isinstance(row.data, dict) and row.data.get("broadcast_id") in cancelled:
+        return REASON_CANCELLED
+    if template is None:
+        return REASON_NO_TEMPLATE
+    if not row.openid or not row.is_active:
+        return REASON_NO_OPENID
+    if template.long_term:
+        return "" if (row.user_id, template.template_id) in accepted_long_term else REASON_NO_CONSENT
+    if row_reserved:
+        return ""
+    return "" if _reserve_one_time(row.user_id, template.template_id) else REASON_NO_CONSENT
+
+
+def _send_of(row: Any, template: Template) -> _Send:
+    """What to send for a row: the template's fields rendered from the notification."""
+    data = row.data if isinstance(row.data, dict) else {}
+    return _Send(
+        id=row.id,
+        user_id=row.user_id,
+        openid=row.openid,
+        template=template,
+        one_time=not template.long_term,
+        data=template.render(
+            title=row.title, body=row.body, data=data, created_at=row.created_at, kind=row.kind
+        ),
+        page=row.page or template.page,
+        attempts=row.attempts,
+    )
+
+
+def _store_decisions(stale: list[int], reserved: dict[str, list[int]], inbox: dict[str, list[int]]) -> None:
+    """Keep each new reservation on its row (forget stale ones), finish the inbox rows; commit."""
     for template_id, ids in [(None, stale), *reserved.items()]:
         if ids:
             db.session.execute(
@@ -301,10 +334,6 @@ def _prepare(claimed: Sequence[int]) -> tuple[list[_Send], dict[str, list[int]]]
     for reason, ids in inbox.items():
         _finish(ids, status=NotificationStatus.INBOX_ONLY, last_error=reason, template_id=None)
     db.session.commit()
-    return to_send, dict(inbox)
-
-
-# -- sending --
 
 
 def _backoff(config: Config, attempts: int) -> int:
@@ -341,6 +370,25 @@ def _record_success(item: _Send, result: dict[str, Any], now: datetime, conn: Co
 def _record_failure(
     item: _Send, exc: WeChatError, now: datetime, report: BatchReport, conn: Connection
 ) -> None:
+    """Record what WeChat's refusal of one send means for the row and the user's consent.
+
+    Three outcomes, decided in this order:
+
+    * **no consent** (errcode 43101): WeChat has no subscription left for the user, whatever our
+      count said. The row ends ``inbox_only`` (the user still reads it in the app), the count is
+      set to zero and a long-term consent is marked rejected, so no later row is tried in vain.
+      Nothing is refunded: WeChat consumed nothing and our count was wrong, not spent.
+    * **transient** (rate limit, a 5xx, a timeout, an expired token) with attempts left
+      (``NOTIFY_MAX_ATTEMPTS``): the row stays ``pending`` with ``next_attempt_at`` after an
+      exponential backoff (at least :data:`RATE_PAUSE_SECONDS` when rate-limited), and
+      ``sweep_after`` a grace later so the sweeper finds it if the delayed job is lost. The
+      reservation is kept on the row for the retry.
+    * **final** (a permanent error, or transient ones that used up the attempts): ``failed`` with
+      the reason, and a reserved one-time consent is given back, since no message reached the user.
+
+    The row is written before the consent: were the worker to die in between, a consent would be
+    under-counted (one message fewer), never over-counted (more messages than the user agreed to).
+    """
     config = settings()
     attempts = item.attempts + 1
     common = {

@@ -17,7 +17,7 @@ import io
 import logging
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -45,6 +45,12 @@ FORMATS: dict[str, tuple[str, str]] = {
 JPEG_QUALITY = 85
 WEBP_QUALITY = 85
 URL_PREFIX = "/api/v1/media/"
+
+#: Who may see a photo of a purpose other than the feed: ``rule(media_id, principal, tracking_code)``.
+#: The service that owns the purpose registers its rule when it is imported (clues does, for clue
+#: photos), so that media, which clues uses to store photos, never imports clues (no cycle).
+ViewerRule = Callable[[int, "Principal | None", "str | None"], bool]
+_VIEWERS: dict[MediaPurpose, ViewerRule] = {}
 
 
 class FileTooLarge(DomainError):
@@ -286,6 +292,11 @@ def take(
     return [found[k] for k in keys]
 
 
+def register_viewer(purpose: MediaPurpose, rule: ViewerRule) -> None:
+    """Declare who may see a photo of ``purpose`` (nobody but its uploader until a rule is registered)."""
+    _VIEWERS[purpose] = rule
+
+
 def content_url(media: Media) -> str:
     """Where the API serves the image (authorised per request for clue photos)."""
     return URL_PREFIX + media.key
@@ -303,9 +314,8 @@ def _may_see(media: Media, principal: Principal | None, tracking_code: str | Non
         return True
     if principal is not None and media.owner_id == principal.user_id:
         return True
-    from yijing.services import clues
-
-    return clues.may_see_photo(media.id, principal, tracking_code)
+    rule = _VIEWERS.get(media.purpose)
+    return rule is not None and rule(media.id, principal, tracking_code)
 
 
 def content(principal: Principal | None, key: str, tracking_code: str | None = None) -> tuple[Media, bytes]:

@@ -289,6 +289,21 @@ def _volunteer_snapshot(groups: _Groups) -> dict[int | None, dict[str, Any]]:
 def _assemble(
     node: Jurisdiction, sums: Sums, activity: tuple[int, int, int], snapshot: dict[str, Any]
 ) -> dict[str, Any]:
+    """One node's report for a period, built from figures already summed (no query here).
+
+    ``sums`` holds the period's ``daily_stats`` totals of the node's own rows ({metric: {dimension:
+    value}}; a node's rows already include its whole subtree, see ``rollups``), ``activity`` the
+    (active, active in the previous period, active in both) volunteer counts and ``snapshot`` the
+    volunteers by status and category now. Kept apart from the queries so that the node and all its
+    children are assembled from one query per figure (:func:`figures_with_children`).
+
+    Rates are computed here, over the right denominator, and are None when it is zero (not 0, so a
+    leader can tell "nothing happened" from "nobody came"): completion and fill over the tasks that
+    ended (completed + unserved; cancelled tasks are counted apart), no-shows over the people
+    expected (check-ins + no-shows), retention over the previous period's active volunteers, the
+    valid share over the clues given a verdict. The median answer time is read off the minute
+    histogram ``clue_answer_min`` without expanding it.
+    """
     active, active_previous, retained = activity
     published = _total(sums, "task_published")
     completed, unserved = _total(sums, "task_completed"), _total(sums, "task_unserved")
@@ -574,6 +589,16 @@ def series_points(node: Jurisdiction, first: date, last: date, granularity: str)
 
 
 def coverage_rows(node: Jurisdiction) -> dict[str, Any]:
+    """Which communities under ``node`` meet the city's goal "一村（社区）一警一队伍", and why not.
+
+    The goal is one liaison police officer and one volunteer team in every village or community.
+    A community is covered when it has a team, the team has a liaison officer and a captain, and at
+    least ``COVERAGE_MIN_ACTIVE_VOLUNTEERS`` distinct volunteers served there (a ``volunteer_days``
+    row in that community) in the last :data:`ACTIVE_WINDOW_DAYS` days up to today in Baotou: a
+    team on paper with nobody patrolling does not count. Each community that falls short carries
+    every reason in Chinese, so a leader knows what to fix; the share is None when there is no
+    community under the node. Three queries whatever the number of communities.
+    """
     minimum = settings().coverage_min_active_volunteers
     today = local_today()
     window_first = today - timedelta(days=ACTIVE_WINDOW_DAYS - 1)

@@ -129,40 +129,76 @@ def _ancestry() -> Ancestry:
     }
 
 
-def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
-    start, end = day_bounds(day)
-    stats: dict[tuple[int, str, str], int] = {}
+class _Day:
+    """The figures of one Baotou day being counted: ``add`` sums a value under (node, metric, dimension)."""
 
-    def add(jid: int, metric: str, dim: str | None, value: int | None) -> None:
+    def __init__(self, day: date) -> None:
+        self.day = day
+        self.start, self.end = day_bounds(day)
+        self.stats: dict[tuple[int, str, str], int] = {}
+
+    def add(self, jid: int, metric: str, dim: str | None, value: int | None) -> None:
         if value:
             key = (jid, metric, dim or "")
-            stats[key] = stats.get(key, 0) + int(value)
+            self.stats[key] = self.stats.get(key, 0) + int(value)
 
-    def within(column: Any) -> Any:
-        return (column >= start) & (column < end)
+    def within(self, column: Any) -> Any:
+        return (column >= self.start) & (column < self.end)
 
-    one = literal(1)
+    def closed(self) -> Any:
+        """Tasks closed on the day (their window over: completed or unserved)."""
+        return Task.status.in_(ENDED_STATUSES) & self.within(Task.closed_at)
+
+    def ended(self) -> Any:
+        """Tasks closed on the day and published tasks cancelled on the day."""
+        cancelled = (
+            (Task.status == TaskStatus.CANCELLED)
+            & self.within(Task.cancelled_at)
+            & Task.published_at.is_not(None)
+        )
+        return self.closed() | cancelled
+
+
+_ONE = literal(1)
+_DONE = Assignment.status == AssignmentStatus.COMPLETED
+
+
+def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
+    """The rows that hold ``day``'s figures: ``daily_stats`` rows and per-volunteer service rows.
+
+    Each figure is counted once, on the day its fact became final (a task's window closed, a clue
+    closed, a volunteer first approved, a first answer given), so a past day's rows never change
+    and the reports add up days without counting anything twice. A figure counts for its node and
+    every ancestor (see :func:`_subtree_totals`), so any node's figure is read from its own rows.
+    """
+    figures = _Day(day)
+    _task_figures(figures)
+    _assignment_figures(figures)
+    _volunteer_figures(figures)
+    _clue_figures(figures)
+    _answer_figures(figures)
+    _dispatch_figures(figures)
+    return _subtree_totals(figures, ancestry), _volunteer_rows(figures)
+
+
+def _task_figures(f: _Day) -> None:
+    """Tasks scheduled on the day, and those that ended on it (completed, unserved, filled, cancelled)."""
     # Scheduled: published tasks whose window starts on the day (a task is published before its
     # window starts and its window never moves once published, so a past day never gains one).
     for jid, kind, count in db.session.execute(
         select(Task.jurisdiction_id, Task.kind, func.count())
-        .where(within(Task.starts_at), Task.published_at.is_not(None))
+        .where(f.within(Task.starts_at), Task.published_at.is_not(None))
         .group_by(Task.jurisdiction_id, Task.kind)
     ):
-        add(jid, "task_published", kind, count)
+        f.add(jid, "task_published", kind, count)
 
     # Ended: tasks closed on the day (their window over: completed or unserved) and published
     # tasks cancelled on the day, with the assignments as the close left them (final by then).
-    closed = Task.status.in_(ENDED_STATUSES) & within(Task.closed_at)
-    cancelled = (
-        (Task.status == TaskStatus.CANCELLED) & within(Task.cancelled_at) & Task.published_at.is_not(None)
-    )
-    ended = closed | cancelled
-    done = Assignment.status == AssignmentStatus.COMPLETED
+    closed = f.closed()
     served_per_task = (
         select(Assignment.task_id, func.count().label("served"))
         .join(Task, Task.id == Assignment.task_id)
-        .where(closed, done)
+        .where(closed, _DONE)
         .group_by(Assignment.task_id)
         .subquery()
     )
@@ -170,78 +206,91 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
         select(
             Task.jurisdiction_id,
             Task.kind,
-            func.sum(case((Task.status == TaskStatus.COMPLETED, one), else_=0)),
-            func.sum(case((Task.status == TaskStatus.UNSERVED, one), else_=0)),
+            func.sum(case((Task.status == TaskStatus.COMPLETED, _ONE), else_=0)),
+            func.sum(case((Task.status == TaskStatus.UNSERVED, _ONE), else_=0)),
             func.sum(
                 case(
-                    (closed & (func.coalesce(served_per_task.c.served, 0) >= Task.slots), one),
+                    (closed & (func.coalesce(served_per_task.c.served, 0) >= Task.slots), _ONE),
                     else_=0,
                 )
             ),
-            func.sum(case((Task.status == TaskStatus.CANCELLED, one), else_=0)),
+            func.sum(case((Task.status == TaskStatus.CANCELLED, _ONE), else_=0)),
         )
         .outerjoin(served_per_task, served_per_task.c.task_id == Task.id)
-        .where(ended)
+        .where(f.ended())
         .group_by(Task.jurisdiction_id, Task.kind)
     ):
-        add(jid, "task_completed", kind, completed)
-        add(jid, "task_unserved", kind, unserved)
-        add(jid, "task_filled", kind, filled)
-        add(jid, "task_cancelled", kind, n_cancelled)
+        f.add(jid, "task_completed", kind, completed)
+        f.add(jid, "task_unserved", kind, unserved)
+        f.add(jid, "task_filled", kind, filled)
+        f.add(jid, "task_cancelled", kind, n_cancelled)
 
+
+def _assignment_figures(f: _Day) -> None:
+    """Check-ins, no-shows, people served and minutes of service of the tasks ended on the day."""
     assignment_rows = db.session.execute(
         select(
             Task.jurisdiction_id,
             Task.kind,
-            func.sum(case((Assignment.checkin_at.is_not(None), one), else_=0)),
-            func.sum(case((Assignment.status == AssignmentStatus.NO_SHOW, one), else_=0)),
-            func.sum(case((done, one), else_=0)),
-            func.sum(case((done, func.coalesce(Assignment.service_minutes, 0)), else_=0)),
+            func.sum(case((Assignment.checkin_at.is_not(None), _ONE), else_=0)),
+            func.sum(case((Assignment.status == AssignmentStatus.NO_SHOW, _ONE), else_=0)),
+            func.sum(case((_DONE, _ONE), else_=0)),
+            func.sum(case((_DONE, func.coalesce(Assignment.service_minutes, 0)), else_=0)),
         )
         .join(Task, Task.id == Assignment.task_id)
-        .where(ended)
+        .where(f.ended())
         .group_by(Task.jurisdiction_id, Task.kind)
     )
     for jid, kind, checkins, no_shows, served, minutes in assignment_rows:
-        add(jid, "checkins", kind, checkins)
-        add(jid, "no_shows", kind, no_shows)
-        add(jid, "served", kind, served)
-        add(jid, "service_minutes", kind, minutes)
+        f.add(jid, "checkins", kind, checkins)
+        f.add(jid, "no_shows", kind, no_shows)
+        f.add(jid, "served", kind, served)
+        f.add(jid, "service_minutes", kind, minutes)
 
-    # Newly approved: first approved on the day, whatever became of them since.
+
+def _volunteer_figures(f: _Day) -> None:
+    """Newly approved: first approved on the day, whatever became of them since."""
     for jid, category, count in db.session.execute(
         select(Volunteer.jurisdiction_id, Volunteer.category, func.count())
-        .where(within(Volunteer.approved_at))
+        .where(f.within(Volunteer.approved_at))
         .group_by(Volunteer.jurisdiction_id, Volunteer.category)
     ):
-        add(jid, "vol_approved", category, count)
+        f.add(jid, "vol_approved", category, count)
 
+
+def _clue_figures(f: _Day) -> None:
+    """Clues reported on the day, and the outcomes of those closed on it."""
     for jid, category, count in db.session.execute(
         select(Clue.jurisdiction_id, Clue.category, func.count())
-        .where(within(Clue.created_at))
+        .where(f.within(Clue.created_at))
         .group_by(Clue.jurisdiction_id, Clue.category)
     ):
-        add(jid, "clue_reported", category, count)
+        f.add(jid, "clue_reported", category, count)
     # Outcomes: clues closed on the day, by the status they closed with (a closed clue never
     # moves again); judged = resolved with a verdict on its validity.
     for jid, status, valid, count in db.session.execute(
         select(Clue.jurisdiction_id, Clue.status, Clue.valid, func.count())
-        .where(within(Clue.closed_at), Clue.status.not_in(CLUE_OPEN_STATUSES))
+        .where(f.within(Clue.closed_at), Clue.status.not_in(CLUE_OPEN_STATUSES))
         .group_by(Clue.jurisdiction_id, Clue.status, Clue.valid)
     ):
-        add(jid, "clue_outcome", status, count)
+        f.add(jid, "clue_outcome", status, count)
         if valid is not None:
-            add(jid, "clue_judged", "", count)
+            f.add(jid, "clue_judged", "", count)
         if valid:
-            add(jid, "clue_valid", "", count)
+            f.add(jid, "clue_valid", "", count)
 
-    # First public answers given on the day (the first staff step with a note the reporter sees,
-    # or the first desk message), in whole minutes from the report.
+
+def _answer_figures(f: _Day) -> None:
+    """First public answers given on the day, in whole minutes from the report.
+
+    The first answer is the first staff step with a note the reporter sees, or the first desk
+    message, whichever came first.
+    """
     public_step = ClueEvent.public_note.is_not(None) & ClueEvent.actor_id.is_not(None)
     desk_message = ClueMessage.sender == MessageSender.DESK
     answered_today = union_all(
-        select(ClueEvent.clue_id).where(within(ClueEvent.created_at), public_step),
-        select(ClueMessage.clue_id).where(within(ClueMessage.created_at), desk_message),
+        select(ClueEvent.clue_id).where(f.within(ClueEvent.created_at), public_step),
+        select(ClueMessage.clue_id).where(f.within(ClueMessage.created_at), desk_message),
     ).subquery()
     candidates = select(answered_today.c.clue_id)
     answers = union_all(
@@ -257,14 +306,16 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
         .join(answers, answers.c.clue_id == Clue.id)
         .group_by(Clue.id, Clue.jurisdiction_id, Clue.created_at)
     ):
-        if not start <= _aware(answered) < end:
+        if not f.start <= _aware(answered) < f.end:
             continue  # answered before this day: counted on its first answer's day
         minutes = max(0, int((_aware(answered) - _aware(created)).total_seconds() // 60))
-        add(jid, "clue_answer_min", str(minutes), 1)
+        f.add(jid, "clue_answer_min", str(minutes), 1)
 
-    # Nearby dispatches ended on the day: from the first ring to the first acceptance /
-    # check-in, whole seconds.
-    nearby = ended & (Task.dispatch_mode == DispatchMode.NEARBY)
+
+def _dispatch_figures(f: _Day) -> None:
+    """Nearby dispatches ended on the day: from the first ring to the first acceptance / check-in,
+    whole seconds."""
+    nearby = f.ended() & (Task.dispatch_mode == DispatchMode.NEARBY)
     first_ring = (
         select(DispatchRing.task_id, func.min(DispatchRing.created_at).label("sent"))
         .join(Task, Task.id == DispatchRing.task_id)
@@ -289,27 +340,41 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
         .join(Task, Task.id == first_ring.c.task_id)
         .outerjoin(firsts, firsts.c.task_id == first_ring.c.task_id)
     ):
-        add(jid, "nearby_dispatched", "", 1)
+        f.add(jid, "nearby_dispatched", "", 1)
         if accepted is not None:
-            add(jid, "resp_accept_s", str(max(0, int((_aware(accepted) - _aware(sent)).total_seconds()))), 1)
+            f.add(
+                jid, "resp_accept_s", str(max(0, int((_aware(accepted) - _aware(sent)).total_seconds()))), 1
+            )
         if checkin is not None:
-            add(jid, "resp_checkin_s", str(max(0, int((_aware(checkin) - _aware(sent)).total_seconds()))), 1)
+            f.add(
+                jid, "resp_checkin_s", str(max(0, int((_aware(checkin) - _aware(sent)).total_seconds()))), 1
+            )
 
-    # Every figure counts for its node and for each of the node's ancestors: a node's row is the
-    # total of its whole subtree, so a figure of any node is read from that node's rows alone.
+
+def _seconds(since: datetime, until: datetime) -> int:
+    """Whole seconds from ``since`` to ``until`` (never negative)."""
+    return max(0, int((_aware(until) - _aware(since)).total_seconds()))
+
+
+def _subtree_totals(f: _Day, ancestry: Ancestry) -> list[dict]:
+    """Every figure counts for its node and for each of the node's ancestors: a node's row is the
+    total of its whole subtree, so a figure of any node is read from that node's rows alone."""
     totals: dict[tuple[int, str, str], int] = defaultdict(int)
-    for (jid, metric, dim), value in stats.items():
+    for (jid, metric, dim), value in f.stats.items():
         for node_id in ancestry.get(jid, (jid,)):
             totals[(node_id, metric, dim)] += value
-    stat_rows = [
-        {"jurisdiction_id": jid, "day": day, "metric": metric, "dimension": dim, "value": value}
+    return [
+        {"jurisdiction_id": jid, "day": f.day, "metric": metric, "dimension": dim, "value": value}
         for (jid, metric, dim), value in totals.items()
     ]
-    # Service per volunteer on the day its task ended, keyed to the volunteer's community.
-    volunteer_rows = [
+
+
+def _volunteer_rows(f: _Day) -> list[dict]:
+    """Service per volunteer on the day its task ended, keyed to the volunteer's community."""
+    return [
         {
             "volunteer_id": vid,
-            "day": day,
+            "day": f.day,
             "community_id": community_id,
             "completed": completed,
             "service_minutes": int(minutes or 0),
@@ -323,11 +388,10 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
             )
             .join(Task, Task.id == Assignment.task_id)
             .join(Volunteer, Volunteer.id == Assignment.volunteer_id)
-            .where(ended, done)
+            .where(f.ended(), _DONE)
             .group_by(Assignment.volunteer_id, Volunteer.community_id)
         )
     ]
-    return stat_rows, volunteer_rows
 
 
 # Key space of the advisory locks that serialise rebuilds of one day (the second key is the day).

@@ -333,3 +333,32 @@ class ServiceTotalsSchema(Schema):
     service_minutes = fields.Integer(dump_only=True)
     service_hours = fields.Float(dump_only=True)
     points = fields.Integer(dump_only=True, metadata={"description": "完成任务获得的积分"})
+
+
+class MessageReplySchema(Schema):
+    """An answer on a message to the police, as the resident and the desk see it."""
+
+    id = fields.Integer(dump_only=True)
+    body = fields.String(dump_only=True)
+    author_name = fields.String(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class MessageSchema(Schema):
+    """A message to the police (留言) with its answers: the mini-program's view, which the desk extends."""
+
+    id = fields.Integer(dump_only=True)
+    body = fields.String(dump_only=True)
+    status = fields.String(
+        dump_only=True, metadata={"description": "new 待回复 / answered 已回复 / closed 已关闭"}
+    )
+    status_label = label_of("message_status", "status")
+    publish_consent = fields.Boolean(dump_only=True)
+    district = fields.Nested(JurisdictionSummarySchema, dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    answered_at = fields.DateTime(dump_only=True, allow_none=True)
+    closed_at = fields.DateTime(dump_only=True, allow_none=True)
+    qa_post_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "公开问答的动态编号"}
+    )
+    replies = fields.List(fields.Nested(MessageReplySchema), dump_only=True)
