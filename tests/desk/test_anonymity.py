@@ -126,6 +126,8 @@ def test_no_desk_endpoint_or_export_ties_an_anonymous_clue_to_its_reporter(
         "post_id": 1,
         "message_id": 1,
         "broadcast_id": 1,
+        # A staff account looked up by the reporter's own id must not answer with them.
+        "user_id": DISTINCT_USER_ID,
     }
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/desk") and "GET" in r.methods]
     for rule in rules:

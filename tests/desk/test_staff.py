@@ -215,7 +215,7 @@ def test_text_query_on_clues_posts_and_messages(client, staff, report_clue, wech
 def test_console_config_and_the_tile_url_setting(client, staff):
     import pytest
 
-    from tests.conftest import make_config
+    from tests.fixtures.environment import make_config
     from yijing.config import ConfigError
 
     desk = staff("desk", "desk", "150203")

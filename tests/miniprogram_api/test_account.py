@@ -46,6 +46,11 @@ def _volunteer_with_history(client, volunteers, tasks, staff, report_clue, id_nu
     assert track.status_code in (200, 201), track.get_json()
     tasks.set_rows("Assignment", accepted["id"], checkin_at=_now() - timedelta(minutes=40))
     assert tasks.check_out(headers, done["id"])["status"] == "completed"
+    # The task's window ends and the close job closes it: its service counts on that day (issue 18).
+    with tasks.app.app_context():
+        from yijing.services import tasks as task_service
+
+        assert task_service.close_task(done["id"])
     later = tasks.create(
         desk,
         title="周末护校",

@@ -12,7 +12,9 @@ def _resolve_valid(client, desk, clue_id):
         assert moved.status_code == 200, moved.get_json()
 
 
-def test_a_resident_sees_the_points_of_their_valid_clues(app, client, staff, wechat_login, report_clue):
+def test_a_resident_sees_the_points_of_their_valid_clues(
+    app, client, staff, wechat_login, report_clue, release_sealed
+):
     per_clue = app.config["YIJING"].clue_valid_points
     assert per_clue > 0
     resident = wechat_login("ren")
@@ -25,6 +27,9 @@ def test_a_resident_sees_the_points_of_their_valid_clues(app, client, staff, wec
     _resolve_valid(client, desk, named)
     _resolve_valid(client, desk, anonymous)
 
+    # The anonymous clue's points are sealed and released later in a batch (issue 13): not yet there.
+    assert client.get("/api/v1/me/points", headers=resident).get_json()["balance"] == per_clue
+    release_sealed()
     ledger = client.get("/api/v1/me/points", headers=resident).get_json()
     assert ledger["balance"] == 2 * per_clue
     assert [(e["amount"], e["reason"], e["reason_label"]) for e in ledger["items"]] == [

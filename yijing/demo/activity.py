@@ -98,7 +98,7 @@ def load_activity(seed: int = 7) -> Iterator[str]:
     centre = jurisdictions.get_by_key("150203")
     for i, ((category, text, urgent), user_id) in enumerate(zip(CLUE_TEXTS, residents, strict=False)):
         principal = auth.load_principal(user_id)
-        photo = media.upload(principal, "clue", _photo(i))
+        photo, _ = media.upload(principal, "clue", _photo(i))
         clues.submit(
             user_id,
             category=category,
