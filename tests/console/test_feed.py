@@ -86,6 +86,6 @@ def test_desk_schedules_a_post_approves_a_held_comment_and_answers_a_message(
 
 
 def _png() -> bytes:
-    from tests.conftest import make_image
+    from tests.fixtures.clues import make_image
 
     return make_image("PNG", (120, 80))

@@ -33,7 +33,7 @@ def test_without_a_tile_url_the_map_is_drawn_offline(desk, staff):
 
 
 def test_with_a_tile_url_the_map_draws_its_tiles(desk, staff, tile_url):
-    from tests.conftest import make_image
+    from tests.fixtures.clues import make_image
 
     staff("desk-kdl", "desk", "150203")
     tab = desk()
