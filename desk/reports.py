@@ -282,13 +282,32 @@ class CoverageSchema(Schema):
     )
 
 
+class LeaderboardVolunteerSchema(Schema):
+    rank = _count("名次（并列同名次）")
+    volunteer_id = fields.Integer(metadata={"description": "义警编号"})
+    name_masked = fields.String(metadata={"description": "脱敏姓名"})
+    community = fields.String(allow_none=True, metadata={"description": "所在社区名称"})
+    points = _count("时段内积分（by=points 时）")
+    service_minutes = _count("时段内服务时长，分钟（by=hours 时）")
+    service_hours = fields.Float(metadata={"description": "服务时长（小时，by=hours 时），保留 1 位小数"})
+
+
+class LeaderboardCommunitySchema(Schema):
+    rank = _count("名次：先达标的，再按活跃义警、服务时长")
+    jurisdiction = fields.Nested(ReportJurisdictionSchema, metadata={"description": "社区（村）"})
+    covered = fields.Boolean(metadata={"description": "达标（定义同 coverage）"})
+    checks_met = _count("四项达标条件中满足的项数（队伍、联络民警、队长、活跃义警）")
+    active_volunteers = _count("活跃义警（定义同 coverage）")
+    service_minutes = _count("时段内服务时长，分钟")
+
+
 class LeaderboardSchema(Schema):
     jurisdiction = fields.Nested(ReportJurisdictionSchema)
     from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
-    by = fields.String()
-    volunteers = fields.List(fields.Dict())
-    communities = fields.List(fields.Dict())
+    by = fields.String(metadata={"description": "hours | points"})
+    volunteers = fields.List(fields.Nested(LeaderboardVolunteerSchema))
+    communities = fields.List(fields.Nested(LeaderboardCommunitySchema))
 
 
 @blp.route("/summary", methods=["GET"])

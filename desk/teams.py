@@ -46,6 +46,22 @@ class TeamMemberSchema(Schema):
     on_duty = fields.Boolean(dump_only=True)
 
 
+class LiaisonPlaceSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(dump_only=True)
+
+
+class LiaisonCandidateSchema(Schema):
+    id = fields.Integer(dump_only=True, metadata={"description": "值班台用户 id（即 liaison_user_id）"})
+    display_name = fields.String(dump_only=True)
+    jurisdiction = fields.Nested(
+        LiaisonPlaceSchema,
+        dump_only=True,
+        metadata={"description": "其值班台授权所在辖区（离社区最近的一级）"},
+    )
+    current = fields.Boolean(dump_only=True, metadata={"description": "是否为现任联络民警"})
+
+
 class TeamDetailSchema(TeamSchema):
     members = fields.List(fields.Nested(TeamMemberSchema), dump_only=True)
 
@@ -89,3 +105,11 @@ def get_team(team_id: int) -> dict[str, Any]:
 def update_team(changes: dict[str, Any], team_id: int) -> dict[str, Any]:
     """Rename a team, or change its liaison officer or captain."""
     return team_service.update(current_principal(), team_id, changes, current_actor())
+
+
+@blp.route("/<int:team_id>/liaison-candidates", methods=["GET"])
+@login_required
+@blp.response(200, LiaisonCandidateSchema(many=True))
+def liaison_candidates(team_id: int) -> list[dict[str, Any]]:
+    """Desk staff who may be named the team's liaison officer (name and post only)."""
+    return team_service.liaison_candidates(current_principal(), team_id)

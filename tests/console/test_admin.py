@@ -63,3 +63,43 @@ def test_admin_creates_a_street_account_which_changes_its_password_and_sees_only
     headers = {"Authorization": f"Bearer {login.get_json()['token']}"}
     roots = client.get("/api/v1/desk/jurisdictions", headers=headers).get_json()
     assert [r["name"] for r in roots] == ["沼潭街道"]
+
+
+def test_admin_resets_a_password_then_deactivates_the_account(desk, staff, client):
+    staff("admin-kdl", "admin", "150203")
+    staff("zt-old", "desk", "150203-01")
+    tab = desk()
+    tab.login("admin-kdl")
+    tab.go("管理")
+    tab.page.locator("[data-test=staff-table] .el-table__body tr", has_text="zt-old").click()
+    drawer = tab.page.locator(".el-drawer", has_text="账号：zt-old")
+    drawer.wait_for()
+    drawer.get_by_placeholder("新的初始密码").fill("short")
+    drawer.get_by_role("button", name="重置密码").click()
+    assert "至少 10 位" in tab.page.locator("[data-test=staff-error]").inner_text()
+    drawer.get_by_placeholder("新的初始密码").fill("Reset2026zt")
+    drawer.get_by_role("button", name="重置密码").click()
+    tab.page.locator("[data-test=admin-message]", has_text="密码已重置").wait_for()
+    assert "待修改密码" in drawer.inner_text()
+    tab.shot("reset")
+
+    reset = client.post("/api/v1/desk/auth/login", json={"username": "zt-old", "password": "Reset2026zt"})
+    assert reset.status_code == 200
+    me = client.get(
+        "/api/v1/desk/auth/me", headers={"Authorization": f"Bearer {reset.get_json()['token']}"}
+    ).get_json()
+    assert me["must_change_password"] is True
+
+    drawer.get_by_role("button", name="停用账号").click()
+    tab.page.fill("[data-test=reason]", "调离岗位")
+    tab.page.locator("[data-test=confirm]").click()
+    drawer.get_by_role("button", name="启用账号").wait_for()
+    assert "已停用" in drawer.inner_text()
+    tab.shot("deactivated")
+
+    user = desk()
+    user.login("zt-old", "Reset2026zt")
+    user.page.locator(".error-line, .el-alert, [data-test=login-error]").first.wait_for()
+    assert "/desk/login" in user.page.url
+    refused = client.post("/api/v1/desk/auth/login", json={"username": "zt-old", "password": "Reset2026zt"})
+    assert refused.status_code in (401, 403)

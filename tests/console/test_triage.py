@@ -63,3 +63,34 @@ def test_desk_triages_an_anonymous_clue_to_110_and_the_reporter_sees_the_note(
     assert followed["status"] == "transferred"
     notes = [e["note"] for e in followed["timeline"]]
     assert "已受理，民警将前往核实" in notes and "已移交110指挥中心处置" in notes
+
+
+def test_desk_marks_a_suggested_duplicate_in_one_click(
+    desk, staff, client, wechat_login, report_clue, places, run_jobs
+):
+    first, second = wechat_login("fin"), wechat_login("gia")
+    near = dict(places["kundulun"], lat=places["kundulun"]["lat"] + 0.001)  # about 110 m away
+    earlier = report_clue(first, category="gambling", description="地下室有人聚众赌博").get_json()["id"]
+    later = report_clue(
+        second, category="gambling", place=near, description="晚上地下室赌博声很大"
+    ).get_json()["id"]
+    run_jobs("default")  # the duplicate check runs in a job
+    desk_headers = staff("desk-kdl", "desk", "150203")
+
+    tab = desk()
+    tab.login("desk-kdl")
+    tab.go("线索研判")
+    tab.page.locator("[data-test=clue-table] .el-table__body tr", has_text="晚上地下室赌博声很大").click()
+    tab.page.locator("[data-test=clue-detail]").wait_for()
+    suggestion = tab.page.locator("h4:has-text('可能重复') ~ div", has_text=f"#{earlier}")
+    suggestion.wait_for()
+    assert "地下室有人聚众赌博" in suggestion.inner_text()
+    tab.shot("suggested")
+    suggestion.get_by_role("button", name="标为重复").click()
+    tab.page.locator("[data-test=clue-status]", has_text="重复").wait_for()
+    tab.shot("marked")
+
+    body = client.get(f"/api/v1/desk/clues/{later}", headers=desk_headers).get_json()
+    assert body["status"] == "duplicate" and body["duplicate_of_id"] == earlier
+    mine = client.get(f"/api/v1/clues/{later}", headers=second).get_json()
+    assert mine["status"] == "duplicate"

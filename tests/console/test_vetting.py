@@ -51,3 +51,35 @@ def test_desk_approves_an_applicant_found_by_search_after_a_clear_read(desk, sta
     body = client.get(f"/api/v1/desk/volunteers/{wanted['id']}", headers=desk_headers).get_json()
     assert body["volunteer"]["status"] == "approved"
     assert body["volunteer"]["decision_reason"] == "材料齐全，同意加入"
+
+
+def test_desk_verifies_a_card_by_pasting_its_qr_payload(desk, staff, volunteers, client):
+    desk_headers = staff("desk-kdl", "desk", "150203")
+    headers, approved = volunteers.approved(desk_headers, "c", real_name="王大锤", category="courier")
+    card = client.get("/api/v1/volunteers/me/card", headers=headers).get_json()
+
+    tab = desk()
+    tab.login("desk-kdl")
+    tab.go("义警")
+    tab.page.locator(".el-tabs__item", has_text="验证义警证").click()
+    tab.page.fill("[data-test=card-code]", card["qr_payload"])
+    tab.page.get_by_role("button", name="验证", exact=True).click()
+    verdict = tab.page.locator(".el-result", has_text="义警证有效")
+    verdict.wait_for()
+    text = verdict.inner_text()
+    assert "王*锤" in text and approved["volunteer_number"] in text and "快递员" in text
+    assert "王大锤" not in text
+    tab.shot("card-valid")
+
+    tab.page.fill("[data-test=card-code]", card["qr_payload"][:-3] + "xyz")  # a forged signature
+    tab.page.locator("[data-test=card-code]").press("Enter")
+    tab.page.locator(".el-result", has_text="不是本系统签发的").wait_for()
+
+    suspended = client.post(
+        f"/api/v1/desk/volunteers/{approved['id']}/suspend", json={"reason": "多次缺勤"}, headers=desk_headers
+    )
+    assert suspended.status_code == 200
+    tab.page.fill("[data-test=card-code]", card["qr_payload"])
+    tab.page.locator("[data-test=card-code]").press("Enter")
+    tab.page.locator(".el-result", has_text="义警证已失效").wait_for()
+    tab.shot("card-suspended")

@@ -64,9 +64,71 @@ def test_create_edit_while_draft_publish(client, tasks, desk, volunteers):
         client.post(f"/api/v1/desk/tasks/{draft['id']}/publish", headers=desk).get_json()["status"]
         == "published"
     )
-    locked = client.patch(f"/api/v1/desk/tasks/{draft['id']}", json={"slots": 9}, headers=desk)
-    assert locked.status_code == 409 and locked.get_json()["error"]["code"] == "task_not_draft"
+    locked = client.patch(f"/api/v1/desk/tasks/{draft['id']}", json={"points": 99, "slots": 4}, headers=desk)
+    assert locked.status_code == 422 and locked.get_json()["error"]["code"] == "task_field_locked"
+    assert locked.get_json()["error"]["fields"] == {"points": ["发布后不能修改"]}  # slots unchanged: ignored
     assert client.get(f"/api/v1/tasks/{draft['id']}", headers=volunteer).status_code == 200
+
+
+def test_published_task_edited_within_the_rules_tells_its_volunteers(app, client, tasks, desk, volunteers):
+    starts = _now() + timedelta(hours=1)
+    task = tasks.create(desk, starts_at=starts, ends_at=starts + timedelta(hours=2), slots=2)
+    volunteer, _ = volunteers.approved(desk, "v")
+    tasks.accept(volunteer, task["id"])
+    url = f"/api/v1/desk/tasks/{task['id']}"
+
+    fewer = client.patch(url, json={"slots": 1}, headers=desk)
+    assert fewer.status_code == 200 and fewer.get_json()["slots"] == 1  # one place taken: 1 is allowed
+    assert client.patch(url, json={"slots": 2}, headers=desk).status_code == 200
+    moved = client.patch(
+        url,
+        json={
+            "lat": 40.6540,
+            "lng": 109.8350,
+            "address": "沼潭社区南门",
+            "geofence_radius_m": 300,
+            "starts_at": (starts + timedelta(hours=1)).isoformat(),
+            "ends_at": (starts + timedelta(hours=3)).isoformat(),
+            "title": task["title"],  # unchanged values are ignored
+            "kind": task["kind"],
+        },
+        headers=desk,
+    )
+    assert moved.status_code == 200, moved.get_json()
+    body = moved.get_json()
+    assert body["address"] == "沼潭社区南门" and body["geofence_radius_m"] == 300 and body["lat"] == 40.654
+    changed = _outbox(app, "task.changed")
+    assert len(changed) == 1 and "沼潭社区南门" in changed[0].body
+    assert sorted(changed[0].data["fields"]) == [
+        "address",
+        "ends_at",
+        "geofence_radius_m",
+        "lat",
+        "lng",
+        "starts_at",
+    ]
+
+    kind = client.patch(url, json={"kind": "traffic"}, headers=desk)
+    assert kind.status_code == 422 and kind.get_json()["error"]["fields"] == {"kind": ["发布后不能修改"]}
+    taken = client.patch(url, json={"slots": 0}, headers=desk)
+    assert taken.status_code == 422  # the schema refuses 0; below the places taken is refused too:
+    tasks.set_rows("Task", task["id"], slots=5)
+    second, _ = volunteers.approved(desk, "w")
+    tasks.accept(second, task["id"])
+    below = client.patch(url, json={"slots": 1}, headers=desk)
+    assert below.status_code == 422 and "2" in below.get_json()["error"]["fields"]["slots"][0]
+
+    assert client.post(f"{url}/cancel", json={"reason": "天气原因"}, headers=desk).status_code == 200
+    done = client.patch(url, json={"title": "另一个标题"}, headers=desk)
+    assert done.status_code == 409 and done.get_json()["error"]["code"] == "task_not_editable"
+
+
+def test_nearby_task_keeps_its_place_once_published(client, tasks, desk):
+    task = tasks.create(desk, dispatch_mode="nearby", publish=True)
+    url = f"/api/v1/desk/tasks/{task['id']}"
+    response = client.patch(url, json={"lat": 40.66, "address": "别处"}, headers=desk)
+    assert response.status_code == 422 and set(response.get_json()["error"]["fields"]) == {"lat"}
+    assert client.patch(url, json={"address": "沼潭社区北门东侧"}, headers=desk).status_code == 200
 
 
 def test_task_input_is_checked_in_chinese(client, tasks, desk):

@@ -111,3 +111,34 @@ def test_create_team_once_per_community_and_only_in_scope(client, staff, tree):
     assert client.get(f"/api/v1/desk/teams/{team_id}", headers=qs).status_code == 403
     assert client.patch(f"/api/v1/desk/teams/{team_id}", json={"name": "改名"}, headers=qs).status_code == 403
     assert client.get("/api/v1/desk/teams", headers=qs).get_json()["items"] == []
+
+
+def test_liaison_candidates_are_the_desks_covering_the_community(app, client, volunteers, staff, tree):
+    desk = staff("desk-kdl", "desk", "150203")
+    staff("liaison-street", "desk", "150203-01")
+    staff("liaison-far", "desk", "150204")
+    staff("leader-here", "leader", "150203-01-01")
+    leader_far = staff("leader-far", "leader", "150204")
+    _, member = volunteers.approved(desk, "cap")
+    team_id = member["team"]["id"]
+
+    listed = client.get(f"/api/v1/desk/teams/{team_id}/liaison-candidates", headers=desk)
+    assert listed.status_code == 200, listed.get_json()
+    names = {c["display_name"]: c for c in listed.get_json()}
+    assert set(names) == {"desk-kdl", "liaison-street"}  # no leader, no desk of another district
+    assert names["liaison-street"]["jurisdiction"]["name"] == "沼潭街道"
+    assert set(names["liaison-street"]) == {"id", "display_name", "jurisdiction", "current"}
+    assert not any(c["current"] for c in names.values())
+
+    picked = names["liaison-street"]["id"]
+    assert (
+        client.patch(
+            f"/api/v1/desk/teams/{team_id}", json={"liaison_user_id": picked}, headers=desk
+        ).status_code
+        == 200
+    )
+    again = client.get(f"/api/v1/desk/teams/{team_id}/liaison-candidates", headers=desk).get_json()
+    assert again[0]["id"] == picked and again[0]["current"] is True
+
+    outside = client.get(f"/api/v1/desk/teams/{team_id}/liaison-candidates", headers=leader_far)
+    assert outside.status_code == 403

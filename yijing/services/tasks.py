@@ -322,25 +322,99 @@ def create_task(principal: Principal, data: dict[str, Any], actor: Actor) -> Tas
     return row_for(task)
 
 
-def update_task(principal: Principal, task_id: int, changes: dict[str, Any], actor: Actor) -> TaskRow:
-    """Edit a draft. Published tasks are not edited: cancel and publish a new one."""
-    task = load_for_staff(principal, task_id, for_update=True)
-    if task.status != S.DRAFT:
-        raise Conflict(
-            f"只能修改草稿状态的任务（当前：{_status_label(task.status)}）；已发布的任务请取消后重新发布",
-            code="task_not_draft",
+# What may still change once volunteers have seen a task: nothing that changes who may hold a place
+# (kind, categories, skills, jurisdiction, dispatch mode) or what it earns. A nearby task keeps its
+# place (its rings are drawn around it); a task under way keeps its start and its place.
+PUBLISHED_EDITABLE = frozenset(
+    {
+        "title",
+        "description",
+        "address",
+        "lat",
+        "lng",
+        "geofence_radius_m",
+        "route",
+        "starts_at",
+        "ends_at",
+        "slots",
+    }
+)
+IN_PROGRESS_EDITABLE = frozenset({"title", "description", "ends_at", "slots"})
+PLACE_FIELDS = frozenset({"lat", "lng", "route"})
+# Changes the volunteers holding or invited to a place are told of.
+NOTIFIED_FIELDS = frozenset({"address", "lat", "lng", "geofence_radius_m", "route", "starts_at", "ends_at"})
+
+
+def _editable(task: Task) -> frozenset[str]:
+    if task.status == S.DRAFT:
+        return frozenset(EDITABLE_FIELDS)
+    if task.status == S.PUBLISHED:
+        if task.dispatch_mode == DispatchMode.NEARBY:
+            return PUBLISHED_EDITABLE - PLACE_FIELDS
+        return PUBLISHED_EDITABLE
+    if task.status == S.IN_PROGRESS:
+        return IN_PROGRESS_EDITABLE
+    raise Conflict(
+        f"{_status_label(task.status)}的任务不能再修改",
+        code="task_not_editable",
+    )
+
+
+def _notify_changed(task: Task, fields: Sequence[str]) -> None:
+    rows = db.session.scalars(
+        select(Assignment)
+        .where(Assignment.task_id == task.id, Assignment.status.in_([A.INVITED, A.ACCEPTED, A.CHECKED_IN]))
+        .order_by(Assignment.id)
+    ).all()
+    stamp = int(task.updated_at.timestamp() * 1000) if task.updated_at else 0
+    for assignment in rows:
+        outbox.notify(
+            assignment.user_id,
+            "task.changed",
+            title=f"任务有变更：{task.title}"[:100],
+            body=f"时间 {local_text(task.starts_at)} – {local_text(task.ends_at)}，地点 {task.address or ''}",
+            dedupe_key=f"task:{task.id}:changed:{stamp}:assignment:{assignment.id}",
+            data=notification_data(task, assignment, fields=list(fields)),
+            page=task_page(task.id),
         )
-    if "jurisdiction_id" in changes:
-        _jurisdiction_for(principal, changes["jurisdiction_id"])
+
+
+def update_task(principal: Principal, task_id: int, changes: dict[str, Any], actor: Actor) -> TaskRow:
+    """Edit a task within what its state allows.
+
+    A draft: anything. Published: its title, description, time, place and geofence (not the place of a
+    nearby task, whose rings are drawn around it) and its slots (never below the places taken). Under
+    way: its title, description, end and slots. Values equal to the current ones are ignored, so a form
+    may send them all. Volunteers holding or invited to a place are told when its time or place changes.
+    """
+    task = load_for_staff(principal, task_id, for_update=True)
+    allowed = _editable(task)
     values = {k: changes[k] for k in EDITABLE_FIELDS if k in changes}
+    for key in ("categories", "skills"):
+        if key in values:
+            values[key] = sorted(set(values[key] or []))
+    values = {k: v for k, v in values.items() if getattr(task, k) != v}
+    locked = sorted(set(values) - allowed)
+    if locked:
+        raise InvalidInput(
+            f"{_status_label(task.status)}的任务不能修改这些项；如需改动请取消后重新发布",
+            code="task_field_locked",
+            fields={k: ["发布后不能修改"] for k in locked},
+        )
+    if "jurisdiction_id" in values:
+        _jurisdiction_for(principal, values["jurisdiction_id"])
+    if "slots" in values and task.status != S.DRAFT and values["slots"] < task.filled:
+        raise InvalidInput(fields={"slots": [f"名额不能少于已占用的 {task.filled} 个"]})
     merged = {"starts_at": task.starts_at, "ends_at": task.ends_at, **values}
-    _validate(merged, publishing=False)
+    _validate(merged, publishing=task.status != S.DRAFT and ("ends_at" in values or "starts_at" in values))
+    if not values:
+        return row_for(task)
     for key, value in values.items():
-        if key in ("categories", "skills"):
-            value = sorted(set(value or []))
         setattr(task, key, value)
     task.updated_at = utcnow()
     audit.record(actor, "task.update", "task", task.id, data={"fields": sorted(values)})
+    if task.status != S.DRAFT and set(values) & NOTIFIED_FIELDS:
+        _notify_changed(task, sorted(set(values) & NOTIFIED_FIELDS))
     db.session.commit()
     return row_for(task)
 

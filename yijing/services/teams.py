@@ -160,6 +160,40 @@ def _check_liaison(user_id: int, community: Jurisdiction) -> None:
         )
 
 
+def _liaison_grants(community: Jurisdiction) -> list[tuple[User, Jurisdiction]]:
+    """Active desk users with a desk grant on the community or one of its ancestors."""
+    ancestors = [community.path[: i + 1] for i, ch in enumerate(community.path) if ch == "/"]  # self included
+    rows = db.session.execute(
+        select(User, Jurisdiction)
+        .join(RoleGrant, RoleGrant.user_id == User.id)
+        .join(Jurisdiction, Jurisdiction.id == RoleGrant.jurisdiction_id)
+        .where(RoleGrant.role == Role.DESK, User.is_active.is_(True), Jurisdiction.path.in_(ancestors))
+        .order_by(User.display_name, User.id, Jurisdiction.path)
+    ).all()
+    return [(user, where) for user, where in rows]
+
+
+def liaison_candidates(principal: Principal, team_id: int) -> list[dict[str, Any]]:
+    """The desk staff a team manager may name as the team's liaison officer.
+
+    Those whose desk grant covers the team's community (the same rule ``update`` checks), shown by
+    display name and the jurisdiction of their grant only: no username, no phone.
+    """
+    team = _get(team_id)
+    community = team.community
+    policies.require(principal, Permission.TEAM_MANAGE, community.path)
+    seen: dict[int, dict[str, Any]] = {}
+    for user, where in _liaison_grants(community):
+        # The nearest grant to the community names the officer's post best.
+        seen[user.id] = {
+            "id": user.id,
+            "display_name": user.display_name,
+            "jurisdiction": {"id": where.id, "name": where.name},
+            "current": user.id == team.liaison_user_id,
+        }
+    return sorted(seen.values(), key=lambda c: (not c["current"], c["display_name"], c["id"]))
+
+
 def _captain_candidate(volunteer_id: int, team: Team) -> Volunteer:
     volunteer = db.session.get(Volunteer, volunteer_id)
     if volunteer is None or volunteer.team_id != team.id or volunteer.status != VolunteerStatus.APPROVED:
