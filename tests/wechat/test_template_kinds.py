@@ -13,7 +13,7 @@ STAFF_ONLY = {"clue_reply"}
 
 def _kinds_written_by_services() -> set[str]:
     kinds: set[str] = set()
-    for path in (ROOT / "yijing" / "services").glob("*.py"):
+    for path in (ROOT / "yijing" / "services").rglob("*.py"):
         source = path.read_text(encoding="utf-8")
         kinds.update(re.findall(r'outbox\.notify\(\s*[^,]+,\s*"([a-z_.]+)"', source))
         kinds.update(re.findall(r'_notify_reporter\([^,]+,[^,]+,\s*"([a-z_.]+)"', source))
