@@ -203,6 +203,9 @@ def error_statuses(
         add(404, GENERIC[404])
     if method in {"post", "put", "patch", "delete"}:
         add(409, GENERIC[409])
+    if getattr(view, "accepts_idempotency_key", False):
+        add(422, GENERIC[422])
+        add(422, {"idempotency_key_reused": "同一个 Idempotency-Key 配了另一内容的请求"})
     if view is not None:
         if _is_rate_limited(view):
             add(429, GENERIC[429])
