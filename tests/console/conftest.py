@@ -23,6 +23,8 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.fixtures.jobs import worker_env
+
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("YIJING_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -171,25 +173,7 @@ def rq_worker(
     app: Flask, database_url: str, redis_url: str, fake_wechat: Any, tmp_path: Path
 ) -> Iterator[None]:
     """A real RQ worker (``flask yijing worker``) on the session's database and Redis for one test."""
-    from fakewechat import DEFAULT_APPID, DEFAULT_SECRET
-
-    config = app.config["YIJING"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("YIJING_", "WECHAT_", "NOTIFY_"))}
-    env.update(
-        {
-            "YIJING_ENV": "test",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "REDIS_PREFIX": config.redis_prefix,
-            "QUEUE_PREFIX": config.queue_prefix,
-            "WECHAT_APPID": DEFAULT_APPID,
-            "WECHAT_SECRET": DEFAULT_SECRET,
-            "WECHAT_API_BASE_URL": fake_wechat.base_url,
-            "MEDIA_ROOT": config.media_root,
-            "REPORT_EXPORT_DIR": config.report_export_dir,
-            "LOG_JSON": "true",
-        }
-    )
+    env = worker_env(app, database_url, redis_url, fake_wechat.base_url)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "app", "yijing", "worker", "--no-scheduler"],

@@ -9,7 +9,6 @@ plays the periodic sweeper itself every half second; it prints the measured take
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from fakewechat import DEFAULT_APPID, DEFAULT_SECRET, fake_openid
+from fakewechat import fake_openid
+from tests.fixtures.jobs import worker_env
 from workers import notifications as notification_jobs
 from workers import queues
 from workers.runner import AppSimpleWorker
@@ -33,29 +33,6 @@ ROWS = 12
 SENT_BEFORE_KILL = 3
 RING_TIMEOUT = 20  # seconds: the urgent lease is a quarter of it
 ORDINARY_LEASE = 300
-
-
-def _worker_env(app, database_url: str, redis_url: str, wechat_url: str) -> dict[str, str]:
-    config = app.config["YIJING"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("YIJING_", "WECHAT_", "NOTIFY_"))}
-    env.update(
-        {
-            "YIJING_ENV": "test",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "REDIS_PREFIX": config.redis_prefix,
-            "QUEUE_PREFIX": config.queue_prefix,
-            "WECHAT_APPID": DEFAULT_APPID,
-            "WECHAT_SECRET": DEFAULT_SECRET,
-            "WECHAT_API_BASE_URL": wechat_url,
-            "WECHAT_TIMEOUT": "30",  # the worker waits on the hung request until it is killed
-            "NOTIFY_CLAIM_LEASE": str(ORDINARY_LEASE),
-            "DISPATCH_RING_TIMEOUT_SECONDS": str(RING_TIMEOUT),
-            "LOG_JSON": "true",
-            "MEDIA_ROOT": config.media_root,
-        }
-    )
-    return env
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -104,7 +81,15 @@ def test_a_killed_workers_invitations_are_taken_over_within_the_ring_timeout(
                 "dispatch",
             ],
             cwd=ROOT,
-            env=_worker_env(app, database_url, redis_url, fake_wechat.base_url),
+            env=worker_env(
+                app,
+                database_url,
+                redis_url,
+                fake_wechat.base_url,
+                WECHAT_TIMEOUT="30",
+                NOTIFY_CLAIM_LEASE=str(ORDINARY_LEASE),
+                DISPATCH_RING_TIMEOUT_SECONDS=str(RING_TIMEOUT),
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

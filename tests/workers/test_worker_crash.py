@@ -3,7 +3,6 @@ and nothing twice except the one request that was in flight at the moment of the
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from fakewechat import DEFAULT_APPID, DEFAULT_SECRET, fake_openid
+from fakewechat import fake_openid
+from tests.fixtures.jobs import worker_env
 from workers import notifications as notification_jobs
 from workers import queues
 from workers.runner import AppSimpleWorker
@@ -27,28 +27,6 @@ SEND = "/cgi-bin/message/subscribe/send"
 ROWS = 20
 SENT_BEFORE_KILL = 5
 LEASE = 6  # seconds: short, so that the test does not wait long for the dead worker's claims to lapse
-
-
-def _worker_env(app, database_url: str, redis_url: str, wechat_url: str) -> dict[str, str]:
-    config = app.config["YIJING"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("YIJING_", "WECHAT_", "NOTIFY_"))}
-    env.update(
-        {
-            "YIJING_ENV": "test",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "REDIS_PREFIX": config.redis_prefix,
-            "QUEUE_PREFIX": config.queue_prefix,
-            "WECHAT_APPID": DEFAULT_APPID,
-            "WECHAT_SECRET": DEFAULT_SECRET,
-            "WECHAT_API_BASE_URL": wechat_url,
-            "WECHAT_TIMEOUT": "30",  # the worker waits on the hung request until it is killed
-            "NOTIFY_CLAIM_LEASE": str(LEASE),
-            "LOG_JSON": "true",
-            "MEDIA_ROOT": config.media_root,
-        }
-    )
-    return env
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -93,7 +71,14 @@ def test_sigkill_mid_batch_then_sweeper_delivers_everything_once(
                 "notify",
             ],
             cwd=ROOT,
-            env=_worker_env(app, database_url, redis_url, fake_wechat.base_url),
+            env=worker_env(
+                app,
+                database_url,
+                redis_url,
+                fake_wechat.base_url,
+                WECHAT_TIMEOUT="30",  # the worker waits on the hung request until it is killed
+                NOTIFY_CLAIM_LEASE=str(LEASE),
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
