@@ -67,9 +67,12 @@ def row(
     page: str | None = None,
     now: datetime,
     sealed: bool = False,
+    urgent: bool | None = None,
 ) -> dict[str, Any]:
     """The values of one outbox row, for a caller that inserts rows itself (then
-    :func:`register_for_delivery`); ``sealed`` for an anonymous reporter (yijing.services.sealed)."""
+    :func:`register_for_delivery`); ``sealed`` for an anonymous reporter (yijing.services.sealed),
+    ``urgent`` as in :func:`notify`."""
+    urgent = _is_urgent(kind) if urgent is None else urgent
     return _row(
         user_id,
         kind,
@@ -79,7 +82,7 @@ def row(
         data=data,
         page=page,
         now=now,
-        sweep_after=_sweep_after(now, _is_urgent(kind)),
+        sweep_after=_sweep_after(now, urgent),
         sealed=sealed,
     )
 
@@ -114,13 +117,12 @@ def notify(
     ``urgent`` sends it on the dispatch queue, ahead of ordinary notifications (default: the template's
     ``urgent`` setting for ``kind``). Delivery is enqueued when the caller's transaction commits.
     """
-    now = utcnow()
     session = db.session()
     urgent = _is_urgent(kind) if urgent is None else urgent
     ids = insert_ignore_returning(
         session,
         Notification,
-        _row(
+        row(
             user_id,
             kind,
             title=title,
@@ -128,8 +130,8 @@ def notify(
             body=body,
             data=data,
             page=page,
-            now=now,
-            sweep_after=_sweep_after(now, urgent),
+            now=utcnow(),
+            urgent=urgent,
         ),
     )
     if not ids:
