@@ -230,6 +230,6 @@ def check_out(data: dict[str, Any], task_id: int) -> Assignment:
 @idempotent
 @blp.arguments(TrackBatchSchema)
 @blp.response(200, TrackResultSchema)
-def upload_track(data: dict[str, Any], task_id: int) -> dict[str, Any]:
+def upload_track(data: dict[str, Any], task_id: int) -> onsite.TrackUpload:
     """Upload a batch of track points recorded while on patrol (duplicates are ignored)."""
     return onsite.upload_track(current_principal().user_id, task_id, data["points"])
