@@ -12,11 +12,7 @@ from sqlalchemy import select
 from yijing.actor import Actor
 from yijing.errors import Conflict, InvalidInput
 from yijing.extensions import db
-from yijing.models import (
-    Assignment,
-    DispatchMode,
-    Task,
-)
+from yijing.models import Assignment, DispatchMode, Task
 from yijing.models.base import utcnow
 from yijing.policies import Principal
 from yijing.services import audit, outbox

@@ -13,18 +13,11 @@ from sqlalchemy.orm import selectinload
 from yijing import policies
 from yijing.extensions import db
 from yijing.localtime import SHANGHAI
-from yijing.models import (
-    Assignment,
-    Jurisdiction,
-    Task,
-)
+from yijing.models import Assignment, Jurisdiction, Task
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import jurisdictions
-from yijing.services.tasks.common import (
-    _jurisdiction_for,
-    load_for_staff,
-)
+from yijing.services.tasks.common import _jurisdiction_for, load_for_staff
 from yijing.sql import text_matches
 
 

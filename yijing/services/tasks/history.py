@@ -12,16 +12,10 @@ from sqlalchemy.orm import selectinload
 from yijing import policies
 from yijing.errors import NotFound
 from yijing.extensions import db
-from yijing.models import (
-    Assignment,
-    Task,
-    Volunteer,
-)
+from yijing.models import Assignment, Task, Volunteer
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
-from yijing.services.tasks.common import (
-    A,
-)
+from yijing.services.tasks.common import A
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from yijing.extensions import db
-from yijing.models import (
-    Assignment,
-    DispatchMode,
-    Task,
-)
+from yijing.models import Assignment, DispatchMode, Task
 from yijing.models.base import utcnow
 from yijing.services import outbox, points
 from yijing.services.tasks.common import (

@@ -15,23 +15,14 @@ from yijing.errors import InvalidInput, NotFound
 from yijing.extensions import db
 from yijing.jobs import JobSpec
 from yijing.localtime import SHANGHAI, local
-from yijing.models import (
-    DispatchMode,
-    Jurisdiction,
-    Task,
-    TaskSeries,
-)
+from yijing.models import DispatchMode, Jurisdiction, Task, TaskSeries
 from yijing.models.base import utcnow
 from yijing.models.task import SeriesStatus
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions
 from yijing.services.tasks.authoring import _cancel_task
-from yijing.services.tasks.common import (
-    S,
-    _jurisdiction_for,
-    config,
-)
+from yijing.services.tasks.common import S, _jurisdiction_for, config
 from yijing.sql import insert_ignore
 
 

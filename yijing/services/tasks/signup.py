@@ -37,15 +37,7 @@ from sqlalchemy.orm import aliased, joinedload
 from yijing.errors import Conflict, Forbidden, NotFound
 from yijing.extensions import db
 from yijing.geo import bounding_box, haversine_m
-from yijing.models import (
-    Assignment,
-    DispatchMode,
-    Jurisdiction,
-    Task,
-    TaskStatus,
-    Volunteer,
-    VolunteerStatus,
-)
+from yijing.models import Assignment, DispatchMode, Jurisdiction, Task, TaskStatus, Volunteer, VolunteerStatus
 from yijing.models.base import utcnow
 from yijing.models.task import HOLDS_SLOT
 from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
