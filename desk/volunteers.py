@@ -15,6 +15,7 @@ from yijing.pagination import Page
 from yijing.services import duty as duty_service
 from yijing.services import tasks as task_service
 from yijing.services import volunteers as volunteer_service
+from yijing.services.duty import OnDutySearch
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -201,7 +202,7 @@ def lookup(data: dict[str, Any]) -> list[Volunteer]:
 @login_required
 @blp.arguments(OnDutyArgsSchema, location="query")
 @blp.response(200, OnDutySchema)
-def on_duty(args: dict[str, Any]) -> dict[str, Any]:
+def on_duty(args: dict[str, Any]) -> OnDutySearch:
     """On-duty volunteers of my jurisdiction near a point (or its centre), nearest first."""
     return duty_service.search_for_staff(
         current_principal(),

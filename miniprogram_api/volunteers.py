@@ -13,6 +13,7 @@ from yijing.services import corrections as correction_service
 from yijing.services import duty as duty_service
 from yijing.services import teams as team_service
 from yijing.services import volunteers as volunteer_service
+from yijing.services.duty import DutyState
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -204,7 +205,7 @@ def my_team() -> dict[str, Any]:
 @blp.route("/me/duty", methods=["GET"])
 @login_required
 @blp.response(200, DutyStateSchema)
-def my_duty() -> dict[str, Any]:
+def my_duty() -> DutyState:
     """Whether I am on duty, since when, and my last location ping."""
     return duty_service.my_state(current_principal().user_id)
 
@@ -215,7 +216,7 @@ def my_duty() -> dict[str, Any]:
 @limiter.limit("60/hour", key_func=user_key)
 @blp.arguments(DutySchema)
 @blp.response(200, DutyStateSchema)
-def set_duty(data: dict[str, Any]) -> dict[str, Any]:
+def set_duty(data: dict[str, Any]) -> DutyState:
     """Go on duty at my current location, or off duty."""
     return duty_service.set_duty(current_principal().user_id, data["on_duty"], data["lat"], data["lng"])
 
@@ -226,7 +227,7 @@ def set_duty(data: dict[str, Any]) -> dict[str, Any]:
 @limiter.limit("30/minute", key_func=user_key)
 @blp.arguments(DutyLocationSchema)
 @blp.response(200, DutyStateSchema)
-def ping(data: dict[str, Any]) -> dict[str, Any]:
+def ping(data: dict[str, Any]) -> DutyState:
     """Report my location while on duty (every minute or so)."""
     return duty_service.ping(current_principal().user_id, data["lat"], data["lng"])
 
