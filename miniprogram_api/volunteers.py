@@ -14,6 +14,7 @@ from yijing.services import duty as duty_service
 from yijing.services import teams as team_service
 from yijing.services import volunteers as volunteer_service
 from yijing.services.duty import DutyState
+from yijing.services.volunteers import Card, FormOptions
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -142,7 +143,7 @@ class DutyStateSchema(Schema):
 
 @blp.route("/form", methods=["GET"])
 @blp.response(200, VolunteerFormSchema)
-def form() -> dict[str, Any]:
+def form() -> FormOptions:
     """Categories, skills, age limits and the privacy terms' current version."""
     return volunteer_service.form_options()
 
@@ -189,7 +190,7 @@ def withdraw(data: dict[str, Any]) -> Volunteer:
 @blp.route("/me/card", methods=["GET"])
 @login_required
 @blp.response(200, CardSchema)
-def my_card() -> dict[str, Any]:
+def my_card() -> Card:
     """My volunteer card with its signed QR payload."""
     return volunteer_service.card(current_principal().user_id)
 
