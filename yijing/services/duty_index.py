@@ -80,25 +80,31 @@ end
 
 -- The info is JSON written by DutyEntry.info_json (compact, fixed keys): its category and path are
 -- matched as text and the whole entry is spliced into the answer as it is, since cjson.decode
--- would cost more than the GEO search itself.
-local fetch = limit
+-- would cost more than the GEO search itself. Each round's hits start with the previous round's
+-- (nearest first, a wider radius or a larger COUNT only adds farther ones), so only the new ones
+-- are looked at: two commands per round (ZMSCORE, HMGET), not two per hit.
+local out, examined, fetch = {}, 0, limit
 while true do
   local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', r, 'm',
                           'ASC', 'COUNT', fetch, 'WITHDIST', 'WITHCOORD')
-  local out = {}
-  for _, hit in ipairs(hits) do
-    local id = hit[1]
-    local seen = redis.call('ZSCORE', KEYS[2], id)
-    if seen and tonumber(seen) >= min_seen then
-      local info = redis.call('HGET', KEYS[3], id)
-      if info and (cats == nil or cats[string.match(info, '"c":"([^"]*)"')])
+  for first = examined + 1, #hits, 1000 do
+    local last = math.min(first + 999, #hits)
+    local ids = {}
+    for i = first, last do ids[#ids + 1] = hits[i][1] end
+    local seen = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+    local infos = redis.call('HMGET', KEYS[3], unpack(ids))
+    for j = 1, #ids do
+      local s, info = seen[j], infos[j]
+      if s and tonumber(s) >= min_seen and info and (cats == nil or cats[string.match(info, '"c":"([^"]*)"')])
           and in_scope(string.match(info, '"p":"([^"]*)"')) then
-        out[#out + 1] = '[' .. id .. ',' .. hit[2] .. ',' .. hit[3][1] .. ',' .. hit[3][2] .. ','
-          .. seen .. ',' .. info .. ']'
+        local hit = hits[first + j - 1]
+        out[#out + 1] = '[' .. ids[j] .. ',' .. hit[2] .. ',' .. hit[3][1] .. ',' .. hit[3][2] .. ','
+          .. s .. ',' .. info .. ']'
         if #out >= limit then return '[' .. table.concat(out, ',') .. ']' end
       end
     end
   end
+  examined = #hits
   if #hits >= fetch then
     fetch = fetch * 4  -- more points inside r than were fetched: fetch more of them
   elseif r < radius then
