@@ -15,6 +15,8 @@ from yijing.pagination import Page
 from yijing.services import duty as duty_service
 from yijing.services import tasks as task_service
 from yijing.services import volunteers as volunteer_service
+from yijing.services.duty import OnDutySearch
+from yijing.services.volunteers import CardCheck, ForgedCard, VolunteerDetail
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -201,7 +203,7 @@ def lookup(data: dict[str, Any]) -> list[Volunteer]:
 @login_required
 @blp.arguments(OnDutyArgsSchema, location="query")
 @blp.response(200, OnDutySchema)
-def on_duty(args: dict[str, Any]) -> dict[str, Any]:
+def on_duty(args: dict[str, Any]) -> OnDutySearch:
     """On-duty volunteers of my jurisdiction near a point (or its centre), nearest first."""
     return duty_service.search_for_staff(
         current_principal(),
@@ -218,7 +220,7 @@ def on_duty(args: dict[str, Any]) -> dict[str, Any]:
 @login_required
 @blp.arguments(CardVerifyArgsSchema, location="query")
 @blp.response(200, CardVerifySchema)
-def verify(args: dict[str, Any]) -> dict[str, Any]:
+def verify(args: dict[str, Any]) -> CardCheck | ForgedCard:
     """Whether a volunteer card's QR code is genuine and the volunteer currently approved."""
     return volunteer_service.verify_card(current_principal(), args["code"])
 
@@ -226,7 +228,7 @@ def verify(args: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/<int:volunteer_id>", methods=["GET"])
 @login_required
 @blp.response(200, VolunteerDetailSchema)
-def get_one(volunteer_id: int) -> dict[str, Any]:
+def get_one(volunteer_id: int) -> VolunteerDetail:
     """One volunteer (masked) with the history of decisions and reads."""
     return volunteer_service.detail_for_staff(current_principal(), volunteer_id)
 

@@ -8,6 +8,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validates_sche
 
 from yijing.pagination import Page
 from yijing.services import notifications as notification_service
+from yijing.services.notifications import ReadAll, Subscription
 from yijing.web.auth import current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -104,15 +105,15 @@ def mark_read(notification_id: int) -> Any:
 @login_required
 @idempotent
 @blp.response(200, ReadAllSchema)
-def mark_all_read() -> dict[str, int]:
+def mark_all_read() -> ReadAll:
     """Mark every notification read."""
-    return {"updated": notification_service.mark_all_read(current_principal().user_id)}
+    return notification_service.mark_all_read(current_principal().user_id)
 
 
 @blp.route("/subscriptions", methods=["GET"])
 @login_required
 @blp.response(200, SubscriptionSchema(many=True))
-def list_subscriptions() -> list[dict[str, Any]]:
+def list_subscriptions() -> list[Subscription]:
     """The subscribe-message templates (which kinds each serves) and the user's consent for each."""
     return notification_service.subscriptions(current_principal().user_id)
 
@@ -122,7 +123,7 @@ def list_subscriptions() -> list[dict[str, Any]]:
 @idempotent
 @blp.arguments(SubscribeResultSchema)
 @blp.response(200, SubscriptionSchema(many=True))
-def record_subscriptions(data: dict[str, Any]) -> list[dict[str, Any]]:
+def record_subscriptions(data: dict[str, Any]) -> list[Subscription]:
     """Record what the user answered in wx.requestSubscribeMessage."""
     results = {k: v for k, v in data.items() if k != "errMsg"}
     return notification_service.record_consents(current_principal().user_id, results)

@@ -13,6 +13,8 @@ from yijing.services import corrections as correction_service
 from yijing.services import duty as duty_service
 from yijing.services import teams as team_service
 from yijing.services import volunteers as volunteer_service
+from yijing.services.duty import DutyState
+from yijing.services.volunteers import Card, FormOptions
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -141,7 +143,7 @@ class DutyStateSchema(Schema):
 
 @blp.route("/form", methods=["GET"])
 @blp.response(200, VolunteerFormSchema)
-def form() -> dict[str, Any]:
+def form() -> FormOptions:
     """Categories, skills, age limits and the privacy terms' current version."""
     return volunteer_service.form_options()
 
@@ -188,7 +190,7 @@ def withdraw(data: dict[str, Any]) -> Volunteer:
 @blp.route("/me/card", methods=["GET"])
 @login_required
 @blp.response(200, CardSchema)
-def my_card() -> dict[str, Any]:
+def my_card() -> Card:
     """My volunteer card with its signed QR payload."""
     return volunteer_service.card(current_principal().user_id)
 
@@ -204,7 +206,7 @@ def my_team() -> dict[str, Any]:
 @blp.route("/me/duty", methods=["GET"])
 @login_required
 @blp.response(200, DutyStateSchema)
-def my_duty() -> dict[str, Any]:
+def my_duty() -> DutyState:
     """Whether I am on duty, since when, and my last location ping."""
     return duty_service.my_state(current_principal().user_id)
 
@@ -215,7 +217,7 @@ def my_duty() -> dict[str, Any]:
 @limiter.limit("60/hour", key_func=user_key)
 @blp.arguments(DutySchema)
 @blp.response(200, DutyStateSchema)
-def set_duty(data: dict[str, Any]) -> dict[str, Any]:
+def set_duty(data: dict[str, Any]) -> DutyState:
     """Go on duty at my current location, or off duty."""
     return duty_service.set_duty(current_principal().user_id, data["on_duty"], data["lat"], data["lng"])
 
@@ -226,7 +228,7 @@ def set_duty(data: dict[str, Any]) -> dict[str, Any]:
 @limiter.limit("30/minute", key_func=user_key)
 @blp.arguments(DutyLocationSchema)
 @blp.response(200, DutyStateSchema)
-def ping(data: dict[str, Any]) -> dict[str, Any]:
+def ping(data: dict[str, Any]) -> DutyState:
     """Report my location while on duty (every minute or so)."""
     return duty_service.ping(current_principal().user_id, data["lat"], data["lng"])
 

@@ -421,6 +421,13 @@ SETTINGS: tuple[Setting, ...] = (
         attr="broadcast_rate_per_minute",
         custom=True,
     ),
+    _s(
+        "BROADCAST_STALL_SECONDS",
+        "int",
+        300,
+        "a running fan-out silent for its pace plus this long (its worker died) is revived by the sweeper",
+        minimum=1,
+    ),
     _s("VOLUNTEER_MIN_AGE", "int", 18, "youngest applicant (age from the resident ID number)", minimum=14),
     _s("VOLUNTEER_MAX_AGE", "int", 65, "oldest applicant", minimum=14),
     _s("VOLUNTEER_PRIVACY_VERSION", "text", "2026-01", "version of the privacy terms applicants must accept"),
@@ -728,6 +735,7 @@ class Config:
     notify_sweep_grace: int = 120
     broadcast_batch_size: int = 500
     broadcast_rate_per_minute: int = 3000
+    broadcast_stall_seconds: int = 300
     extra: dict[str, object] = field(default_factory=dict)
     # Volunteers (issue 3): the corps' age limits, the privacy terms' version and the duty index.
     volunteer_min_age: int = 18

@@ -14,7 +14,13 @@ Rows this scenario reports (``run(ctx)``):
   from this process with one redis-py client;
 * ``on_duty:http_1client`` — the endpoint timed from this process with one HTTP client,
   sequentially; its ratio is to the raw GEOSEARCH row: what the HTTP stack, authentication,
-  scope filtering and JSON add to the Redis work.
+  scope filtering and JSON add to the Redis work;
+* ``on_duty:search_inprocess`` — the endpoint's own work without HTTP: the desk search service
+  (:func:`yijing.services.duty.search_for_staff`, scope filtering and freshness in one Lua script)
+  called in this process, its ratio to the raw GEOSEARCH row.
+
+Size: ``BENCH_ON_DUTY_N`` (default 100,000) on duty, or ``OnDutyScenario(n)``; growth mode
+measures 10,000 / 100,000 / 1,000,000 through ``OnDutyScenario(size)``.
 
 Wiring: add ``on_duty`` to ``_MODULES`` in ``bench/scenarios/__init__.py``; then
 ``python -m bench.run --scenarios on_duty``. Seeding 100,000 takes a few seconds and happens
@@ -32,6 +38,7 @@ and their ratio. ``--seed-only`` just seeds.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -213,13 +220,38 @@ def endpoint_call(session, app_url: str, token: str) -> Callable[[], object]:  #
     return call
 
 
+def service_call(app, session, app_url: str, token: str) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+    """The endpoint's service call in this process, as the staff member the token belongs to."""
+    from yijing.services import auth, duty
+
+    with app.app_context():
+        principal = auth.authenticate(token)
+
+    def call() -> object:
+        with app.app_context():
+            hits = duty.search_for_staff(
+                principal,
+                lat=CENTRE[0],
+                lng=CENTRE[1],
+                radius_m=RADIUS_M,
+                jurisdiction_id=None,
+                categories=None,
+                limit=COUNT,
+            )
+        if len(hits.items) != COUNT:
+            raise RuntimeError(f"on_duty: the search service found {len(hits.items)}, not {COUNT}")
+        return hits
+
+    return call
+
+
 class OnDutyScenario:
     name = "on_duty"
     description = "GET /api/v1/desk/volunteers/on-duty, 100,000 on duty, vs raw GEOSEARCH (3 km, 20)"
     needs_app = True
 
-    def __init__(self, n: int = N_VOLUNTEERS) -> None:
-        self.n = n
+    def __init__(self, n: int | None = None) -> None:
+        self.n = n or int(os.environ.get("BENCH_ON_DUTY_N", N_VOLUNTEERS))
         self._app = None
         self._seeded: Seeded | None = None
 
@@ -260,11 +292,24 @@ class OnDutyScenario:
             f"on_duty: endpoint {one.rps:,.0f}/s vs raw GEOSEARCH {raw.rps:,.0f}/s from one client: "
             f"ratio {one.ratio:.3f} (p50 {one.p50_ms:.2f} vs {raw.p50_ms:.2f} ms)"
         )
+        service = time_calls(
+            "on_duty:search_inprocess",
+            service_call(self._app, ctx.session, ctx.app_url, token),
+            duration=ctx.duration,
+            target="duty.search_for_staff (3 km, 20), in process",
+            extra={"points": self._seeded.n},
+        )
+        service.baseline, service.ratio = raw.scenario, service.rps / raw.rps
+        print(
+            f"on_duty: search service {service.rps:,.0f}/s vs raw GEOSEARCH {raw.rps:,.0f}/s: "
+            f"ratio {service.ratio:.3f} (p50 {service.p50_ms:.2f} vs {raw.p50_ms:.2f} ms, "
+            f"p99 {service.p99_ms:.2f} vs {raw.p99_ms:.2f} ms)"
+        )
         loaded = ctx.measure_http(
             self.name, Request(path=query_path(), headers={"Authorization": f"Bearer {token}"})
         )
         loaded.baseline = "baseline:constant"
-        return [loaded, raw, one]
+        return [loaded, raw, one, service]
 
 
 SCENARIO = OnDutyScenario()

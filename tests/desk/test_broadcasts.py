@@ -184,7 +184,7 @@ def test_a_stalled_fan_out_is_revived_by_the_sweeper(app, client, staff, tree, p
     with app.app_context():
         queues.get_queue(queues.DISPATCH).empty()  # the job was lost (Redis restarted, worker killed)
         assert broadcasts.revive_stalled() == []  # not stalled yet
-        monkeypatch.setattr(broadcasts, "STALL_SECONDS", -3600)
+        configure(app, monkeypatch, broadcast_stall_seconds=-3600)
         assert notification_jobs.sweep()["broadcasts"] == 1
     drain(app)
     assert get_broadcast(app, created["id"]).status == "completed"

@@ -381,3 +381,21 @@ def test_fake_control_api(fake: FakeWeChatServer) -> None:
 
         assert http.post(f"{base}/__fake__/reset", timeout=2).json() == {"ok": True}
         assert http.get(f"{base}/__fake__/requests", timeout=2).json() == []
+
+
+def test_a_held_token_is_read_once_and_still_refreshed_when_refused(
+    gateway: WeChatGateway, fake: FakeWeChatServer, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    token = gateway.access_token()
+    key = f"{key_prefix}wx:{DEFAULT_APPID}_access_token"
+    with gateway.token_held():
+        assert gateway.send_subscribe_message("openid-1", "tmpl-1", {"thing1": "hi"})["errcode"] == 0
+        redis_client.delete(key)  # gone from Redis: the held one still serves this batch
+        assert gateway.send_subscribe_message("openid-2", "tmpl-1", {"thing1": "hi"})["errcode"] == 0
+        fake.state.invalidate_tokens()
+        assert gateway.send_subscribe_message("openid-3", "tmpl-1", {"thing1": "hi"})["errcode"] == 0
+        fresh = gateway.access_token()
+        assert gateway.send_subscribe_message("openid-4", "tmpl-1", {"thing1": "hi"})["errcode"] == 0
+    used = [r.args["access_token"] for r in fake.state.requests(SEND)]
+    assert used == [token, token, token, fresh, fresh] and fresh != token
+    assert token_fetches(fake) == 2  # the first token, and the refresh after the refusal

@@ -65,3 +65,16 @@ def test_a_pause_stops_every_worker(redis):
     limiter.pause(60)
     assert other.try_acquire() > 50
     assert 50 < other.paused_for() <= 60
+
+
+def test_a_block_of_slots_takes_only_what_the_second_has_left(redis):
+    clock = FakeClock(1_800_000_000.0)  # a whole minute's worth: 600 per second
+    limiter = SendRateLimiter(redis, "t:", 36_000, clock=clock, sleep=clock.sleep)
+    other = SendRateLimiter(redis, "t:", 36_000, clock=clock, sleep=clock.sleep)
+    assert limiter.acquire_up_to(595) == 595
+    assert other.acquire_up_to(10) == 5  # what is left of this second, not more
+    second = int(clock.now)
+    assert other.acquire_up_to(10) == 10  # waited for the next second
+    assert int(clock.now) == second + 1
+    assert other.acquire_up_to(600) == 590
+    assert limiter.acquire_up_to(1, deadline=clock.now + 0.5) == 0  # the next second is too late

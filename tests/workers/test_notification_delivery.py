@@ -185,8 +185,8 @@ def test_43101_withdraws_a_long_term_consent(app_ctx, fake_wechat):
     first = write(user_id, "43101:lt:1", kind="alert")
     drain()
     assert row(first).status == "inbox_only"
-    [alert] = [s for s in notifications.subscriptions(user_id) if s["template_id"] == ALERT_TEMPLATE]
-    assert alert["can_send"] is False and alert["last_answer"] == "reject"
+    [alert] = [s for s in notifications.subscriptions(user_id) if s.template_id == ALERT_TEMPLATE]
+    assert alert.can_send is False and alert.last_answer == "reject"
     second = write(user_id, "43101:lt:2", kind="alert")
     drain()
     assert row(second).status == "inbox_only"

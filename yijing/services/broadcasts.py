@@ -49,8 +49,6 @@ from yijing.services import audit, duty_index, jurisdictions, outbox
 log = logging.getLogger(__name__)
 
 FAN_OUT = "workers.broadcasts.fan_out"
-# A running fan-out whose heartbeat is older than its own pace plus this is revived by the sweeper.
-STALL_SECONDS = 300
 
 
 # -- audiences --
@@ -371,15 +369,16 @@ def fan_out_step(broadcast_id: int) -> int | None:
 
 
 def revive_stalled() -> list[int]:
-    """Open broadcasts whose fan-out stopped (worker killed, job lost with Redis): returns their ids
-    after touching their heartbeat. Commits."""
+    """Open broadcasts whose fan-out stopped (worker killed, job lost with Redis): a heartbeat older
+    than the fan-out's own pace plus ``BROADCAST_STALL_SECONDS``. Returns their ids after touching
+    their heartbeat. Commits."""
     config = settings()
     now = utcnow()
     found = []
     for broadcast in db.session.scalars(select(Broadcast).where(Broadcast.status.in_(list(OPEN_STATUSES)))):
         pace = config.broadcast_batch_size * 60 / max(broadcast.rate_per_minute, 1)
         last = broadcast.heartbeat_at or broadcast.created_at
-        if now - last > timedelta(seconds=pace + STALL_SECONDS):
+        if now - last > timedelta(seconds=pace + config.broadcast_stall_seconds):
             found.append(broadcast.id)
     if found:
         db.session.execute(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from yijing.config import Config, settings
@@ -59,6 +59,8 @@ NO_CONSENT_ERRCODE = 43101
 RATE_PAUSE_SECONDS = 60
 #: After this many transient failures in a row, the rest of the batch waits for the first backoff.
 MAX_CONSECUTIVE_TRANSIENT = 3
+#: Send slots taken from the shared rate limiter per round trip (``SendRateLimiter.acquire_up_to``).
+SEND_BLOCK = 10
 
 # Why a row went to the inbox only (kept in ``last_error`` for admins).
 REASON_NO_TEMPLATE = "no_template: 该类通知未配置订阅消息模板，仅站内信"
@@ -351,19 +353,30 @@ def _reason(exc: WeChatError) -> str:
     return f"{exc.errcode}: {exc.errmsg}"
 
 
-def _record_success(item: _Send, result: dict[str, Any], now: datetime, conn: Connection) -> None:
-    msgid = result.get("msgid")
-    _finish(
-        [item.id],
-        conn,
+# Built once: the statement of every success, executed once per message sent.
+_SENT = (
+    update(Notification)
+    .where(Notification.id == bindparam("row_id"), Notification.status == NotificationStatus.PENDING)
+    .values(
         status=NotificationStatus.SENT,
-        sent_at=now,
+        sent_at=bindparam("at"),
         attempts=Notification.attempts + 1,
-        last_attempt_at=now,
-        wechat_msgid=str(msgid)[:32] if msgid is not None else None,
+        last_attempt_at=bindparam("at"),
+        wechat_msgid=bindparam("msgid"),
+        claimed_until=None,
+        claimed_by=None,
         last_error=None,
         error_code=None,
         next_attempt_at=None,
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def _record_success(item: _Send, result: dict[str, Any], now: datetime, conn: Connection) -> None:
+    msgid = result.get("msgid")
+    conn.execute(
+        _SENT, {"row_id": item.id, "at": now, "msgid": str(msgid)[:32] if msgid is not None else None}
     )
 
 
@@ -460,16 +473,20 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker", urgent: bool = 
     limiter = send_limiter()
     gateway = wechat()
     consecutive_transient = 0
-    position = 0
-    with db.engine.connect() as conn:
+    position = slots = 0
+    with db.engine.connect() as conn, gateway.token_held():
         conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             for position, item in enumerate(to_send):
-                if time.time() >= last_start or not limiter.acquire(deadline=last_start):
+                if not slots and time.time() < last_start:
+                    wanted = min(SEND_BLOCK, len(to_send) - position)
+                    slots = limiter.acquire_up_to(wanted, deadline=last_start)
+                if time.time() >= last_start or not slots:
                     rest = [s.id for s in to_send[position:]]
                     _release(rest, conn, not_before=None, now=utcnow())
                     report.released.extend(rest)
                     break
+                slots -= 1
                 try:
                     result = gateway.send_subscribe_message(
                         item.openid, item.template.template_id, item.data, item.page

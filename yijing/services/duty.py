@@ -10,11 +10,11 @@ the database at most every ``DUTY_DB_SYNC_SECONDS`` (or at once when Redis is un
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
@@ -44,6 +44,32 @@ class RebuildResult:
     removed: int
 
 
+@dataclass(frozen=True, slots=True)
+class DutyState:
+    """A volunteer's duty as the mini-program shows it."""
+
+    on_duty: bool
+    since: datetime | None
+    last_ping_at: datetime | None
+    ping_window_seconds: int
+    indexed: bool | None  # whether the Redis index took the change (None: not asked)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    lat: float
+    lng: float
+
+
+@dataclass(frozen=True, slots=True)
+class OnDutySearch:
+    """The desk's on-duty search: where it searched, how far, and who it found, nearest first."""
+
+    origin: Origin
+    radius_m: float
+    items: list[duty_index.Hit]
+
+
 def entry_for(volunteer: Volunteer, path: str) -> DutyEntry:
     return DutyEntry(
         volunteer_id=volunteer.id,
@@ -67,15 +93,16 @@ def _mine(user_id: int) -> tuple[Volunteer, str]:
     return row[0], row[1]
 
 
-def _state(volunteer: Volunteer, *, indexed: bool | None = None) -> dict[str, Any]:
-    config = settings()
-    return {
-        "on_duty": volunteer.on_duty,
-        "since": volunteer.duty_started_at if volunteer.on_duty else None,
-        "last_ping_at": volunteer.duty_seen_at,
-        "ping_window_seconds": config.duty_ping_window_seconds,
-        "indexed": indexed,
-    }
+def _state(
+    volunteer: Volunteer, *, indexed: bool | None = None, last_ping_at: datetime | None = None
+) -> DutyState:
+    return DutyState(
+        on_duty=volunteer.on_duty,
+        since=volunteer.duty_started_at if volunteer.on_duty else None,
+        last_ping_at=last_ping_at or volunteer.duty_seen_at,
+        ping_window_seconds=settings().duty_ping_window_seconds,
+        indexed=indexed,
+    )
 
 
 def _index_add(entry: DutyEntry, lat: float, lng: float) -> bool:
@@ -94,7 +121,7 @@ def _index_remove(volunteer_id: int) -> None:
         log.warning("duty index unavailable", extra={"volunteer_id": volunteer_id, "error": str(exc)})
 
 
-def set_duty(user_id: int, on_duty: bool, lat: float | None, lng: float | None) -> dict[str, Any]:
+def set_duty(user_id: int, on_duty: bool, lat: float | None, lng: float | None) -> DutyState:
     """Go on duty at a location, or off duty. Only approved, not suspended volunteers go on duty."""
     volunteer, path = _mine(user_id)
     now = utcnow()
@@ -117,11 +144,10 @@ def set_duty(user_id: int, on_duty: bool, lat: float | None, lng: float | None) 
     state, entry = _state(volunteer), entry_for(volunteer, path)
     db.session.commit()
     # After the commit: if Redis is down the database has it and the index is rebuilt from it.
-    state["indexed"] = _index_add(entry, lat, lng)
-    return state
+    return dataclasses.replace(state, indexed=_index_add(entry, lat, lng))
 
 
-def ping(user_id: int, lat: float, lng: float) -> dict[str, Any]:
+def ping(user_id: int, lat: float, lng: float) -> DutyState:
     """A location ping while on duty: refreshes the index and, now and then, the database."""
     volunteer, path = _mine(user_id)
     if volunteer.status != VolunteerStatus.APPROVED or not volunteer.on_duty:
@@ -130,8 +156,7 @@ def ping(user_id: int, lat: float, lng: float) -> dict[str, Any]:
     now = utcnow()
     indexed = _index_add(entry_for(volunteer, path), lat, lng)
     sync = timedelta(seconds=settings().duty_db_sync_seconds)
-    state = _state(volunteer, indexed=indexed)
-    state["last_ping_at"] = now
+    state = _state(volunteer, indexed=indexed, last_ping_at=now)
     if not indexed or volunteer.duty_seen_at is None or now - volunteer.duty_seen_at >= sync:
         volunteer.duty_seen_at = now
         volunteer.duty_lat, volunteer.duty_lng = lat, lng
@@ -139,13 +164,13 @@ def ping(user_id: int, lat: float, lng: float) -> dict[str, Any]:
     return state
 
 
-def my_state(user_id: int) -> dict[str, Any]:
+def my_state(user_id: int) -> DutyState:
     volunteer, _ = _mine(user_id)
-    state = _state(volunteer)
+    last_ping_at = None
     if volunteer.on_duty:
         with contextlib.suppress(RedisError):  # the database's last synced ping will do
-            state["last_ping_at"] = duty_index.last_seen(volunteer.id) or volunteer.duty_seen_at
-    return state
+            last_ping_at = duty_index.last_seen(volunteer.id)
+    return _state(volunteer, last_ping_at=last_ping_at)
 
 
 # -- keeping the index in line with the database --------------------------------------------------
@@ -225,7 +250,7 @@ def search_for_staff(
     jurisdiction_id: int | None,
     categories: Sequence[str] | None,
     limit: int,
-) -> dict[str, Any]:
+) -> OnDutySearch:
     """On-duty volunteers whose home lies in the staff member's jurisdiction (or the one given),
     within a radius of a point, or else nearest the jurisdiction's centre; nearest first."""
     paths = policies.require_somewhere(principal, Permission.VOLUNTEER_LOCATE)
@@ -265,4 +290,4 @@ def search_for_staff(
         raise ServiceUnavailable(
             "在岗定位服务暂时不可用，请稍后再试", code="duty_index_unavailable"
         ) from None
-    return {"origin": {"lat": lat, "lng": lng}, "radius_m": radius, "items": hits}
+    return OnDutySearch(origin=Origin(lat=lat, lng=lng), radius_m=radius, items=hits)

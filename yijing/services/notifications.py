@@ -6,6 +6,8 @@ Every notification is in the inbox whatever WeChat did with it: the inbox reads 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select, update
@@ -64,8 +66,13 @@ def mark_read(user_id: int, notification_id: int) -> Notification:
     return item
 
 
-def mark_all_read(user_id: int) -> int:
-    """Mark every unread notification of the user read; returns how many changed."""
+@dataclass(frozen=True, slots=True)
+class ReadAll:
+    updated: int  # how many notifications were unread
+
+
+def mark_all_read(user_id: int) -> ReadAll:
+    """Mark every unread notification of the user read."""
     changed = db.session.execute(
         update(Notification)
         .where(Notification.user_id == user_id, Notification.read_at.is_(None))
@@ -73,7 +80,7 @@ def mark_all_read(user_id: int) -> int:
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
-    return changed or 0
+    return ReadAll(updated=changed or 0)
 
 
 # -- consents --
@@ -83,7 +90,20 @@ def _templates() -> Any:
     return settings().wechat_templates
 
 
-def subscriptions(user_id: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A subscribe-message template, the kinds it serves, and what the user has left for it."""
+
+    template_id: str
+    kinds: list[str]
+    long_term: bool
+    remaining: int | None  # one-time consents left (None for a long-term template: not counted)
+    last_answer: str | None
+    answered_at: datetime | None
+    can_send: bool
+
+
+def subscriptions(user_id: int) -> list[Subscription]:
     """Every configured template with the kinds it serves and what the user has left for it."""
     registry = _templates()
     consents = {
@@ -95,18 +115,18 @@ def subscriptions(user_id: int) -> list[dict[str, Any]]:
         consent = consents.get(template_id)
         long_term = templates[0].long_term
         out.append(
-            {
-                "template_id": template_id,
-                "kinds": sorted(t.kind for t in templates),
-                "long_term": long_term,
-                "remaining": (consent.remaining if consent else 0) if not long_term else None,
-                "last_answer": consent.last_answer if consent else None,
-                "answered_at": consent.answered_at if consent else None,
-                "can_send": bool(
+            Subscription(
+                template_id=template_id,
+                kinds=sorted(t.kind for t in templates),
+                long_term=long_term,
+                remaining=(consent.remaining if consent else 0) if not long_term else None,
+                last_answer=consent.last_answer if consent else None,
+                answered_at=consent.answered_at if consent else None,
+                can_send=bool(
                     consent
                     and (consent.last_answer == ConsentAnswer.ACCEPT if long_term else consent.remaining > 0)
                 ),
-            }
+            )
         )
     return out
 
@@ -117,7 +137,7 @@ def _one_more(dialect: str) -> Any:
     return cap(SubscriptionConsent.remaining + 1, MAX_ONE_TIME_CONSENTS)
 
 
-def record_consents(user_id: int, results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def record_consents(user_id: int, results: Mapping[str, Any]) -> list[Subscription]:
     """Record the result of ``wx.requestSubscribeMessage``: ``{template_id: accept|reject|ban|filter}``.
 
     A one-time ``accept`` adds one message; ``reject`` and ``ban`` withdraw what was left; ``filter``

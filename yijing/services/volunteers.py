@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from yijing.models import (
     Jurisdiction,
     PrivacyConsent,
     Role,
+    Team,
     User,
     Volunteer,
     VolunteerNumberCounter,
@@ -90,15 +92,43 @@ STATES = StateMachine(
 )
 
 
-def form_options() -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Option:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyTerms:
+    version: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgeLimits:
+    min: int
+    max: int
+
+
+@dataclass(frozen=True, slots=True)
+class FormOptions:
+    """What the application form offers: categories, skills and the privacy terms to agree to."""
+
+    categories: list[Option]
+    skills: list[Option]
+    privacy_terms: PrivacyTerms
+    age_limits: AgeLimits
+
+
+def form_options() -> FormOptions:
     """What the application form offers: categories, skills and the privacy terms to agree to."""
     config = settings()
-    return {
-        "categories": [{"value": k, "label": v} for k, v in CATEGORY_LABELS.items()],
-        "skills": [{"value": k, "label": v} for k, v in SKILL_LABELS.items()],
-        "privacy_terms": {"version": config.volunteer_privacy_version, "summary": PRIVACY_SUMMARY},
-        "age_limits": {"min": config.volunteer_min_age, "max": config.volunteer_max_age},
-    }
+    return FormOptions(
+        categories=[Option(k, v) for k, v in CATEGORY_LABELS.items()],
+        skills=[Option(k, v) for k, v in SKILL_LABELS.items()],
+        privacy_terms=PrivacyTerms(config.volunteer_privacy_version, PRIVACY_SUMMARY),
+        age_limits=AgeLimits(config.volunteer_min_age, config.volunteer_max_age),
+    )
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -481,7 +511,23 @@ def lookup_for_staff(principal: Principal, *, id_number: str | None, phone: str 
     return list(db.session.scalars(stmt.order_by(Volunteer.id.desc()).limit(50)))
 
 
-def detail_for_staff(principal: Principal, volunteer_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One decision about a volunteer, or one read of their personal information."""
+
+    action: str
+    reason: str | None
+    actor: str | None  # the staff member's display name
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VolunteerDetail:
+    volunteer: Volunteer
+    history: list[HistoryEntry]
+
+
+def detail_for_staff(principal: Principal, volunteer_id: int) -> VolunteerDetail:
     """A volunteer with the history of decisions and reads (masked personal information)."""
     volunteer = _load_for_staff(principal, volunteer_id, Permission.VOLUNTEER_REVIEW)
     flag_reused_id_numbers([volunteer])
@@ -496,18 +542,18 @@ def detail_for_staff(principal: Principal, volunteer_id: int) -> dict[str, Any]:
             select(User).where(User.id.in_({e.actor_id for e in entries if e.actor_id}))
         )
     }
-    return {
-        "volunteer": volunteer,
-        "history": [
-            {
-                "action": e.action,
-                "reason": e.reason,
-                "actor": names.get(e.actor_id) if e.actor_id else None,
-                "at": e.created_at,
-            }
+    return VolunteerDetail(
+        volunteer=volunteer,
+        history=[
+            HistoryEntry(
+                action=e.action,
+                reason=e.reason,
+                actor=names.get(e.actor_id) if e.actor_id else None,
+                at=e.created_at,
+            )
             for e in entries
         ],
-    }
+    )
 
 
 #: The decision as its subscribe message shows it (a phrase: at most five Chinese characters).
@@ -644,49 +690,86 @@ def _card_serializer() -> URLSafeSerializer:
     return URLSafeSerializer(settings().secret_key, salt=CARD_SALT)
 
 
-def card(user_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Card:
+    """The volunteer card: number, masked name, category, team and a signed QR payload."""
+
+    volunteer_number: str
+    name_masked: str
+    category: str
+    category_label: str
+    status: str
+    team: Team | None
+    community: Jurisdiction
+    qr_payload: str
+
+
+def card(user_id: int) -> Card:
     """The volunteer card: number, masked name, category, team and a signed QR payload."""
     volunteer = _open_application(user_id)
     if volunteer is None or volunteer.volunteer_number is None or volunteer.status == VolunteerStatus.PENDING:
         raise Conflict("审核通过后才有义警证", code="card_unavailable")
-    return {
-        "volunteer_number": volunteer.volunteer_number,
-        "name_masked": volunteer.name_masked,
-        "category": volunteer.category,
-        "category_label": CATEGORY_LABELS.get(volunteer.category, volunteer.category),
-        "status": volunteer.status,
-        "team": volunteer.team,
-        "community": volunteer.community,
-        "qr_payload": _card_serializer().dumps({"v": volunteer.id, "n": volunteer.volunteer_number}),
-    }
+    return Card(
+        volunteer_number=volunteer.volunteer_number,
+        name_masked=volunteer.name_masked,
+        category=volunteer.category,
+        category_label=CATEGORY_LABELS.get(volunteer.category, volunteer.category),
+        status=volunteer.status,
+        team=volunteer.team,
+        community=volunteer.community,
+        qr_payload=_card_serializer().dumps({"v": volunteer.id, "n": volunteer.volunteer_number}),
+    )
 
 
-def verify_card(principal: Principal, code: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ForgedCard:
+    """A QR code this system did not sign, or for a card that does not exist: nothing more to say."""
+
+    message: str
+    genuine: bool = False
+    valid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CardCheck:
+    """A genuine card: whether its volunteer is currently approved, and who it is (masked)."""
+
+    valid: bool
+    message: str
+    status: str
+    volunteer_number: str
+    name_masked: str
+    category: str
+    category_label: str
+    team: Team | None
+    community: Jurisdiction
+    genuine: bool = True
+
+
+def verify_card(principal: Principal, code: str) -> CardCheck | ForgedCard:
     """Whether a card's QR code is genuine and its volunteer is currently approved."""
     policies.require_somewhere(principal, Permission.VOLUNTEER_REVIEW)
     try:
         payload = _card_serializer().loads(code)
         volunteer_id, number = int(payload["v"]), str(payload["n"])
     except (BadSignature, KeyError, TypeError, ValueError):
-        return {"genuine": False, "valid": False, "message": "义警证无效：二维码不是本系统签发的"}
+        return ForgedCard("义警证无效：二维码不是本系统签发的")
     volunteer = db.session.get(Volunteer, volunteer_id)
     if volunteer is None or volunteer.volunteer_number != number:
-        return {"genuine": False, "valid": False, "message": "义警证无效：查无此证"}
+        return ForgedCard("义警证无效：查无此证")
     valid = volunteer.status == VolunteerStatus.APPROVED
-    return {
-        "genuine": True,
-        "valid": valid,
-        "message": "义警证有效"
-        if valid
-        else f"义警证已失效（{STATUS_LABELS[VolunteerStatus(volunteer.status)]}）",
-        "status": volunteer.status,
-        "volunteer_number": volunteer.volunteer_number,
-        "name_masked": volunteer.name_masked,
-        "category": volunteer.category,
-        "category_label": CATEGORY_LABELS.get(volunteer.category, volunteer.category),
-        "team": volunteer.team,
-        "community": volunteer.community,
-    }
+    label = STATUS_LABELS[VolunteerStatus(volunteer.status)]
+    return CardCheck(
+        valid=valid,
+        message="义警证有效" if valid else f"义警证已失效（{label}）",
+        status=volunteer.status,
+        volunteer_number=volunteer.volunteer_number,
+        name_masked=volunteer.name_masked,
+        category=volunteer.category,
+        category_label=CATEGORY_LABELS.get(volunteer.category, volunteer.category),
+        team=volunteer.team,
+        community=volunteer.community,
+    )
 
 
 def ensure_approved(volunteer: Volunteer | None) -> Volunteer:

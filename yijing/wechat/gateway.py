@@ -18,9 +18,11 @@ Never logged: the secret, access tokens, session keys (nor openids, message cont
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
@@ -83,6 +85,7 @@ class WeChatGateway:
         self._key_prefix = key_prefix
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
         self._http = requests.Session()  # the two calls that carry no access token (module docstring)
+        self._held = threading.local()  # the token held by token_held(), per thread
         self.client = _GatewayClient(
             appid,
             secret,
@@ -122,10 +125,26 @@ class WeChatGateway:
 
         ``force_refresh`` replaces the cached token, unless another process already replaced it.
         """
+        held = getattr(self._held, "token", None)
+        if held and not force_refresh:
+            return held
         cached = self._cached_token()
-        if cached and not force_refresh:
-            return cached
-        return self._refresh(stale=cached if force_refresh else None, force=force_refresh)
+        if not cached or force_refresh:
+            cached = self._refresh(stale=cached if force_refresh else None, force=force_refresh)
+        if held is not None:
+            self._held.token = cached
+        return cached
+
+    @contextlib.contextmanager
+    def token_held(self) -> Iterator[None]:
+        """Inside the block, the access token read from Redis once serves every call of this thread
+        (a delivery batch: one Redis round trip per batch, not per message). A token WeChat refuses
+        is still refreshed and retried once (:meth:`_call`), and the fresh one is held instead."""
+        self._held.token = ""
+        try:
+            yield
+        finally:
+            self._held.token = None
 
     def _cached_token(self) -> str | None:
         token = self.client.session.get(self.client.access_token_key)

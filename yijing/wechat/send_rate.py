@@ -41,36 +41,53 @@ class SendRateLimiter:
 
     def try_acquire(self) -> float:
         """Take one send now and return 0, or return how many seconds to wait before asking again."""
+        granted, wait = self._take(1)
+        return 0.0 if granted else wait
+
+    def _take(self, n: int) -> tuple[int, float]:
+        """Take up to ``n`` sends of this second: (how many were granted, seconds to wait if none)."""
         now = self.clock()
         second = int(now)
         quota = self.quota(second)
-        # One round trip: is there a pause, and take a slot of this second (unused while paused).
+        # One round trip: is there a pause, and take slots of this second (unused while paused).
+        # Taking more than are left only pushes the count further over the quota: same answer.
         pipe = self.redis.pipeline(transaction=False)
         key = f"{self.prefix}:{second}"
         pipe.pttl(f"{self.prefix}:pause")
         if quota:
-            pipe.incr(key)
+            pipe.incrby(key, n)
             pipe.expire(key, WINDOW_KEY_TTL)
         answers = pipe.execute()
         paused = answers[0]
         if paused and paused > 0:
-            return paused / 1000
-        if quota and answers[1] <= quota:
-            return 0.0
+            return 0, paused / 1000
+        if quota:
+            granted = min(n, quota - (answers[1] - n))
+            if granted > 0:
+                return granted, 0.0
         # The next second that has a share (at most a minute away when the rate is below 60/min).
         wait_until = second + 1
         while not self.quota(wait_until):
             wait_until += 1
-        return max(wait_until - now, 0.001)
+        return 0, max(wait_until - now, 0.001)
 
     def acquire(self, deadline: float | None = None) -> bool:
         """Wait for a send slot; False if it would come after ``deadline`` (a ``clock()`` value)."""
+        return self.acquire_up_to(1, deadline) == 1
+
+    def acquire_up_to(self, n: int, deadline: float | None = None) -> int:
+        """Wait for send slots and take up to ``n`` of the same second (one round trip when they are
+        free); 0 if none would come before ``deadline`` (a ``clock()`` value).
+
+        A worker that takes a block sends it over the next milliseconds, possibly into the next
+        second: any 60 seconds then see at most ``rate_per_minute`` plus one block.
+        """
         while True:
-            wait = self.try_acquire()
-            if wait == 0:
-                return True
+            granted, wait = self._take(n)
+            if granted:
+                return granted
             if deadline is not None and self.clock() + wait > deadline:
-                return False
+                return 0
             self.sleep(wait)
 
     def pause(self, seconds: int) -> None:
