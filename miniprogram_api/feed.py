@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
 from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
@@ -13,6 +13,7 @@ from yijing.models import PostKind
 from yijing.pagination import Page
 from yijing.services import comments as comment_service
 from yijing.services import feed as feed_service
+from yijing.web import rendered
 from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -99,26 +100,31 @@ def _user_id() -> int | None:
     return principal.user_id if principal else None
 
 
+_FEED_PAGE = page_of(FeedItemSchema)()
+
+
+def _render_page(page: Page[feed_service.FeedItem]) -> bytes:
+    return rendered.render(_FEED_PAGE, page)
+
+
 @blp.route("", methods=["GET"])
 @login_optional
 @blp.arguments(FeedArgsSchema, location="query")
 @blp.response(200, page_of(FeedItemSchema))
-def list_feed(args: dict[str, Any]) -> Response:
+def list_feed(args: dict[str, Any]) -> Response | Page[feed_service.FeedItem]:
     """The feed: city-wide posts and the district's, pinned first, then newest."""
     principal = optional_principal()
-    page = feed_service.feed(
-        principal.user_id if principal else None,
-        # Where the Principal carries the profile loaded with it (newer foundation), reuse it.
-        profile=getattr(principal, "profile", None),
-        district_id=args["district_id"],
-        kind=args["kind"],
-        cursor=args["cursor"],
-        limit=args["limit"],
-    )
-    # The hottest read: items come (from Redis) in wire format already, so they are not dumped a second
-    # time; tests/miniprogram_api/test_feed.py::test_feed_items_are_what_their_schema_documents keeps
-    # them equal to the schema's dump.
-    return jsonify(items=page.items, next_cursor=page.next_cursor)
+    reader = {
+        "user_id": principal.user_id if principal else None,
+        "profile": principal.profile if principal else None,
+        "district_id": args["district_id"],
+        "kind": args["kind"],
+        "limit": args["limit"],
+    }
+    if feed_service.serves_rendered(args["cursor"], args["limit"]):
+        # The hottest read: the first page is kept rendered by this schema (yijing.web.rendered).
+        return rendered.json_response(feed_service.first_page(**reader, render=_render_page))
+    return feed_service.feed(**reader, cursor=args["cursor"])
 
 
 @blp.route("/<int:post_id>", methods=["GET"])

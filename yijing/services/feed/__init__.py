@@ -100,7 +100,11 @@ from yijing.services.feed.detail import (
     refresh_details,
 )
 from yijing.services.feed.pages import (
+    FeedItem,
+    FeedJurisdiction,
     feed,
+    first_page,
+    serves_rendered,
 )
 from yijing.services.feed.publication import (
     fan_out_alert,
@@ -129,6 +133,8 @@ __all__ = [
     "SUMMARY_CHARS",
     "TOMBSTONE",
     "TOMBSTONE_TTL",
+    "FeedItem",
+    "FeedJurisdiction",
     "Scope",
     "after_publish",
     "bump_pages",
@@ -140,6 +146,7 @@ __all__ = [
     "district_of",
     "fan_out_alert",
     "feed",
+    "first_page",
     "flush_counters",
     "like",
     "live_post",
@@ -151,6 +158,7 @@ __all__ = [
     "refresh_details",
     "request_alert_broadcast",
     "require_district",
+    "serves_rendered",
     "set_home_district",
     "set_pinned",
     "unlike",
