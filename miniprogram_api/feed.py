@@ -130,7 +130,7 @@ def list_feed(args: dict[str, Any]) -> Response | Page[feed_service.FeedItem]:
 @blp.route("/<int:post_id>", methods=["GET"])
 @login_optional
 @blp.response(200, PostDetailSchema)
-def get_post(post_id: int) -> dict[str, Any]:
+def get_post(post_id: int) -> feed_service.PostDetail:
     """One post with its view, like and comment counts (counts this view)."""
     return feed_service.post_detail(post_id, _user_id())
 
@@ -139,7 +139,7 @@ def get_post(post_id: int) -> dict[str, Any]:
 @login_required
 @idempotent
 @blp.response(200, LikeSchema)
-def like(post_id: int) -> dict[str, Any]:
+def like(post_id: int) -> feed_service.LikeState:
     """Like a post; liking again changes nothing."""
     return feed_service.like(post_id, current_principal().user_id)
 
@@ -147,7 +147,7 @@ def like(post_id: int) -> dict[str, Any]:
 @blp.route("/<int:post_id>/like", methods=["DELETE"])
 @login_required
 @blp.response(200, LikeSchema)
-def unlike(post_id: int) -> dict[str, Any]:
+def unlike(post_id: int) -> feed_service.LikeState:
     """Take the like back."""
     return feed_service.unlike(post_id, current_principal().user_id)
 
@@ -155,7 +155,7 @@ def unlike(post_id: int) -> dict[str, Any]:
 @blp.route("/<int:post_id>/comments", methods=["GET"])
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_of(CommentSchema))
-def list_comments(args: dict[str, Any], post_id: int) -> Page[dict[str, Any]]:
+def list_comments(args: dict[str, Any], post_id: int) -> Page[comment_service.CommentView]:
     """Visible comments on a post, newest first."""
     return comment_service.list_for_post(post_id, cursor=args["cursor"], limit=args["limit"])
 
@@ -166,7 +166,7 @@ def list_comments(args: dict[str, Any], post_id: int) -> Page[dict[str, Any]]:
 @limiter.limit(_comment_limit, key_func=user_key)
 @blp.arguments(CommentInSchema)
 @blp.response(201, CommentSchema)
-def add_comment(data: dict[str, Any], post_id: int) -> dict[str, Any]:
+def add_comment(data: dict[str, Any], post_id: int) -> comment_service.CommentView:
     """Comment on a post; it is shown once the content check passes."""
     return comment_service.create(post_id, current_principal().user_id, data["body"])
 
@@ -176,6 +176,6 @@ def add_comment(data: dict[str, Any], post_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReportInSchema)
 @blp.response(200, ReportedSchema)
-def report_comment(data: dict[str, Any], comment_id: int) -> dict[str, Any]:
+def report_comment(data: dict[str, Any], comment_id: int) -> comment_service.ReportReceipt:
     """Report a comment to the desk; reporting twice is one report."""
     return comment_service.report(comment_id, current_principal().user_id, data["reason"])
