@@ -58,7 +58,7 @@ class DeskCommentSchema(Schema):
 @login_required
 @blp.arguments(CommentQueueArgsSchema, location="query")
 @blp.response(200, page_of(DeskCommentSchema))
-def moderation_queue(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def moderation_queue(args: dict[str, Any]) -> Page[comment_service.DeskComment]:
     """Comments awaiting a decision in your jurisdiction, oldest first."""
     return comment_service.queue(
         current_principal(),
@@ -75,7 +75,7 @@ def moderation_queue(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @idempotent
 @blp.arguments(HideSchema)
 @blp.response(200, DeskCommentSchema)
-def hide_comment(data: dict[str, Any], comment_id: int) -> dict[str, Any]:
+def hide_comment(data: dict[str, Any], comment_id: int) -> comment_service.DeskComment:
     """Hide a comment; the author is told the reason."""
     return comment_service.hide(current_principal(), current_actor(), comment_id, data["reason"])
 
@@ -85,6 +85,6 @@ def hide_comment(data: dict[str, Any], comment_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(RestoreSchema)
 @blp.response(200, DeskCommentSchema)
-def restore_comment(data: dict[str, Any], comment_id: int) -> dict[str, Any]:
+def restore_comment(data: dict[str, Any], comment_id: int) -> comment_service.DeskComment:
     """Show a comment: approve it, restore it, or dismiss its reports."""
     return comment_service.restore(current_principal(), current_actor(), comment_id, data["reason"])

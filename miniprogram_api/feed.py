@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
 from marshmallow import Schema, fields, validate
 
 from yijing.config import settings
@@ -13,6 +13,7 @@ from yijing.models import PostKind
 from yijing.pagination import Page
 from yijing.services import comments as comment_service
 from yijing.services import feed as feed_service
+from yijing.web import rendered
 from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -99,32 +100,37 @@ def _user_id() -> int | None:
     return principal.user_id if principal else None
 
 
+_FEED_PAGE = page_of(FeedItemSchema)()
+
+
+def _render_page(page: Page[feed_service.FeedItem]) -> bytes:
+    return rendered.render(_FEED_PAGE, page)
+
+
 @blp.route("", methods=["GET"])
 @login_optional
 @blp.arguments(FeedArgsSchema, location="query")
 @blp.response(200, page_of(FeedItemSchema))
-def list_feed(args: dict[str, Any]) -> Response:
+def list_feed(args: dict[str, Any]) -> Response | Page[feed_service.FeedItem]:
     """The feed: city-wide posts and the district's, pinned first, then newest."""
     principal = optional_principal()
-    page = feed_service.feed(
-        principal.user_id if principal else None,
-        # Where the Principal carries the profile loaded with it (newer foundation), reuse it.
-        profile=getattr(principal, "profile", None),
-        district_id=args["district_id"],
-        kind=args["kind"],
-        cursor=args["cursor"],
-        limit=args["limit"],
-    )
-    # The hottest read: items come (from Redis) in wire format already, so they are not dumped a second
-    # time; tests/miniprogram_api/test_feed.py::test_feed_items_are_what_their_schema_documents keeps
-    # them equal to the schema's dump.
-    return jsonify(items=page.items, next_cursor=page.next_cursor)
+    reader = {
+        "user_id": principal.user_id if principal else None,
+        "profile": principal.profile if principal else None,
+        "district_id": args["district_id"],
+        "kind": args["kind"],
+        "limit": args["limit"],
+    }
+    if feed_service.serves_rendered(args["cursor"], args["limit"]):
+        # The hottest read: the first page is kept rendered by this schema (yijing.web.rendered).
+        return rendered.json_response(feed_service.first_page(**reader, render=_render_page))
+    return feed_service.feed(**reader, cursor=args["cursor"])
 
 
 @blp.route("/<int:post_id>", methods=["GET"])
 @login_optional
 @blp.response(200, PostDetailSchema)
-def get_post(post_id: int) -> dict[str, Any]:
+def get_post(post_id: int) -> feed_service.PostDetail:
     """One post with its view, like and comment counts (counts this view)."""
     return feed_service.post_detail(post_id, _user_id())
 
@@ -133,7 +139,7 @@ def get_post(post_id: int) -> dict[str, Any]:
 @login_required
 @idempotent
 @blp.response(200, LikeSchema)
-def like(post_id: int) -> dict[str, Any]:
+def like(post_id: int) -> feed_service.LikeState:
     """Like a post; liking again changes nothing."""
     return feed_service.like(post_id, current_principal().user_id)
 
@@ -141,7 +147,7 @@ def like(post_id: int) -> dict[str, Any]:
 @blp.route("/<int:post_id>/like", methods=["DELETE"])
 @login_required
 @blp.response(200, LikeSchema)
-def unlike(post_id: int) -> dict[str, Any]:
+def unlike(post_id: int) -> feed_service.LikeState:
     """Take the like back."""
     return feed_service.unlike(post_id, current_principal().user_id)
 
@@ -149,7 +155,7 @@ def unlike(post_id: int) -> dict[str, Any]:
 @blp.route("/<int:post_id>/comments", methods=["GET"])
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_of(CommentSchema))
-def list_comments(args: dict[str, Any], post_id: int) -> Page[dict[str, Any]]:
+def list_comments(args: dict[str, Any], post_id: int) -> Page[comment_service.CommentView]:
     """Visible comments on a post, newest first."""
     return comment_service.list_for_post(post_id, cursor=args["cursor"], limit=args["limit"])
 
@@ -160,7 +166,7 @@ def list_comments(args: dict[str, Any], post_id: int) -> Page[dict[str, Any]]:
 @limiter.limit(_comment_limit, key_func=user_key)
 @blp.arguments(CommentInSchema)
 @blp.response(201, CommentSchema)
-def add_comment(data: dict[str, Any], post_id: int) -> dict[str, Any]:
+def add_comment(data: dict[str, Any], post_id: int) -> comment_service.CommentView:
     """Comment on a post; it is shown once the content check passes."""
     return comment_service.create(post_id, current_principal().user_id, data["body"])
 
@@ -170,6 +176,6 @@ def add_comment(data: dict[str, Any], post_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReportInSchema)
 @blp.response(200, ReportedSchema)
-def report_comment(data: dict[str, Any], comment_id: int) -> dict[str, Any]:
+def report_comment(data: dict[str, Any], comment_id: int) -> comment_service.ReportReceipt:
     """Report a comment to the desk; reporting twice is one report."""
     return comment_service.report(comment_id, current_principal().user_id, data["reason"])

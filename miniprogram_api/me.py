@@ -66,7 +66,7 @@ class CancellationInSchema(Schema):
 @blp.route("/cancellation", methods=["GET"])
 @login_required
 @blp.response(200, CancellationSchema)
-def cancellation_state() -> dict[str, Any]:
+def cancellation_state() -> account_service.CancellationState:
     """What cancelling the account does, and whether it is pending."""
     return account_service.state(current_principal().user_id)
 
@@ -75,7 +75,7 @@ def cancellation_state() -> dict[str, Any]:
 @login_required
 @blp.arguments(CancellationInSchema)
 @blp.response(202, CancellationSchema)
-def request_cancellation(data: dict[str, Any]) -> dict[str, Any]:
+def request_cancellation(data: dict[str, Any]) -> account_service.CancellationState:
     """Ask to cancel the account (注销); it takes effect after the cooling-off period."""
     return account_service.request(
         current_principal().user_id, current_actor(), acknowledged=data["acknowledged"]
@@ -85,7 +85,7 @@ def request_cancellation(data: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/cancellation", methods=["DELETE"])
 @login_required
 @blp.response(200, CancellationSchema)
-def withdraw_cancellation() -> dict[str, Any]:
+def withdraw_cancellation() -> account_service.CancellationState:
     """Change one's mind during the cooling-off period (logging in again does the same)."""
     principal = current_principal()
     account_service.withdraw(principal.user_id, current_actor())

@@ -25,7 +25,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
     from yijing import cli, extensions
-    from yijing.web import docs, errors, health, inputs, metrics, outages, ratelimit, request_log
+    from yijing.web import auth, docs, errors, health, inputs, metrics, outages, ratelimit, request_log
     from yijing.web.api import create_api
 
     config = config or Config.from_env()
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
         JSON_AS_ASCII=False,
     )
     app.json = inputs.StrictJSONProvider(app)
+    app.session_interface = auth.NoCookieSession()
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     inputs.init_converters(app)
     if config.proxy_hops:
@@ -76,6 +77,7 @@ def create_app(config: Config | None = None) -> Flask:
     extensions.init_wechat(app)
     extensions.limiter.init_app(app)
     ratelimit.init_ratelimit_headers(app)
+    ratelimit.check_decorated_views_only(app, extensions.limiter)
     api = create_api(app)
     _register_blueprints(api)
     errors.register_error_handlers(app)

@@ -320,7 +320,7 @@ def test_like_burst_counts_each_user_once(app, client, tree, city_desk):
 
 
 def test_feed_items_are_what_their_schema_documents(app, client, tree, city_desk, wechat_login):
-    """The feed list skips the schema dump (items come from Redis in wire format): keep them equal."""
+    """The first page is served rendered (yijing/web/rendered.py): miss and hit equal the schema's dump."""
     from miniprogram_api.feed import FeedItemSchema
 
     _post(client, city_desk, tree, key="150200", images=["https://media.example.cn/p.jpg"])

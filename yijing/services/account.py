@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -132,20 +133,32 @@ def duty_consequences(user_id: int) -> list[str]:
     return said
 
 
-def state(user_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class CancellationState:
+    """Where a user's cancellation stands, what it does and what it would do to their tasks."""
+
+    status: str
+    requested_at: datetime | None
+    due_at: datetime | None
+    cooling_off_days: int
+    statement: str
+    consequences: list[str]
+
+
+def state(user_id: int) -> CancellationState:
     """Where the user's cancellation stands, what it does and what it would do to their tasks."""
     user = _user(user_id)
-    return {
-        "status": "pending" if user.cancel_requested_at else "none",
-        "requested_at": user.cancel_requested_at,
-        "due_at": user.cancel_due_at,
-        "cooling_off_days": _cooling_days(),
-        "statement": STATEMENT.format(days=_cooling_days()),
-        "consequences": duty_consequences(user_id),
-    }
+    return CancellationState(
+        status="pending" if user.cancel_requested_at else "none",
+        requested_at=user.cancel_requested_at,
+        due_at=user.cancel_due_at,
+        cooling_off_days=_cooling_days(),
+        statement=STATEMENT.format(days=_cooling_days()),
+        consequences=duty_consequences(user_id),
+    )
 
 
-def request(user_id: int, actor: Actor, *, acknowledged: bool) -> dict[str, Any]:
+def request(user_id: int, actor: Actor, *, acknowledged: bool) -> CancellationState:
     """Ask for cancellation; it is carried out once the cooling-off period has passed.
 
     A volunteer on duty or holding tasks is told what it does to them first (409 with the list),

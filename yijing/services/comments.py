@@ -10,8 +10,8 @@ pending after retries ran out. A comment is therefore never lost and never shown
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from rq import Retry
 from sqlalchemy import select, update
@@ -55,18 +55,51 @@ def _author_name(display_name: str | None) -> str:
     return display_name or "微信用户"
 
 
-def _view(comment: Comment, author_name: str | None = None) -> dict[str, Any]:
-    return {
-        "id": comment.id,
-        "post_id": comment.post_id,
-        "body": comment.body,
-        "status": comment.status,
-        "author_name": _author_name(author_name),
-        "created_at": comment.created_at,
-    }
+@dataclass(frozen=True, slots=True)
+class CommentView:
+    """A comment as its author and the post's readers see it."""
+
+    id: int
+    post_id: int
+    body: str
+    status: str
+    author_name: str
+    created_at: datetime
 
 
-def create(post_id: int, user_id: int, body: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DeskComment(CommentView):
+    """A comment in the desk's moderation queue: who wrote it, the content check, reports, moderation."""
+
+    user_id: int
+    post_title: str
+    check_suggest: str | None
+    check_label: str | None
+    checked_at: datetime | None
+    report_count: int
+    moderation_reason: str | None
+    moderated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReceipt:
+    """The answer to a report: always ``reported`` (reporting twice is one report)."""
+
+    reported: bool = True
+
+
+def _view(comment: Comment, author_name: str | None = None) -> CommentView:
+    return CommentView(
+        id=comment.id,
+        post_id=comment.post_id,
+        body=comment.body,
+        status=comment.status,
+        author_name=_author_name(author_name),
+        created_at=comment.created_at,
+    )
+
+
+def create(post_id: int, user_id: int, body: str) -> CommentView:
     """Add a comment to a live post; it is shown once WeChat's content check passes."""
     feed.live_post(post_id)
     body = body.strip()
@@ -88,7 +121,7 @@ def create(post_id: int, user_id: int, body: str) -> dict[str, Any]:
     return _view(comment, db.session.scalar(select(User.display_name).where(User.id == user_id)))
 
 
-def list_for_post(post_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> Page[dict[str, Any]]:
+def list_for_post(post_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> Page[CommentView]:
     """Visible comments on a live post, newest first."""
     feed.live_post(post_id)
     stmt = (
@@ -192,7 +225,7 @@ def sweep_pending(now: datetime | None = None) -> int:
     return len(ids)
 
 
-def report(comment_id: int, user_id: int, reason: str) -> dict[str, Any]:
+def report(comment_id: int, user_id: int, reason: str) -> ReportReceipt:
     """Report a visible comment; reporting twice is one report. Enough reports send it to review."""
     comment = db.session.get(Comment, comment_id)
     if comment is None or comment.status != CommentStatus.VISIBLE:
@@ -234,7 +267,7 @@ def report(comment_id: int, user_id: int, reason: str) -> dict[str, Any]:
     db.session.commit()
     if escalated:
         feed.refresh_details([comment.post_id])
-    return {"reported": True}
+    return ReportReceipt()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,18 +287,23 @@ def _moderatable(principal: Principal, comment_id: int) -> Comment:
     return row[0]
 
 
-def desk_view(comment: Comment, post_title: str, author_name: str | None) -> dict[str, Any]:
-    return {
-        **_view(comment, author_name),
-        "user_id": comment.user_id,
-        "post_title": post_title,
-        "check_suggest": comment.check_suggest,
-        "check_label": comment.check_label,
-        "checked_at": comment.checked_at,
-        "report_count": comment.report_count,
-        "moderation_reason": comment.moderation_reason,
-        "moderated_at": comment.moderated_at,
-    }
+def desk_view(comment: Comment, post_title: str, author_name: str | None) -> DeskComment:
+    return DeskComment(
+        id=comment.id,
+        post_id=comment.post_id,
+        body=comment.body,
+        status=comment.status,
+        author_name=_author_name(author_name),
+        created_at=comment.created_at,
+        user_id=comment.user_id,
+        post_title=post_title,
+        check_suggest=comment.check_suggest,
+        check_label=comment.check_label,
+        checked_at=comment.checked_at,
+        report_count=comment.report_count,
+        moderation_reason=comment.moderation_reason,
+        moderated_at=comment.moderated_at,
+    )
 
 
 def queue(
@@ -276,7 +314,7 @@ def queue(
     post_id: int | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Page[dict[str, Any]]:
+) -> Page[DeskComment]:
     """Comments on posts in the staff member's scopes, oldest first: by default those awaiting review."""
     paths = policies.require_somewhere(principal, Permission.COMMENT_MODERATE)
     stmt = (
@@ -300,9 +338,7 @@ def queue(
     return Page(items=[desk_view(*row) for row in page.items], next_cursor=page.next_cursor)
 
 
-def _moderate(
-    principal: Principal, actor: Actor, comment_id: int, target: str, reason: str
-) -> dict[str, Any]:
+def _moderate(principal: Principal, actor: Actor, comment_id: int, target: str, reason: str) -> DeskComment:
     comment = _moderatable(principal, comment_id)
     before = comment.status
     now = utcnow()
@@ -346,7 +382,7 @@ def _moderate(
     )
 
 
-def hide(principal: Principal, actor: Actor, comment_id: int, reason: str) -> dict[str, Any]:
+def hide(principal: Principal, actor: Actor, comment_id: int, reason: str) -> DeskComment:
     """Hide a comment; the author is told why."""
     comment = _moderatable(principal, comment_id)
     if comment.status == CommentStatus.HIDDEN:
@@ -354,7 +390,7 @@ def hide(principal: Principal, actor: Actor, comment_id: int, reason: str) -> di
     return _moderate(principal, actor, comment_id, CommentStatus.HIDDEN, reason)
 
 
-def restore(principal: Principal, actor: Actor, comment_id: int, reason: str | None) -> dict[str, Any]:
+def restore(principal: Principal, actor: Actor, comment_id: int, reason: str | None) -> DeskComment:
     """Show a comment (approve one under review, restore a hidden one, or dismiss its reports)."""
     comment = _moderatable(principal, comment_id)
     if comment.status == CommentStatus.VISIBLE and comment.report_count == 0:

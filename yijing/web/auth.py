@@ -7,7 +7,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import g, request
+from flask import Flask, Request, g, request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 
 from yijing.actor import Actor
 from yijing.errors import Forbidden, Unauthorized
@@ -97,6 +98,20 @@ def login_optional(fn: F) -> F:
 
     _document_security(wrapper, optional=True)
     return wrapper  # type: ignore[return-value]
+
+
+class NoCookieSession(SecureCookieSessionInterface):
+    """The API and the console authenticate with bearer tokens; nothing reads Flask's cookie session.
+
+    Flask's default interface builds an itsdangerous signer and looks for a cookie on every request
+    (about 25 µs of CPU, docs/performance.md); this one hands out the read-only null session at once.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: object) -> None:
+        return None
 
 
 def current_principal() -> Principal:

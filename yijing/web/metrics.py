@@ -164,13 +164,10 @@ def metrics() -> Response:
 def init_metrics(app: Flask) -> None:
     app.register_blueprint(bp)
 
-    @app.before_request
-    def _started() -> None:
-        g.metrics_started = time.perf_counter()
-
+    # The start time is the access log's (yijing.web.request_log): one before-request hook for both.
     @app.after_request
     def _answered(response: Response) -> Response:
-        started = g.pop("metrics_started", None)
+        started = g.get("request_started")
         if started is not None and request.endpoint != "metrics.metrics":
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
             LATENCY.labels(route).observe(time.perf_counter() - started)

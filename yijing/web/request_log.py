@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -60,6 +61,30 @@ class PlainFormatter(logging.Formatter):
         return super().format(record)
 
 
+class AccessAwareJsonFormatter(JsonFormatter):
+    """The JSON formatter, with a short way for the access line (one per request).
+
+    The access line's fields are known, so it is written with one ``json.dumps`` of them instead of
+    python-json-logger's generic walk over the record: the same keys, values and order, at about a
+    third of the cost (docs/performance.md, "Per-request overhead").
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "access_fields", None)
+        if fields is None or record.exc_info or record.stack_info:
+            return super().format(record)
+        line = {
+            "time": self.formatTime(record, self.datefmt),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(fields)
+        line["request_id"] = getattr(record, "request_id", None)
+        line["user_id"] = getattr(record, "user_id", None)
+        return json.dumps(line)
+
+
 def configure_logging(level: str, as_json: bool) -> None:
     """Configure the root logger once per process (gunicorn workers, RQ workers, CLI)."""
     root = logging.getLogger()
@@ -69,7 +94,7 @@ def configure_logging(level: str, as_json: bool) -> None:
     handler = StderrHandler()
     if as_json:
         handler.setFormatter(
-            JsonFormatter(
+            AccessAwareJsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
                 datefmt="%Y-%m-%dT%H:%M:%S%z",
@@ -105,21 +130,41 @@ def init_request_log(app: Flask) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_id = getattr(g, "request_id", None)
+        request_id = g.get("request_id")
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
-        started = getattr(g, "request_started", None)
-        if started is not None and not request.path.startswith("/healthz"):
-            redacted = getattr(g, "log_redacted", False)
-            rule = request.url_rule.rule if request.url_rule is not None else "?"
-            access.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": rule if redacted else request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "ip": None if redacted else request.remote_addr,
-                },
-            )
+        started = g.get("request_started")
+        if started is None or not access.isEnabledFor(logging.INFO):
+            return response
+        path = request.path
+        if path.startswith("/healthz"):
+            return response
+        redacted = g.get("log_redacted", False)
+        if redacted:
+            path = request.url_rule.rule if request.url_rule is not None else "?"
+        principal = g.get("principal")
+        fields = {
+            "method": request.method,
+            "path": path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "ip": None if redacted else request.remote_addr,
+        }
+        # A record made here rather than through ``access.info``: no stack walk for the caller's line.
+        record = access.makeRecord(
+            access.name,
+            logging.INFO,
+            __file__,
+            0,
+            "request",
+            None,
+            None,
+            extra={
+                **fields,
+                "access_fields": fields,
+                "request_id": request_id,
+                "user_id": None if redacted or principal is None else principal.user_id,
+            },
+        )
+        access.handle(record)
         return response

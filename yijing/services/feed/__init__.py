@@ -23,6 +23,11 @@ Feed pages (``GET /api/v1/feed``)
     also expires when the next scheduled post of its scope falls due. On a miss, the missing scopes are
     built by one UNION ALL statement: one backward range scan of ``ix_posts_feed`` per scope, stopping
     after the page. Later pages (a cursor) are one such statement too.
+    The first page of each view (the city alone, or the city and one district; per kind and limit) is
+    also kept rendered, as the response bytes, behind a line naming the scope versions it was built
+    from (:func:`~yijing.services.feed.pages.first_page`, yijing/web/rendered.py): a hit is one MGET of
+    those versions and the bytes, and nothing is decoded or dumped. Its cost does not depend on how
+    many posts there are; a miss is the per-scope path above (index scans that stop after the page).
 
 Post detail (``GET /api/v1/feed/{id}``)
     One Lua call returns the cached detail and the pending counter deltas and counts the view. A miss is
@@ -73,6 +78,7 @@ from yijing.services.feed.common import (
     Scope,
 )
 from yijing.services.feed.counters import (
+    LikeState,
     flush_counters,
     like,
     reconcile_counts,
@@ -95,12 +101,18 @@ from yijing.services.feed.desk import (
     withdraw_system,
 )
 from yijing.services.feed.detail import (
+    PostDetail,
+    ReaderPostDetail,
     live_post,
     post_detail,
     refresh_details,
 )
 from yijing.services.feed.pages import (
+    FeedItem,
+    FeedJurisdiction,
     feed,
+    first_page,
+    serves_rendered,
 )
 from yijing.services.feed.publication import (
     fan_out_alert,
@@ -129,6 +141,11 @@ __all__ = [
     "SUMMARY_CHARS",
     "TOMBSTONE",
     "TOMBSTONE_TTL",
+    "FeedItem",
+    "FeedJurisdiction",
+    "LikeState",
+    "PostDetail",
+    "ReaderPostDetail",
     "Scope",
     "after_publish",
     "bump_pages",
@@ -140,6 +157,7 @@ __all__ = [
     "district_of",
     "fan_out_alert",
     "feed",
+    "first_page",
     "flush_counters",
     "like",
     "live_post",
@@ -151,6 +169,7 @@ __all__ = [
     "refresh_details",
     "request_alert_broadcast",
     "require_district",
+    "serves_rendered",
     "set_home_district",
     "set_pinned",
     "unlike",

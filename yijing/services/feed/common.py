@@ -70,6 +70,11 @@ def _k_page(scope: Scope, kind: str | None) -> str:
     return redis_key("feed", "page", scope, kind or "*")
 
 
+def _k_rendered(scopes: list[Scope], kind: str | None, limit: int) -> str:
+    """The rendered first page of a reader who sees ``scopes`` (yijing.web.rendered)."""
+    return redis_key("feed", "rendered", "+".join(str(s) for s in scopes), kind or "*", limit)
+
+
 def _k_ver(scope: Scope, kind: str | None) -> str:
     return redis_key("feed", "ver", scope, kind or "*")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, or_, select, update
 
@@ -40,7 +40,15 @@ return 0
 """
 
 
-def like(post_id: int, user_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class LikeState:
+    """Whether the user now likes the post, and its live like count."""
+
+    liked: bool
+    like_count: int
+
+
+def like(post_id: int, user_id: int) -> LikeState:
     """Like a live post; liking again changes nothing (one row per user: ON CONFLICT DO NOTHING)."""
     live_post(post_id)
     inserted = insert_ignore(
@@ -48,10 +56,10 @@ def like(post_id: int, user_id: int) -> dict[str, Any]:
     )
     db.session.commit()
     counts = _read_detail(post_id, like_delta=1 if inserted else 0)
-    return {"liked": True, "like_count": counts["like_count"]}
+    return LikeState(liked=True, like_count=counts["like_count"])
 
 
-def unlike(post_id: int, user_id: int) -> dict[str, Any]:
+def unlike(post_id: int, user_id: int) -> LikeState:
     """Take a like back; taking it back twice changes nothing."""
     live_post(post_id)
     deleted = db.session.execute(
@@ -59,7 +67,7 @@ def unlike(post_id: int, user_id: int) -> dict[str, Any]:
     ).rowcount
     db.session.commit()
     counts = _read_detail(post_id, like_delta=-1 if deleted else 0)
-    return {"liked": False, "like_count": counts["like_count"]}
+    return LikeState(liked=False, like_count=counts["like_count"])
 
 
 def _claim(name: str) -> tuple[str, dict[int, int]] | None:

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from yijing.models import (
 from yijing.models.base import utcnow
 from yijing.models.feed import LIVE_STATUSES
 from yijing.services.feed.common import TOMBSTONE, TOMBSTONE_TTL, _k_counter, _k_post
+from yijing.services.feed.pages import FeedJurisdiction
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +187,44 @@ def _read_detail(post_id: int, *, count_view: bool = False, like_delta: int = 0)
     return data
 
 
-def post_detail(post_id: int, user_id: int | None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PostDetail:
+    """A live post with its live counts (stored counts plus the pending Redis deltas)."""
+
+    id: int
+    kind: str
+    title: str
+    body: str
+    images: list[str]
+    jurisdiction: FeedJurisdiction
+    pinned: bool
+    published_at: datetime
+    updated_at: datetime | None
+    view_count: int
+    like_count: int
+    comment_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderPostDetail(PostDetail):
+    """The detail a logged-in reader sees: also whether they liked it (anonymous readers get no key)."""
+
+    liked: bool
+
+
+def post_detail(post_id: int, user_id: int | None) -> PostDetail:
     """A live post with its view, like and comment counts; counts this view."""
     data = _read_detail(post_id, count_view=True)
-    if user_id is not None:
-        data["liked"] = (
-            db.session.scalar(
-                select(PostLike.id).where(PostLike.post_id == post_id, PostLike.user_id == user_id)
-            )
-            is not None
-        )
-    return data
+    data["jurisdiction"] = FeedJurisdiction(**data["jurisdiction"])
+    if user_id is None:
+        return PostDetail(**data)
+    liked = (
+        db.session.scalar(select(PostLike.id).where(PostLike.post_id == post_id, PostLike.user_id == user_id))
+        is not None
+    )
+    return ReaderPostDetail(**data, liked=liked)
 
 
-def live_post(post_id: int) -> dict[str, Any]:
-    """The live post's detail (NotFound otherwise), without counting a view."""
-    return _read_detail(post_id, count_view=False)
+def live_post(post_id: int) -> None:
+    """Raise NotFound unless the post is live (without counting a view)."""
+    _read_detail(post_id, count_view=False)

@@ -1,11 +1,13 @@
-"""Reading the feed: pages cached in Redis per (scope, kind), built by one UNION ALL on a miss."""
+"""Reading the feed: pages cached in Redis per (scope, kind), built by one UNION ALL on a miss; the
+first page of each reader's view also kept rendered (:func:`first_page`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +24,45 @@ from yijing.models import (
 )
 from yijing.models.base import utcnow
 from yijing.models.feed import LIVE_STATUSES
-from yijing.models.jurisdiction import LEVEL_LABELS
 from yijing.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
-from yijing.services.feed.common import CACHE_SIZE, SUMMARY_CHARS, Scope, _k_page, _k_ver
+from yijing.services.feed.common import CACHE_SIZE, SUMMARY_CHARS, Scope, _k_page, _k_rendered, _k_ver
 from yijing.services.feed.scopes import _scope_ids, reader_scopes
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedJurisdiction:
+    """The scope a post was published in (city or district)."""
+
+    id: int
+    name: str
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """A post as the feed lists it: a summary of the body and the stored counts."""
+
+    id: int
+    kind: str
+    title: str
+    summary: str
+    images: list[str]
+    jurisdiction: FeedJurisdiction
+    pinned: bool
+    published_at: datetime
+    view_count: int
+    like_count: int
+    comment_count: int
+
+    @property
+    def sort_key(self) -> tuple[bool, datetime, int]:
+        return (self.pinned, self.published_at, self.id)
+
+
+#: Renders a first page for the rendered cache: the blueprint's schema dump, as the response bytes.
+Render = Callable[[Page[FeedItem]], bytes]
 
 
 def _live(now: datetime) -> Any:
@@ -93,30 +128,47 @@ def _fetch(
     return list(db.session.execute(compound).all())
 
 
-def _item(row: Any) -> dict[str, Any]:
-    summary = " ".join((row.summary or "").split())
+def _item(row: Any) -> FeedItem:
+    return FeedItem(
+        id=row.id,
+        kind=row.kind,
+        title=row.title,
+        summary=" ".join((row.summary or "").split()),
+        images=list(row.images or []),
+        jurisdiction=FeedJurisdiction(row.jurisdiction_id, row.jurisdiction_name, row.jurisdiction_level),
+        pinned=bool(row.pinned),
+        published_at=row.published_at,
+        view_count=row.view_count,
+        like_count=row.like_count,
+        comment_count=row.comment_count,
+    )
+
+
+def _cached(item: FeedItem) -> dict[str, Any]:
+    """An item as a scope's page cache keeps it (internal to this module, not a response)."""
     return {
-        "id": row.id,
-        "kind": row.kind,
-        "title": row.title,
-        "summary": summary,
-        "images": list(row.images or []),
-        "jurisdiction": {
-            "id": row.jurisdiction_id,
-            "name": row.jurisdiction_name,
-            "level": row.jurisdiction_level,
-            "level_label": LEVEL_LABELS.get(row.jurisdiction_level, row.jurisdiction_level),
-        },
-        "pinned": bool(row.pinned),
-        "published_at": row.published_at.isoformat(),
-        "view_count": row.view_count,
-        "like_count": row.like_count,
-        "comment_count": row.comment_count,
+        "id": item.id,
+        "kind": item.kind,
+        "title": item.title,
+        "summary": item.summary,
+        "images": item.images,
+        "jurisdiction": [item.jurisdiction.id, item.jurisdiction.name, item.jurisdiction.level],
+        "pinned": item.pinned,
+        "published_at": item.published_at.isoformat(),
+        "view_count": item.view_count,
+        "like_count": item.like_count,
+        "comment_count": item.comment_count,
     }
 
 
-def _sort_key(item: dict[str, Any]) -> tuple[bool, datetime, int]:
-    return (item["pinned"], datetime.fromisoformat(item["published_at"]), item["id"])
+def _from_cache(data: dict[str, Any]) -> FeedItem:
+    return FeedItem(
+        **{
+            **data,
+            "jurisdiction": FeedJurisdiction(*data["jurisdiction"]),
+            "published_at": datetime.fromisoformat(data["published_at"]),
+        }
+    )
 
 
 def _decode_feed_cursor(cursor: str) -> list[Any]:
@@ -129,9 +181,15 @@ def _decode_feed_cursor(cursor: str) -> list[Any]:
     return values
 
 
-def _cached_pages(
-    scopes: Sequence[Scope], kind: str | None, now: datetime
-) -> list[tuple[list[dict[str, Any]], bool]]:
+@dataclass(frozen=True, slots=True)
+class _ScopePage:
+    items: list[FeedItem]
+    complete: bool
+    #: When the cached page must go: the page cache TTL, or the next scheduled post of the scope.
+    expires_ms: int
+
+
+def _cached_pages(scopes: Sequence[Scope], kind: str | None, now: datetime) -> list[_ScopePage]:
     """The first page of each scope, from Redis where valid, built in one statement where not."""
     keys = [k for s in scopes for k in (_k_ver(s, kind), _k_page(s, kind))]
     try:
@@ -140,7 +198,9 @@ def _cached_pages(
     except RedisError as exc:
         log.warning("feed cache read failed, using the database", extra={"error": str(exc)})
         values, redis_ok = [None] * len(keys), False
-    pages: dict[Scope, tuple[list[dict[str, Any]], bool]] = {}
+    now_ms = int(now.timestamp() * 1000)
+    ttl_ms = settings().feed_page_cache_ttl * 1000
+    pages: dict[Scope, _ScopePage] = {}
     versions: dict[Scope, int] = {}
     for i, scope in enumerate(scopes):
         version = int(values[2 * i] or 0)
@@ -148,8 +208,9 @@ def _cached_pages(
         raw = values[2 * i + 1]
         if raw is not None:
             page = json.loads(raw)
-            if page.get("v") == version:
-                pages[scope] = (page["items"], page["complete"])
+            if page.get("v") == version and "expires_ms" in page:
+                items = [_from_cache(item) for item in page["items"]]
+                pages[scope] = _ScopePage(items, page["complete"], page["expires_ms"])
     missing = _scope_ids([s for s in scopes if s not in pages])
     if missing:
         rows = _fetch(list(missing.values()), kind, now, limit=CACHE_SIZE + 1, with_next=True)
@@ -164,23 +225,42 @@ def _cached_pages(
                 if scope_rows
                 else db.session.scalar(_next_scheduled(scope_id, kind, now))
             )
-            items = [_item(r) for r in scope_rows[:CACHE_SIZE]]
-            complete = len(scope_rows) <= CACHE_SIZE
-            pages[scope] = (items, complete)
-            ttl_ms = settings().feed_page_cache_ttl * 1000
+            scope_ttl_ms = ttl_ms
             if next_at is not None:
-                ttl_ms = min(ttl_ms, math.ceil((next_at - now).total_seconds() * 1000))
-            value = {"v": versions[scope], "complete": complete, "items": items}
-            to_store.append((_k_page(scope, kind), json.dumps(value, ensure_ascii=False), max(ttl_ms, 1)))
+                scope_ttl_ms = min(ttl_ms, math.ceil((next_at - now).total_seconds() * 1000))
+            scope_ttl_ms = max(scope_ttl_ms, 1)
+            items = [_item(r) for r in scope_rows[:CACHE_SIZE]]
+            page = _ScopePage(items, len(scope_rows) <= CACHE_SIZE, now_ms + scope_ttl_ms)
+            pages[scope] = page
+            value = {
+                "v": versions[scope],
+                "complete": page.complete,
+                "expires_ms": page.expires_ms,
+                "items": [_cached(item) for item in page.items],
+            }
+            to_store.append((_k_page(scope, kind), json.dumps(value, ensure_ascii=False), scope_ttl_ms))
         if redis_ok:
             try:
                 pipe = redis_client().pipeline(transaction=False)
-                for key, value, ttl_ms in to_store:
-                    pipe.set(key, value, px=ttl_ms)
+                for key, value, px in to_store:
+                    pipe.set(key, value, px=px)
                 pipe.execute()
             except RedisError as exc:
                 log.warning("feed cache write failed", extra={"error": str(exc)})
-    return [pages.get(s, ([], True)) for s in scopes]
+    return [pages.get(s, _ScopePage([], True, now_ms + ttl_ms)) for s in scopes]
+
+
+def _merge(pages: Sequence[_ScopePage], limit: int, now: datetime) -> Page[FeedItem]:
+    """The first ``limit`` items of the scopes' cached pages together, pinned first, newest first."""
+    items = sorted(
+        (item for page in pages for item in page.items if item.published_at <= now),
+        key=lambda item: item.sort_key,
+        reverse=True,
+    )
+    has_more = len(items) > limit or not all(page.complete for page in pages)
+    shown = items[:limit]
+    next_cursor = encode_cursor(list(shown[-1].sort_key)) if has_more and shown else None
+    return Page(items=shown, next_cursor=next_cursor)
 
 
 def feed(
@@ -191,30 +271,73 @@ def feed(
     kind: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Page[dict[str, Any]]:
-    """A page of the reader's feed: pinned posts first, then newest first.
+) -> Page[FeedItem]:
+    """A page of the reader's feed: pinned posts first, then newest first (``FeedItemSchema`` dumps it).
 
-    Items are in their wire format already (``published_at`` an ISO 8601 string), the shape
-    ``FeedItemSchema`` documents: the hottest read of the system skips a second serialisation.
+    ``profile`` is the reader's profile when the request loaded it already. The first page (no cursor)
+    of up to :data:`CACHE_SIZE` items comes from the per-scope page cache; :func:`first_page` serves it
+    rendered.
     """
     limit = max(1, min(limit, MAX_LIMIT))
     scopes = reader_scopes(user_id, district_id, profile)
     now = utcnow()
     if cursor is None and limit <= CACHE_SIZE:
-        keyed: list[tuple[tuple[bool, datetime, int], dict[str, Any]]] = []
-        complete = True
-        for items, scope_complete in _cached_pages(scopes, kind, now):
-            keyed.extend((_sort_key(item), item) for item in items)
-            complete = complete and scope_complete
-        keyed = [pair for pair in keyed if pair[0][1] <= now]
-        has_more = len(keyed) > limit or not complete
-    else:
-        after = _decode_feed_cursor(cursor) if cursor else None
-        ids = list(_scope_ids(scopes).values())
-        rows = _fetch(ids, kind, now, after=after, limit=limit + 1) if ids else []
-        keyed = [(_sort_key(item), item) for item in map(_item, rows)]
-        has_more = len(keyed) > limit
-    keyed.sort(key=lambda pair: pair[0], reverse=True)
-    page = keyed[:limit]
-    next_cursor = encode_cursor(list(page[-1][0])) if has_more and page else None
-    return Page(items=[item for _key, item in page], next_cursor=next_cursor)
+        return _merge(_cached_pages(scopes, kind, now), limit, now)
+    after = _decode_feed_cursor(cursor) if cursor else None
+    ids = list(_scope_ids(scopes).values())
+    rows = _fetch(ids, kind, now, after=after, limit=limit + 1) if ids else []
+    items = sorted(map(_item, rows), key=lambda item: item.sort_key, reverse=True)
+    shown = items[:limit]
+    next_cursor = encode_cursor(list(shown[-1].sort_key)) if len(items) > limit and shown else None
+    return Page(items=shown, next_cursor=next_cursor)
+
+
+def serves_rendered(cursor: str | None, limit: int) -> bool:
+    """Whether :func:`first_page` answers this request: a first page the page cache holds."""
+    return cursor is None and 1 <= limit <= CACHE_SIZE
+
+
+def first_page(
+    user_id: int | None,
+    *,
+    profile: Mapping[str, Any] | None = None,
+    district_id: int | None = None,
+    kind: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    render: Render,
+) -> bytes:
+    """The first feed page as response bytes: the hot cached read (yijing.web.rendered).
+
+    Readers who see the same scopes (the city alone, or the city and one district) share one rendered
+    page per (kind, limit). It is stored behind a line holding the versions of its scopes it was built
+    from; one MGET reads the current versions with it, and it is served only when they still match, so
+    a writer's version bump (:func:`~yijing.services.feed.desk.bump_pages`) retires it exactly like the
+    scope pages. It expires with the earliest of its scope pages (the next scheduled post included). A
+    miss merges the scope pages (:func:`feed`) and renders them with ``render``. The user's own part
+    of the answer is only which district they see, so a logged-in hit costs the same MGET.
+    """
+    limit = max(1, min(limit, CACHE_SIZE))
+    scopes = reader_scopes(user_id, district_id, profile)
+    rendered_key = _k_rendered(scopes, kind, limit)
+    try:
+        values = redis_client().mget([*(_k_ver(s, kind) for s in scopes), rendered_key])
+        redis_ok = True
+    except RedisError as exc:
+        log.warning("feed cache read failed, using the database", extra={"error": str(exc)})
+        values, redis_ok = [None] * (len(scopes) + 1), False
+    tag = ",".join(str(int(v or 0)) for v in values[:-1]).encode()
+    raw = values[-1]
+    if raw is not None:
+        head, _, body = raw.partition(b"\n")
+        if head == tag:
+            return body
+    now = utcnow()
+    pages = _cached_pages(scopes, kind, now)
+    body = render(_merge(pages, limit, now))
+    if redis_ok:
+        ttl_ms = min(page.expires_ms for page in pages) - int(now.timestamp() * 1000)
+        try:
+            redis_client().set(rendered_key, tag + b"\n" + body, px=max(ttl_ms, 1))
+        except RedisError as exc:
+            log.warning("feed cache write failed", extra={"error": str(exc)})
+    return body
