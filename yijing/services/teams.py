@@ -130,7 +130,7 @@ def _shown(cls: type[_View], team: Team, **more: Any) -> _View:
         name=team.name,
         community=team.community,
         liaison=None if team.liaison_user_id is None else db.session.get(User, team.liaison_user_id),
-        captain=captain and Captain(volunteer_id=captain.id, name_masked=captain.name_masked),
+        captain=Captain(volunteer_id=captain.id, name_masked=captain.name_masked) if captain else None,
         member_count=_member_count(team.id),
         created_at=team.created_at,
         updated_at=team.updated_at,
