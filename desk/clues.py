@@ -140,7 +140,7 @@ class QuestionSchema(Schema):
 @login_required
 @blp.arguments(QueueArgsSchema, location="query")
 @blp.response(200, page_of(DeskClueItemSchema))
-def triage_queue(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def triage_queue(args: dict[str, Any]) -> Page[clue_service.DeskClueItem]:
     """The triage queue: urgent first, then oldest first."""
     filters = clue_service.QueueFilters(
         statuses=args["status"],
@@ -158,7 +158,7 @@ def triage_queue(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.route("/<int:clue_id>", methods=["GET"])
 @login_required
 @blp.response(200, DeskClueSchema)
-def get_clue(clue_id: int) -> dict[str, Any]:
+def get_clue(clue_id: int) -> clue_service.DeskClue:
     """A clue with its events, thread, photos and possible duplicates."""
     return clue_service.desk_clue(current_principal(), clue_id)
 
@@ -167,7 +167,7 @@ def get_clue(clue_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(UrgencySchema)
 @blp.response(200, DeskClueSchema)
-def set_urgency(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
+def set_urgency(data: dict[str, Any], clue_id: int) -> clue_service.DeskClue:
     """Mark the clue urgent or not."""
     return clue_service.set_urgency(current_principal(), current_actor(), clue_id, data["urgent"])
 
@@ -177,7 +177,7 @@ def set_urgency(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(TransitionSchema)
 @blp.response(200, DeskClueSchema)
-def transition(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
+def transition(data: dict[str, Any], clue_id: int) -> clue_service.DeskClue:
     """Move the clue to another status (409 when the state machine does not allow it)."""
     target = data.pop("to")
     return clue_service.transition(current_principal(), current_actor(), clue_id, target, **data)
@@ -188,7 +188,7 @@ def transition(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ClueAssignmentSchema)
 @blp.response(200, DeskClueSchema)
-def assign(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
+def assign(data: dict[str, Any], clue_id: int) -> clue_service.DeskClue:
     """Say who handles the clue; taking over someone else's needs force=true."""
     return clue_service.assign(
         current_principal(), current_actor(), clue_id, data["assignee_id"], force=data["force"]
@@ -200,6 +200,6 @@ def assign(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(QuestionSchema)
 @blp.response(201, DeskClueSchema)
-def ask(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
+def ask(data: dict[str, Any], clue_id: int) -> clue_service.DeskClue:
     """Ask the reporter a question on the pseudonymous thread."""
     return clue_service.ask(current_principal(), current_actor(), clue_id, data["body"])

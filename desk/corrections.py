@@ -71,7 +71,7 @@ class CorrectionReviewSchema(Schema):
 @login_required
 @blp.arguments(CorrectionArgsSchema, location="query")
 @blp.response(200, page_of(DeskCorrectionSchema))
-def list_corrections(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_corrections(args: dict[str, Any]) -> Page[correction_service.CorrectionView]:
     """Correction requests of volunteers in my jurisdiction (masked old and new values)."""
     return correction_service.list_for_staff(
         current_principal(), status=args["status"], cursor=args["cursor"], limit=args["limit"]
@@ -83,7 +83,7 @@ def list_corrections(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @idempotent
 @blp.arguments(CorrectionReviewSchema)
 @blp.response(200, DeskCorrectionSchema)
-def review(data: dict[str, Any], correction_id: int) -> dict[str, Any]:
+def review(data: dict[str, Any], correction_id: int) -> correction_service.CorrectionView:
     """Approve (the new values replace the old) or reject a correction, with a reason."""
     return correction_service.review(
         current_principal(), correction_id, data["decision"], data["reason"], current_actor()

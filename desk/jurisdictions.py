@@ -32,6 +32,6 @@ def my_roots() -> Any:
 @blp.route("/<int:jurisdiction_id>", methods=["GET"])
 @login_required
 @blp.response(200, JurisdictionDetailSchema)
-def get_one(jurisdiction_id: int) -> dict[str, Any]:
+def get_one(jurisdiction_id: int) -> jurisdiction_service.JurisdictionDetail:
     """A node with its ancestors and children; 403 outside the staff member's jurisdiction."""
     return jurisdiction_service.detail_for(current_principal(), jurisdiction_id)

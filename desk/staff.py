@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from yijing import labels
 from yijing.pagination import Page
 from yijing.services import staff as staff_service
+from yijing.services.staff import StaffAccount
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.pagination import PageArgsSchema, page_of
@@ -104,7 +105,7 @@ def label_tables() -> dict[str, Any]:
 @login_required
 @blp.arguments(StaffListArgsSchema, location="query")
 @blp.response(200, page_of(StaffSchema))
-def list_staff(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_staff(args: dict[str, Any]) -> Page[StaffAccount]:
     """Staff accounts of my subtree (admins), newest first."""
     return staff_service.list_staff(
         current_principal(), args["q"], cursor=args["cursor"], limit=args["limit"]
@@ -115,7 +116,7 @@ def list_staff(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @login_required
 @blp.arguments(StaffCreateSchema)
 @blp.response(201, StaffSchema)
-def create_staff(data: dict[str, Any]) -> dict[str, Any]:
+def create_staff(data: dict[str, Any]) -> StaffAccount:
     """Create a staff account with one grant; it changes its password at the first login."""
     return staff_service.create_staff(current_principal(), current_actor(), **data)
 
@@ -123,7 +124,7 @@ def create_staff(data: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/staff/<int:user_id>", methods=["GET"])
 @login_required
 @blp.response(200, StaffSchema)
-def get_staff(user_id: int) -> dict[str, Any]:
+def get_staff(user_id: int) -> StaffAccount:
     """One staff account of my subtree with its grants."""
     return staff_service.get_staff(current_principal(), user_id)
 
@@ -132,7 +133,7 @@ def get_staff(user_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(ReasonInSchema)
 @blp.response(200, StaffSchema)
-def deactivate(data: dict[str, Any], user_id: int) -> dict[str, Any]:
+def deactivate(data: dict[str, Any], user_id: int) -> StaffAccount:
     """Deactivate an account; its tokens stop working at once."""
     return staff_service.set_active(current_principal(), current_actor(), user_id, False, data["reason"])
 
@@ -141,7 +142,7 @@ def deactivate(data: dict[str, Any], user_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(ReasonInSchema)
 @blp.response(200, StaffSchema)
-def activate(data: dict[str, Any], user_id: int) -> dict[str, Any]:
+def activate(data: dict[str, Any], user_id: int) -> StaffAccount:
     """Reactivate an account."""
     return staff_service.set_active(current_principal(), current_actor(), user_id, True, data["reason"])
 
@@ -150,7 +151,7 @@ def activate(data: dict[str, Any], user_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(PasswordResetSchema)
 @blp.response(200, StaffSchema)
-def reset_password(data: dict[str, Any], user_id: int) -> dict[str, Any]:
+def reset_password(data: dict[str, Any], user_id: int) -> StaffAccount:
     """Set a new password (the user must change it at the next login); live tokens are revoked."""
     return staff_service.reset_password(current_principal(), current_actor(), user_id, data["password"])
 
@@ -158,7 +159,7 @@ def reset_password(data: dict[str, Any], user_id: int) -> dict[str, Any]:
 @blp.route("/staff/<int:user_id>/force-password-change", methods=["POST"])
 @login_required
 @blp.response(200, StaffSchema)
-def force_password_change(user_id: int) -> dict[str, Any]:
+def force_password_change(user_id: int) -> StaffAccount:
     """Require the user to change their password before doing anything else."""
     return staff_service.force_password_change(current_principal(), current_actor(), user_id)
 
@@ -167,7 +168,7 @@ def force_password_change(user_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(GrantInSchema)
 @blp.response(200, StaffSchema)
-def add_grant(data: dict[str, Any], user_id: int) -> dict[str, Any]:
+def add_grant(data: dict[str, Any], user_id: int) -> StaffAccount:
     """Grant a role over a jurisdiction of my subtree."""
     return staff_service.grant(
         current_principal(), current_actor(), user_id, data["role"], data["jurisdiction_id"]
@@ -178,7 +179,7 @@ def add_grant(data: dict[str, Any], user_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(GrantInSchema)
 @blp.response(200, StaffSchema)
-def revoke_grant(data: dict[str, Any], user_id: int) -> dict[str, Any]:
+def revoke_grant(data: dict[str, Any], user_id: int) -> StaffAccount:
     """Revoke a role over a jurisdiction (an account keeps at least one grant)."""
     return staff_service.revoke(
         current_principal(), current_actor(), user_id, data["role"], data["jurisdiction_id"]

@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from yijing.pagination import Page
 from yijing.services import teams as team_service
+from yijing.services.teams import LiaisonCandidate, TeamDetail, TeamView
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -70,7 +71,7 @@ class TeamDetailSchema(TeamSchema):
 @login_required
 @blp.arguments(TeamListArgsSchema, location="query")
 @blp.response(200, page_of(TeamSchema))
-def list_teams(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_teams(args: dict[str, Any]) -> Page[TeamView]:
     """Teams in my jurisdiction."""
     return team_service.list_for_staff(
         current_principal(),
@@ -85,7 +86,7 @@ def list_teams(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @idempotent
 @blp.arguments(TeamCreateSchema)
 @blp.response(201, TeamSchema)
-def create_team(data: dict[str, Any]) -> dict[str, Any]:
+def create_team(data: dict[str, Any]) -> TeamView:
     """Create a community's team (one per community; also created on the first approval)."""
     return team_service.create(current_principal(), data["community_id"], data["name"], current_actor())
 
@@ -93,7 +94,7 @@ def create_team(data: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/<int:team_id>", methods=["GET"])
 @login_required
 @blp.response(200, TeamDetailSchema)
-def get_team(team_id: int) -> dict[str, Any]:
+def get_team(team_id: int) -> TeamDetail:
     """A team with its members (masked names)."""
     return team_service.detail_for_staff(current_principal(), team_id)
 
@@ -102,7 +103,7 @@ def get_team(team_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(TeamUpdateSchema)
 @blp.response(200, TeamSchema)
-def update_team(changes: dict[str, Any], team_id: int) -> dict[str, Any]:
+def update_team(changes: dict[str, Any], team_id: int) -> TeamView:
     """Rename a team, or change its liaison officer or captain."""
     return team_service.update(current_principal(), team_id, changes, current_actor())
 
@@ -110,6 +111,6 @@ def update_team(changes: dict[str, Any], team_id: int) -> dict[str, Any]:
 @blp.route("/<int:team_id>/liaison-candidates", methods=["GET"])
 @login_required
 @blp.response(200, LiaisonCandidateSchema(many=True))
-def liaison_candidates(team_id: int) -> list[dict[str, Any]]:
+def liaison_candidates(team_id: int) -> list[LiaisonCandidate]:
     """Desk staff who may be named the team's liaison officer (name and post only)."""
     return team_service.liaison_candidates(current_principal(), team_id)

@@ -132,7 +132,7 @@ def submit(data: dict[str, Any]) -> Any:
 @login_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_of(MyClueSchema))
-def my_clues(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def my_clues(args: dict[str, Any]) -> Page[clue_service.ReporterClueItem]:
     """My clues, named and anonymous, newest first."""
     return clue_service.own_clues(current_principal().user_id, cursor=args["cursor"], limit=args["limit"])
 
@@ -140,7 +140,7 @@ def my_clues(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.route("/<int:clue_id>", methods=["GET"])
 @login_required
 @blp.response(200, MyClueDetailSchema)
-def my_clue(clue_id: int) -> dict[str, Any]:
+def my_clue(clue_id: int) -> clue_service.ReporterClue:
     """One of my clues with its public timeline and the thread with the desk."""
     return clue_service.own_clue(current_principal().user_id, clue_id)
 
@@ -151,7 +151,7 @@ def my_clue(clue_id: int) -> dict[str, Any]:
 @limiter.limit(_track_limit, key_func=user_key)
 @blp.arguments(ReplySchema)
 @blp.response(201, MyClueDetailSchema)
-def reply(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
+def reply(data: dict[str, Any], clue_id: int) -> clue_service.ReporterClue:
     """Answer the desk on one of my clues."""
     return clue_service.reply_as_reporter(
         current_principal().user_id, clue_id, data["body"], _idempotency_key()
@@ -161,7 +161,7 @@ def reply(data: dict[str, Any], clue_id: int) -> dict[str, Any]:
 @blp.route("/track/<string:code>", methods=["GET"])
 @limiter.limit(_track_limit)
 @blp.response(200, MyClueDetailSchema)
-def track(code: str) -> dict[str, Any]:
+def track(code: str) -> clue_service.ReporterClue:
     """Follow an anonymous clue with its tracking code (no login needed)."""
     return clue_service.tracked_clue(code)
 
@@ -171,6 +171,6 @@ def track(code: str) -> dict[str, Any]:
 @limiter.limit(_track_limit)
 @blp.arguments(ReplySchema)
 @blp.response(201, MyClueDetailSchema)
-def reply_with_code(data: dict[str, Any], code: str) -> dict[str, Any]:
+def reply_with_code(data: dict[str, Any], code: str) -> clue_service.ReporterClue:
     """Answer the desk's question with the tracking code."""
     return clue_service.reply_with_code(code, data["body"], _idempotency_key())

@@ -92,10 +92,29 @@ def withdraw_cancellation() -> account_service.CancellationState:
     return account_service.state(principal.user_id)
 
 
+class PersonalDataCopySchema(Schema):
+    """The parts are documents of plain JSON values whose shape follows what is stored."""
+
+    generated_at = fields.String(dump_only=True, metadata={"description": "生成时间（ISO 8601）"})
+    account = fields.Dict(dump_only=True, metadata={"description": "账号"})
+    volunteer_applications = fields.List(fields.Dict(), dump_only=True, metadata={"description": "义警申请"})
+    privacy_consents = fields.List(fields.Dict(), dump_only=True, metadata={"description": "隐私同意记录"})
+    tasks = fields.List(fields.Dict(), dump_only=True, metadata={"description": "参与的任务"})
+    clues = fields.List(fields.Dict(), dump_only=True, metadata={"description": "提交的线索"})
+    points = fields.Dict(dump_only=True, metadata={"description": "积分余额与明细"})
+    comments = fields.List(fields.Dict(), dump_only=True, metadata={"description": "评论"})
+    likes = fields.List(fields.Dict(), dump_only=True, metadata={"description": "点赞"})
+    messages = fields.List(fields.Dict(), dump_only=True, metadata={"description": "给民警的留言及回复"})
+    notifications = fields.List(fields.Dict(), dump_only=True, metadata={"description": "通知"})
+    subscription_consents = fields.List(
+        fields.Dict(), dump_only=True, metadata={"description": "订阅消息授权"}
+    )
+
+
 @blp.route("/data", methods=["GET"])
 @login_required
-@blp.response(200)
-def my_data() -> tuple[dict[str, Any], int, dict[str, str]]:
+@blp.response(200, PersonalDataCopySchema)
+def my_data() -> tuple[personal_data.PersonalDataCopy, int, dict[str, str]]:
     """A copy of everything the service holds about you, in clear, for you alone (audited)."""
     copy = personal_data.copy_for(current_principal().user_id, current_actor())
     return copy, 200, {"Cache-Control": "no-store"}

@@ -198,7 +198,7 @@ def my_card() -> Card:
 @blp.route("/me/team", methods=["GET"])
 @login_required
 @blp.response(200, TeamSchema)
-def my_team() -> dict[str, Any]:
+def my_team() -> team_service.TeamView:
     """My team: its community, liaison officer and captain."""
     return team_service.my_team(current_principal().user_id)
 

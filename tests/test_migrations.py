@@ -1,11 +1,24 @@
-"""The migrations are the schema: one head, and no difference from the models."""
+"""The migrations are the schema: one head, no difference from the models, and every database an
+earlier chain left behind upgrades to the same schema as an empty one (see ``migrations/env.py``,
+``restamp_legacy``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from alembic.script import ScriptDirectory
+from flask import Flask, current_app
+from flask_migrate import upgrade
+from sqlalchemy import Connection, inspect, text
 
+from tests.fixtures.environment import PG_SERVER_URL, PG_TEST_DATABASE, TEST_DB, make_config
+from yijing import create_app
 from yijing.extensions import db
 
 
@@ -15,9 +28,149 @@ def test_single_head(app_ctx):
     assert len(heads) == 1, f"several migration heads: {heads}"
 
 
+def test_files_ids_and_order_agree(app_ctx):
+    """0001 → 0002 → … in file-name order, each file named ``NNNN_<what it adds>.py``."""
+    config = app_ctx.extensions["migrate"].migrate.get_config()
+    script = ScriptDirectory.from_config(config)
+    chain = list(reversed(list(script.walk_revisions())))
+    assert [r.revision for r in chain] == [f"{n:04d}" for n in range(1, len(chain) + 1)]
+    for previous, revision in zip([None, *chain], chain, strict=False):
+        assert revision.down_revision == (previous.revision if previous else None)
+        name = revision.path.rsplit("/", 1)[-1]
+        assert name.startswith(f"{revision.revision}_") and not name.removesuffix(".py").endswith("_")
+        assert revision.doc.strip(), f"{name} says nothing about what it adds"
+    assert chain[-1].revision == "0013"  # the id branches in flight chain on (down_revision "0013")
+
+
 def test_models_match_migrations(app_ctx):
     configure_args = app_ctx.extensions["migrate"].configure_args
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, **configure_args})
         diff = compare_metadata(context, db.metadata)
     assert diff == [], f"models and migrations differ; write a migration: {diff}"
+
+
+# --- databases an earlier chain left behind --------------------------------------------------
+
+
+def schema(conn: Connection) -> dict[str, Any]:
+    """Tables with their columns, primary key, indexes, unique constraints and foreign keys.
+
+    Columns are compared by name, not position: a column added by a later revision sits at the end
+    of its table, so a database whose revisions ran in another order (personal information before
+    0011) has the same columns in another order, which neither SQL by name nor the ORM sees."""
+    inspector = inspect(conn)
+    tables: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        if table == "alembic_version":
+            continue
+        tables[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ),
+            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)
+            ),
+            "foreign keys": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in inspector.get_foreign_keys(table)
+            ),
+        }
+    return tables
+
+
+def stamp_rows(conn: Connection, *versions: str) -> None:
+    """Write the version table as an earlier chain left it (alembic's own stamp runs env.py)."""
+    conn.execute(text("DELETE FROM alembic_version"))
+    for version in versions:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})
+
+
+def apply(conn: Connection, revision: str) -> None:
+    """Run one revision's upgrade out of the chain's order (a state only an earlier chain made)."""
+    config = current_app.extensions["migrate"].migrate.get_config()
+    module = ScriptDirectory.from_config(config).get_revision(revision).module
+    with Operations.context(MigrationContext.configure(conn)):
+        module.upgrade()
+
+
+def old_volunteer_days_index(conn: Connection) -> None:
+    """0008 as it was until it also put ``volunteer_id`` into this index (commit c7a5c7a)."""
+    with Operations.context(MigrationContext.configure(conn)) as op:
+        op.drop_index("ix_volunteer_days_community_day", table_name="volunteer_days")
+        op.create_index("ix_volunteer_days_community_day", "volunteer_days", ["community_id", "day"])
+
+
+# Every state a head of main has left a database in (`git log --first-parent main -- migrations/versions`),
+# built with today's files: which revision of today's chain has the same schema, what else differed,
+# and the version rows that chain wrote. Checked once against the files of those commits themselves.
+EARLIER_HEADS: dict[str, tuple[str, Callable[[Connection], None] | None, tuple[str, ...]]] = {
+    "e6fb9d0 foundation": ("0001", None, ("0001",)),
+    "2336795 clues and media were 0003": ("0002", None, ("0003",)),
+    "d618cd6 volunteers were 0002, on 0003": ("0003", None, ("0002",)),
+    "3b47310 feed": ("0004", None, ("0004",)),
+    "95daf72 notifications": ("0005", None, ("0005",)),
+    "848f2b2 tasks": ("0006", None, ("0006",)),
+    "9cf3723 reports": ("0007", None, ("0007",)),
+    "d1a1cef 0008 before its volunteer-days index": ("0008", old_volunteer_days_index, ("0008",)),
+    "8482bd0 0009 on that 0008": ("0009", old_volunteer_days_index, ("0009",)),
+    "c7a5c7a subtree daily stats": ("0009", None, ("0009",)),
+    "a4d2547 points by user and time": ("0010", None, ("0010",)),
+    "a425e89 personal information was 0013, on 0010": ("0010", lambda conn: apply(conn, "0012"), ("0013",)),
+    "9ea4d2f two heads, 0011 and personal information 0013": ("0012", None, ("0011", "0013")),
+    "e7ff93d today's head": ("0013", None, ("0013",)),
+}
+
+
+@pytest.fixture
+def fresh_app(redis_url: str, fake_wechat: Any, tmp_path: Any) -> Iterator[Callable[[], Flask]]:
+    """An app on a database of its own, emptied each time it is asked for."""
+    built: list[Flask] = []
+    name = f"{PG_TEST_DATABASE}_migrations"
+
+    def build() -> Flask:
+        if TEST_DB == "postgresql":
+            with psycopg.connect(PG_SERVER_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
+            base = PG_SERVER_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+            url = f"{base}/{name}"
+        else:
+            url = f"sqlite:///{tmp_path / f'migrations-{len(built)}.db'}"
+        built.append(create_app(make_config(url, redis_url, fake_wechat.base_url)))
+        return built[-1]
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.engine.dispose()
+    if TEST_DB == "postgresql":
+        with psycopg.connect(PG_SERVER_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_every_earlier_head_upgrades_to_the_schema_of_an_empty_database(fresh_app, app):
+    with fresh_app().app_context():
+        upgrade()
+        with db.engine.connect() as conn:
+            expected = schema(conn)
+            head = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert head == ["0013"] and "users" in expected
+
+    for state, (revision, differs, rows) in EARLIER_HEADS.items():
+        with fresh_app().app_context():
+            upgrade(revision=revision)
+            with db.engine.begin() as conn:
+                if differs:
+                    differs(conn)
+                stamp_rows(conn, *rows)
+            upgrade()
+            with db.engine.connect() as conn:
+                versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+                assert versions == ["0013"], state
+                assert schema(conn) == expected, state

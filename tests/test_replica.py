@@ -15,8 +15,7 @@ from rq import SimpleWorker
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
-from workers import queues
-from yijing import replica
+from yijing import jobs, replica
 from yijing.extensions import db, redis_client
 from yijing.models import Jurisdiction, ReportExport
 
@@ -76,7 +75,7 @@ def test_an_export_reads_its_rows_from_the_replica_and_writes_its_progress_to_th
     started = client.post("/api/v1/desk/exports", json={"kind": "coverage"}, headers=headers)
     assert started.status_code == 202, started.get_json()
     with statements(engine) as on_replica, statements(primary) as on_primary, replica_app.app_context():
-        worker = SimpleWorker([queues.get_queue(queues.REPORTS)], connection=redis_client())
+        worker = SimpleWorker([jobs.get_queue(jobs.REPORTS)], connection=redis_client())
         worker.work(burst=True, with_scheduler=False)
         db.session.remove()
     done = client.get(f"/api/v1/desk/exports/{started.get_json()['id']}", headers=headers).get_json()

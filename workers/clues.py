@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from workers import queues
+from yijing import jobs
 from yijing.services import clues
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def sweep(min_age_seconds: int = 120, max_age_hours: int = 24) -> int:
     worker). Clues older than ``max_age_hours`` are left for the desk, which sees them unchecked."""
     specs = clues.unfinished_followups(timedelta(seconds=min_age_seconds), timedelta(hours=max_age_hours))
     for spec in specs:
-        queues.enqueue(spec)
+        jobs.enqueue(spec)
     if specs:
         log.info("clue sweeper enqueued jobs", extra={"count": len(specs)})
     return len(specs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rq import Retry
 
-from workers import queues
+from yijing import jobs
 from yijing.services import feed
 
 
@@ -31,9 +31,9 @@ def broadcast_alert(post_id: int, after_user_id: int = 0) -> int | None:
     """
     cursor = feed.fan_out_alert(post_id, after_user_id)
     if cursor is not None:
-        queues.enqueue(
-            queues.JobSpec(
-                queue=queues.NOTIFY,
+        jobs.enqueue(
+            jobs.JobSpec(
+                queue=jobs.NOTIFY,
                 func="workers.feed.broadcast_alert",
                 args=(post_id, cursor),
                 job_id=f"feed-alert-{post_id}-after-{cursor}",

@@ -10,9 +10,9 @@ from flask import current_app
 from redis.exceptions import RedisError
 from rq import SimpleWorker, Worker
 
-from workers import queues, schedule
+from workers import schedule
 from workers.leader import LeaderCronScheduler
-from yijing import replica
+from yijing import jobs, replica
 from yijing.extensions import db, redis_client
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class AppForkWorker(AppContextMixin, Worker):
 
 
 def run_worker(
-    names: Sequence[str] = queues.ALL, *, burst: bool = False, with_scheduler: bool = True, fork: bool = False
+    names: Sequence[str] = jobs.ALL, *, burst: bool = False, with_scheduler: bool = True, fork: bool = False
 ) -> bool:
     """Work the named queues in priority order (the order of ``names``).
 
@@ -56,7 +56,7 @@ def run_worker(
     while True:
         worker = None
         try:
-            worker = worker_class([queues.get_queue(n) for n in names], connection=redis_client())
+            worker = worker_class([jobs.get_queue(n) for n in names], connection=redis_client())
             worked = worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
         except RedisError as exc:  # Redis unreachable while starting or cleaning up
             if burst:
@@ -81,7 +81,7 @@ def cron_scheduler() -> LeaderCronScheduler:
     for entry in schedule.PERIODIC_JOBS:
         scheduler.register(
             entry.func,
-            queue_name=queues.queue_name(entry.queue),
+            queue_name=jobs.queue_name(entry.queue),
             interval=entry.interval,
             job_timeout=entry.timeout,
             failure_ttl=24 * 3600,

@@ -107,10 +107,11 @@ def demo_activity() -> None:
 @click.option("--fork", is_flag=True, help="Fork a work horse per job (isolation at a CPU cost).")
 def worker(queue_names: str, burst: bool, no_scheduler: bool, fork: bool) -> None:
     """Run an RQ worker (dispatch › notify › default › reports) with the scheduler for delayed jobs."""
-    from workers import queues, runner
+    from workers import runner
+    from yijing import jobs
 
-    names = [n.strip() for n in queue_names.split(",") if n.strip()] or list(queues.ALL)
-    unknown = set(names) - set(queues.ALL)
+    names = [n.strip() for n in queue_names.split(",") if n.strip()] or list(jobs.ALL)
+    unknown = set(names) - set(jobs.ALL)
     if unknown:
         raise click.BadParameter(f"unknown queues: {', '.join(sorted(unknown))}")
     runner.run_worker(names, burst=burst, with_scheduler=not no_scheduler, fork=fork)

@@ -2,7 +2,7 @@
 
 Every setting an operator may change is an environment variable, declared once in :data:`SETTINGS`
 (name, type, default, meaning); the names are part of the contract. The README's table is generated
-from the declaration (``python -m yijing.config --markdown``) and a test keeps them equal. Demo
+from the declaration (``python scripts/settings_table.py --write``) and a test keeps them equal. Demo
 values make a laptop run work out of the box and are refused when ``YIJING_ENV=production``.
 Code reads the running app's values through :func:`settings`.
 """
@@ -222,7 +222,7 @@ def _s(name: str, kind: str, default: Any, meaning: str, **options: Any) -> Sett
 
 
 #: Every setting, once. The README's configuration table is generated from this list
-#: (``python -m yijing.config --markdown``) and a test keeps the two equal.
+#: (``python scripts/settings_table.py --write``) and a test keeps the two equal.
 SETTINGS: tuple[Setting, ...] = (
     _s(
         "YIJING_ENV",

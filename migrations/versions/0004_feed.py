@@ -1,7 +1,7 @@
 """feed: posts, likes, comments and reports, view-count flushes, messages to the police
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26 04:00:33.934204
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0004'
-down_revision = '0002'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

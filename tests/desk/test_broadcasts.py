@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from fakewechat import fake_openid
 from workers import broadcasts as broadcast_jobs
 from workers import notifications as notification_jobs
-from workers import queues
 from workers.runner import AppSimpleWorker
+from yijing import jobs
 from yijing.actor import Actor
 from yijing.extensions import db, redis_client
 from yijing.models import AuditEntry, Broadcast, Notification, Role, User
@@ -28,7 +28,7 @@ def configure(app, monkeypatch, **changes):
 
 def drain(app):
     with app.app_context():
-        AppSimpleWorker([queues.get_queue(n) for n in queues.ALL], connection=redis_client()).work(burst=True)
+        AppSimpleWorker([jobs.get_queue(n) for n in jobs.ALL], connection=redis_client()).work(burst=True)
 
 
 def add_people(app, tree, spec):
@@ -140,7 +140,7 @@ def test_the_fan_out_keeps_its_pace_and_is_cancellable(
     assert running["status"] == "running" and running["written"] == 2 and running["total"] == 5
     assert running["progress"] == 0.4
     with app.app_context():
-        registry = queues.get_queue(queues.DISPATCH).scheduled_job_registry
+        registry = jobs.get_queue(jobs.DISPATCH).scheduled_job_registry
         [job_id] = registry.get_job_ids()
         due = registry.get_scheduled_time(job_id)
     # Two rows at 10 a minute: the next chunk is scheduled about 12 s later, not run at once.
@@ -165,8 +165,8 @@ def test_unsent_rows_of_a_cancelled_broadcast_stay_in_the_inbox(
     created = create(client, desk, tree).get_json()
     with app.app_context():
         broadcasts.fan_out_step(created["id"])  # rows written, delivery queued but not run
-        for name in (queues.DISPATCH, queues.NOTIFY):
-            queues.get_queue(name).empty()
+        for name in (jobs.DISPATCH, jobs.NOTIFY):
+            jobs.get_queue(name).empty()
     # Nothing was delivered yet: cancel, then let the queued delivery run.
     client.post(f"/api/v1/desk/broadcasts/{created['id']}/cancel", headers=desk)
     with app.app_context():
@@ -182,7 +182,7 @@ def test_a_stalled_fan_out_is_revived_by_the_sweeper(app, client, staff, tree, p
     desk = staff("desk-kdl", key="150203")
     created = create(client, desk, tree).get_json()
     with app.app_context():
-        queues.get_queue(queues.DISPATCH).empty()  # the job was lost (Redis restarted, worker killed)
+        jobs.get_queue(jobs.DISPATCH).empty()  # the job was lost (Redis restarted, worker killed)
         assert broadcasts.revive_stalled() == []  # not stalled yet
         configure(app, monkeypatch, broadcast_stall_seconds=-3600)
         assert notification_jobs.sweep()["broadcasts"] == 1
@@ -208,7 +208,7 @@ def test_a_chunk_written_by_two_runs_at_once_counts_once(app, client, staff, tre
         return ids
 
     with app.app_context():
-        queues.get_queue(queues.DISPATCH).empty()
+        jobs.get_queue(jobs.DISPATCH).empty()
         monkeypatch.setattr(broadcasts, "_next_ids", another_run_commits_this_chunk_meanwhile)
         assert broadcasts.fan_out_step(created["id"]) is None  # lost the race: its rows are rolled back
         monkeypatch.setattr(broadcasts, "_next_ids", original)

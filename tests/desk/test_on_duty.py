@@ -102,8 +102,9 @@ def test_bad_search_arguments(client, crowd):
 def test_stale_volunteers_drop_out_and_the_job_takes_them_off_duty(app, client, crowd):
     from rq import SimpleWorker
 
-    from workers import queues, schedule
+    from workers import schedule
     from workers.duty import evict_stale
+    from yijing import jobs
     from yijing.extensions import redis_client
     from yijing.services import duty_index
 
@@ -117,8 +118,8 @@ def test_stale_volunteers_drop_out_and_the_job_takes_them_off_duty(app, client, 
 
     assert any(job.func is evict_stale for job in schedule.PERIODIC_JOBS)
     with app.app_context():
-        queues.get_queue(queues.DEFAULT).enqueue("workers.duty.evict_stale")
-        worker = SimpleWorker([queues.get_queue(queues.DEFAULT)], connection=redis_client())
+        jobs.get_queue(jobs.DEFAULT).enqueue("workers.duty.evict_stale")
+        worker = SimpleWorker([jobs.get_queue(jobs.DEFAULT)], connection=redis_client())
         assert worker.work(burst=True)
         assert stale["id"] not in duty_index.members()
         assert people["mid"]["id"] in duty_index.members()

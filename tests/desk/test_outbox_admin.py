@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fakewechat import fake_openid
-from workers import queues
 from workers.runner import AppSimpleWorker
+from yijing import jobs
 from yijing.extensions import db, redis_client
 from yijing.models import AuditEntry, Notification, User
 from yijing.services import notifications, outbox
@@ -14,7 +14,7 @@ SEND = "/cgi-bin/message/subscribe/send"
 
 def drain(app):
     with app.app_context():
-        AppSimpleWorker([queues.get_queue(n) for n in queues.ALL], connection=redis_client()).work(burst=True)
+        AppSimpleWorker([jobs.get_queue(n) for n in jobs.ALL], connection=redis_client()).work(burst=True)
 
 
 def failed_row(app, fake_wechat):

@@ -14,12 +14,12 @@ def _create(client, headers, tree, key="150203", **extra):
 
 
 def _run_jobs(app, *names: str) -> None:
-    from workers import queues
     from workers.runner import AppSimpleWorker
+    from yijing import jobs
     from yijing.extensions import redis_client
 
     with app.app_context():
-        worker = AppSimpleWorker([queues.get_queue(n) for n in names], connection=redis_client())
+        worker = AppSimpleWorker([jobs.get_queue(n) for n in names], connection=redis_client())
         worker.work(burst=True)
 
 

@@ -160,9 +160,9 @@ def test_a_lost_job_does_not_stall_the_dispatch(app, client, tasks, volunteers, 
     with app.app_context():  # Redis loses the delayed job
         from rq.registry import ScheduledJobRegistry
 
-        from workers import queues
+        from yijing import jobs
 
-        ScheduledJobRegistry(queue=queues.get_queue(queues.DISPATCH)).remove(
+        ScheduledJobRegistry(queue=jobs.get_queue(jobs.DISPATCH)).remove(
             f"yjtest-task-dispatch-{task['id']}-2"
         )
     assert tasks.scheduled("dispatch") == {}

@@ -9,13 +9,13 @@ from sqlalchemy import select
 
 
 def _run_jobs(app, *names: str) -> None:
-    from workers import queues
     from workers.runner import AppSimpleWorker
+    from yijing import jobs
     from yijing.extensions import redis_client
 
     with app.app_context():
         worker = AppSimpleWorker(
-            [queues.get_queue(n) for n in names or ("default",)], connection=redis_client()
+            [jobs.get_queue(n) for n in names or ("default",)], connection=redis_client()
         )
         worker.work(burst=True)
 

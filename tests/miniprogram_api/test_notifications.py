@@ -6,7 +6,7 @@ import pytest
 from rq import SimpleWorker
 from sqlalchemy import update
 
-from workers import queues
+from yijing import jobs
 from yijing.extensions import db, redis_client
 from yijing.models import Notification
 
@@ -35,7 +35,7 @@ def write(app, user_id, key, kind="task.reminder", title="标题"):
 
 def drain(app):
     with app.app_context():
-        SimpleWorker([queues.get_queue(n) for n in queues.ALL], connection=redis_client()).work(burst=True)
+        SimpleWorker([jobs.get_queue(n) for n in jobs.ALL], connection=redis_client()).work(burst=True)
         db.session.remove()
 
 

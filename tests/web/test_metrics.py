@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakewechat import fake_openid
-from workers import queues
+from yijing import jobs
 from yijing.extensions import db
 from yijing.models import User
 from yijing.services import outbox
@@ -75,7 +75,7 @@ def test_queues_outbox_wechat_errors_and_rollup_age(app, client, fake_wechat):
             with pytest.raises(Exception):  # noqa: B017 - the gateway's own error type
                 wechat().msg_sec_check("openid-1", "hello", 2)
         report_jobs.refresh_recent()
-        notify_queued = queues.get_queue(queues.NOTIFY).count
+        notify_queued = jobs.get_queue(jobs.NOTIFY).count
         db.session.remove()
 
     samples = scrape(client)

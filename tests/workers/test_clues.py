@@ -40,7 +40,7 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
     from fakewechat import fake_openid
     from workers import clues as clue_jobs
     from workers import notifications as notification_jobs
-    from workers import queues
+    from yijing import jobs
     from yijing.extensions import db, limiter, redis_client
     from yijing.models import Clue, Notification
     from yijing.models.base import utcnow
@@ -99,8 +99,8 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
         with other.app_context():
             assert clue_jobs.sweep(min_age_seconds=0) == 2
             assert clue_jobs.sweep(min_age_seconds=0) == 2
-            assert queues.get_queue(queues.DEFAULT).count == 2  # queued once each: the job ids are unique
-            worker = SimpleWorker([queues.get_queue(queues.DEFAULT)], connection=redis_client())
+            assert jobs.get_queue(jobs.DEFAULT).count == 2  # queued once each: the job ids are unique
+            worker = SimpleWorker([jobs.get_queue(jobs.DEFAULT)], connection=redis_client())
             worker.work(burst=True, with_scheduler=False)
             db.session.remove()
             clue = db.session.get(Clue, clue_id)
@@ -117,7 +117,7 @@ def test_a_clue_survives_a_redis_outage_and_its_jobs_run_when_redis_is_back(
             swept = delivery.sweep(now=utcnow() + timedelta(hours=1))
             assert len(swept) == 2
             notification_jobs.enqueue_delivery(swept)
-            names = [queues.get_queue(queues.DISPATCH), queues.get_queue(queues.NOTIFY)]
+            names = [jobs.get_queue(jobs.DISPATCH), jobs.get_queue(jobs.NOTIFY)]
             SimpleWorker(names, connection=redis_client()).work(burst=True, with_scheduler=False)
             db.session.remove()
             rows = db.session.scalars(select(Notification).order_by(Notification.id)).all()

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
-from workers import leader, queues, runner, schedule
+from workers import leader, runner, schedule
+from yijing import jobs
 from yijing.extensions import redis_client
 
 START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -37,7 +38,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def _queued_total() -> int:
-    return sum(Queue(queues.queue_name(n), connection=redis_client()).count for n in queues.ALL)
+    return sum(Queue(jobs.queue_name(n), connection=redis_client()).count for n in jobs.ALL)
 
 
 def _run(clock: Clock, plan, runs: dict[str, list[float]]) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from fakewechat import fake_openid
 from workers import notifications as notification_jobs
-from workers import queues
 from workers.runner import AppSimpleWorker
+from yijing import jobs
 from yijing.extensions import db, redis_client
 from yijing.models import Notification, SubscriptionConsent, User
 from yijing.models.base import utcnow
@@ -66,11 +66,11 @@ def row(notification_id: int) -> Notification:
 
 
 def drain() -> None:
-    AppSimpleWorker([queues.get_queue(n) for n in queues.ALL], connection=redis_client()).work(burst=True)
+    AppSimpleWorker([jobs.get_queue(n) for n in jobs.ALL], connection=redis_client()).work(burst=True)
 
 
 def queued_jobs(name: str):
-    return queues.get_queue(name).get_jobs()
+    return jobs.get_queue(name).get_jobs()
 
 
 # -- the relay --
@@ -81,32 +81,32 @@ def test_commit_enqueues_one_delivery_job_per_batch(app, app_ctx, monkeypatch):
     user_id = add_user("relay")
     for i in range(5):
         outbox.notify(user_id, "task.reminder", title=f"提醒 {i}", dedupe_key=f"relay:{i}")
-    assert queued_jobs(queues.NOTIFY) == []  # nothing before the commit
+    assert queued_jobs(jobs.NOTIFY) == []  # nothing before the commit
     db.session.commit()
-    jobs = queued_jobs(queues.NOTIFY)
-    assert [len(job.args[0]) for job in jobs] == [2, 2, 1]
-    assert all(job.func_name == notification_jobs.DELIVER for job in jobs)
-    assert all(job.timeout and job.retries_left == 3 and job.failure_ttl for job in jobs)
-    ids = sorted(i for job in jobs for i in job.args[0])
+    batches = queued_jobs(jobs.NOTIFY)
+    assert [len(job.args[0]) for job in batches] == [2, 2, 1]
+    assert all(job.func_name == notification_jobs.DELIVER for job in batches)
+    assert all(job.timeout and job.retries_left == 3 and job.failure_ttl for job in batches)
+    ids = sorted(i for job in batches for i in job.args[0])
     assert ids == sorted(db.session.scalars(select(Notification.id)))
 
 
 def test_urgent_kinds_go_to_the_dispatch_queue(app_ctx):
     user_id = add_user("urgent")
     write(user_id, "urgent:1", kind="task.invitation")
-    assert len(queued_jobs(queues.DISPATCH)) == 1
-    assert queued_jobs(queues.NOTIFY) == []
+    assert len(queued_jobs(jobs.DISPATCH)) == 1
+    assert queued_jobs(jobs.NOTIFY) == []
 
 
 def test_rollback_enqueues_nothing_and_a_known_event_writes_nothing(app_ctx):
     user_id = add_user("rollback")
     outbox.notify(user_id, "task.reminder", title="x", dedupe_key="rb:1")
     db.session.rollback()
-    assert queued_jobs(queues.NOTIFY) == []
+    assert queued_jobs(jobs.NOTIFY) == []
     write(user_id, "rb:2")
     assert outbox.notify(user_id, "task.reminder", title="again", dedupe_key="rb:2") is False
     db.session.commit()
-    assert len(queued_jobs(queues.NOTIFY)) == 1
+    assert len(queued_jobs(jobs.NOTIFY)) == 1
     assert db.session.query(Notification).count() == 1
 
 
@@ -218,7 +218,7 @@ def test_a_retry_waits_for_its_backoff(app, app_ctx, fake_wechat, monkeypatch):
     assert item.status == "pending" and item.attempts == 1
     assert "HTTP 503" in item.last_error
     assert item.next_attempt_at > utcnow() + timedelta(seconds=590)
-    scheduled = queues.get_queue(queues.NOTIFY).scheduled_job_registry.get_job_ids()
+    scheduled = jobs.get_queue(jobs.NOTIFY).scheduled_job_registry.get_job_ids()
     assert len(scheduled) == 1  # the delayed retry, visible in RQ's scheduled registry
     # Early (a duplicate job, a sweeper): not due, so not claimed and not sent.
     assert delivery.deliver_batch([nid]).claimed == []
@@ -419,7 +419,7 @@ def test_the_sweeper_delivers_what_the_relay_could_not_enqueue(app, app_ctx, fak
     with monkeypatch.context() as patch:
         patch.setattr("yijing.jobs.enqueue_many", redis_down)
         nid = write(user_id, "lost:1")  # the commit succeeds; the enqueue is lost
-    assert queued_jobs(queues.NOTIFY) == []
+    assert queued_jobs(jobs.NOTIFY) == []
     assert row(nid).status == "pending"
     assert notification_jobs.sweep()["rows"] == 1
     drain()
@@ -458,7 +458,7 @@ def test_the_cron_process_registers_the_sweeper(app_ctx, monkeypatch):
     monkeypatch.setattr(CronScheduler, "start", lambda self: started.append(self))
     runner.run_cron()
     [scheduler] = started
-    jobs = {job.func_name: job for job in scheduler._cron_jobs}
-    sweeper = jobs["workers.notifications.sweep"]
+    cron_jobs = {job.func_name: job for job in scheduler._cron_jobs}
+    sweeper = cron_jobs["workers.notifications.sweep"]
     assert sweeper.interval == 60
-    assert sweeper.queue_name == queues.queue_name(queues.NOTIFY)
+    assert sweeper.queue_name == jobs.queue_name(jobs.NOTIFY)

@@ -14,9 +14,8 @@ import redis as redis_lib
 from sqlalchemy import select
 
 from fakewechat import fake_openid
-from workers import queues
 from workers.runner import AppSimpleWorker
-from yijing import extensions
+from yijing import extensions, jobs
 from yijing.actor import Actor
 from yijing.extensions import db
 from yijing.models import Notification, User
@@ -70,10 +69,10 @@ def test_notifications_written_during_a_redis_outage_are_delivered_when_it_is_ba
     assert fake_wechat.state.requests(SEND) == []
 
     own_redis.start()  # back, and empty: the relay's jobs never reached it
-    assert queues.get_queue(queues.NOTIFY).get_jobs() == []
+    assert jobs.get_queue(jobs.NOTIFY).get_jobs() == []
     # The periodic sweeper runs as a job like any other.
-    queues.get_queue(queues.NOTIFY).enqueue("workers.notifications.sweep")
-    AppSimpleWorker([queues.get_queue(n) for n in queues.ALL], connection=extensions.redis_client()).work(
+    jobs.get_queue(jobs.NOTIFY).enqueue("workers.notifications.sweep")
+    AppSimpleWorker([jobs.get_queue(n) for n in jobs.ALL], connection=extensions.redis_client()).work(
         burst=True
     )
 

@@ -22,8 +22,8 @@ with app.app_context():
     db.session.commit()
     outbox.notify(user.id, "task.reminder", title="t", dedupe_key="fresh:1")
     db.session.commit()
-    from workers import queues
-    print(len(queues.get_queue(queues.NOTIFY).get_jobs()))
+    from yijing import jobs
+    print(len(jobs.get_queue(jobs.NOTIFY).get_jobs()))
 """
 
 

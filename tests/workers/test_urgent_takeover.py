@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from fakewechat import fake_openid
 from tests.fixtures.jobs import worker_env
 from workers import notifications as notification_jobs
-from workers import queues
 from workers.runner import AppSimpleWorker
+from yijing import jobs
 from yijing.extensions import db, redis_client
 from yijing.models import Notification, User
 from yijing.services import notifications, outbox
@@ -61,7 +61,7 @@ def test_a_killed_workers_invitations_are_taken_over_within_the_ring_timeout(
     for i, user_id in enumerate(db.session.scalars(select(User.id).order_by(User.id))):
         outbox.notify(user_id, "task.invitation", title=f"紧急任务 {i}", dedupe_key=f"urgent:{i}")
     db.session.commit()  # one delivery job on the dispatch queue
-    assert len(queues.get_queue(queues.DISPATCH).get_jobs()) == 1
+    assert len(jobs.get_queue(jobs.DISPATCH).get_jobs()) == 1
 
     fake_wechat.state.fail(SEND, times=SENT_BEFORE_KILL)
     fake_wechat.state.fail(SEND, delay=10)  # WeChat sits on the next send
@@ -116,7 +116,7 @@ def test_a_killed_workers_invitations_are_taken_over_within_the_ring_timeout(
     # The periodic urgent sweep (every half second here) and a live worker take the rows over.
     def delivered() -> bool:
         notification_jobs.sweep_urgent()
-        AppSimpleWorker([queues.get_queue(queues.DISPATCH)], connection=redis_client()).work(burst=True)
+        AppSimpleWorker([jobs.get_queue(jobs.DISPATCH)], connection=redis_client()).work(burst=True)
         db.session.expire_all()
         left = db.session.scalar(select(func.count()).where(Notification.status != "sent"))
         if left:

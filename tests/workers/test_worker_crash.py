@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from fakewechat import fake_openid
 from tests.fixtures.jobs import worker_env
 from workers import notifications as notification_jobs
-from workers import queues
 from workers.runner import AppSimpleWorker
+from yijing import jobs
 from yijing.extensions import db, redis_client
 from yijing.models import Notification, User
 from yijing.models.base import utcnow
@@ -50,7 +50,7 @@ def test_sigkill_mid_batch_then_sweeper_delivers_everything_once(
     for i, user_id in enumerate(user_ids):
         outbox.notify(user_id, "task.reminder", title=f"巡逻提醒 {i}", dedupe_key=f"crash:{i}")
     db.session.commit()  # one delivery job for the whole batch
-    assert len(queues.get_queue(queues.NOTIFY).get_jobs()) == 1
+    assert len(jobs.get_queue(jobs.NOTIFY).get_jobs()) == 1
 
     # WeChat answers the first five sends, then sits on the sixth.
     fake_wechat.state.fail(SEND, times=SENT_BEFORE_KILL)
@@ -110,7 +110,7 @@ def test_sigkill_mid_batch_then_sweeper_delivers_everything_once(
     _wait_for(lambda: utcnow() > latest_claim, LEASE + 10, "the dead worker's lease to end")
 
     assert notification_jobs.sweep()["rows"] == ROWS - SENT_BEFORE_KILL
-    AppSimpleWorker([queues.get_queue(n) for n in queues.ALL], connection=redis_client()).work(burst=True)
+    AppSimpleWorker([jobs.get_queue(n) for n in jobs.ALL], connection=redis_client()).work(burst=True)
 
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).where(Notification.status != "sent")) == 0

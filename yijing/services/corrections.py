@@ -8,6 +8,8 @@ or rejects it with a reason. Every step is audited on the volunteer, and the vol
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -103,7 +105,32 @@ def _fields(correction: VolunteerCorrection) -> list[str]:
     return [f for f in FIELDS if getattr(correction, _MASK[f])]
 
 
-def view_for_staff(correction: VolunteerCorrection, volunteer: Volunteer) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class MaskedValues:
+    name_masked: str | None
+    phone_masked: str | None
+    id_number_masked: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectionView:
+    """A correction request for the desk: masked old and new values side by side, and what is known
+    of the new ID number elsewhere (``volunteers.flag_reused_id_numbers``)."""
+
+    id: int
+    volunteer_id: int
+    status: str
+    fields: list[str]
+    current: MaskedValues
+    proposed: MaskedValues
+    id_number_flags: list[dict[str, Any]]
+    note: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    decision_reason: str | None
+
+
+def view_for_staff(correction: VolunteerCorrection, volunteer: Volunteer) -> CorrectionView:
     """Masked old and new values side by side, and what is known of the new ID number elsewhere."""
     flags: list[dict[str, Any]] = []
     if correction.id_number_hash:
@@ -112,32 +139,24 @@ def view_for_staff(correction: VolunteerCorrection, volunteer: Volunteer) -> dic
         )
         volunteer_service.flag_reused_id_numbers([probe])
         flags = probe.id_number_flags  # type: ignore[attr-defined]
-    return {
-        "id": correction.id,
-        "volunteer_id": volunteer.id,
-        "status": correction.status,
-        "fields": _fields(correction),
-        "current": {
-            "name_masked": volunteer.name_masked,
-            "phone_masked": volunteer.phone_masked,
-            "id_number_masked": volunteer.id_number_masked,
-        },
-        "proposed": {
-            "name_masked": correction.name_masked,
-            "phone_masked": correction.phone_masked,
-            "id_number_masked": correction.id_number_masked,
-        },
-        "id_number_flags": flags,
-        "note": correction.note,
-        "created_at": correction.created_at,
-        "decided_at": correction.decided_at,
-        "decision_reason": correction.decision_reason,
-    }
+    return CorrectionView(
+        id=correction.id,
+        volunteer_id=volunteer.id,
+        status=correction.status,
+        fields=_fields(correction),
+        current=MaskedValues(volunteer.name_masked, volunteer.phone_masked, volunteer.id_number_masked),
+        proposed=MaskedValues(correction.name_masked, correction.phone_masked, correction.id_number_masked),
+        id_number_flags=flags,
+        note=correction.note,
+        created_at=correction.created_at,
+        decided_at=correction.decided_at,
+        decision_reason=correction.decision_reason,
+    )
 
 
 def list_for_staff(
     principal: Principal, *, status: str | None, cursor: str | None, limit: int
-) -> Page[dict[str, Any]]:
+) -> Page[CorrectionView]:
     """Correction requests of volunteers in the staff member's jurisdiction, oldest pending first."""
     paths = policies.require_somewhere(principal, Permission.VOLUNTEER_REVIEW)
     stmt = (
@@ -162,7 +181,7 @@ def list_for_staff(
 
 def review(
     principal: Principal, correction_id: int, decision: str, reason: str, actor: Actor
-) -> dict[str, Any]:
+) -> CorrectionView:
     """Approve (the new values replace the old ones) or reject a pending correction, with a reason."""
     correction = db.session.scalar(
         select(VolunteerCorrection).where(VolunteerCorrection.id == correction_id).with_for_update()

@@ -140,18 +140,33 @@ def readable_roots(principal: Principal) -> Sequence[Jurisdiction]:
     return db.session.scalars(select(Jurisdiction).where(Jurisdiction.path.in_(paths))).all()
 
 
-def detail_for(principal: Principal, jurisdiction_id: int) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class JurisdictionDetail:
+    """A node with its ancestors (root first) and children."""
+
+    id: int
+    name: str
+    level: str
+    parent_id: int | None
+    code: str | None
+    lat: float | None
+    lng: float | None
+    ancestors: Sequence[Jurisdiction]
+    children: Sequence[Jurisdiction]
+
+
+def detail_for(principal: Principal, jurisdiction_id: int) -> JurisdictionDetail:
     """A node with ancestors and children, if ``principal`` may read it."""
     item = get(jurisdiction_id)
     policies.require(principal, Permission.JURISDICTION_READ, item.path)
-    return {
-        "id": item.id,
-        "name": item.name,
-        "level": item.level,
-        "parent_id": item.parent_id,
-        "code": item.code,
-        "lat": item.lat,
-        "lng": item.lng,
-        "ancestors": ancestors(item),
-        "children": children(item.id),
-    }
+    return JurisdictionDetail(
+        id=item.id,
+        name=item.name,
+        level=item.level,
+        parent_id=item.parent_id,
+        code=item.code,
+        lat=item.lat,
+        lng=item.lng,
+        ancestors=ancestors(item),
+        children=children(item.id),
+    )

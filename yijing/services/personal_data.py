@@ -7,6 +7,7 @@ records, not the person's data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -175,7 +176,29 @@ def _clues(user_id: int) -> list[dict[str, Any]]:
     return found
 
 
-def copy_for(user_id: int, actor: Actor) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PersonalDataCopy:
+    """A copy of everything held about one user, personal information in clear.
+
+    Each part is a document (plain JSON values, times as ISO strings) rather than rows: it is what
+    the person reads, and its shape follows what is stored about them.
+    """
+
+    generated_at: str | None
+    account: dict[str, Any]
+    volunteer_applications: list[dict[str, Any]]
+    privacy_consents: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    clues: list[dict[str, Any]]
+    points: dict[str, Any]
+    comments: list[dict[str, Any]]
+    likes: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    notifications: list[dict[str, Any]]
+    subscription_consents: list[dict[str, Any]]
+
+
+def copy_for(user_id: int, actor: Actor) -> PersonalDataCopy:
     """Everything about ``user_id``, personal information in clear; the request is audited."""
     user = db.session.get(User, user_id)
     if user is None or user.cancelled_at is not None:
@@ -195,9 +218,9 @@ def copy_for(user_id: int, actor: Actor) -> dict[str, Any]:
             .order_by(MessageReply.id)
         ):
             replies.setdefault(reply.message_id, []).append(reply)
-    data = {
-        "generated_at": _t(utcnow()),
-        "account": {
+    copy = PersonalDataCopy(
+        generated_at=_t(utcnow()),
+        account={
             "id": user.id,
             "kind": user.kind,
             "openid": user.openid,
@@ -208,32 +231,32 @@ def copy_for(user_id: int, actor: Actor) -> dict[str, Any]:
             "last_login_at": _t(user.last_login_at),
             "cancellation_due_at": _t(user.cancel_due_at),
         },
-        "volunteer_applications": _volunteers(user_id),
-        "privacy_consents": [
+        volunteer_applications=_volunteers(user_id),
+        privacy_consents=[
             {"document": c.document, "version": c.version, "at": _t(c.created_at), "ip": c.ip}
             for c in db.session.scalars(
                 select(PrivacyConsent).where(PrivacyConsent.user_id == user_id).order_by(PrivacyConsent.id)
             )
         ],
-        "tasks": _tasks(user_id),
-        "clues": _clues(user_id),
-        "points": {
+        tasks=_tasks(user_id),
+        clues=_clues(user_id),
+        points={
             "balance": sum(e.amount for e in ledger),
             "entries": [{"amount": e.amount, "reason": e.reason, "at": _t(e.created_at)} for e in ledger],
         },
-        "comments": [
+        comments=[
             {"post_id": c.post_id, "body": c.body, "status": c.status, "at": _t(c.created_at)}
             for c in db.session.scalars(
                 select(Comment).where(Comment.user_id == user_id).order_by(Comment.id)
             )
         ],
-        "likes": [
+        likes=[
             {"post_id": like.post_id, "at": _t(like.created_at)}
             for like in db.session.scalars(
                 select(PostLike).where(PostLike.user_id == user_id).order_by(PostLike.id)
             )
         ],
-        "messages": [
+        messages=[
             {
                 "id": m.id,
                 "body": m.body,
@@ -243,13 +266,13 @@ def copy_for(user_id: int, actor: Actor) -> dict[str, Any]:
             }
             for m in messages
         ],
-        "notifications": [
+        notifications=[
             {"kind": n.kind, "title": n.title, "body": n.body, "status": n.status, "at": _t(n.created_at)}
             for n in db.session.scalars(
                 select(Notification).where(Notification.user_id == user_id).order_by(Notification.id)
             )
         ],
-        "subscription_consents": [
+        subscription_consents=[
             {"template_id": s.template_id, "remaining": s.remaining, "last_answer": s.last_answer}
             for s in db.session.scalars(
                 select(SubscriptionConsent)
@@ -257,7 +280,7 @@ def copy_for(user_id: int, actor: Actor) -> dict[str, Any]:
                 .order_by(SubscriptionConsent.id)
             )
         ],
-    }
+    )
     audit.record(actor, "personal_data.copy", "user", user_id)
     db.session.commit()
-    return data
+    return copy

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
@@ -29,6 +31,28 @@ from yijing.services.jurisdictions import in_subtrees
 STAFF_ROLE_VALUES = (Role.DESK, Role.LEADER, Role.ADMIN)
 MIN_PASSWORD_LENGTH = 10
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class StaffGrant:
+    """One role a staff account holds, and where."""
+
+    role: str
+    jurisdiction: Jurisdiction
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAccount:
+    """A staff account as the desk manages it: the user and every grant it holds."""
+
+    id: int
+    username: str | None
+    display_name: str
+    is_active: bool
+    must_change_password: bool
+    last_login_at: datetime | None
+    created_at: datetime
+    grants: list[StaffGrant]
 
 
 def check_password_policy(password: str, username: str | None = None) -> None:
@@ -61,32 +85,30 @@ def _manage_paths(principal: Principal) -> list[str]:
     return policies.require_somewhere(principal, Permission.STAFF_MANAGE)
 
 
-def _grants_of(user_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+def _grants_of(user_ids: Sequence[int]) -> dict[int, list[StaffGrant]]:
     rows = db.session.execute(
-        select(RoleGrant.user_id, RoleGrant.role, Jurisdiction.id, Jurisdiction.name, Jurisdiction.level)
+        select(RoleGrant.user_id, RoleGrant.role, Jurisdiction)
         .join(Jurisdiction, Jurisdiction.id == RoleGrant.jurisdiction_id)
         .where(RoleGrant.user_id.in_(user_ids))
         .order_by(RoleGrant.id)
     ).all()
-    out: dict[int, list[dict[str, Any]]] = {i: [] for i in user_ids}
-    for r in rows:
-        out[r.user_id].append(
-            {"role": r.role, "jurisdiction": {"id": r.id, "name": r.name, "level": r.level}}
-        )
+    out: dict[int, list[StaffGrant]] = {i: [] for i in user_ids}
+    for user_id, role, place in rows:
+        out[user_id].append(StaffGrant(role=role, jurisdiction=place))
     return out
 
 
-def _view(user: User, grants: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "display_name": user.display_name,
-        "is_active": user.is_active,
-        "must_change_password": user.must_change_password,
-        "last_login_at": user.last_login_at,
-        "created_at": user.created_at,
-        "grants": grants,
-    }
+def _account(user: User, grants: list[StaffGrant]) -> StaffAccount:
+    return StaffAccount(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        is_active=user.is_active,
+        must_change_password=user.must_change_password,
+        last_login_at=user.last_login_at,
+        created_at=user.created_at,
+        grants=grants,
+    )
 
 
 def _in_scope_clause(paths: Sequence[str]) -> Any:
@@ -104,9 +126,7 @@ def _in_scope_clause(paths: Sequence[str]) -> Any:
     return exists(inside) & ~exists(outside)
 
 
-def list_staff(
-    principal: Principal, q: str | None, *, cursor: str | None, limit: int
-) -> Page[dict[str, Any]]:
+def list_staff(principal: Principal, q: str | None, *, cursor: str | None, limit: int) -> Page[StaffAccount]:
     """Staff accounts of my subtree, newest first; ``q`` matches username or display name."""
     paths = _manage_paths(principal)
     stmt = select(User).where(User.kind == UserKind.STAFF, _in_scope_clause(paths))
@@ -117,7 +137,7 @@ def list_staff(
         )
     page = paginate(stmt, [SortKey(User.id, descending=True)], lambda u: [u.id], cursor=cursor, limit=limit)
     grants = _grants_of([u.id for u in page.items])
-    return Page(items=[_view(u, grants[u.id]) for u in page.items], next_cursor=page.next_cursor)
+    return Page(items=[_account(u, grants[u.id]) for u in page.items], next_cursor=page.next_cursor)
 
 
 def _managed_user(principal: Principal, user_id: int) -> User:
@@ -145,9 +165,9 @@ def _grantable_jurisdiction(principal: Principal, role: str, jurisdiction_id: in
     return place
 
 
-def get_staff(principal: Principal, user_id: int) -> dict[str, Any]:
+def get_staff(principal: Principal, user_id: int) -> StaffAccount:
     user = _managed_user(principal, user_id)
-    return _view(user, _grants_of([user.id])[user.id])
+    return _account(user, _grants_of([user.id])[user.id])
 
 
 def create_staff(
@@ -159,7 +179,7 @@ def create_staff(
     password: str,
     role: str,
     jurisdiction_id: int,
-) -> dict[str, Any]:
+) -> StaffAccount:
     """A new staff account with one grant; it must change its password at the first login."""
     username = username.strip()
     if not USERNAME_PATTERN.match(username):
@@ -189,7 +209,7 @@ def create_staff(
     return get_staff(principal, user.id)
 
 
-def set_active(principal: Principal, actor: Actor, user_id: int, active: bool, reason: str) -> dict[str, Any]:
+def set_active(principal: Principal, actor: Actor, user_id: int, active: bool, reason: str) -> StaffAccount:
     """Deactivate (its tokens stop working at once) or reactivate a staff account."""
     user = _managed_user(principal, user_id)
     if user.id == principal.user_id and not active:
@@ -203,7 +223,7 @@ def set_active(principal: Principal, actor: Actor, user_id: int, active: bool, r
     return get_staff(principal, user.id)
 
 
-def reset_password(principal: Principal, actor: Actor, user_id: int, password: str) -> dict[str, Any]:
+def reset_password(principal: Principal, actor: Actor, user_id: int, password: str) -> StaffAccount:
     """A new password chosen by the admin; the user must change it at the next login."""
     user = _managed_user(principal, user_id)
     check_password_policy(password, user.username)
@@ -217,7 +237,7 @@ def reset_password(principal: Principal, actor: Actor, user_id: int, password: s
     return get_staff(principal, user.id)
 
 
-def force_password_change(principal: Principal, actor: Actor, user_id: int) -> dict[str, Any]:
+def force_password_change(principal: Principal, actor: Actor, user_id: int) -> StaffAccount:
     user = _managed_user(principal, user_id)
     user.must_change_password = True
     audit.record(actor, "staff.force_password_change", "user", user.id)
@@ -226,18 +246,14 @@ def force_password_change(principal: Principal, actor: Actor, user_id: int) -> d
     return get_staff(principal, user.id)
 
 
-def grant(
-    principal: Principal, actor: Actor, user_id: int, role: str, jurisdiction_id: int
-) -> dict[str, Any]:
+def grant(principal: Principal, actor: Actor, user_id: int, role: str, jurisdiction_id: int) -> StaffAccount:
     _managed_user(principal, user_id)
     place = _grantable_jurisdiction(principal, role, jurisdiction_id)
     auth_service.grant_role(user_id, Role(role), place.id, actor)
     return get_staff(principal, user_id)
 
 
-def revoke(
-    principal: Principal, actor: Actor, user_id: int, role: str, jurisdiction_id: int
-) -> dict[str, Any]:
+def revoke(principal: Principal, actor: Actor, user_id: int, role: str, jurisdiction_id: int) -> StaffAccount:
     _managed_user(principal, user_id)
     place = _grantable_jurisdiction(principal, role, jurisdiction_id)
     held = db.session.scalar(select(func.count(RoleGrant.id)).where(RoleGrant.user_id == user_id))

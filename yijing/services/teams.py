@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
@@ -20,6 +22,48 @@ from yijing.sql import insert_ignore
 
 # Members shown on a team's page: the approved and the suspended (who still belong to it).
 MEMBER_STATUSES = (VolunteerStatus.APPROVED, VolunteerStatus.SUSPENDED)
+
+
+@dataclass(frozen=True, slots=True)
+class Captain:
+    """The team's captain as shown: the volunteer record and its masked name."""
+
+    volunteer_id: int
+    name_masked: str
+
+
+@dataclass(frozen=True, slots=True)
+class TeamView:
+    """What the API shows about a team (masked names only); the liaison is the desk user."""
+
+    id: int
+    name: str
+    community: Jurisdiction
+    liaison: User | None
+    captain: Captain | None
+    member_count: int
+    created_at: datetime
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamDetail(TeamView):
+    """A team with its members (approved and suspended), for the desk."""
+
+    members: list[Volunteer]
+
+
+_View = TypeVar("_View", bound=TeamView)
+
+
+@dataclass(frozen=True, slots=True)
+class LiaisonCandidate:
+    """A desk user a team manager may name as liaison, by the jurisdiction of their nearest grant."""
+
+    id: int
+    display_name: str
+    jurisdiction: Jurisdiction
+    current: bool
 
 
 def default_name(community: Jurisdiction) -> str:
@@ -59,13 +103,6 @@ def _get(team_id: int) -> Team:
     return team
 
 
-def _user_summary(user_id: int | None) -> dict[str, Any] | None:
-    if user_id is None:
-        return None
-    user = db.session.get(User, user_id)
-    return None if user is None else {"id": user.id, "display_name": user.display_name}
-
-
 def _captain(team: Team) -> Volunteer | None:
     if team.captain_user_id is None:
         return None
@@ -86,33 +123,38 @@ def _member_count(team_id: int) -> int:
     )
 
 
-def view(team: Team, *, with_members: bool = False) -> dict[str, Any]:
-    """What the API shows about a team (masked names only)."""
+def _shown(cls: type[_View], team: Team, **more: Any) -> _View:
     captain = _captain(team)
-    data: dict[str, Any] = {
-        "id": team.id,
-        "name": team.name,
-        "community": team.community,
-        "liaison": _user_summary(team.liaison_user_id),
-        "captain": (
-            {"volunteer_id": captain.id, "name_masked": captain.name_masked} if captain is not None else None
-        ),
-        "member_count": _member_count(team.id),
-        "created_at": team.created_at,
-        "updated_at": team.updated_at,
-    }
-    if with_members:
-        data["members"] = db.session.scalars(
-            select(Volunteer)
-            .where(Volunteer.team_id == team.id, Volunteer.status.in_(MEMBER_STATUSES))
-            .order_by(Volunteer.volunteer_number, Volunteer.id)
-        ).all()
-    return data
+    return cls(
+        id=team.id,
+        name=team.name,
+        community=team.community,
+        liaison=None if team.liaison_user_id is None else db.session.get(User, team.liaison_user_id),
+        captain=Captain(volunteer_id=captain.id, name_masked=captain.name_masked) if captain else None,
+        member_count=_member_count(team.id),
+        created_at=team.created_at,
+        updated_at=team.updated_at,
+        **more,
+    )
+
+
+def view(team: Team) -> TeamView:
+    """What the API shows about a team (masked names only)."""
+    return _shown(TeamView, team)
+
+
+def _detail(team: Team) -> TeamDetail:
+    members = db.session.scalars(
+        select(Volunteer)
+        .where(Volunteer.team_id == team.id, Volunteer.status.in_(MEMBER_STATUSES))
+        .order_by(Volunteer.volunteer_number, Volunteer.id)
+    ).all()
+    return _shown(TeamDetail, team, members=list(members))
 
 
 def list_for_staff(
     principal: Principal, *, jurisdiction_id: int | None, cursor: str | None, limit: int
-) -> Page[dict[str, Any]]:
+) -> Page[TeamView]:
     """Teams in the staff member's jurisdiction (or a subtree of it), by community."""
     paths = policies.require_somewhere(principal, Permission.JURISDICTION_READ)
     stmt = select(Team).join(Jurisdiction, Jurisdiction.id == Team.jurisdiction_id)
@@ -125,13 +167,13 @@ def list_for_staff(
     return Page(items=[view(t) for t in page.items], next_cursor=page.next_cursor)
 
 
-def detail_for_staff(principal: Principal, team_id: int) -> dict[str, Any]:
+def detail_for_staff(principal: Principal, team_id: int) -> TeamDetail:
     team = _get(team_id)
     policies.require(principal, Permission.JURISDICTION_READ, team.community.path)
-    return view(team, with_members=True)
+    return _detail(team)
 
 
-def create(principal: Principal, community_id: int, name: str | None, actor: Actor) -> dict[str, Any]:
+def create(principal: Principal, community_id: int, name: str | None, actor: Actor) -> TeamView:
     """Create the team of a community (before its first volunteer is approved)."""
     community = _community(community_id)
     policies.require(principal, Permission.TEAM_MANAGE, community.path)
@@ -173,7 +215,7 @@ def _liaison_grants(community: Jurisdiction) -> list[tuple[User, Jurisdiction]]:
     return [(user, where) for user, where in rows]
 
 
-def liaison_candidates(principal: Principal, team_id: int) -> list[dict[str, Any]]:
+def liaison_candidates(principal: Principal, team_id: int) -> list[LiaisonCandidate]:
     """The desk staff a team manager may name as the team's liaison officer.
 
     Those whose desk grant covers the team's community (the same rule ``update`` checks), shown by
@@ -182,16 +224,16 @@ def liaison_candidates(principal: Principal, team_id: int) -> list[dict[str, Any
     team = _get(team_id)
     community = team.community
     policies.require(principal, Permission.TEAM_MANAGE, community.path)
-    seen: dict[int, dict[str, Any]] = {}
+    seen: dict[int, LiaisonCandidate] = {}
     for user, where in _liaison_grants(community):
         # The nearest grant to the community names the officer's post best.
-        seen[user.id] = {
-            "id": user.id,
-            "display_name": user.display_name,
-            "jurisdiction": {"id": where.id, "name": where.name},
-            "current": user.id == team.liaison_user_id,
-        }
-    return sorted(seen.values(), key=lambda c: (not c["current"], c["display_name"], c["id"]))
+        seen[user.id] = LiaisonCandidate(
+            id=user.id,
+            display_name=user.display_name,
+            jurisdiction=where,
+            current=user.id == team.liaison_user_id,
+        )
+    return sorted(seen.values(), key=lambda c: (not c.current, c.display_name, c.id))
 
 
 def _captain_candidate(volunteer_id: int, team: Team) -> Volunteer:
@@ -205,7 +247,7 @@ def _captain_candidate(volunteer_id: int, team: Team) -> Volunteer:
     return volunteer
 
 
-def update(principal: Principal, team_id: int, changes: dict[str, Any], actor: Actor) -> dict[str, Any]:
+def update(principal: Principal, team_id: int, changes: dict[str, Any], actor: Actor) -> TeamView:
     """Rename a team or change its liaison officer or captain (``None`` clears one)."""
     team = _get(team_id)
     community = team.community
@@ -272,7 +314,7 @@ def clear_captain_if(team_id: int | None, user_id: int) -> bool:
     return True
 
 
-def my_team(user_id: int) -> dict[str, Any]:
+def my_team(user_id: int) -> TeamView:
     """The team of the user's approved (or suspended) volunteer record."""
     volunteer = db.session.scalar(
         select(Volunteer).where(Volunteer.open_user_id == user_id, Volunteer.status.in_(MEMBER_STATUSES))

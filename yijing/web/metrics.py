@@ -88,14 +88,14 @@ class ClusterCollector(Collector):
     def _from_redis(self) -> Iterator[Metric]:
         from rq import Queue
 
-        from workers import queues
+        from yijing import jobs
 
         client = redis_client()
         depth = GaugeMetricFamily(
             "yijing_queue_jobs", "RQ jobs per queue and state.", labels=["queue", "state"]
         )
-        for name in queues.ALL:
-            queue = Queue(queues.queue_name(name), connection=client)
+        for name in jobs.ALL:
+            queue = Queue(jobs.queue_name(name), connection=client)
             depth.add_metric([name, "queued"], queue.count)
             depth.add_metric([name, "started"], queue.started_job_registry.count)
             depth.add_metric([name, "scheduled"], queue.scheduled_job_registry.count)

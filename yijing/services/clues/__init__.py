@@ -60,6 +60,9 @@ from yijing.services.clues.followups import (
     unfinished_followups,
 )
 from yijing.services.clues.reporter import (
+    ReporterClue,
+    ReporterClueItem,
+    SubmittedClue,
     may_see_photo,
     own_clue,
     own_clues,
@@ -73,6 +76,8 @@ from yijing.services.clues.submission import (
     submit,
 )
 from yijing.services.clues.triage import (
+    DeskClue,
+    DeskClueItem,
     QueueFilters,
     ask,
     assign,
@@ -103,8 +108,13 @@ __all__ = [
     "TRACKING_SEED_CONTEXT",
     "TRANSFER_LABELS",
     "TRANSITIONS",
+    "DeskClue",
+    "DeskClueItem",
     "QueueFilters",
+    "ReporterClue",
+    "ReporterClueItem",
     "Submitted",
+    "SubmittedClue",
     "ask",
     "assign",
     "canned_replies",

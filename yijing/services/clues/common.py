@@ -8,7 +8,8 @@ import logging
 import math
 import secrets
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
@@ -255,22 +256,63 @@ def _award_valid(clue: Clue, user_id: int) -> bool:
     return points.award(user_id, amount, reason="clue_valid", source_key=f"clue:{clue.id}:valid")
 
 
-def _photos(clue_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+@dataclass(frozen=True, slots=True)
+class Place:
+    lat: float
+    lng: float
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A clue photo: its media key as ``id`` and the URL it is read from."""
+
+    id: str
+    url: str
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClueFacts:
+    """What every view of a clue shows, the reporter's and the desk's."""
+
+    id: int
+    category: str
+    category_label: str
+    status: str
+    status_label: str
+    description: str
+    place: Place
+    occurred_at: datetime | None
+    anonymous: bool
+    urgent: bool
+    photo_count: int
+    valid: bool | None
+    transfer_target: str | None
+    transfer_reference: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+def _photos(clue_ids: Sequence[int]) -> dict[int, list[Photo]]:
     rows = db.session.execute(
         select(CluePhoto.clue_id, Media)
         .join(Media, Media.id == CluePhoto.media_id)
         .where(CluePhoto.clue_id.in_(clue_ids))
         .order_by(CluePhoto.clue_id, CluePhoto.position)
     ).all()
-    found: dict[int, list[dict[str, Any]]] = {}
+    found: dict[int, list[Photo]] = {}
     for clue_id, item in rows:
         found.setdefault(clue_id, []).append(
-            {"id": item.key, "url": media.content_url(item), "width": item.width, "height": item.height}
+            Photo(id=item.key, url=media.content_url(item), width=item.width, height=item.height)
         )
     return found
 
 
-def _base_view(clue: Clue, photos: list[dict[str, Any]]) -> dict[str, Any]:
+def _facts(clue: Clue) -> dict[str, Any]:
+    """The fields of :class:`ClueFacts` for ``clue``, to build it or a view that extends it."""
     return {
         "id": clue.id,
         "category": clue.category,
@@ -278,12 +320,11 @@ def _base_view(clue: Clue, photos: list[dict[str, Any]]) -> dict[str, Any]:
         "status": clue.status,
         "status_label": STATUS_LABELS[ClueStatus(clue.status)],
         "description": clue.description,
-        "place": {"lat": clue.lat, "lng": clue.lng, "address": clue.address},
+        "place": Place(lat=clue.lat, lng=clue.lng, address=clue.address),
         "occurred_at": clue.occurred_at,
         "anonymous": clue.is_anonymous,
         "urgent": clue.priority > 0,
         "photo_count": clue.photo_count,
-        "photos": photos,
         "valid": clue.valid,
         "transfer_target": clue.transfer_target,
         "transfer_reference": clue.transfer_reference,

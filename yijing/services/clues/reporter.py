@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -30,7 +32,9 @@ from yijing.services import media, outbox
 from yijing.services.clues.common import (
     MESSAGE_CONTEXT,
     TRACKING_LENGTH,
-    _base_view,
+    ClueFacts,
+    Photo,
+    _facts,
     _keyed,
     _normalise_code,
     _photos,
@@ -40,37 +44,72 @@ from yijing.services.clues.common import (
 )
 
 
-def reporter_view(clue: Clue) -> dict[str, Any]:
-    """What the reporter sees: public notes only, no staff names, no internal notes."""
-    view = _base_view(clue, _photos([clue.id]).get(clue.id, []))
+@dataclass(frozen=True, slots=True)
+class ReporterClueItem(ClueFacts):
+    """A clue in the reporter's list."""
+
+    photos: list[Photo]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """A status change with the note the reporter may read."""
+
+    status: str | None
+    status_label: str | None
+    note: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReporterClue(ReporterClueItem):
+    """What the reporter sees of a clue: public notes only, no staff names, no internal notes."""
+
+    timeline: list[TimelineEntry]
+    messages: list[ClueMessage]
+    can_reply: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedClue(ReporterClue):
+    """The new clue, with its tracking code when anonymous (shown this once)."""
+
+    tracking_code: str | None
+
+
+def _reporter_fields(clue: Clue) -> dict[str, Any]:
     events = db.session.scalars(
         select(ClueEvent)
         .where(ClueEvent.clue_id == clue.id, ClueEvent.public_note.is_not(None))
         .order_by(ClueEvent.id)
     ).all()
-    view["timeline"] = [
-        {
-            "status": e.to_status,
-            "status_label": STATUS_LABELS[ClueStatus(e.to_status)] if e.to_status else None,
-            "note": e.public_note,
-            "created_at": e.created_at,
-        }
-        for e in events
-    ]
     messages = db.session.scalars(
         select(ClueMessage).where(ClueMessage.clue_id == clue.id).order_by(ClueMessage.id)
     ).all()
-    view["messages"] = [
-        {"id": m.id, "sender": m.sender, "body": m.body, "created_at": m.created_at} for m in messages
-    ]
-    view["can_reply"] = clue.status in OPEN_STATUSES
-    return view
+    return {
+        **_facts(clue),
+        "photos": _photos([clue.id]).get(clue.id, []),
+        "timeline": [
+            TimelineEntry(
+                status=e.to_status,
+                status_label=STATUS_LABELS[ClueStatus(e.to_status)] if e.to_status else None,
+                note=e.public_note,
+                created_at=e.created_at,
+            )
+            for e in events
+        ],
+        "messages": list(messages),
+        "can_reply": clue.status in OPEN_STATUSES,
+    }
 
 
-def _submitted_view(clue: Clue, tracking_code: str | None) -> dict[str, Any]:
-    view = reporter_view(clue)
-    view["tracking_code"] = tracking_code
-    return view
+def reporter_view(clue: Clue) -> ReporterClue:
+    """What the reporter sees: public notes only, no staff names, no internal notes."""
+    return ReporterClue(**_reporter_fields(clue))
+
+
+def _submitted_view(clue: Clue, tracking_code: str | None) -> SubmittedClue:
+    return SubmittedClue(**_reporter_fields(clue), tracking_code=tracking_code)
 
 
 def _own(user_id: int, clue_id: int) -> Clue:
@@ -90,17 +129,17 @@ def _by_code(code: str) -> Clue:
     return clue
 
 
-def own_clue(user_id: int, clue_id: int) -> dict[str, Any]:
+def own_clue(user_id: int, clue_id: int) -> ReporterClue:
     """One of the user's own clues (named or anonymous)."""
     return reporter_view(_own(user_id, clue_id))
 
 
-def tracked_clue(code: str) -> dict[str, Any]:
+def tracked_clue(code: str) -> ReporterClue:
     """The clue behind a tracking code (no login needed)."""
     return reporter_view(_by_code(code))
 
 
-def own_clues(user_id: int, *, cursor: str | None, limit: int) -> Page[dict[str, Any]]:
+def own_clues(user_id: int, *, cursor: str | None, limit: int) -> Page[ReporterClueItem]:
     """The user's clues, newest first."""
     page = paginate(
         select(Clue).where(_reported_by(user_id)),
@@ -110,10 +149,11 @@ def own_clues(user_id: int, *, cursor: str | None, limit: int) -> Page[dict[str,
         limit=limit,
     )
     photos = _photos([c.id for c in page.items])
-    return Page(items=[_base_view(c, photos.get(c.id, [])) for c in page.items], next_cursor=page.next_cursor)
+    items = [ReporterClueItem(**_facts(c), photos=photos.get(c.id, [])) for c in page.items]
+    return Page(items=items, next_cursor=page.next_cursor)
 
 
-def _reporter_message(clue: Clue, body: str, idempotency_key: str | None) -> dict[str, Any]:
+def _reporter_message(clue: Clue, body: str, idempotency_key: str | None) -> ReporterClue:
     body = body.strip()
     if not body:
         raise InvalidInput("回复内容不能为空", fields={"body": ["必填"]})
@@ -151,12 +191,12 @@ def _reporter_message(clue: Clue, body: str, idempotency_key: str | None) -> dic
 
 def reply_as_reporter(
     user_id: int, clue_id: int, body: str, idempotency_key: str | None = None
-) -> dict[str, Any]:
+) -> ReporterClue:
     """The logged-in reporter answers on the thread (shown to staff as "举报人")."""
     return _reporter_message(_own(user_id, clue_id), body, idempotency_key)
 
 
-def reply_with_code(code: str, body: str, idempotency_key: str | None = None) -> dict[str, Any]:
+def reply_with_code(code: str, body: str, idempotency_key: str | None = None) -> ReporterClue:
     """The anonymous reporter answers with the tracking code."""
     return _reporter_message(_by_code(code), body, idempotency_key)
 

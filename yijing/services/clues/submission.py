@@ -43,7 +43,7 @@ from yijing.services.clues.common import (
     locate,
 )
 from yijing.services.clues.followups import followup_jobs
-from yijing.services.clues.reporter import _submitted_view
+from yijing.services.clues.reporter import SubmittedClue, _submitted_view
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Submitted:
     """The reporter's view of the new clue (with ``tracking_code`` when anonymous)."""
 
     clue_id: int
-    view: dict[str, Any]
+    view: SubmittedClue
     replayed: bool
 
 

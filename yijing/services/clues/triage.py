@@ -41,8 +41,10 @@ from yijing.services.clues.common import (
     STATES,
     TRANSFER_LABELS,
     TRANSITIONS,
+    ClueFacts,
+    Photo,
     _award_valid,
-    _base_view,
+    _facts,
     _notify_reporter,
     _photos,
     reporter_user_id,
@@ -64,11 +66,87 @@ def _for_staff(principal: Principal, clue_id: int) -> tuple[Clue, Jurisdiction]:
     return clue, jurisdiction
 
 
-def _staff_summary(user: User | None) -> dict[str, Any] | None:
-    return None if user is None else {"id": user.id, "display_name": user.display_name or user.username}
+@dataclass(frozen=True, slots=True)
+class StaffRef:
+    """A staff member as other staff see them (display name, else username)."""
+
+    id: int
+    display_name: str | None
 
 
-def _reporter_for_staff(clue: Clue) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class ReporterContact:
+    """A named reporter's masked name and phone."""
+
+    display_name: str | None
+    phone_masked: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeskClueItem(ClueFacts):
+    """A clue in the desk's queue."""
+
+    jurisdiction: Jurisdiction
+    assignee: StaffRef | None
+    assigned_at: datetime | None
+    content_flag: str | None
+    duplicate_of_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeskEvent:
+    id: int
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    public_note: str | None
+    internal_note: str | None
+    actor: StaffRef | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeskMessage:
+    """A message on the thread; the author is named for desk messages only."""
+
+    id: int
+    sender: str
+    author: StaffRef | None
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateCandidate:
+    """A nearby earlier clue that may be the same case (first 100 characters of its description)."""
+
+    id: int
+    category: str
+    status: str
+    status_label: str
+    description: str
+    distance_m: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeskClue(DeskClueItem):
+    """Everything staff may see of a clue; never who an anonymous reporter is."""
+
+    photos: list[Photo]
+    reporter: ReporterContact | None
+    content_label: int | None
+    events: list[DeskEvent]
+    messages: list[DeskMessage]
+    duplicate_candidates: list[DuplicateCandidate]
+    allowed_transitions: list[str]
+
+
+def _staff_ref(user: User | None) -> StaffRef | None:
+    return None if user is None else StaffRef(id=user.id, display_name=user.display_name or user.username)
+
+
+def _reporter_for_staff(clue: Clue) -> ReporterContact | None:
     """A named reporter's masked name and phone; None for an anonymous clue, always."""
     if clue.is_anonymous or clue.reporter_id is None:
         return None
@@ -76,34 +154,26 @@ def _reporter_for_staff(clue: Clue) -> dict[str, Any] | None:
     if user is None:
         return None
     phone = pii.decrypt(user.phone_enc, context="user.phone") if user.phone_enc else None
+    return ReporterContact(
+        display_name=pii.mask_name(user.display_name) if user.display_name else None,
+        phone_masked=pii.mask_phone(phone) if phone else None,
+    )
+
+
+def _item_fields(clue: Clue, jurisdiction: Jurisdiction, assignee: User | None) -> dict[str, Any]:
     return {
-        "display_name": pii.mask_name(user.display_name) if user.display_name else None,
-        "phone_masked": pii.mask_phone(phone) if phone else None,
+        **_facts(clue),
+        "jurisdiction": jurisdiction,
+        "assignee": _staff_ref(assignee),
+        "assigned_at": clue.assigned_at,
+        "content_flag": clue.content_flag,
+        "duplicate_of_id": clue.duplicate_of_id,
     }
 
 
-def _desk_item(clue: Clue, jurisdiction: Jurisdiction, assignee: User | None) -> dict[str, Any]:
-    view = _base_view(clue, [])
-    del view["photos"]
-    view.update(
-        {
-            "jurisdiction": {"id": jurisdiction.id, "name": jurisdiction.name, "level": jurisdiction.level},
-            "assignee": _staff_summary(assignee),
-            "assigned_at": clue.assigned_at,
-            "content_flag": clue.content_flag,
-            "duplicate_of_id": clue.duplicate_of_id,
-        }
-    )
-    return view
-
-
-def desk_view(principal: Principal, clue: Clue, jurisdiction: Jurisdiction) -> dict[str, Any]:
+def desk_view(principal: Principal, clue: Clue, jurisdiction: Jurisdiction) -> DeskClue:
     """Everything staff may see of a clue; never who an anonymous reporter is."""
     assignee = db.session.get(User, clue.assignee_id) if clue.assignee_id else None
-    view = _desk_item(clue, jurisdiction, assignee)
-    view["photos"] = _photos([clue.id]).get(clue.id, [])
-    view["reporter"] = _reporter_for_staff(clue)
-    view["content_label"] = clue.content_label
     actor = aliased(User)
     events = db.session.execute(
         select(ClueEvent, actor)
@@ -111,19 +181,6 @@ def desk_view(principal: Principal, clue: Clue, jurisdiction: Jurisdiction) -> d
         .where(ClueEvent.clue_id == clue.id)
         .order_by(ClueEvent.id)
     ).all()
-    view["events"] = [
-        {
-            "id": e.id,
-            "kind": e.kind,
-            "from_status": e.from_status,
-            "to_status": e.to_status,
-            "public_note": e.public_note,
-            "internal_note": e.internal_note,
-            "actor": _staff_summary(who),
-            "created_at": e.created_at,
-        }
-        for e, who in events
-    ]
     author = aliased(User)
     messages = db.session.execute(
         select(ClueMessage, author)
@@ -131,16 +188,6 @@ def desk_view(principal: Principal, clue: Clue, jurisdiction: Jurisdiction) -> d
         .where(ClueMessage.clue_id == clue.id)
         .order_by(ClueMessage.id)
     ).all()
-    view["messages"] = [
-        {
-            "id": m.id,
-            "sender": m.sender,
-            "author": _staff_summary(who) if m.sender == MessageSender.DESK else None,
-            "body": m.body,
-            "created_at": m.created_at,
-        }
-        for m, who in messages
-    ]
     paths = policies.scope_paths(principal, Permission.CLUE_TRIAGE)
     candidates = db.session.execute(
         select(Clue, ClueDuplicateCandidate.distance_m)
@@ -152,23 +199,51 @@ def desk_view(principal: Principal, clue: Clue, jurisdiction: Jurisdiction) -> d
         )
         .order_by(ClueDuplicateCandidate.distance_m, Clue.id)
     ).all()
-    view["duplicate_candidates"] = [
-        {
-            "id": c.id,
-            "category": c.category,
-            "status": c.status,
-            "status_label": STATUS_LABELS[ClueStatus(c.status)],
-            "description": c.description[:100],
-            "distance_m": distance,
-            "created_at": c.created_at,
-        }
-        for c, distance in candidates
-    ]
-    view["allowed_transitions"] = sorted(TRANSITIONS.get(ClueStatus(clue.status), frozenset()))
-    return view
+    return DeskClue(
+        **_item_fields(clue, jurisdiction, assignee),
+        photos=_photos([clue.id]).get(clue.id, []),
+        reporter=_reporter_for_staff(clue),
+        content_label=clue.content_label,
+        events=[
+            DeskEvent(
+                id=e.id,
+                kind=e.kind,
+                from_status=e.from_status,
+                to_status=e.to_status,
+                public_note=e.public_note,
+                internal_note=e.internal_note,
+                actor=_staff_ref(who),
+                created_at=e.created_at,
+            )
+            for e, who in events
+        ],
+        messages=[
+            DeskMessage(
+                id=m.id,
+                sender=m.sender,
+                author=_staff_ref(who) if m.sender == MessageSender.DESK else None,
+                body=m.body,
+                created_at=m.created_at,
+            )
+            for m, who in messages
+        ],
+        duplicate_candidates=[
+            DuplicateCandidate(
+                id=c.id,
+                category=c.category,
+                status=c.status,
+                status_label=STATUS_LABELS[ClueStatus(c.status)],
+                description=c.description[:100],
+                distance_m=distance,
+                created_at=c.created_at,
+            )
+            for c, distance in candidates
+        ],
+        allowed_transitions=sorted(TRANSITIONS.get(ClueStatus(clue.status), frozenset())),
+    )
 
 
-def desk_clue(principal: Principal, clue_id: int) -> dict[str, Any]:
+def desk_clue(principal: Principal, clue_id: int) -> DeskClue:
     clue, jurisdiction = _for_staff(principal, clue_id)
     return desk_view(principal, clue, jurisdiction)
 
@@ -187,7 +262,7 @@ class QueueFilters:
 
 def queue(
     principal: Principal, filters: QueueFilters, *, cursor: str | None, limit: int
-) -> Page[dict[str, Any]]:
+) -> Page[DeskClueItem]:
     """The triage queue in the staff member's jurisdiction: urgent first, then oldest first.
 
     Without a status filter it shows the open clues.
@@ -227,7 +302,8 @@ def queue(
         limit=limit,
         scalars=False,
     )
-    return Page(items=[_desk_item(c, j, a) for c, j, a in page.items], next_cursor=page.next_cursor)
+    items = [DeskClueItem(**_item_fields(c, j, a)) for c, j, a in page.items]
+    return Page(items=items, next_cursor=page.next_cursor)
 
 
 def _require_open(clue: Clue, message: str) -> None:
@@ -237,7 +313,7 @@ def _require_open(clue: Clue, message: str) -> None:
 
 def assign(
     principal: Principal, actor: Actor, clue_id: int, assignee_id: int | None, *, force: bool = False
-) -> dict[str, Any]:
+) -> DeskClue:
     """Say who handles the clue (``None`` releases it). Taking over someone's clue needs ``force``."""
     from yijing.services import auth
 
@@ -284,7 +360,7 @@ def assign(
     return desk_view(principal, clue, jurisdiction)
 
 
-def set_urgency(principal: Principal, actor: Actor, clue_id: int, urgent: bool) -> dict[str, Any]:
+def set_urgency(principal: Principal, actor: Actor, clue_id: int, urgent: bool) -> DeskClue:
     """Mark a clue urgent (first in the queue) or not."""
     clue, jurisdiction = _for_staff(principal, clue_id)
     priority = 1 if urgent else 0
@@ -328,7 +404,7 @@ def transition(
     duplicate_of_id: int | None = None,
     transfer_target: str | None = None,
     transfer_reference: str | None = None,
-) -> dict[str, Any]:
+) -> DeskClue:
     """Move a clue along :data:`TRANSITIONS`; 409 for a move the machine does not allow.
 
     Every move records an event (the public note for the reporter, a default one when none is
@@ -462,7 +538,7 @@ def _record_transition(
     return event
 
 
-def ask(principal: Principal, actor: Actor, clue_id: int, body: str) -> dict[str, Any]:
+def ask(principal: Principal, actor: Actor, clue_id: int, body: str) -> DeskClue:
     """The desk asks the reporter a question on the thread; the reporter is notified."""
     clue, jurisdiction = _for_staff(principal, clue_id)
     _require_open(clue, "线索已办结，不能再提问")

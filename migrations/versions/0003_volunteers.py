@@ -1,7 +1,7 @@
 """volunteers: applications, teams, privacy consents, volunteer numbers, duty state
 
-Revision ID: 0002
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-26 03:56:43.833360
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0002'
-down_revision = "0003"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,94 @@
+"""One way from a service result to JSON (docs/architecture.md): a public service function returns
+models, pages of them or frozen dataclasses, never a response dict that a blueprint passes on."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+
+import yijing.services
+
+# Modules whose engineers are converting them on their own branches now. The lead removes an entry
+# when its branch merges; an entry that no longer has anything to convert fails the test below.
+BEING_CONVERTED = {
+    # tasks split into a package, dispatch, on-site (branch "split")
+    "yijing.services.tasks": "split",
+    "yijing.services.dispatch": "split",
+    "yijing.services.onsite": "split",
+    # per-request work and the feed (branch "web")
+    "yijing.services.auth": "web",
+    "yijing.services.account": "web",
+    "yijing.services.comments": "web",
+    "yijing.services.feed": "web",
+    # duty, volunteers, messages and notifications (branch "duty")
+    "yijing.services.duty": "duty",
+    "yijing.services.volunteers": "duty",
+    "yijing.services.messages": "duty",
+    "yijing.services.notifications": "duty",
+    "yijing.services.outbox": "duty",
+    "yijing.services.delivery": "duty",
+    # reports (branch "reports")
+    "yijing.services.reports": "reports",
+    "yijing.services.exports": "reports",
+    "yijing.services.points": "reports",
+}
+
+# Public functions whose dict is not a response, and why.
+NOT_RESPONSES = {
+    "yijing.services.jurisdictions.read_import_file": "input: the rows of an import file for import_nodes",
+    "yijing.services.sealed.release_due": "a job's result (counts by kind) for RQ and the log",
+    "yijing.services.retention.enforce": "a job's result (rows removed by kind), also in the audit log",
+    "yijing.services.pii_keys.rotate": "the CLI's report (rows re-encrypted per column)",
+    "yijing.services.pii_keys.pending": "the CLI's report (rows left per column)",
+    # Answers, but keyed by data (status → count): a dataclass would hold the same dict as a field.
+    "yijing.services.outbox_admin.counts": "figures keyed by status name (the keys are data)",
+    # Extends auth.me's profile dict with the permissions; converts with auth (branch "web").
+    "yijing.services.staff.desk_me": "builds on auth.me, which branch web converts",
+}
+
+RETURNS_A_DICT = re.compile(r"^(dict|(list|Sequence|Page|tuple|Iterable|Iterator)\[dict)\b")
+
+
+def _public_functions() -> dict[str, str]:
+    """``module.function`` → its return annotation, for every public function of the services."""
+    found: dict[str, str] = {}
+    for module_info in pkgutil.walk_packages(yijing.services.__path__, "yijing.services."):
+        module = importlib.import_module(module_info.name)
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if name.startswith("_") or function.__module__ != module.__name__:
+                continue
+            found[f"{module.__name__}.{name}"] = str(function.__annotations__.get("return", ""))
+    return found
+
+
+def _being_converted(qualified: str) -> bool:
+    return any(qualified.startswith(module + ".") for module in BEING_CONVERTED)
+
+
+def test_public_service_functions_return_no_response_dicts():
+    offenders = sorted(
+        f"{name} -> {annotation}"
+        for name, annotation in _public_functions().items()
+        if RETURNS_A_DICT.match(annotation) and name not in NOT_RESPONSES and not _being_converted(name)
+    )
+    assert offenders == [], (
+        "return a model, a Page of models or a frozen dataclass, and let the blueprint's schema "
+        f"serialise it (docs/architecture.md, 'From service result to JSON'): {offenders}"
+    )
+
+
+def test_the_allow_lists_name_only_what_still_returns_a_dict():
+    functions = _public_functions()
+    stale = [name for name in NOT_RESPONSES if not RETURNS_A_DICT.match(functions.get(name, ""))]
+    done = [
+        module
+        for module in BEING_CONVERTED
+        if not any(
+            RETURNS_A_DICT.match(annotation)
+            for name, annotation in functions.items()
+            if name.startswith(module + ".")
+        )
+    ]
+    assert stale == [] and done == [], f"remove these entries: {stale + done}"
