@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
@@ -77,7 +78,7 @@ from yijing.models.task import HOLDS_SLOT
 from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
 from yijing.pagination import Page, bad_cursor, decode_cursor, encode_cursor
 from yijing.policies import Permission, Principal
-from yijing.services import audit, duty_index, jurisdictions, outbox
+from yijing.services import audit, duty_index, jurisdictions, outbox, task_index
 from yijing.services import tasks as task_service
 from yijing.services.tasks import LIVE, config, local_text, move_assignment
 
@@ -202,6 +203,97 @@ def _closed_message(task: Task) -> str:
 # -- open tasks: the volunteer's list and one task ----------------------------------------------------
 
 
+_CANDIDATE_COLUMNS = (
+    Task.id,
+    Task.jurisdiction_id,
+    Task.lat,
+    Task.lng,
+    Task.starts_at,
+    (Task.filled >= Task.slots).label("full"),
+    Task.categories,
+    Task.skills,
+)
+
+
+def _database_candidates(seeker: Seeker, now: datetime) -> Sequence[Any]:
+    """Live open tasks of the home's ancestors or in a bounding box around each origin, with
+    the volunteer's status on them (the list's source when the task index is not available)."""
+    radius = config().task_nearby_radius_m
+    area = [Task.jurisdiction_id.in_(seeker.ancestor_ids)]
+    for olat, olng in seeker.origins:
+        min_lat, max_lat, min_lng, max_lng = bounding_box(olat, olng, radius)
+        area.append(and_(Task.lat.between(min_lat, max_lat), Task.lng.between(min_lng, max_lng)))
+    return db.session.execute(
+        select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
+        .outerjoin(
+            Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == seeker.volunteer.id)
+        )
+        .where(
+            Task.dispatch_mode == DispatchMode.OPEN,
+            Task.status.in_(LIVE),
+            Task.ends_at > now,
+            or_(*area),
+        )
+        .order_by(Task.starts_at, Task.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexedRow:
+    """A candidate from the task index: open, not full, of a fitting category and skills."""
+
+    id: int
+    jurisdiction_id: int
+    lat: float
+    lng: float
+    starts_at: datetime
+    my_status: str | None
+    full: bool = False
+    categories: tuple[str, ...] = ()  # already checked by the index
+    skills: tuple[str, ...] = ()
+
+
+def _indexed_candidates(seeker: Seeker, now: datetime) -> list[Any] | None:
+    """The candidates from the Redis index of open tasks, with the tasks the volunteer has an
+    assignment on (a full task they hold a place on is listed too); None when the index is
+    not built or Redis is unreachable."""
+    volunteer = seeker.volunteer
+    try:
+        hits = task_index.search(
+            seeker.origins,
+            config().task_nearby_radius_m,
+            seeker.ancestor_ids,
+            volunteer.category,
+            volunteer.skills,
+            now,
+        )
+    except RedisError as exc:
+        log.warning("task index unavailable, listing from the database", extra={"error": str(exc)})
+        return None
+    if hits is None:
+        return None
+    mine = {
+        row.id: row
+        for row in db.session.execute(
+            select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
+            .join(Assignment, Assignment.task_id == Task.id)
+            .where(
+                Assignment.volunteer_id == volunteer.id,
+                Task.dispatch_mode == DispatchMode.OPEN,
+                Task.status.in_(LIVE),
+                Task.ends_at > now,
+            )
+        )
+    }
+    rows: list[Any] = [
+        mine.pop(h.id, None) or _IndexedRow(h.id, h.jurisdiction_id, h.lat, h.lng, h.starts_at, None)
+        for h in hits
+    ]
+    rows.extend(mine.values())
+    return rows
+
+
 def open_tasks(
     user_id: int, *, lat: float | None, lng: float | None, cursor: str | None, limit: int
 ) -> Page[TaskView]:
@@ -213,40 +305,15 @@ def open_tasks(
     seeker = seeker_for(user_id, lat, lng)
     volunteer = seeker.volunteer
     now = utcnow()
-    radius = config().task_nearby_radius_m
-    area = [Task.jurisdiction_id.in_(seeker.ancestor_ids)]
-    for olat, olng in seeker.origins:
-        min_lat, max_lat, min_lng, max_lng = bounding_box(olat, olng, radius)
-        area.append(and_(Task.lat.between(min_lat, max_lat), Task.lng.between(min_lng, max_lng)))
-    rows = db.session.execute(
-        select(
-            Task.id,
-            Task.jurisdiction_id,
-            Task.lat,
-            Task.lng,
-            Task.starts_at,
-            Task.filled,
-            Task.slots,
-            Task.categories,
-            Task.skills,
-            Assignment.status.label("my_status"),
-        )
-        .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == volunteer.id))
-        .where(
-            Task.dispatch_mode == DispatchMode.OPEN,
-            Task.status.in_(LIVE),
-            Task.ends_at > now,
-            or_(*area),
-        )
-        .order_by(Task.starts_at, Task.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
+    rows = _indexed_candidates(seeker, now)
+    if rows is None:
+        rows = _database_candidates(seeker, now)
     here = seeker.here
     keyed = []
     for row in rows:
         if not _in_area(seeker, row) or _misfit(volunteer, row):
             continue
-        if row.filled >= row.slots and row.my_status not in HOLDS_SLOT:
+        if row.full and row.my_status not in HOLDS_SLOT:
             continue
         distance = None if here is None else round(haversine_m(here[0], here[1], row.lat, row.lng), 1)
         keyed.append(
@@ -356,6 +423,8 @@ def _take_slot(task: Task, now: datetime) -> tuple[int, int] | None:
 
 def _on_filled(task: Task) -> None:
     """The last slot was taken: stop the rings and tell open invitees they need not come."""
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # full: off the list
     db.session.execute(
         update(Task)
         .where(Task.id == task.id)
@@ -515,6 +584,8 @@ def withdraw(user_id: int, task_id: int, reason: str | None) -> Assignment:
         .values(filled=Task.filled - 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # a place again: back on the list
     if (
         task.dispatch_mode == DispatchMode.NEARBY
         and task.status in LIVE

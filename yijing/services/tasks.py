@@ -58,7 +58,7 @@ from yijing.models.base import utcnow
 from yijing.models.task import KIND_LABELS, SeriesStatus
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
-from yijing.services import audit, jurisdictions, outbox, points
+from yijing.services import audit, jurisdictions, outbox, points, task_index
 from yijing.sql import insert_ignore, text_matches
 from yijing.states import StateMachine
 
@@ -413,6 +413,7 @@ def update_task(principal: Principal, task_id: int, changes: dict[str, Any], act
         setattr(task, key, value)
     task.updated_at = utcnow()
     audit.record(actor, "task.update", "task", task.id, data={"fields": sorted(values)})
+    task_index.refresh(task.id)
     if task.status != S.DRAFT and set(values) & NOTIFIED_FIELDS:
         _notify_changed(task, sorted(set(values) & NOTIFIED_FIELDS))
     db.session.commit()
@@ -429,6 +430,7 @@ def _publish(task: Task, actor: Actor) -> None:
     if not move_task(task, S.PUBLISHED, expect=[S.DRAFT], **values):
         raise Conflict(f"任务状态已变化（当前：{_status_label(task.status)}）", code="bad_status")
     audit.record(actor, "task.publish", "task", task.id)
+    task_index.refresh(task.id)
     if task.dispatch_mode == DispatchMode.NEARBY:
         enqueue_dispatch(task.id, 0, at=None)
 
@@ -494,6 +496,7 @@ def _cancel_task(task: Task, reason: str, *, cancelled_by: str) -> None:
         dispatch_next_at=None,
     ):
         raise Conflict(f"任务状态已变化（当前：{_status_label(task.status)}）", code="bad_status")
+    task_index.refresh(task.id)
     rows = db.session.scalars(
         select(Assignment)
         .where(Assignment.task_id == task.id, Assignment.status.in_([A.INVITED, A.ACCEPTED, A.CHECKED_IN]))
@@ -574,6 +577,7 @@ def close_task(task_id: int, now: datetime | None = None) -> bool:
     )
     outcome = S.COMPLETED if served else S.UNSERVED
     closed = move_task(task, outcome, expect=list(LIVE), closed_at=now, dispatch_next_at=None)
+    task_index.refresh(task.id)
     db.session.commit()
     return closed
 
@@ -810,6 +814,14 @@ def generate_occurrences(series_id: int | None = None, now: datetime | None = No
             day += timedelta(days=1)
         if rows:
             created += insert_ignore(db.session(), Task, rows)
+            task_index.refresh_many(
+                db.session.scalars(
+                    select(Task.id).where(
+                        Task.series_id == series.id,
+                        Task.occurrence_date.in_([r["occurrence_date"] for r in rows]),
+                    )
+                )
+            )
         if series.generated_through is None or last > series.generated_through:
             series.generated_through = last
         db.session.commit()
