@@ -601,23 +601,41 @@ def withdraw(user_id: int, task_id: int, reason: str | None) -> Assignment:
 # -- assigned: the desk names volunteers -----------------------------------------------------------
 
 
-def _notify_invitation(assignment: Assignment, task: Task) -> None:
+def _invitation(assignment: Any, task: Task) -> dict[str, Any]:
+    """The outbox message of an invitation (``assignment``: an Assignment or an :class:`_Invited`)."""
     deadline = assignment.invite_expires_at
     when = f"，请在 {local_text(deadline)} 前答复" if deadline and assignment.source == "assigned" else ""
-    outbox.notify(
-        assignment.user_id,
-        "task.invitation",
-        title=f"任务邀请：{task.title}"[:100],
-        body=f"{local_text(task.starts_at)} 开始，地点：{task.address or '见任务详情'}{when}。",
-        dedupe_key=f"task:{task.id}:assignment:{assignment.id}:invite:{assignment.invite_seq}",
-        data=task_service.notification_data(
+    return {
+        "user_id": assignment.user_id,
+        "kind": "task.invitation",
+        "title": f"任务邀请：{task.title}"[:100],
+        "body": f"{local_text(task.starts_at)} 开始，地点：{task.address or '见任务详情'}{when}。",
+        "dedupe_key": f"task:{task.id}:assignment:{assignment.id}:invite:{assignment.invite_seq}",
+        "data": task_service.notification_data(
             task,
             assignment,
             expires_at=deadline.isoformat() if deadline else None,
             distance_m=assignment.distance_m,
         ),
-        page=task_service.task_page(task.id),
-    )
+        "page": task_service.task_page(task.id),
+    }
+
+
+def _notify_invitation(assignment: Assignment, task: Task) -> None:
+    message = _invitation(assignment, task)
+    outbox.notify(message.pop("user_id"), message.pop("kind"), **message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Invited:
+    """A ring's invitation as inserted (what its message needs), without loading the row back."""
+
+    id: int
+    user_id: int
+    distance_m: float
+    invite_expires_at: datetime
+    invite_seq: int = 1
+    source: str = DispatchMode.NEARBY
 
 
 def invite(
@@ -814,8 +832,11 @@ def advance(task_id: int, after_ring: int) -> int:
         is_last = ring_no == len(radii)
         open_slots = task.slots - task.filled
         want = min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
-        invited_before = set(
-            db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task.id))
+        # Ring 1 comes first: nobody can be invited to a nearby task before it (the desk cannot).
+        invited_before = (
+            set(db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task.id)))
+            if after_ring
+            else set()
         )
         hits = duty_index.nearest(
             task.lat,
@@ -840,21 +861,23 @@ def advance(task_id: int, after_ring: int) -> int:
         if not moved:
             db.session.rollback()
             return invited_total
-        ring = DispatchRing(
-            task_id=task.id,
-            ring_no=ring_no,
-            radius_m=radius,
-            found=len(fresh),
-            invited=len(chosen),
-            slots_open=open_slots,
-            next_at=next_at,
-            created_at=now,
+        ring_id = db.session.scalar(
+            insert(DispatchRing)
+            .values(
+                task_id=task.id,
+                ring_no=ring_no,
+                radius_m=radius,
+                found=len(fresh),
+                invited=len(chosen),
+                slots_open=open_slots,
+                next_at=next_at,
+                created_at=now,
+            )
+            .returning(DispatchRing.id)
         )
-        db.session.add(ring)
-        db.session.flush()
         if chosen:
-            invitations = db.session.scalars(
-                insert(Assignment).returning(Assignment, sort_by_parameter_order=True),
+            ids = db.session.scalars(
+                insert(Assignment).returning(Assignment.id, sort_by_parameter_order=True),
                 [
                     {
                         "task_id": task.id,
@@ -862,7 +885,7 @@ def advance(task_id: int, after_ring: int) -> int:
                         "user_id": c.user_id,
                         "status": A.INVITED,
                         "source": DispatchMode.NEARBY,
-                        "ring_id": ring.id,
+                        "ring_id": ring_id,
                         "distance_m": c.distance_m,
                         "invite_seq": 1,
                         "invited_at": now,
@@ -874,15 +897,21 @@ def advance(task_id: int, after_ring: int) -> int:
                     for c in chosen
                 ],
             ).all()
-            for assignment in invitations:
-                _notify_invitation(assignment, task)
+            # One INSERT for the ring's messages (urgent: they go out ahead of the rest).
+            outbox.notify_many(
+                [
+                    _invitation(_Invited(aid, c.user_id, c.distance_m, task.ends_at), task)
+                    for aid, c in zip(ids, chosen, strict=True)
+                ],
+                urgent=outbox.is_urgent("task.invitation"),
+            )
         if next_at is not None and chosen:
             task_service.enqueue_dispatch(task.id, ring_no, at=next_at)
         db.session.commit()
         invited_total += len(chosen)
         log.info(
             "dispatch ring sent",
-            extra={"task_id": task.id, "ring": ring_no, "radius_m": radius, "invited": len(chosen)},
+            extra={"task_id": task_id, "ring": ring_no, "radius_m": radius, "invited": len(chosen)},
         )
         if chosen or is_last:
             return invited_total
