@@ -446,11 +446,14 @@ def _on_filled(task: Task) -> None:
         )
 
 
+_FULL_MESSAGE = "该任务已满员，感谢您的响应，请关注其他任务"
+
+
 def _full(task_id: int) -> Conflict:
     task = db.session.get(Task, task_id)
     if task is not None and (task.status not in LIVE or task.ends_at <= utcnow()):
         return Conflict(_closed_message(task), code="task_not_open")
-    return Conflict("该任务已满员，感谢您的响应，请关注其他任务", code="task_full")
+    return Conflict(_FULL_MESSAGE, code="task_full")
 
 
 def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> Assignment:
@@ -488,6 +491,10 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
             raise Conflict("您已不能再报名该任务", code="cannot_accept")
     else:
         raise Forbidden("该任务仅限受邀的义警接受", code="not_invited")
+    if task.filled >= task.slots:
+        # Full already: answer without the overlap check and the slot's UPDATE (most of a rush).
+        db.session.rollback()
+        raise Conflict(_FULL_MESSAGE, code="task_full")
     _check_overlap(volunteer, task)
 
     slot = _take_slot(task, now)
