@@ -10,12 +10,16 @@
 * *category* — the task needs no particular category, or theirs is one of them;
 * *skills* — they have every skill the task needs.
 
-``GET /api/v1/tasks`` reads the live open tasks through ``ix_tasks_open`` and keeps, in the
-same query, those of the home's ancestors or inside a bounding box around each origin (a few
-columns per row, no join); exact distances and the category/skill checks run in Python on that
-short list, sorted by distance from the volunteer (the phone's location, else the duty location,
-else the community's centre), then start time, then id (the cursor is that triple); then the
-page's 20 tasks are loaded.
+``GET /api/v1/tasks`` takes its candidates from the Redis index of open tasks
+(:mod:`yijing.services.task_index`, one round trip: the tasks within the radius of each origin
+and those of the home's ancestors, of a fitting category and skills), plus the live open tasks
+the volunteer has an assignment on (one query: their status, and a full task they hold a place
+on). When the index is not built or Redis is down, one database query reads the live open tasks
+through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a bounding box
+around each origin. Either way the exact area check runs in Python on that short list, sorted by
+distance from the volunteer (the phone's location, else the duty location, else the community's
+centre), then start time, then id (the cursor is that triple); then the page's 20 tasks are
+loaded.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
