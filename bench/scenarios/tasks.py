@@ -2,8 +2,9 @@
 
 * ``tasks_list`` (HTTP, wrk): ``GET /api/v1/tasks?limit=20`` for an approved volunteer, with
   2,000 published open tasks spread over the city (100 km × 100 km) and 40 more in the
-  volunteer's own community: one candidate query (jurisdiction or bounding box), exact distances
-  and eligibility in Python, then the page's 20 tasks.
+  volunteer's own community: the candidates from the Redis index of open tasks (repaired from
+  the database after seeding, as the periodic job would), exact distances in Python, then the
+  page's 20 tasks.
 * ``tasks_nearby_dispatch`` (timed in-process): the first ring of a nearby dispatch among
   100,000 on-duty volunteers spread uniformly over 100 km × 100 km around Baotou (GEO index
   seeded with :func:`yijing.services.duty_index.add_many`, the same volunteers in the database):
@@ -21,6 +22,11 @@ Seeding runs in-process with an app built from the benchmark's ``DATABASE_URL``/
 jurisdictions are kept between runs (keys and openids start with ``bench-``); tasks in the
 benchmark's jurisdictions are replaced each run. Each ``*_SCENARIO`` object below is what
 ``bench/scenarios/__init__.py`` registers.
+
+Sizes (the growth table): ``TaskListScenario(city_tasks=N)`` lists among N live open tasks in
+the city (default ``BENCH_OPEN_TASKS``, else 2,000) and ``NearbyDispatchScenario(on_duty=N)``
+rings among N on duty (default ``BENCH_ON_DUTY``, else 100,000); :data:`GROWTH` names the three
+sizes of each and :func:`at_size` builds the scenario for one of them.
 """
 
 from __future__ import annotations
@@ -641,6 +647,23 @@ class AcceptRaceScenario:
             answers = list(pool.map(accept, tokens))
         race = max(a[3] for a in answers) - min(a[2] for a in answers)
         return [a[0] for a in answers], [a[1] for a in answers], race
+
+
+# The growth table's sizes: live open tasks, and volunteers on duty.
+GROWTH: dict[str, tuple[int, ...]] = {
+    "tasks_list": (1_000, 10_000, 100_000),
+    "tasks_nearby_dispatch": (10_000, 100_000, 1_000_000),
+}
+
+
+def at_size(name: str, size: int) -> TaskListScenario | NearbyDispatchScenario:
+    """The scenario ``name`` (a key of :data:`GROWTH`) at ``size`` (the size is in its
+    ``description``, and in the dispatch rows' ``extra["on_duty"]``)."""
+    if name == "tasks_list":
+        return TaskListScenario(city_tasks=size)
+    if name == "tasks_nearby_dispatch":
+        return NearbyDispatchScenario(on_duty=size)
+    raise KeyError(f"no size for {name!r}; sized scenarios: {', '.join(GROWTH)}")
 
 
 TASK_LIST_SCENARIO = TaskListScenario()
