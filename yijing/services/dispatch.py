@@ -50,6 +50,7 @@ ranks as if about 2.3 times farther away.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
 
@@ -131,11 +132,12 @@ class Seeker:
         return self.origins[0] if self.origins else None
 
 
-def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
-    """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
+@functools.cache
+def _seeker_query() -> Select[Any]:
+    """Built once: the aliases and the statement's cache key are not rebuilt on every request."""
     home = aliased(Jurisdiction)
     community = aliased(Jurisdiction)
-    row = db.session.execute(
+    return (
         select(
             Volunteer.id,
             Volunteer.user_id,
@@ -151,8 +153,13 @@ def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None)
         )
         .join(home, home.id == Volunteer.jurisdiction_id)
         .join(community, community.id == Volunteer.community_id)
-        .where(Volunteer.open_user_id == user_id)
-    ).first()
+        .where(Volunteer.open_user_id == bindparam("user_id"))
+    )
+
+
+def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
+    """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
+    row = db.session.execute(_seeker_query(), {"user_id": user_id}).first()
     if row is None:
         raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
     if row.status != VolunteerStatus.APPROVED:

@@ -96,14 +96,13 @@ for first = 1, #ids, 1000 do
       if ok then
         for _, s in ipairs(t.k) do if not skills[s] then ok = false; break end end
       end
-      if ok then
-        out[#out + 1] = chunk[i]; out[#out + 1] = tostring(t.j)
-        out[#out + 1] = t.la; out[#out + 1] = t.ln; out[#out + 1] = t.s
-      end
+      if ok then out[#out + 1] = {chunk[i], t.j, t.la, t.ln, t.s} end
     end
   end
 end
-return out
+if #out == 0 then return '[]' end
+-- One JSON string back: parsing it beats parsing five RESP elements per task in Python.
+return cjson.encode(out)
 """
 
 
@@ -389,16 +388,10 @@ def search(
         args += [lng, lat]
     args += [category, len(skills), *skills]
     keys = [key_geo(), key_info(), key_built(), *(key_jurisdiction(j) for j in jurisdiction_ids)]
-    flat = _script(client, _SEARCH_LUA)(keys=keys, args=args, client=client)
-    if flat is None:
+    raw = _script(client, _SEARCH_LUA)(keys=keys, args=args, client=client)
+    if raw is None:
         return None
     return [
-        Hit(
-            int(flat[i]),
-            int(flat[i + 1]),
-            float(flat[i + 2]),
-            float(flat[i + 3]),
-            from_micros(int(flat[i + 4])),
-        )
-        for i in range(0, len(flat), 5)
+        Hit(int(tid), int(jid), float(lat), float(lng), from_micros(int(start)))
+        for tid, jid, lat, lng, start in json.loads(raw)
     ]
