@@ -226,8 +226,10 @@ def clear_tasks(tree: dict[str, int]) -> None:
 
     from yijing.extensions import db
     from yijing.models import Assignment, DispatchRing, Task, TrackPoint
+    from yijing.services import task_index
 
     ids = select(Task.id).where(Task.jurisdiction_id.in_(list(tree.values())))
+    task_index.remove_many(db.session.scalars(ids).all())  # deleted by hand: out of the index too
     assignment_ids = select(Assignment.id).where(Assignment.task_id.in_(ids))
     db.session.execute(delete(TrackPoint).where(TrackPoint.assignment_id.in_(assignment_ids)))
     db.session.execute(delete(Assignment).where(Assignment.task_id.in_(ids)))

@@ -359,7 +359,12 @@ def open_tasks(
         if with_mine
         else {}
     )
-    items = [TaskView(tasks_by_id[tid], distance, mine.get(tid)) for (_, _, tid), distance, _ in page]
+    # A task deleted since its candidate was read (only ever by hand) is left out.
+    items = [
+        TaskView(tasks_by_id[tid], distance, mine.get(tid))
+        for (_, _, tid), distance, _ in page
+        if tid in tasks_by_id
+    ]
     return Page(items=items, next_cursor=next_cursor)
 
 
