@@ -382,7 +382,7 @@ def track(args: dict[str, Any], task_id: int) -> Page[TrackPoint]:
 @blp.route("/tasks/<int:task_id>/dispatch", methods=["GET"])
 @login_required
 @blp.response(200, DispatchViewSchema)
-def dispatch_view(task_id: int) -> dict[str, Any]:
+def dispatch_view(task_id: int) -> dispatch.DispatchView:
     """Nearby dispatch: each ring, who was invited, who answered and how fast."""
     return dispatch.dispatch_view(current_principal(), task_id)
 

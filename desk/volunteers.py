@@ -294,7 +294,7 @@ class VolunteerHistorySchema(Schema):
 @login_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, VolunteerHistorySchema)
-def volunteer_history(args: dict[str, Any], volunteer_id: int) -> dict[str, Any]:
+def volunteer_history(args: dict[str, Any], volunteer_id: int) -> task_service.VolunteerHistory:
     """A volunteer's tasks, newest first, with their service hours."""
     return task_service.volunteer_history(
         current_principal(), volunteer_id, cursor=args["cursor"], limit=args["limit"]

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from yijing.models import Assignment
 from yijing.models.task import KIND_LABELS, AssignmentStatus
 from yijing.pagination import Page
-from yijing.services import dispatch, onsite
+from yijing.services import onsite
 from yijing.services import tasks as task_service
 from yijing.web.auth import current_principal, login_required
 from yijing.web.contract import Blueprint
@@ -132,9 +132,9 @@ class TrackResultSchema(Schema):
 @login_required
 @blp.arguments(TaskListArgsSchema, location="query")
 @blp.response(200, page_of(TaskCardSchema))
-def list_open(args: dict[str, Any]) -> Page[dispatch.TaskView]:
+def list_open(args: dict[str, Any]) -> Page[task_service.TaskView]:
     """Open tasks I can take, nearest first, then by start time."""
-    return dispatch.open_tasks(
+    return task_service.open_tasks(
         current_principal().user_id,
         lat=args["lat"],
         lng=args["lng"],
@@ -166,9 +166,11 @@ def my_service() -> task_service.ServiceTotals:
 @login_required
 @blp.arguments(TaskPointArgsSchema, location="query")
 @blp.response(200, TaskForVolunteerSchema)
-def get_one(args: dict[str, Any], task_id: int) -> dispatch.TaskView:
+def get_one(args: dict[str, Any], task_id: int) -> task_service.TaskView:
     """One task, with my place on it if I have one."""
-    return dispatch.task_for_volunteer(current_principal().user_id, task_id, lat=args["lat"], lng=args["lng"])
+    return task_service.task_for_volunteer(
+        current_principal().user_id, task_id, lat=args["lat"], lng=args["lng"]
+    )
 
 
 @blp.route("/<int:task_id>/accept", methods=["POST"])
@@ -178,7 +180,7 @@ def get_one(args: dict[str, Any], task_id: int) -> dispatch.TaskView:
 @blp.response(200, AssignmentSchema)
 def accept(data: dict[str, Any], task_id: int) -> Assignment:
     """Take a place on an open task, or accept an invitation (409 task_full when full)."""
-    return dispatch.accept(current_principal().user_id, task_id, lat=data["lat"], lng=data["lng"])
+    return task_service.accept(current_principal().user_id, task_id, lat=data["lat"], lng=data["lng"])
 
 
 @blp.route("/<int:task_id>/decline", methods=["POST"])
@@ -188,7 +190,7 @@ def accept(data: dict[str, Any], task_id: int) -> Assignment:
 @blp.response(200, AssignmentSchema)
 def decline(data: dict[str, Any], task_id: int) -> Assignment:
     """Decline an invitation."""
-    return dispatch.decline(current_principal().user_id, task_id, data["reason"])
+    return task_service.decline(current_principal().user_id, task_id, data["reason"])
 
 
 @blp.route("/<int:task_id>/withdraw", methods=["POST"])
@@ -198,7 +200,7 @@ def decline(data: dict[str, Any], task_id: int) -> Assignment:
 @blp.response(200, AssignmentSchema)
 def withdraw(data: dict[str, Any], task_id: int) -> Assignment:
     """Give my place back before checking in."""
-    return dispatch.withdraw(current_principal().user_id, task_id, data["reason"])
+    return task_service.withdraw(current_principal().user_id, task_id, data["reason"])
 
 
 @blp.route("/<int:task_id>/check-in", methods=["POST"])
@@ -228,6 +230,6 @@ def check_out(data: dict[str, Any], task_id: int) -> Assignment:
 @idempotent
 @blp.arguments(TrackBatchSchema)
 @blp.response(200, TrackResultSchema)
-def upload_track(data: dict[str, Any], task_id: int) -> dict[str, Any]:
+def upload_track(data: dict[str, Any], task_id: int) -> onsite.TrackUpload:
     """Upload a batch of track points recorded while on patrol (duplicates are ignored)."""
     return onsite.upload_track(current_principal().user_id, task_id, data["points"])

@@ -60,8 +60,9 @@ from yijing.models import (
 from yijing.models.base import utcnow
 from yijing.models.clue import MessageSender
 from yijing.models.volunteer import OPEN_STATUSES
-from yijing.services import audit, auth, dispatch, duty_index
+from yijing.services import audit, auth, duty_index
 from yijing.services import clues as clue_service
+from yijing.services import tasks as task_service
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +235,9 @@ def _give_back_tasks(user_id: int) -> int:
     ).all()
     for task_id, status in rows:
         if status == AssignmentStatus.ACCEPTED:
-            dispatch.withdraw(user_id, task_id, "账号注销")
+            task_service.withdraw(user_id, task_id, "账号注销")
         else:
-            dispatch.decline(user_id, task_id, "账号注销")
+            task_service.decline(user_id, task_id, "账号注销")
     return len(rows)
 
 

@@ -8,7 +8,7 @@ room, but never more than the cap.
 Time: check-in opens ``TASK_CHECKIN_EARLY_MINUTES`` before the start and closes at the end;
 check-out is possible until the task is closed (``TASK_CLOSE_GRACE_MINUTES`` after the end).
 Service minutes count only the part inside the window (see
-:func:`yijing.services.tasks.service_minutes`); completing writes the task's points once.
+:func:`yijing.services.tasks.lifecycle.service_minutes`); completing writes the task's points once.
 
 A retried check-in or check-out (with or without ``Idempotency-Key``) finds the assignment already
 moved and returns it unchanged: nothing is counted twice.
@@ -22,6 +22,7 @@ unique constraint, so a phone re-sending a batch after a dropped connection stor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -151,7 +152,24 @@ def check_out(user_id: int, task_id: int, lat: float, lng: float, accuracy_m: fl
     return assignment
 
 
-def upload_track(user_id: int, task_id: int, points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RejectedPoint:
+    """A track point not stored: its index in the batch and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUpload:
+    """What became of a batch of track points."""
+
+    stored: int
+    duplicates: int
+    rejected: list[RejectedPoint]
+
+
+def upload_track(user_id: int, task_id: int, points: Sequence[dict[str, Any]]) -> TrackUpload:
     """Store a batch of track points; returns how many were stored, were already there, or were
     refused (with the index and the reason)."""
     if len(points) > MAX_TRACK_BATCH:
@@ -167,13 +185,13 @@ def upload_track(user_id: int, task_id: int, points: Sequence[dict[str, Any]]) -
     earliest -= skew
     latest = min(now, task.ends_at, assignment.checkout_at or now) + skew
     rows: dict[datetime, dict[str, Any]] = {}
-    rejected = []
+    rejected: list[RejectedPoint] = []
     for index, point in enumerate(points):
         at: datetime = point["recorded_at"]
         if at < earliest:
-            rejected.append({"index": index, "reason": "早于签到时间或任务开始时间"})
+            rejected.append(RejectedPoint(index, "早于签到时间或任务开始时间"))
         elif at > latest:
-            rejected.append({"index": index, "reason": "晚于当前时间、签退时间或任务结束时间"})
+            rejected.append(RejectedPoint(index, "晚于当前时间、签退时间或任务结束时间"))
         else:
             rows.setdefault(
                 at,
@@ -188,11 +206,7 @@ def upload_track(user_id: int, task_id: int, points: Sequence[dict[str, Any]]) -
             )
     stored = insert_ignore(db.session(), TrackPoint, list(rows.values())) if rows else 0
     db.session.commit()
-    return {
-        "stored": stored,
-        "duplicates": len(points) - len(rejected) - stored,
-        "rejected": rejected,
-    }
+    return TrackUpload(stored=stored, duplicates=len(points) - len(rejected) - stored, rejected=rejected)
 
 
 def track_for_staff(

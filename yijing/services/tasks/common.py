@@ -1,0 +1,219 @@
+"""What every part of tasks shares: the two state machines and the only way to move
+them (:func:`move_task` / :func:`move_assignment`), their labels, look-ups, and what a task's
+notifications show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from rq import Retry
+from sqlalchemy import select, update
+
+from yijing import jobs, policies
+from yijing.config import Config
+from yijing.errors import NotFound
+from yijing.extensions import db
+from yijing.jobs import JobSpec
+from yijing.localtime import local
+from yijing.models import (
+    Assignment,
+    AssignmentStatus,
+    DispatchMode,
+    Jurisdiction,
+    Task,
+    TaskStatus,
+    Volunteer,
+)
+from yijing.models.base import utcnow
+from yijing.models.task import KIND_LABELS
+from yijing.policies import Permission, Principal
+from yijing.services import jurisdictions
+from yijing.states import StateMachine
+
+A = AssignmentStatus
+S = TaskStatus
+
+TASK_FLOW: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.PUBLISHED, S.CANCELLED}),
+    S.PUBLISHED: frozenset({S.IN_PROGRESS, S.COMPLETED, S.UNSERVED, S.CANCELLED}),
+    S.IN_PROGRESS: frozenset({S.COMPLETED, S.UNSERVED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.UNSERVED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+ASSIGNMENT_FLOW: dict[str, frozenset[str]] = {
+    A.INVITED: frozenset({A.ACCEPTED, A.DECLINED, A.EXPIRED, A.CANCELLED}),
+    A.ACCEPTED: frozenset({A.CHECKED_IN, A.CANCELLED, A.NO_SHOW}),
+    A.CHECKED_IN: frozenset({A.COMPLETED}),
+    A.DECLINED: frozenset({A.INVITED, A.ACCEPTED}),
+    A.EXPIRED: frozenset({A.INVITED, A.ACCEPTED}),
+    A.CANCELLED: frozenset({A.INVITED, A.ACCEPTED}),
+    A.COMPLETED: frozenset(),
+    A.NO_SHOW: frozenset(),
+}
+
+# A task volunteers can still take or serve on.
+LIVE = (S.PUBLISHED, S.IN_PROGRESS)
+
+TASK_STATUS_LABELS = {
+    S.DRAFT: "草稿",
+    S.PUBLISHED: "已发布",
+    S.IN_PROGRESS: "进行中",
+    S.COMPLETED: "已完成",
+    S.UNSERVED: "无人服务",
+    S.CANCELLED: "已取消",
+}
+ASSIGNMENT_STATUS_LABELS = {
+    A.INVITED: "待回复",
+    A.ACCEPTED: "已接受",
+    A.DECLINED: "已拒绝",
+    A.EXPIRED: "邀请已过期",
+    A.CANCELLED: "已取消",
+    A.CHECKED_IN: "已签到",
+    A.COMPLETED: "已完成",
+    A.NO_SHOW: "未到岗",
+}
+TASK_STATES = StateMachine("任务", TASK_FLOW, TASK_STATUS_LABELS)
+ASSIGNMENT_STATES = StateMachine("报名", ASSIGNMENT_FLOW, ASSIGNMENT_STATUS_LABELS)
+MODE_LABELS = {DispatchMode.OPEN: "公开报名", DispatchMode.ASSIGNED: "指派", DispatchMode.NEARBY: "就近调度"}
+
+
+def config() -> Config:
+    return current_app.config["YIJING"]
+
+
+TASK_PAGE = "pages/task/detail/index"
+
+
+def task_page(task_id: int) -> str:
+    """The mini-program page of a task (the one its subscribe-message templates name)."""
+    return f"{TASK_PAGE}?id={task_id}"
+
+
+def notification_data(task: Task, assignment: Assignment | None = None, **extra: Any) -> dict[str, Any]:
+    """What a task's subscribe messages show: its title, start time and place (and the ids)."""
+    data: dict[str, Any] = {
+        "task_id": task.id,
+        "task_title": task.title,
+        "starts_at": task.starts_at.isoformat(),
+        "place": task.address or jurisdictions.get(task.jurisdiction_id).name,
+    }
+    if assignment is not None:
+        data["assignment_id"] = assignment.id
+    data.update(extra)
+    return data
+
+
+def local_text(dt: datetime) -> str:
+    """``11月26日 07:30`` in Asia/Shanghai, for messages people read."""
+    shown = local(dt)
+    return f"{shown.month}月{shown.day}日 {shown:%H:%M}"
+
+
+# -- the state machines ---------------------------------------------------------------------------
+
+
+def _check_flow(machine: StateMachine, expect: Iterable[str], to: str) -> list[str]:
+    expected = list(expect)
+    for status in expected:
+        machine.require(status, to)
+    return expected
+
+
+def move_task(task: Task, to: TaskStatus, *, expect: Iterable[str] | None = None, **values: Any) -> bool:
+    """Move ``task`` to ``to`` if its status (in the database) is still one of ``expect``
+    (default: its current status). False, with ``task`` refreshed, when another change won."""
+    expected = _check_flow(TASK_STATES, expect or [task.status], to)
+    result = db.session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.status.in_(expected))
+        .values(status=to, updated_at=utcnow(), **values)
+    )
+    if result.rowcount == 1:
+        return True
+    db.session.refresh(task)
+    return False
+
+
+def move_assignment(
+    assignment: Assignment, to: AssignmentStatus, *, expect: Iterable[str] | None = None, **values: Any
+) -> bool:
+    """Move ``assignment`` to ``to`` if its status is still one of ``expect`` (default: its
+    current status). False, with ``assignment`` refreshed, when another change won."""
+    expected = _check_flow(ASSIGNMENT_STATES, expect or [assignment.status], to)
+    result = db.session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.status.in_(expected))
+        .values(status=to, updated_at=utcnow(), **values)
+    )
+    if result.rowcount == 1:
+        return True
+    db.session.refresh(assignment)
+    return False
+
+
+# -- look-ups -----------------------------------------------------------------------------------
+
+
+def get_task(task_id: int, *, for_update: bool = False) -> Task:
+    stmt = select(Task).where(Task.id == task_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    task = db.session.scalar(stmt)
+    if task is None:
+        raise NotFound("任务不存在", code="task_not_found")
+    return task
+
+
+def load_for_staff(principal: Principal, task_id: int, *, for_update: bool = False) -> Task:
+    """The task, if the staff member manages tasks in its jurisdiction (404 / 403 otherwise)."""
+    task = get_task(task_id, for_update=for_update)
+    policies.require(principal, Permission.TASK_MANAGE, task.jurisdiction.path)
+    return task
+
+
+def my_volunteer(user_id: int) -> Volunteer | None:
+    """The user's open volunteer record (pending, approved or suspended), if any."""
+    return db.session.scalar(select(Volunteer).where(Volunteer.open_user_id == user_id))
+
+
+def _status_label(status: str) -> str:
+    return TASK_STATUS_LABELS.get(status, status)
+
+
+def _jurisdiction_for(principal: Principal, jurisdiction_id: int) -> Jurisdiction:
+    item = jurisdictions.get(jurisdiction_id)
+    policies.require(principal, Permission.TASK_MANAGE, item.path)
+    return item
+
+
+def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False) -> None:
+    """After the commit: send the ring after ``after_ring`` now (``at`` None) or at ``at``.
+
+    The job id is deterministic per ring, so a ring is scheduled once; a resumed dispatch (a slot
+    freed after the task was full) gets an id of its own, since the ring's earlier job may still
+    be kept as finished. The ring number's compare-and-set makes any duplicate run a no-op.
+    """
+    job_id = f"task-dispatch-{task_id}-{after_ring + 1}"
+    if resume:
+        job_id += f"-resume-{int(utcnow().timestamp() * 1000)}"
+    jobs.enqueue_after_commit(
+        db.session(),
+        JobSpec(
+            queue=jobs.DISPATCH,
+            func="workers.tasks.advance_dispatch",
+            args=(task_id, after_ring),
+            job_id=job_id,
+            timeout=60,
+            retry=Retry(max=3, interval=[5, 15, 30]),
+            at=at,
+        ),
+    )
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)

@@ -1,0 +1,598 @@
+"""The volunteer's side of a task: which tasks they see, taking a place, declining, withdrawing.
+
+**Open.** An approved volunteer sees a published open task when it fits them:
+
+* *area* — the task's jurisdiction contains their home: it is their home (community or grid)
+  or one of its ancestors (street, district, city); or the task's place is within
+  ``TASK_NEARBY_RADIUS_M`` of their community's centre, of their last duty location (while on
+  duty) or of the location the phone sends with the request (a task in a grid of their
+  community is seen that way);
+* *category* — the task needs no particular category, or theirs is one of them;
+* *skills* — they have every skill the task needs.
+
+``GET /api/v1/tasks`` takes its candidates from the Redis index of open tasks
+(:mod:`yijing.services.task_index`, one round trip: the tasks within the radius of each origin
+and those of the home's ancestors, of a fitting category and skills), plus the live open tasks
+the volunteer has an assignment on (one query: their status, and a full task they hold a place
+on). When the index is not built or Redis is down, one database query reads the live open tasks
+through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a bounding box
+around each origin. Either way the exact area check runs in Python on that short list, sorted by
+distance from the volunteer (the phone's location, else the duty location, else the community's
+centre), then start time, then id (the cursor is that triple); then the page's 20 tasks are
+loaded.
+
+**Taking a place.** Every acceptance takes a slot with one conditional statement,
+``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
+the same transaction as the assignment row (unique per task and volunteer). The database
+serialises concurrent acceptances on the task's row, so a 5-slot task accepted by 50 volunteers
+at once has exactly 5 acceptances; the others get 409 ``task_full``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased, joinedload
+
+from yijing.errors import Conflict, Forbidden, NotFound
+from yijing.extensions import db
+from yijing.geo import bounding_box, haversine_m
+from yijing.models import Assignment, DispatchMode, Jurisdiction, Task, TaskStatus, Volunteer, VolunteerStatus
+from yijing.models.base import utcnow
+from yijing.models.task import HOLDS_SLOT
+from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
+from yijing.pagination import Page, bad_cursor, decode_cursor, encode_cursor
+from yijing.services import jurisdictions, outbox, task_index
+from yijing.services.tasks.common import (
+    ASSIGNMENT_STATUS_LABELS,
+    LIVE,
+    A,
+    config,
+    enqueue_dispatch,
+    get_task,
+    local_text,
+    move_assignment,
+    my_volunteer,
+    notification_data,
+    task_page,
+)
+
+log = logging.getLogger(__name__)
+
+# An open-task list looks at no more than this many candidates (by start time).
+MAX_CANDIDATES = 500
+# Sort key for a task whose distance is unknown (no origin): after every known distance.
+FAR = 1e9
+
+
+@dataclass
+class TaskView:
+    """A task as one volunteer sees it; attributes fall through to the task."""
+
+    task: Task
+    distance_m: float | None = None
+    my_assignment: Assignment | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+
+@dataclass(frozen=True)
+class VolunteerFacts:
+    """What dispatch needs to know about a volunteer (no personal information)."""
+
+    id: int
+    user_id: int
+    status: str
+    category: str
+    skills: list[str]
+
+
+@dataclass
+class Seeker:
+    """An approved volunteer looking at tasks, with the places that count as "near them"."""
+
+    volunteer: VolunteerFacts
+    ancestor_ids: list[int]
+    origins: list[tuple[float, float]]
+
+    @property
+    def here(self) -> tuple[float, float] | None:
+        return self.origins[0] if self.origins else None
+
+
+@functools.cache
+def _seeker_query() -> Select[Any]:
+    """Built once: the aliases and the statement's cache key are not rebuilt on every request."""
+    home = aliased(Jurisdiction)
+    community = aliased(Jurisdiction)
+    return (
+        select(
+            Volunteer.id,
+            Volunteer.user_id,
+            Volunteer.status,
+            Volunteer.category,
+            Volunteer.skills,
+            Volunteer.on_duty,
+            Volunteer.duty_lat,
+            Volunteer.duty_lng,
+            home.path.label("home_path"),
+            community.lat.label("community_lat"),
+            community.lng.label("community_lng"),
+        )
+        .join(home, home.id == Volunteer.jurisdiction_id)
+        .join(community, community.id == Volunteer.community_id)
+        .where(Volunteer.open_user_id == bindparam("user_id"))
+    )
+
+
+def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
+    """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
+    row = db.session.execute(_seeker_query(), {"user_id": user_id}).first()
+    if row is None:
+        raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
+    if row.status != VolunteerStatus.APPROVED:
+        raise Forbidden("只有审核通过且未被暂停的义警才能查看和接受任务", code="volunteer_not_approved")
+    origins: list[tuple[float, float]] = []
+    if lat is not None and lng is not None:
+        origins.append((lat, lng))
+    if row.on_duty and row.duty_lat is not None and row.duty_lng is not None:
+        origins.append((row.duty_lat, row.duty_lng))
+    if row.community_lat is not None and row.community_lng is not None:
+        origins.append((row.community_lat, row.community_lng))
+    return Seeker(
+        volunteer=VolunteerFacts(row.id, row.user_id, row.status, row.category, list(row.skills or [])),
+        ancestor_ids=jurisdictions.path_ids(row.home_path),
+        origins=origins,
+    )
+
+
+def _distance(seeker: Seeker, task: Task) -> float | None:
+    here = seeker.here
+    return None if here is None else round(haversine_m(here[0], here[1], task.lat, task.lng), 1)
+
+
+def _in_area(seeker: Seeker, task: Any) -> bool:
+    """``task`` is a Task or a row with its ``jurisdiction_id``, ``lat`` and ``lng``."""
+    if task.jurisdiction_id in seeker.ancestor_ids:
+        return True
+    radius = config().task_nearby_radius_m
+    return any(haversine_m(lat, lng, task.lat, task.lng) <= radius for lat, lng in seeker.origins)
+
+
+def misfit_reason(volunteer: Any, task: Any) -> str | None:
+    """Why the volunteer's category or skills do not fit the task (None when they do); each is a
+    model or a row with ``category``/``skills`` and ``categories``/``skills``."""
+    if task.categories and volunteer.category not in task.categories:
+        wanted = "、".join(CATEGORY_LABELS.get(c, c) for c in task.categories)
+        return f"该任务仅限以下职业类别的义警：{wanted}"
+    missing = [s for s in task.skills or [] if s not in (volunteer.skills or [])]
+    if missing:
+        return "该任务需要以下技能：" + "、".join(SKILL_LABELS.get(s, s) for s in missing)
+    return None
+
+
+def _closed_message(task: Task) -> str:
+    if task.status == TaskStatus.CANCELLED:
+        return "该任务已取消"
+    if task.status == TaskStatus.DRAFT:
+        return "该任务尚未发布"
+    return "该任务已结束"
+
+
+# -- open tasks: the volunteer's list and one task ----------------------------------------------------
+
+
+_CANDIDATE_COLUMNS = (
+    Task.id,
+    Task.jurisdiction_id,
+    Task.lat,
+    Task.lng,
+    Task.starts_at,
+    (Task.filled >= Task.slots).label("full"),
+    Task.categories,
+    Task.skills,
+)
+
+
+def _database_candidates(seeker: Seeker, now: datetime) -> Sequence[Any]:
+    """Live open tasks of the home's ancestors or in a bounding box around each origin, with
+    the volunteer's status on them (the list's source when the task index is not available)."""
+    radius = config().task_nearby_radius_m
+    area = [Task.jurisdiction_id.in_(seeker.ancestor_ids)]
+    for olat, olng in seeker.origins:
+        min_lat, max_lat, min_lng, max_lng = bounding_box(olat, olng, radius)
+        area.append(and_(Task.lat.between(min_lat, max_lat), Task.lng.between(min_lng, max_lng)))
+    return db.session.execute(
+        select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
+        .outerjoin(
+            Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == seeker.volunteer.id)
+        )
+        .where(
+            Task.dispatch_mode == DispatchMode.OPEN,
+            Task.status.in_(LIVE),
+            Task.ends_at > now,
+            or_(*area),
+        )
+        .order_by(Task.starts_at, Task.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexedRow:
+    """A candidate from the task index: open, not full, of a fitting category and skills."""
+
+    id: int
+    jurisdiction_id: int
+    lat: float
+    lng: float
+    starts_at: datetime
+    my_status: str | None
+    full: bool = False
+    categories: tuple[str, ...] = ()  # already checked by the index
+    skills: tuple[str, ...] = ()
+
+
+def _indexed_candidates(seeker: Seeker, now: datetime) -> list[Any] | None:
+    """The candidates from the Redis index of open tasks, with the tasks the volunteer has an
+    assignment on (a full task they hold a place on is listed too); None when the index is
+    not built or Redis is unreachable."""
+    volunteer = seeker.volunteer
+    try:
+        hits = task_index.search(
+            seeker.origins,
+            config().task_nearby_radius_m,
+            seeker.ancestor_ids,
+            volunteer.category,
+            volunteer.skills,
+            now,
+        )
+    except RedisError as exc:
+        log.warning("task index unavailable, listing from the database", extra={"error": str(exc)})
+        return None
+    if hits is None:
+        return None
+    mine = {
+        row.id: row
+        for row in db.session.execute(
+            select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
+            .join(Assignment, Assignment.task_id == Task.id)
+            .where(
+                Assignment.volunteer_id == volunteer.id,
+                Task.dispatch_mode == DispatchMode.OPEN,
+                Task.status.in_(LIVE),
+                Task.ends_at > now,
+            )
+        )
+    }
+    rows: list[Any] = [
+        mine.pop(h.id, None) or _IndexedRow(h.id, h.jurisdiction_id, h.lat, h.lng, h.starts_at, None)
+        for h in hits
+    ]
+    rows.extend(mine.values())
+    return rows
+
+
+def open_tasks(
+    user_id: int, *, lat: float | None, lng: float | None, cursor: str | None, limit: int
+) -> Page[TaskView]:
+    """Open tasks an approved volunteer may take, nearest first, then by start time.
+
+    One column-only query finds the candidates (with the volunteer's own place, if any); the
+    checks and the sort run on those rows; then the page's tasks are loaded whole.
+    """
+    seeker = seeker_for(user_id, lat, lng)
+    volunteer = seeker.volunteer
+    now = utcnow()
+    rows = _indexed_candidates(seeker, now)
+    if rows is None:
+        rows = _database_candidates(seeker, now)
+    here = seeker.here
+    keyed = []
+    for row in rows:
+        if not _in_area(seeker, row) or misfit_reason(volunteer, row):
+            continue
+        if row.full and row.my_status not in HOLDS_SLOT:
+            continue
+        distance = None if here is None else round(haversine_m(here[0], here[1], row.lat, row.lng), 1)
+        keyed.append(
+            ((FAR if distance is None else distance, row.starts_at, row.id), distance, row.my_status)
+        )
+    keyed.sort(key=lambda item: item[0])
+    if cursor:
+        after = tuple(decode_cursor(cursor, 3, (float, datetime, int)))
+        try:
+            keyed = [item for item in keyed if item[0] > after]
+        except TypeError:  # a forged time without its offset
+            raise bad_cursor() from None
+    page = keyed[:limit]
+    next_cursor = encode_cursor(list(page[-1][0])) if len(keyed) > limit and page else None
+    ids = [key[2] for key, _, _ in page]
+    tasks_by_id = {
+        t.id: t
+        for t in db.session.scalars(
+            select(Task).where(Task.id.in_(ids)).options(joinedload(Task.jurisdiction))
+        ).unique()
+    }
+    with_mine = [key[2] for key, _, status in page if status is not None]
+    mine = (
+        {
+            a.task_id: a
+            for a in db.session.scalars(
+                select(Assignment).where(
+                    Assignment.volunteer_id == volunteer.id, Assignment.task_id.in_(with_mine)
+                )
+            )
+        }
+        if with_mine
+        else {}
+    )
+    # A task deleted since its candidate was read (only ever by hand) is left out.
+    items = [
+        TaskView(tasks_by_id[tid], distance, mine.get(tid))
+        for (_, _, tid), distance, _ in page
+        if tid in tasks_by_id
+    ]
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _assignment_of(task_id: int, *, user_id: int) -> Assignment | None:
+    return db.session.scalar(
+        select(Assignment)
+        .where(Assignment.task_id == task_id, Assignment.user_id == user_id)
+        .order_by(Assignment.id.desc())
+        .limit(1)
+    )
+
+
+def task_for_volunteer(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> TaskView:
+    """One task: visible to whoever is invited to or on it, and to volunteers it is open to."""
+    task = db.session.get(Task, task_id)
+    not_found = NotFound("任务不存在或不对您开放", code="task_not_found")
+    if task is None or task.status == TaskStatus.DRAFT:
+        raise not_found
+    assignment = _assignment_of(task.id, user_id=user_id)
+    if assignment is not None:
+        volunteer = my_volunteer(user_id)
+        seeker = (
+            seeker_for(user_id, lat, lng)
+            if volunteer is not None and volunteer.status == VolunteerStatus.APPROVED
+            else None
+        )
+        return TaskView(task, _distance(seeker, task) if seeker else None, assignment)
+    seeker = seeker_for(user_id, lat, lng)
+    if (
+        task.dispatch_mode != DispatchMode.OPEN
+        or not _in_area(seeker, task)
+        or misfit_reason(seeker.volunteer, task)
+    ):
+        raise not_found
+    return TaskView(task, _distance(seeker, task), None)
+
+
+# -- accepting, declining, withdrawing ---------------------------------------------------------------
+
+
+def _check_overlap(volunteer: VolunteerFacts, task: Task) -> None:
+    other = db.session.scalar(
+        select(Task)
+        .join(Assignment, Assignment.task_id == Task.id)
+        .where(
+            Assignment.volunteer_id == volunteer.id,
+            Assignment.status.in_([A.ACCEPTED, A.CHECKED_IN]),
+            Task.id != task.id,
+            Task.starts_at < task.ends_at,
+            Task.ends_at > task.starts_at,
+        )
+        .limit(1)
+    )
+    if other is not None:
+        raise Conflict(
+            f"您在该时段已接受任务「{other.title}」（{local_text(other.starts_at)} 开始），请先退出该任务",
+            code="schedule_conflict",
+        )
+
+
+def _take_slot(task: Task, now: datetime) -> tuple[int, int] | None:
+    """Take one slot atomically; (filled, slots) after it, or None when the task is full/closed."""
+    row = db.session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.filled < Task.slots, Task.status.in_(LIVE), Task.ends_at > now)
+        .values(filled=Task.filled + 1, updated_at=now)
+        .returning(Task.filled, Task.slots)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def _on_filled(task: Task) -> None:
+    """The last slot was taken: stop the rings and tell open invitees they need not come."""
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # full: off the list
+    db.session.execute(
+        update(Task)
+        .where(Task.id == task.id)
+        .values(dispatch_next_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    waiting = db.session.scalars(
+        select(Assignment).where(Assignment.task_id == task.id, Assignment.status == A.INVITED)
+    ).all()
+    for assignment in waiting:
+        outbox.notify(
+            assignment.user_id,
+            "task.filled",
+            title=f"任务已满员：{task.title}"[:100],
+            body="感谢您的响应，该任务的名额已满，无需前往。",
+            dedupe_key=f"task:{task.id}:filled:assignment:{assignment.id}:{assignment.invite_seq}",
+            data=notification_data(task, assignment),
+            page=task_page(task.id),
+        )
+
+
+_FULL_MESSAGE = "该任务已满员，感谢您的响应，请关注其他任务"
+
+
+def _full(task_id: int) -> Conflict:
+    task = db.session.get(Task, task_id)
+    if task is not None and (task.status not in LIVE or task.ends_at <= utcnow()):
+        return Conflict(_closed_message(task), code="task_not_open")
+    return Conflict(_FULL_MESSAGE, code="task_full")
+
+
+def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> Assignment:
+    """Take a place on a task: sign up to an open task, or accept an invitation. Accepting
+    again returns the same place; a full task answers 409 ``task_full``."""
+    seeker = seeker_for(user_id, lat, lng)
+    volunteer = seeker.volunteer
+    task = get_task(task_id)
+    now = utcnow()
+    assignment = db.session.scalar(
+        select(Assignment).where(Assignment.task_id == task.id, Assignment.volunteer_id == volunteer.id)
+    )
+    if assignment is not None and assignment.status in HOLDS_SLOT:
+        return assignment
+    if task.status not in LIVE or task.ends_at <= now:
+        raise Conflict(_closed_message(task), code="task_not_open")
+    if assignment is not None and assignment.status == A.INVITED:
+        if assignment.invite_expires_at is not None and assignment.invite_expires_at <= now:
+            raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
+    elif (
+        assignment is not None and assignment.status == A.EXPIRED and task.dispatch_mode != DispatchMode.OPEN
+    ):
+        # The expiry job got there first: the same answer as before it ran.
+        raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
+    elif task.dispatch_mode == DispatchMode.OPEN:
+        if not _in_area(seeker, task):
+            raise Forbidden("该任务不在您的辖区或附近，不能报名", code="not_eligible")
+        misfit = misfit_reason(volunteer, task)
+        if misfit:
+            raise Forbidden(misfit, code="not_eligible")
+        if assignment is not None and not (
+            assignment.status in (A.DECLINED, A.EXPIRED)
+            or (assignment.status == A.CANCELLED and assignment.cancelled_by == "volunteer")
+        ):
+            raise Conflict("您已不能再报名该任务", code="cannot_accept")
+    else:
+        raise Forbidden("该任务仅限受邀的义警接受", code="not_invited")
+    if task.filled >= task.slots:
+        # Full already: answer without the overlap check and the slot's UPDATE (most of a rush).
+        db.session.rollback()
+        raise Conflict(_FULL_MESSAGE, code="task_full")
+    _check_overlap(volunteer, task)
+
+    slot = _take_slot(task, now)
+    if slot is None:
+        db.session.rollback()
+        raise _full(task.id)
+    if assignment is not None:
+        values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
+        if assignment.status == A.INVITED:
+            values["responded_at"] = now
+        if not move_assignment(assignment, A.ACCEPTED, expect=[assignment.status], **values):
+            db.session.rollback()
+            db.session.refresh(assignment)
+            if assignment.status in HOLDS_SLOT:
+                return assignment
+            raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
+    else:
+        assignment = Assignment(
+            task_id=task.id,
+            volunteer_id=volunteer.id,
+            user_id=user_id,
+            status=A.ACCEPTED,
+            source=DispatchMode.OPEN,
+            accepted_at=now,
+            invite_seq=0,
+            checkout_auto=False,
+            points_awarded=0,
+        )
+        db.session.add(assignment)
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same volunteer, twice at once: the other request won
+            db.session.rollback()
+            existing = db.session.scalar(
+                select(Assignment).where(
+                    Assignment.task_id == task_id, Assignment.volunteer_id == volunteer.id
+                )
+            )
+            if existing is not None and existing.status in HOLDS_SLOT:
+                return existing
+            raise Conflict("任务状态已变化，请刷新后重试", code="bad_status") from None
+    if slot[0] >= slot[1]:
+        _on_filled(task)
+    db.session.commit()
+    return assignment
+
+
+def _mine_or_404(user_id: int, task_id: int) -> Assignment:
+    assignment = _assignment_of(task_id, user_id=user_id)
+    if assignment is None:
+        raise NotFound("您没有参与该任务", code="assignment_not_found")
+    return assignment
+
+
+def decline(user_id: int, task_id: int, reason: str | None) -> Assignment:
+    """Decline an invitation (declining again changes nothing)."""
+    assignment = _mine_or_404(user_id, task_id)
+    if assignment.status == A.DECLINED:
+        return assignment
+    if assignment.status != A.INVITED:
+        label = ASSIGNMENT_STATUS_LABELS.get(assignment.status, assignment.status)
+        raise Conflict(f"只能拒绝待回复的邀请（当前：{label}）", code="bad_status")
+    if not move_assignment(
+        assignment, A.DECLINED, expect=[A.INVITED], responded_at=utcnow(), decline_reason=reason
+    ):
+        raise Conflict("邀请状态已变化，请刷新后重试", code="bad_status")
+    db.session.commit()
+    return assignment
+
+
+def withdraw(user_id: int, task_id: int, reason: str | None) -> Assignment:
+    """Give a place back before checking in; a nearby dispatch goes on looking for someone."""
+    assignment = _mine_or_404(user_id, task_id)
+    if assignment.status == A.CANCELLED and assignment.cancelled_by == "volunteer":
+        return assignment
+    if assignment.status != A.ACCEPTED:
+        raise Conflict("只能退出已接受且尚未签到的任务", code="bad_status")
+    # Lock order everywhere: the task row first, then its assignments.
+    task = get_task(task_id, for_update=True)
+    now = utcnow()
+    if not move_assignment(
+        assignment,
+        A.CANCELLED,
+        expect=[A.ACCEPTED],
+        cancelled_at=now,
+        cancelled_by="volunteer",
+        cancel_reason=reason,
+    ):
+        db.session.rollback()
+        raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
+    db.session.execute(
+        update(Task)
+        .where(Task.id == task.id, Task.filled > 0)
+        .values(filled=Task.filled - 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # a place again: back on the list
+    if (
+        task.dispatch_mode == DispatchMode.NEARBY
+        and task.status in LIVE
+        and task.ends_at > now
+        and task.dispatch_exhausted_at is None
+    ):
+        task.dispatch_next_at = now
+        enqueue_dispatch(task.id, task.dispatch_ring, at=None, resume=True)
+    db.session.commit()
+    return assignment
