@@ -42,6 +42,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob(task_jobs.expire_invitations, jobs.DEFAULT, interval=60, timeout=120),
     PeriodicJob(task_jobs.send_reminders, jobs.DEFAULT, interval=60, timeout=120),
     PeriodicJob(task_jobs.close_finished_tasks, jobs.DEFAULT, interval=60, timeout=300),
+    # The open-task list reads a Redis index: rebuilt when Redis lost it, drift corrected.
+    PeriodicJob(task_jobs.repair_task_index, jobs.DEFAULT, interval=60, timeout=300),
     PeriodicJob(task_jobs.generate_occurrences, jobs.DEFAULT, interval=3600, timeout=600),
     # Report rollups: the recent days recomputed whole (statuses change after the day).
     PeriodicJob(reports.refresh_recent, jobs.REPORTS, interval=900, timeout=1800),

@@ -3,7 +3,7 @@ reminders, and closing tasks after their window (which marks no-shows). Each is 
 
 from __future__ import annotations
 
-from yijing.services import dispatch, tasks
+from yijing.services import dispatch, task_index, tasks
 
 
 def generate_occurrences(series_id: int | None = None) -> int:
@@ -35,3 +35,10 @@ def send_reminders() -> int:
 def close_finished_tasks() -> int:
     """Start tasks whose window began; close those whose window ended (marking no-shows)."""
     return tasks.close_finished_tasks()
+
+
+def repair_task_index() -> int:
+    """Rebuild the Redis index of open tasks if Redis lost it and correct entries that drifted
+    from the database; returns how many entries were written or removed."""
+    result = task_index.repair()
+    return result.written + result.removed

@@ -190,6 +190,15 @@ def rebuild_duty_index() -> None:
     click.echo(f"duty index rebuilt: {result.added} on duty, {result.removed} stale entries removed")
 
 
+@yijing_cli.command("rebuild-task-index")
+def rebuild_task_index() -> None:
+    """Rebuild the Redis index of open tasks from the database (safe while running)."""
+    from yijing.services import task_index
+
+    result = task_index.repair()
+    click.echo(f"task index rebuilt: {result.written} written, {result.removed} removed")
+
+
 @yijing_cli.command("rollup")
 @click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First local day.")
 @click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last local day (today).")

@@ -2,8 +2,9 @@
 
 * ``tasks_list`` (HTTP, wrk): ``GET /api/v1/tasks?limit=20`` for an approved volunteer, with
   2,000 published open tasks spread over the city (100 km × 100 km) and 40 more in the
-  volunteer's own community: one candidate query (jurisdiction or bounding box), exact distances
-  and eligibility in Python, then the page's 20 tasks.
+  volunteer's own community: the candidates from the Redis index of open tasks (repaired from
+  the database after seeding, as the periodic job would), exact distances in Python, then the
+  page's 20 tasks.
 * ``tasks_nearby_dispatch`` (timed in-process): the first ring of a nearby dispatch among
   100,000 on-duty volunteers spread uniformly over 100 km × 100 km around Baotou (GEO index
   seeded with :func:`yijing.services.duty_index.add_many`, the same volunteers in the database):
@@ -21,6 +22,11 @@ Seeding runs in-process with an app built from the benchmark's ``DATABASE_URL``/
 jurisdictions are kept between runs (keys and openids start with ``bench-``); tasks in the
 benchmark's jurisdictions are replaced each run. Each ``*_SCENARIO`` object below is what
 ``bench/scenarios/__init__.py`` registers.
+
+Sizes (the growth table): ``TaskListScenario(city_tasks=N)`` lists among N live open tasks in
+the city (default ``BENCH_OPEN_TASKS``, else 2,000) and ``NearbyDispatchScenario(on_duty=N)``
+rings among N on duty (default ``BENCH_ON_DUTY``, else 100,000); :data:`GROWTH` names the three
+sizes of each and :func:`at_size` builds the scenario for one of them.
 """
 
 from __future__ import annotations
@@ -220,8 +226,10 @@ def clear_tasks(tree: dict[str, int]) -> None:
 
     from yijing.extensions import db
     from yijing.models import Assignment, DispatchRing, Task, TrackPoint
+    from yijing.services import task_index
 
     ids = select(Task.id).where(Task.jurisdiction_id.in_(list(tree.values())))
+    task_index.remove_many(db.session.scalars(ids).all())  # deleted by hand: out of the index too
     assignment_ids = select(Assignment.id).where(Assignment.task_id.in_(ids))
     db.session.execute(delete(TrackPoint).where(TrackPoint.assignment_id.in_(assignment_ids)))
     db.session.execute(delete(Assignment).where(Assignment.task_id.in_(ids)))
@@ -273,43 +281,68 @@ def insert_tasks(rows: list[dict[str, Any]]) -> list[int]:
 # -- the volunteer's task list --------------------------------------------------------------------
 
 
+def seed_task_list(ctx: Context, city_tasks: int) -> str:
+    """``city_tasks`` published open tasks spread over the city (AREA_KM × AREA_KM) plus
+    COMMUNITY_TASKS in the list volunteer's own community (replacing the benchmark's tasks), the
+    open-task index repaired from the database as the periodic job would; returns the volunteer's
+    token."""
+    from yijing.services import task_index
+
+    rng = random.Random(4)
+    with app_context(ctx):
+        tree = ensure_tree()
+        desk = ensure_desk(tree)
+        token, _ = approved_volunteer("bench-tasks-list", 1, desk, tree["bench-community"])
+        clear_tasks(tree)
+        now = datetime.now(UTC)
+        half_lat, half_lng = AREA_KM / 2 / 111.195, AREA_KM / 2 / (111.195 * 0.7585)
+        rows = []
+        for i in range(city_tasks + COMMUNITY_TASKS):
+            if i < COMMUNITY_TASKS:  # the volunteer's community, within about 2 km
+                home = tree["bench-community"]
+                lat = CENTRE[0] + rng.uniform(-0.018, 0.018)
+                lng = CENTRE[1] + rng.uniform(-0.024, 0.024)
+            else:  # elsewhere in the city
+                home = tree["bench-community-2"]
+                lat = CENTRE[0] + rng.uniform(-half_lat, half_lat)
+                lng = CENTRE[1] + rng.uniform(-half_lng, half_lng)
+            start = now + timedelta(hours=rng.randint(1, 96))
+            rows.append(
+                task_row(
+                    tree,
+                    jurisdiction_id=home,
+                    lat=lat,
+                    lng=lng,
+                    starts_at=start,
+                    ends_at=start + timedelta(hours=2),
+                )
+            )
+            if len(rows) == 5000:
+                insert_tasks(rows)
+                rows = []
+        if rows:
+            insert_tasks(rows)
+        task_index.repair()
+    return token
+
+
 class TaskListScenario:
+    """The open-task list with ``city_tasks`` live open tasks in the city (default
+    ``BENCH_OPEN_TASKS``, else CITY_TASKS) besides the volunteer's community's 40."""
+
     name = "tasks_list"
-    description = "GET /api/v1/tasks?limit=20: open tasks near an approved volunteer, nearest first"
     needs_app = True
     baseline = "constant"
 
+    def __init__(self, city_tasks: int | None = None):
+        self.city_tasks = city_tasks or int(os.environ.get("BENCH_OPEN_TASKS") or CITY_TASKS)
+        self.description = (
+            f"GET /api/v1/tasks?limit=20: open tasks near an approved volunteer, nearest first "
+            f"({self.city_tasks:,} live open tasks)"
+        )
+
     def setup(self, ctx: Context) -> Request:
-        rng = random.Random(4)
-        with app_context(ctx):
-            tree = ensure_tree()
-            desk = ensure_desk(tree)
-            token, _ = approved_volunteer("bench-tasks-list", 1, desk, tree["bench-community"])
-            clear_tasks(tree)
-            now = datetime.now(UTC)
-            half_lat, half_lng = AREA_KM / 2 / 111.195, AREA_KM / 2 / (111.195 * 0.7585)
-            rows = []
-            for i in range(CITY_TASKS + COMMUNITY_TASKS):
-                if i < COMMUNITY_TASKS:  # the volunteer's community, within about 2 km
-                    home = tree["bench-community"]
-                    lat = CENTRE[0] + rng.uniform(-0.018, 0.018)
-                    lng = CENTRE[1] + rng.uniform(-0.024, 0.024)
-                else:  # elsewhere in the city
-                    home = tree["bench-community-2"]
-                    lat = CENTRE[0] + rng.uniform(-half_lat, half_lat)
-                    lng = CENTRE[1] + rng.uniform(-half_lng, half_lng)
-                start = now + timedelta(hours=rng.randint(1, 96))
-                rows.append(
-                    task_row(
-                        tree,
-                        jurisdiction_id=home,
-                        lat=lat,
-                        lng=lng,
-                        starts_at=start,
-                        ends_at=start + timedelta(hours=2),
-                    )
-                )
-            insert_tasks(rows)
+        token = seed_task_list(ctx, self.city_tasks)
         request = Request(path="/api/v1/tasks?limit=20", headers={"Authorization": f"Bearer {token}"})
         check = ctx.session.get(ctx.url(request.path), headers=request.headers, timeout=10)
         if check.status_code != 200 or not check.json().get("items"):
@@ -331,7 +364,7 @@ def seed_on_duty(
     from sqlalchemy import func, insert, select
 
     from yijing import pii
-    from yijing.extensions import db
+    from yijing.extensions import db, redis_client
     from yijing.models import PrivacyConsent, User, Volunteer
     from yijing.services import duty_index
     from yijing.services.duty_index import DutyEntry
@@ -419,6 +452,14 @@ def seed_on_duty(
     ).all()
     community_path = _path_of(tree["bench-community"])
     now_ts = time.time()
+    # Exactly these on duty: an earlier, larger run in the same Redis must not linger.
+    redis_client().delete(
+        duty_index.key_all(),
+        duty_index.key_seen(),
+        duty_index.key_info(),
+        duty_index.key_category("courier"),
+        duty_index.key_partition(duty_index.partition_of(community_path) or "-"),
+    )
     duty_index.add_many(
         (
             DutyEntry(vid, uid, "courier", community_path, tree["bench-community"], "压*警"),
@@ -439,10 +480,18 @@ def _path_of(jurisdiction_id: int) -> str:
 
 
 class NearbyDispatchScenario:
+    """The first ring among ``on_duty`` volunteers on duty (default ``BENCH_ON_DUTY``, else
+    ON_DUTY)."""
+
     name = "tasks_nearby_dispatch"
-    description = f"first ring of a nearby dispatch among {ON_DUTY:,} on-duty volunteers (in-process)"
     needs_app = True  # for the migrated database; the ring itself runs in-process, as in a worker
     iterations = 300
+
+    def __init__(self, on_duty: int | None = None):
+        self.on_duty = on_duty or int(os.environ.get("BENCH_ON_DUTY") or ON_DUTY)
+        self.description = (
+            f"first ring of a nearby dispatch among {self.on_duty:,} on-duty volunteers (in-process)"
+        )
 
     def run(self, ctx: Context) -> list[Result]:
         from yijing.services import dispatch, duty_index
@@ -452,7 +501,7 @@ class NearbyDispatchScenario:
             tree = ensure_tree()
             clear_tasks(tree)
             started = time.perf_counter()
-            seed_on_duty(tree)
+            seed_on_duty(tree, self.on_duty)
             seeded_s = time.perf_counter() - started
             # Task places well inside the seeded square, so a 1 km ring finds ~30 volunteers.
             points = [
@@ -488,7 +537,7 @@ class NearbyDispatchScenario:
                 iterations=self.iterations,
                 warmup=10,
                 target="dispatch.advance(task, 0): GEO search + ranking + 10 invitations",
-                extra={"on_duty": ON_DUTY, "seed_seconds": round(seeded_s, 1)},
+                extra={"on_duty": self.on_duty, "seed_seconds": round(seeded_s, 1)},
             )
             if min(invited) < 1:
                 raise BenchError(f"{self.name}: a ring invited nobody ({invited.count(0)} of {len(invited)})")
@@ -504,8 +553,8 @@ class NearbyDispatchScenario:
                 geo,
                 duration=min(ctx.duration, 5),
                 warmup=20,
-                target="duty_index.nearest(1 km, 42) among 100,000",
-                extra={"on_duty": ON_DUTY},
+                target=f"duty_index.nearest(1 km, 42) among {self.on_duty:,}",
+                extra={"on_duty": self.on_duty},
             )
         for row in (dispatch_row, geo_row):
             row.baseline = "baseline:constant"
@@ -600,6 +649,23 @@ class AcceptRaceScenario:
             answers = list(pool.map(accept, tokens))
         race = max(a[3] for a in answers) - min(a[2] for a in answers)
         return [a[0] for a in answers], [a[1] for a in answers], race
+
+
+# The growth table's sizes: live open tasks, and volunteers on duty.
+GROWTH: dict[str, tuple[int, ...]] = {
+    "tasks_list": (1_000, 10_000, 100_000),
+    "tasks_nearby_dispatch": (10_000, 100_000, 1_000_000),
+}
+
+
+def at_size(name: str, size: int) -> TaskListScenario | NearbyDispatchScenario:
+    """The scenario ``name`` (a key of :data:`GROWTH`) at ``size`` (the size is in its
+    ``description``, and in the dispatch rows' ``extra["on_duty"]``)."""
+    if name == "tasks_list":
+        return TaskListScenario(city_tasks=size)
+    if name == "tasks_nearby_dispatch":
+        return NearbyDispatchScenario(on_duty=size)
+    raise KeyError(f"no size for {name!r}; sized scenarios: {', '.join(GROWTH)}")
 
 
 TASK_LIST_SCENARIO = TaskListScenario()

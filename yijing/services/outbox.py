@@ -72,7 +72,7 @@ def row(
     """The values of one outbox row, for a caller that inserts rows itself (then
     :func:`register_for_delivery`); ``sealed`` for an anonymous reporter (yijing.services.sealed),
     ``urgent`` as in :func:`notify`."""
-    urgent = _is_urgent(kind) if urgent is None else urgent
+    urgent = is_urgent(kind) if urgent is None else urgent
     return _row(
         user_id,
         kind,
@@ -118,7 +118,7 @@ def notify(
     ``urgent`` setting for ``kind``). Delivery is enqueued when the caller's transaction commits.
     """
     session = db.session()
-    urgent = _is_urgent(kind) if urgent is None else urgent
+    urgent = is_urgent(kind) if urgent is None else urgent
     ids = insert_ignore_returning(
         session,
         Notification,
@@ -169,7 +169,8 @@ def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int
     return ids
 
 
-def _is_urgent(kind: str) -> bool:
+def is_urgent(kind: str) -> bool:
+    """Whether ``kind``'s template sends it ahead of ordinary notifications (dispatch invitations)."""
     template = current_app.config["YIJING"].wechat_templates.for_kind(kind)
     return bool(template and template.urgent)
 

@@ -15,7 +15,7 @@ from yijing.extensions import db
 from yijing.models import Assignment, DispatchMode, Task
 from yijing.models.base import utcnow
 from yijing.policies import Principal
-from yijing.services import audit, outbox
+from yijing.services import audit, outbox, task_index
 from yijing.services.tasks.board import TaskRow, row_for
 from yijing.services.tasks.common import (
     LIVE,
@@ -183,6 +183,7 @@ def update_task(principal: Principal, task_id: int, changes: dict[str, Any], act
         setattr(task, key, value)
     task.updated_at = utcnow()
     audit.record(actor, "task.update", "task", task.id, data={"fields": sorted(values)})
+    task_index.refresh(task.id)
     if task.status != S.DRAFT and set(values) & NOTIFIED_FIELDS:
         _notify_changed(task, sorted(set(values) & NOTIFIED_FIELDS))
     db.session.commit()
@@ -199,6 +200,7 @@ def _publish(task: Task, actor: Actor) -> None:
     if not move_task(task, S.PUBLISHED, expect=[S.DRAFT], **values):
         raise Conflict(f"任务状态已变化（当前：{_status_label(task.status)}）", code="bad_status")
     audit.record(actor, "task.publish", "task", task.id)
+    task_index.refresh(task.id)
     if task.dispatch_mode == DispatchMode.NEARBY:
         enqueue_dispatch(task.id, 0, at=None)
 
@@ -240,6 +242,7 @@ def _cancel_task(task: Task, reason: str, *, cancelled_by: str) -> None:
         dispatch_next_at=None,
     ):
         raise Conflict(f"任务状态已变化（当前：{_status_label(task.status)}）", code="bad_status")
+    task_index.refresh(task.id)
     rows = db.session.scalars(
         select(Assignment)
         .where(Assignment.task_id == task.id, Assignment.status.in_([A.INVITED, A.ACCEPTED, A.CHECKED_IN]))

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from yijing.extensions import db
 from yijing.models import Assignment, DispatchMode, Task
 from yijing.models.base import utcnow
-from yijing.services import outbox, points
+from yijing.services import outbox, points, task_index
 from yijing.services.tasks.common import (
     LIVE,
     A,
@@ -110,6 +110,7 @@ def close_task(task_id: int, now: datetime | None = None) -> bool:
     )
     outcome = S.COMPLETED if served else S.UNSERVED
     closed = move_task(task, outcome, expect=list(LIVE), closed_at=now, dispatch_next_at=None)
+    task_index.refresh(task.id)
     db.session.commit()
     return closed
 

@@ -20,7 +20,7 @@ from yijing.models.base import utcnow
 from yijing.models.task import SeriesStatus
 from yijing.pagination import Page, SortKey, paginate
 from yijing.policies import Permission, Principal
-from yijing.services import audit, jurisdictions
+from yijing.services import audit, jurisdictions, task_index
 from yijing.services.tasks.authoring import _cancel_task
 from yijing.services.tasks.common import S, _jurisdiction_for, config
 from yijing.sql import insert_ignore
@@ -175,6 +175,14 @@ def generate_occurrences(series_id: int | None = None, now: datetime | None = No
             day += timedelta(days=1)
         if rows:
             created += insert_ignore(db.session(), Task, rows)
+            task_index.refresh_many(
+                db.session.scalars(
+                    select(Task.id).where(
+                        Task.series_id == series.id,
+                        Task.occurrence_date.in_([r["occurrence_date"] for r in rows]),
+                    )
+                )
+            )
         if series.generated_through is None or last > series.generated_through:
             series.generated_through = last
         db.session.commit()

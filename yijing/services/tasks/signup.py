@@ -10,12 +10,16 @@
 * *category* — the task needs no particular category, or theirs is one of them;
 * *skills* — they have every skill the task needs.
 
-``GET /api/v1/tasks`` reads the live open tasks through ``ix_tasks_open`` and keeps, in the
-same query, those of the home's ancestors or inside a bounding box around each origin (a few
-columns per row, no join); exact distances and the category/skill checks run in Python on that
-short list, sorted by distance from the volunteer (the phone's location, else the duty location,
-else the community's centre), then start time, then id (the cursor is that triple); then the
-page's 20 tasks are loaded.
+``GET /api/v1/tasks`` takes its candidates from the Redis index of open tasks
+(:mod:`yijing.services.task_index`, one round trip: the tasks within the radius of each origin
+and those of the home's ancestors, of a fitting category and skills), plus the live open tasks
+the volunteer has an assignment on (one query: their status, and a full task they hold a place
+on). When the index is not built or Redis is down, one database query reads the live open tasks
+through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a bounding box
+around each origin. Either way the exact area check runs in Python on that short list, sorted by
+distance from the volunteer (the phone's location, else the duty location, else the community's
+centre), then start time, then id (the cursor is that triple); then the page's 20 tasks are
+loaded.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
@@ -26,11 +30,15 @@ at once has exactly 5 acceptances; the others get 409 ``task_full``.
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from redis.exceptions import RedisError
+from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
 
@@ -42,7 +50,7 @@ from yijing.models.base import utcnow
 from yijing.models.task import HOLDS_SLOT
 from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
 from yijing.pagination import Page, bad_cursor, decode_cursor, encode_cursor
-from yijing.services import jurisdictions, outbox
+from yijing.services import jurisdictions, outbox, task_index
 from yijing.services.tasks.common import (
     ASSIGNMENT_STATUS_LABELS,
     LIVE,
@@ -56,6 +64,8 @@ from yijing.services.tasks.common import (
     notification_data,
     task_page,
 )
+
+log = logging.getLogger(__name__)
 
 # An open-task list looks at no more than this many candidates (by start time).
 MAX_CANDIDATES = 500
@@ -99,11 +109,12 @@ class Seeker:
         return self.origins[0] if self.origins else None
 
 
-def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
-    """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
+@functools.cache
+def _seeker_query() -> Select[Any]:
+    """Built once: the aliases and the statement's cache key are not rebuilt on every request."""
     home = aliased(Jurisdiction)
     community = aliased(Jurisdiction)
-    row = db.session.execute(
+    return (
         select(
             Volunteer.id,
             Volunteer.user_id,
@@ -119,8 +130,13 @@ def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None)
         )
         .join(home, home.id == Volunteer.jurisdiction_id)
         .join(community, community.id == Volunteer.community_id)
-        .where(Volunteer.open_user_id == user_id)
-    ).first()
+        .where(Volunteer.open_user_id == bindparam("user_id"))
+    )
+
+
+def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
+    """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
+    row = db.session.execute(_seeker_query(), {"user_id": user_id}).first()
     if row is None:
         raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
     if row.status != VolunteerStatus.APPROVED:
@@ -175,6 +191,97 @@ def _closed_message(task: Task) -> str:
 # -- open tasks: the volunteer's list and one task ----------------------------------------------------
 
 
+_CANDIDATE_COLUMNS = (
+    Task.id,
+    Task.jurisdiction_id,
+    Task.lat,
+    Task.lng,
+    Task.starts_at,
+    (Task.filled >= Task.slots).label("full"),
+    Task.categories,
+    Task.skills,
+)
+
+
+def _database_candidates(seeker: Seeker, now: datetime) -> Sequence[Any]:
+    """Live open tasks of the home's ancestors or in a bounding box around each origin, with
+    the volunteer's status on them (the list's source when the task index is not available)."""
+    radius = config().task_nearby_radius_m
+    area = [Task.jurisdiction_id.in_(seeker.ancestor_ids)]
+    for olat, olng in seeker.origins:
+        min_lat, max_lat, min_lng, max_lng = bounding_box(olat, olng, radius)
+        area.append(and_(Task.lat.between(min_lat, max_lat), Task.lng.between(min_lng, max_lng)))
+    return db.session.execute(
+        select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
+        .outerjoin(
+            Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == seeker.volunteer.id)
+        )
+        .where(
+            Task.dispatch_mode == DispatchMode.OPEN,
+            Task.status.in_(LIVE),
+            Task.ends_at > now,
+            or_(*area),
+        )
+        .order_by(Task.starts_at, Task.id)
+        .limit(MAX_CANDIDATES)
+    ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexedRow:
+    """A candidate from the task index: open, not full, of a fitting category and skills."""
+
+    id: int
+    jurisdiction_id: int
+    lat: float
+    lng: float
+    starts_at: datetime
+    my_status: str | None
+    full: bool = False
+    categories: tuple[str, ...] = ()  # already checked by the index
+    skills: tuple[str, ...] = ()
+
+
+def _indexed_candidates(seeker: Seeker, now: datetime) -> list[Any] | None:
+    """The candidates from the Redis index of open tasks, with the tasks the volunteer has an
+    assignment on (a full task they hold a place on is listed too); None when the index is
+    not built or Redis is unreachable."""
+    volunteer = seeker.volunteer
+    try:
+        hits = task_index.search(
+            seeker.origins,
+            config().task_nearby_radius_m,
+            seeker.ancestor_ids,
+            volunteer.category,
+            volunteer.skills,
+            now,
+        )
+    except RedisError as exc:
+        log.warning("task index unavailable, listing from the database", extra={"error": str(exc)})
+        return None
+    if hits is None:
+        return None
+    mine = {
+        row.id: row
+        for row in db.session.execute(
+            select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
+            .join(Assignment, Assignment.task_id == Task.id)
+            .where(
+                Assignment.volunteer_id == volunteer.id,
+                Task.dispatch_mode == DispatchMode.OPEN,
+                Task.status.in_(LIVE),
+                Task.ends_at > now,
+            )
+        )
+    }
+    rows: list[Any] = [
+        mine.pop(h.id, None) or _IndexedRow(h.id, h.jurisdiction_id, h.lat, h.lng, h.starts_at, None)
+        for h in hits
+    ]
+    rows.extend(mine.values())
+    return rows
+
+
 def open_tasks(
     user_id: int, *, lat: float | None, lng: float | None, cursor: str | None, limit: int
 ) -> Page[TaskView]:
@@ -186,40 +293,15 @@ def open_tasks(
     seeker = seeker_for(user_id, lat, lng)
     volunteer = seeker.volunteer
     now = utcnow()
-    radius = config().task_nearby_radius_m
-    area = [Task.jurisdiction_id.in_(seeker.ancestor_ids)]
-    for olat, olng in seeker.origins:
-        min_lat, max_lat, min_lng, max_lng = bounding_box(olat, olng, radius)
-        area.append(and_(Task.lat.between(min_lat, max_lat), Task.lng.between(min_lng, max_lng)))
-    rows = db.session.execute(
-        select(
-            Task.id,
-            Task.jurisdiction_id,
-            Task.lat,
-            Task.lng,
-            Task.starts_at,
-            Task.filled,
-            Task.slots,
-            Task.categories,
-            Task.skills,
-            Assignment.status.label("my_status"),
-        )
-        .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == volunteer.id))
-        .where(
-            Task.dispatch_mode == DispatchMode.OPEN,
-            Task.status.in_(LIVE),
-            Task.ends_at > now,
-            or_(*area),
-        )
-        .order_by(Task.starts_at, Task.id)
-        .limit(MAX_CANDIDATES)
-    ).all()
+    rows = _indexed_candidates(seeker, now)
+    if rows is None:
+        rows = _database_candidates(seeker, now)
     here = seeker.here
     keyed = []
     for row in rows:
         if not _in_area(seeker, row) or misfit_reason(volunteer, row):
             continue
-        if row.filled >= row.slots and row.my_status not in HOLDS_SLOT:
+        if row.full and row.my_status not in HOLDS_SLOT:
             continue
         distance = None if here is None else round(haversine_m(here[0], here[1], row.lat, row.lng), 1)
         keyed.append(
@@ -254,7 +336,12 @@ def open_tasks(
         if with_mine
         else {}
     )
-    items = [TaskView(tasks_by_id[tid], distance, mine.get(tid)) for (_, _, tid), distance, _ in page]
+    # A task deleted since its candidate was read (only ever by hand) is left out.
+    items = [
+        TaskView(tasks_by_id[tid], distance, mine.get(tid))
+        for (_, _, tid), distance, _ in page
+        if tid in tasks_by_id
+    ]
     return Page(items=items, next_cursor=next_cursor)
 
 
@@ -329,6 +416,8 @@ def _take_slot(task: Task, now: datetime) -> tuple[int, int] | None:
 
 def _on_filled(task: Task) -> None:
     """The last slot was taken: stop the rings and tell open invitees they need not come."""
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # full: off the list
     db.session.execute(
         update(Task)
         .where(Task.id == task.id)
@@ -350,11 +439,14 @@ def _on_filled(task: Task) -> None:
         )
 
 
+_FULL_MESSAGE = "该任务已满员，感谢您的响应，请关注其他任务"
+
+
 def _full(task_id: int) -> Conflict:
     task = db.session.get(Task, task_id)
     if task is not None and (task.status not in LIVE or task.ends_at <= utcnow()):
         return Conflict(_closed_message(task), code="task_not_open")
-    return Conflict("该任务已满员，感谢您的响应，请关注其他任务", code="task_full")
+    return Conflict(_FULL_MESSAGE, code="task_full")
 
 
 def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> Assignment:
@@ -392,6 +484,10 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
             raise Conflict("您已不能再报名该任务", code="cannot_accept")
     else:
         raise Forbidden("该任务仅限受邀的义警接受", code="not_invited")
+    if task.filled >= task.slots:
+        # Full already: answer without the overlap check and the slot's UPDATE (most of a rush).
+        db.session.rollback()
+        raise Conflict(_FULL_MESSAGE, code="task_full")
     _check_overlap(volunteer, task)
 
     slot = _take_slot(task, now)
@@ -488,6 +584,8 @@ def withdraw(user_id: int, task_id: int, reason: str | None) -> Assignment:
         .values(filled=Task.filled - 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # a place again: back on the list
     if (
         task.dispatch_mode == DispatchMode.NEARBY
         and task.status in LIVE

@@ -1,0 +1,397 @@
+"""The Redis index of open tasks a volunteer may sign up to, beside the database.
+
+``GET /api/v1/tasks`` asks it for the candidates near a volunteer instead of scanning the live
+tasks in PostgreSQL: one Lua script (one round trip) returns the tasks within
+``TASK_NEARBY_RADIUS_M`` of each of the volunteer's places and those of their home's
+jurisdiction and its ancestors, already filtered by category, skills and end time. The exact
+distances, the sort and the page stay in Python (:mod:`yijing.services.dispatch`), so the
+answer is the same as the database's.
+
+What is indexed: every task that is published or under way, open for sign-up and not full.
+Each in three kinds of keys, all under the ``{tasks}`` hash tag (the script and the MULTI
+blocks also work on Redis Cluster):
+
+* ``{tasks}:geo`` — GEO set of the tasks' places;
+* ``{tasks}:jur:<jurisdiction id>`` — set of the tasks of one jurisdiction (the ancestors' tasks
+  are seen by everyone below them, wherever they are);
+* ``{tasks}:info`` — hash, task id → JSON: jurisdiction, exact place (as text, so the distance
+  is computed from the database's floats), start (µs since the epoch), end, categories, skills.
+
+Keeping it in line: every change of a task that can add it to the list or take it out
+(publishing, a series' occurrences, filling the last slot, a slot given back, an edit of its
+place, time or slots, cancelling, closing) calls :func:`refresh` with the task's id; the
+entries are read from the database in the same transaction just before it commits and written
+to Redis just after (a rollback writes nothing). A write that fails (Redis down) is logged and
+the database stays the truth: the list falls back to the database whenever the index is not
+marked built (``{tasks}:built`` is gone after a flush or never set), and :func:`repair` — run
+every minute by ``workers.tasks.repair_task_index`` — rebuilds a lost index and corrects any
+entry that drifted (a missed write, two writes of one task crossing). ``flask yijing
+rebuild-task-index`` does the same by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from yijing.extensions import db, redis_client, redis_key
+from yijing.models import DispatchMode, Task, TaskStatus
+
+log = logging.getLogger(__name__)
+
+TAG = "{tasks}"
+BATCH = 1000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Redis measures on a slightly different sphere and quantises places to about 0.6 m: search a
+# little wider and let the exact check in Python decide.
+RADIUS_SLACK = 1.002
+RADIUS_SLACK_M = 5.0
+_SESSION_KEY = "yijing_task_index"
+LIVE = (TaskStatus.PUBLISHED, TaskStatus.IN_PROGRESS)
+
+_SEARCH_LUA = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+local now = tonumber(ARGV[1])
+local radius = ARGV[2]
+local pos = 3
+local ids, seen = {}, {}
+local function take(list)
+  for _, id in ipairs(list) do
+    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+end
+local norigins = tonumber(ARGV[pos]); pos = pos + 1
+for _ = 1, norigins do
+  take(redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[pos], ARGV[pos + 1], 'BYRADIUS', radius, 'm'))
+  pos = pos + 2
+end
+for i = 4, #KEYS do take(redis.call('SMEMBERS', KEYS[i])) end
+local category = ARGV[pos]; pos = pos + 1
+local nskills = tonumber(ARGV[pos]); pos = pos + 1
+local skills = {}
+for _ = 1, nskills do skills[ARGV[pos]] = true; pos = pos + 1 end
+local out = {}
+for first = 1, #ids, 1000 do
+  local chunk = {}
+  for i = first, math.min(first + 999, #ids) do chunk[#chunk + 1] = ids[i] end
+  local infos = redis.call('HMGET', KEYS[2], unpack(chunk))
+  for i, raw in ipairs(infos) do
+    if raw then
+      local t = cjson.decode(raw)
+      local ok = t.e > now
+      if ok and #t.c > 0 then
+        ok = false
+        for _, c in ipairs(t.c) do if c == category then ok = true; break end end
+      end
+      if ok then
+        for _, s in ipairs(t.k) do if not skills[s] then ok = false; break end end
+      end
+      if ok then out[#out + 1] = {chunk[i], t.j, t.la, t.ln, t.s} end
+    end
+  end
+end
+if #out == 0 then return '[]' end
+-- One JSON string back: parsing it beats parsing five RESP elements per task in Python.
+return cjson.encode(out)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the index keeps about one open task."""
+
+    task_id: int
+    jurisdiction_id: int
+    lat: float
+    lng: float
+    starts_at: datetime
+    ends_at: datetime
+    categories: tuple[str, ...]
+    skills: tuple[str, ...]
+
+    def info_json(self) -> str:
+        return json.dumps(
+            {
+                "j": self.jurisdiction_id,
+                "la": repr(self.lat),
+                "ln": repr(self.lng),
+                "s": str(micros(self.starts_at)),
+                "e": self.ends_at.timestamp(),
+                "c": list(self.categories),
+                "k": list(self.skills),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A candidate found by :func:`search`: open, not full, not over, fits the volunteer."""
+
+    id: int
+    jurisdiction_id: int
+    lat: float
+    lng: float
+    starts_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    written: int
+    removed: int
+
+
+def micros(at: datetime) -> int:
+    delta = at - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def key_geo() -> str:
+    return redis_key(TAG, "geo")
+
+
+def key_info() -> str:
+    return redis_key(TAG, "info")
+
+
+def key_jurisdiction(jurisdiction_id: int) -> str:
+    return redis_key(TAG, "jur", jurisdiction_id)
+
+
+def key_built() -> str:
+    return redis_key(TAG, "built")
+
+
+@functools.cache
+def _script(client: Redis, source: str) -> Script:
+    return client.register_script(source)
+
+
+# -- what belongs in it ----------------------------------------------------------------------------
+
+_COLUMNS = (
+    Task.id,
+    Task.jurisdiction_id,
+    Task.lat,
+    Task.lng,
+    Task.starts_at,
+    Task.ends_at,
+    Task.categories,
+    Task.skills,
+)
+
+
+def _listed():  # type: ignore[no-untyped-def]
+    """The condition of a task the index holds (the end time is checked when reading)."""
+    return (
+        Task.dispatch_mode == DispatchMode.OPEN,
+        Task.status.in_(LIVE),
+        Task.filled < Task.slots,
+    )
+
+
+def _entry(row: object) -> Entry:
+    return Entry(
+        task_id=row.id,  # type: ignore[attr-defined]
+        jurisdiction_id=row.jurisdiction_id,  # type: ignore[attr-defined]
+        lat=float(row.lat),  # type: ignore[attr-defined]
+        lng=float(row.lng),  # type: ignore[attr-defined]
+        starts_at=row.starts_at,  # type: ignore[attr-defined]
+        ends_at=row.ends_at,  # type: ignore[attr-defined]
+        categories=tuple(row.categories or ()),  # type: ignore[attr-defined]
+        skills=tuple(row.skills or ()),  # type: ignore[attr-defined]
+    )
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def put_many(entries: Iterable[Entry]) -> int:
+    """Add or move tasks, :data:`BATCH` per round trip; returns how many."""
+    client = redis_client()
+    count = 0
+    batch: list[Entry] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) == BATCH:
+            count += _put(client, batch)
+            batch = []
+    if batch:
+        count += _put(client, batch)
+    return count
+
+
+def _old_jurisdictions(client: Redis, members: list[str]) -> list[int | None]:
+    return [None if raw is None else int(json.loads(raw)["j"]) for raw in client.hmget(key_info(), members)]
+
+
+def _put(client: Redis, batch: list[Entry]) -> int:
+    members = [str(e.task_id) for e in batch]
+    old = _old_jurisdictions(client, members)
+    pipe = client.pipeline(transaction=True)
+    geo: list[object] = []
+    by_jurisdiction: dict[int, list[str]] = {}
+    for entry, member, was in zip(batch, members, old, strict=True):
+        if was is not None and was != entry.jurisdiction_id:
+            pipe.srem(key_jurisdiction(was), member)
+        geo.extend((entry.lng, entry.lat, member))
+        by_jurisdiction.setdefault(entry.jurisdiction_id, []).append(member)
+    pipe.geoadd(key_geo(), geo)
+    for jurisdiction_id, ids in by_jurisdiction.items():
+        pipe.sadd(key_jurisdiction(jurisdiction_id), *ids)
+    pipe.hset(key_info(), mapping={m: e.info_json() for m, e in zip(members, batch, strict=True)})
+    pipe.execute()
+    return len(batch)
+
+
+def remove_many(task_ids: Iterable[int]) -> int:
+    """Take tasks out; returns how many were in it."""
+    client = redis_client()
+    ids = [str(t) for t in task_ids]
+    removed = 0
+    for start in range(0, len(ids), BATCH):
+        members = ids[start : start + BATCH]
+        old = _old_jurisdictions(client, members)
+        pipe = client.pipeline(transaction=True)
+        pipe.zrem(key_geo(), *members)
+        for member, was in zip(members, old, strict=True):
+            if was is not None:
+                pipe.srem(key_jurisdiction(was), member)
+        pipe.hdel(key_info(), *members)
+        removed += pipe.execute()[-1]
+    return removed
+
+
+def mark_built() -> None:
+    redis_client().set(key_built(), datetime.now(UTC).isoformat())
+
+
+def is_built() -> bool:
+    """False when the index was never built here or Redis lost it (the marker is gone)."""
+    return bool(redis_client().exists(key_built()))
+
+
+# -- in line with each transaction -------------------------------------------------------------------
+
+
+def refresh(task_id: int) -> None:
+    """Bring this task's entry in line with the database once the current transaction commits."""
+    db.session.info.setdefault(_SESSION_KEY, {"ids": set()})["ids"].add(task_id)
+
+
+def refresh_many(task_ids: Iterable[int]) -> None:
+    db.session.info.setdefault(_SESSION_KEY, {"ids": set()})["ids"].update(task_ids)
+
+
+@event.listens_for(Session, "before_commit")
+def _read_entries(session: Session) -> None:
+    state = session.info.get(_SESSION_KEY)
+    if not state or not state["ids"] or "entries" in state:
+        return
+    ids = sorted(state["ids"])
+    session.flush()
+    found = {
+        row.id: _entry(row) for row in session.execute(select(*_COLUMNS).where(Task.id.in_(ids), *_listed()))
+    }
+    state["entries"] = (list(found.values()), [tid for tid in ids if tid not in found])
+
+
+@event.listens_for(Session, "after_commit")
+def _write_entries(session: Session) -> None:
+    state = session.info.pop(_SESSION_KEY, None)
+    if not state or "entries" not in state:
+        return
+    entries, gone = state["entries"]
+    try:
+        if entries:
+            put_many(entries)
+        if gone:
+            remove_many(gone)
+    except RedisError as exc:
+        log.warning(
+            "task index write failed; the repair job corrects it",
+            extra={"tasks": [e.task_id for e in entries] + gone, "error": str(exc)},
+        )
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_entries(session: Session) -> None:
+    session.info.pop(_SESSION_KEY, None)
+
+
+# -- rebuilding and repairing ---------------------------------------------------------------------
+
+
+def _listed_rows() -> Iterator[Entry]:
+    stmt = select(*_COLUMNS).where(*_listed()).execution_options(yield_per=BATCH)
+    for row in db.session.execute(stmt):
+        yield _entry(row)
+
+
+def repair() -> RepairResult:
+    """Make the index match the database: write every entry that is missing or differs, drop
+    every task that no longer belongs, and mark the index built. Safe to run on a live system."""
+    client = redis_client()
+    current = {k.decode(): v.decode() for k, v in client.hgetall(key_info()).items()}
+    wanted: set[str] = set()
+    stale: list[Entry] = []
+    for entry in _listed_rows():
+        member = str(entry.task_id)
+        wanted.add(member)
+        if current.get(member) != entry.info_json():
+            stale.append(entry)
+    db.session.rollback()
+    written = put_many(stale)
+    extra = [int(m) for m in current if m not in wanted]
+    # Members of the GEO set without info (a write cut in half) go too.
+    extra += [int(m) for m in (x.decode() for x in client.zrange(key_geo(), 0, -1)) if m not in wanted]
+    removed = remove_many(sorted(set(extra))) if extra else 0
+    mark_built()
+    return RepairResult(written=written, removed=removed)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def search(
+    origins: Sequence[tuple[float, float]],
+    radius_m: float,
+    jurisdiction_ids: Sequence[int],
+    category: str,
+    skills: Sequence[str],
+    now: datetime,
+) -> list[Hit] | None:
+    """Open, not full tasks not yet over within ``radius_m`` of an origin or in one of the
+    jurisdictions, whose categories and skills fit; None when the index is not built (read
+    the database instead). Redis errors propagate."""
+    client = redis_client()
+    args: list[object] = [now.timestamp(), radius_m * RADIUS_SLACK + RADIUS_SLACK_M, len(origins)]
+    for lat, lng in origins:
+        args += [lng, lat]
+    args += [category, len(skills), *skills]
+    keys = [key_geo(), key_info(), key_built(), *(key_jurisdiction(j) for j in jurisdiction_ids)]
+    raw = _script(client, _SEARCH_LUA)(keys=keys, args=args, client=client)
+    if raw is None:
+        return None
+    return [
+        Hit(int(tid), int(jid), float(lat), float(lng), from_micros(int(start)))
+        for tid, jid, lat, lng, start in json.loads(raw)
+    ]
