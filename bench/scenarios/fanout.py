@@ -210,18 +210,26 @@ class _Run:
 
         return create_app(Config.from_env(self.env))
 
+    def openid(self, i: int) -> str:
+        return f"bench-fanout-{self.n}-{i:09d}"
+
     def seed(self, app: Any) -> tuple[int, str]:
-        """N volunteers of a jurisdiction of this run's own, each with a long-term alert consent."""
+        """N volunteers of a district of their own under the shared benchmark city, each with a
+        long-term alert consent. Kept between runs: a later run of the same N reuses them."""
         from sqlalchemy import insert
 
+        from bench.scenarios.city import CITY_KEY, ensure_city
         from yijing.extensions import db
         from yijing.models import ConsentAnswer, Role, RoleGrant, SubscriptionConsent, User, UserKind
         from yijing.models.base import utcnow
         from yijing.services import jurisdictions
         from yijing.sql import insert_ignore_returning
 
-        key = f"bench-{self.run_id}"
-        jurisdictions.import_nodes([{"key": key, "name": "压测辖区", "level": "city"}])
+        key = f"bench-fanout-{self.n}"
+        ensure_city()
+        jurisdictions.import_nodes(
+            [{"key": key, "parent_key": CITY_KEY, "name": f"压测辖区{self.n}", "level": "district"}]
+        )
         node = jurisdictions.get_by_key(key)
         template_id = app.config["YIJING"].wechat_templates.for_kind("alert").template_id
         now = utcnow()
@@ -229,7 +237,7 @@ class _Run:
             users = [
                 {
                     "kind": UserKind.WECHAT,
-                    "openid": f"o{self.run_id}{i:09d}",
+                    "openid": self.openid(i),
                     "display_name": "",
                     "is_active": True,
                     "created_at": now,
@@ -414,7 +422,7 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
         bench_run.stop_workers()
         if project["sent"] != n:
             raise RuntimeError(f"only {project['sent']} of {n} delivered")
-        openids = [f"o{bench_run.run_id}{i:09d}" for i in range(n)]
+        openids = [bench_run.openid(i) for i in range(n)]
         baseline = _baseline(
             bench_run.wechat_url, bench_run.appid, bench_run.secret, project["body"], openids, workers
         )

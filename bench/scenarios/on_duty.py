@@ -107,6 +107,7 @@ def seed(app, n: int = N_VOLUNTEERS, *, rng_seed: int = 2026) -> Seeded:  # type
     """Create the tree and the desk user (idempotent) and put ``n`` volunteers on duty in Redis."""
     from sqlalchemy import select
 
+    from bench.scenarios.city import CITY_NODE, ensure_city
     from yijing.actor import Actor
     from yijing.extensions import db
     from yijing.models import Jurisdiction, Role, User
@@ -114,7 +115,7 @@ def seed(app, n: int = N_VOLUNTEERS, *, rng_seed: int = 2026) -> Seeded:  # type
 
     with app.app_context():
         nodes = [
-            {"key": "bench-city", "name": "包头市", "level": "city", "lat": CENTRE[0], "lng": CENTRE[1]},
+            CITY_NODE,
             *(
                 {
                     "key": f"bench-{code}",
@@ -128,6 +129,7 @@ def seed(app, n: int = N_VOLUNTEERS, *, rng_seed: int = 2026) -> Seeded:  # type
             ),
         ]
         jurisdictions.import_nodes(nodes)
+        ensure_city()
         city = jurisdictions.get_by_key("bench-city")
         paths = list(
             db.session.scalars(

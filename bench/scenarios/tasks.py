@@ -41,6 +41,7 @@ from typing import Any
 import requests
 
 from bench.harness import BenchError, Context, Request, Result, percentile, time_calls
+from bench.scenarios.city import CITY_NODE, ensure_city
 
 # The fake WeChat server the harness starts accepts this pair (see bench/run.py).
 WECHAT_APPID = "wx-bench-appid"
@@ -48,14 +49,7 @@ WECHAT_SECRET = "bench-secret"
 
 CENTRE = (40.657, 109.840)  # 包头市
 BENCH_TREE = [
-    {
-        "key": "bench-city",
-        "parent_key": None,
-        "name": "压测市",
-        "level": "city",
-        "lat": 40.657,
-        "lng": 109.840,
-    },
+    CITY_NODE,
     {
         "key": "bench-district",
         "parent_key": "bench-city",
@@ -152,6 +146,7 @@ def ensure_tree() -> dict[str, int]:
     from yijing.services import jurisdictions
 
     jurisdictions.import_nodes(BENCH_TREE)
+    ensure_city()
     keys = [n["key"] for n in BENCH_TREE]
     return dict(
         db.session.execute(select(Jurisdiction.key, Jurisdiction.id).where(Jurisdiction.key.in_(keys))).all()
