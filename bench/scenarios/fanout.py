@@ -419,6 +419,12 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
             with app.app_context():
                 upgrade()
         project = _measure_project(bench_run, app)
+        # The RQ workers' resident memory after delivering them all (issue 15), before they stop.
+        from bench.harness import rss_mb_of_trees
+
+        rq_rss_mb = rss_mb_of_trees(p.pid for p in bench_run.worker_procs)
+        if ctx is not None:
+            ctx.rq_worker_rss_mb = rq_rss_mb
         bench_run.stop_workers()
         if project["sent"] != n:
             raise RuntimeError(f"only {project['sent']} of {n} delivered")
@@ -466,6 +472,8 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
             f" {ratio_text:>11}  {row['target']}"
         )
     print("p50/p99: rows_written per chunk; delivered from row written to sent; direct_posts per request")
+    if rq_rss_mb is not None:
+        print(f"RQ worker resident memory after delivery (largest of {workers}): {rq_rss_mb:.0f} MB")
     try:
         from bench.harness import Result
     except ImportError:
@@ -481,6 +489,7 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
             kind="python",
             target=row["target"],
             requests=n,
+            rq_worker_rss_mb=rq_rss_mb,
         )
         for row in rows
     ]
@@ -496,6 +505,15 @@ class FanoutScenario:
 
 
 SCENARIO = FanoutScenario()
+
+
+def _growth() -> list[Any]:
+    from bench.harness import Growth
+
+    return [Growth("broadcast_fanout", "recipients", (10_000, 100_000), lambda ctx, size: run(ctx, n=size))]
+
+
+GROWTH = _growth()
 
 
 def main(argv: list[str] | None = None) -> None:

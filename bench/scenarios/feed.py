@@ -367,6 +367,77 @@ def first_page_requests(app_url: str, info: SeedInfo) -> dict[str, tuple[str, di
     }
 
 
+FILLER_TITLE = "压测填充动态"
+
+
+def size_posts(total: int, *, app: Any) -> int:
+    """Make the database hold ``total`` posts: filler posts (published, older than every other
+    post, so the first page does not change) are added with one ``INSERT … SELECT
+    generate_series`` or the newest fillers removed. Returns the number of posts now."""
+    from sqlalchemy import func, select, text
+
+    from yijing.extensions import db
+    from yijing.models import Post, User
+
+    with app.app_context():
+        have = db.session.scalar(select(func.count()).select_from(Post))
+        if have < total:
+            author = db.session.scalar(select(User.id).where(User.username == "bench-feed-desk"))
+            oldest = db.session.scalar(select(func.min(Post.published_at)))
+            scopes = sorted(set(db.session.scalars(select(Post.jurisdiction_id).distinct())))
+            db.session.execute(
+                text(
+                    "INSERT INTO posts (kind, title, body, images, jurisdiction_id, status, pinned,"
+                    " published_at, push_requested, author_id, view_count, like_count, comment_count,"
+                    " created_at)"
+                    " SELECT (CAST(:kinds AS text[]))[1 + i % 5], :title, :body, CAST('[]' AS json),"
+                    " (CAST(:scopes AS bigint[]))[1 + i % :n_scopes], 'published', false,"
+                    " :oldest - make_interval(mins => i), false, :author, i % 5000, 0, 0, now()"
+                    " FROM generate_series(1, :missing) AS i"
+                ),
+                {
+                    "kinds": KINDS,
+                    "title": FILLER_TITLE,
+                    "body": "近期我市发生多起冒充客服、冒充公检法的电信网络诈骗案件。" * 6,
+                    "scopes": scopes,
+                    "n_scopes": len(scopes),
+                    "oldest": oldest,
+                    "author": author,
+                    "missing": total - have,
+                },
+            )
+        elif have > total:
+            db.session.execute(
+                text(
+                    "DELETE FROM posts WHERE id IN"
+                    " (SELECT id FROM posts WHERE title = :title ORDER BY id DESC LIMIT :excess)"
+                ),
+                {"title": FILLER_TITLE, "excess": have - total},
+            )
+        db.session.commit()
+        if have != total:
+            db.session.execute(text("ANALYZE posts"))
+            db.session.commit()
+        now = db.session.scalar(select(func.count()).select_from(Post))
+        db.session.remove()
+    return now
+
+
+def first_page_rows(ctx: Any, info: SeedInfo) -> list[Any]:
+    """The two first-page rows (anonymous, logged in), each checked for a full page, then wrk."""
+    from bench.harness import BenchError, Request
+
+    rows = []
+    for label, (path, headers) in first_page_requests(ctx.app_url, info).items():
+        check = ctx.session.get(ctx.url(path), headers=headers, timeout=10)
+        if check.status_code != 200 or len(check.json().get("items", [])) != 20:
+            raise BenchError(f"{label}: GET {path} answered {check.status_code}: {check.text[:300]}")
+        row = ctx.measure_http(label, Request(path=path, headers=headers))
+        row.baseline = "baseline:constant"
+        rows.append(row)
+    return rows
+
+
 class FeedScenario:
     """Self-measuring: two wrk runs (first page, anonymous and logged in) and the like burst."""
 
@@ -375,18 +446,11 @@ class FeedScenario:
     needs_app = True
 
     def run(self, ctx: Any) -> list[Any]:
-        from bench.harness import BenchError, Request, Result
+        from bench.harness import BenchError, Result
 
         app = bench_app(ctx.database_url, ctx.redis_url)
         info = seed(ctx.database_url, ctx.redis_url, app=app)
-        rows = []
-        for label, (path, headers) in first_page_requests(ctx.app_url, info).items():
-            check = ctx.session.get(ctx.url(path), headers=headers, timeout=10)
-            if check.status_code != 200 or len(check.json().get("items", [])) != 20:
-                raise BenchError(f"{label}: GET {path} answered {check.status_code}: {check.text[:300]}")
-            row = ctx.measure_http(label, Request(path=path, headers=headers))
-            row.baseline = "baseline:constant"
-            rows.append(row)
+        rows = first_page_rows(ctx, info)
         post_id = create_burst_post(ctx.app_url, info.city_id, ctx.session)
         burst = like_burst(ctx.app_url, info.tokens, post_id, concurrency=ctx.connections)
         counts = check_like_count(ctx.app_url, ctx.database_url, ctx.redis_url, post_id, app=app)
@@ -411,6 +475,26 @@ class FeedScenario:
 
 
 SCENARIO = FeedScenario()
+
+
+def _growth_first_page(ctx: Any, size: int) -> list[Any]:
+    """Growth mode: the first page (anonymous, logged in) with ``size`` posts in the database."""
+    app = bench_app(ctx.database_url, ctx.redis_url)
+    info = seed(ctx.database_url, ctx.redis_url, app=app)
+    posts = size_posts(size, app=app)
+    rows = first_page_rows(ctx, info)
+    for row in rows:
+        row.extra["posts"] = posts
+    return rows
+
+
+def _growth() -> list[Any]:
+    from bench.harness import Growth
+
+    return [Growth("feed_first_page", "posts", (10_000, 100_000, 1_000_000), _growth_first_page)]
+
+
+GROWTH = _growth()
 
 
 def main(argv: list[str] | None = None) -> int:

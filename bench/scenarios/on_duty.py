@@ -272,6 +272,20 @@ class OnDutyScenario:
 SCENARIO = OnDutyScenario()
 
 
+def _growth_run(ctx, size: int):  # type: ignore[no-untyped-def]
+    """Growth mode: the same rows with ``size`` on duty (Redis is flushed before each size)."""
+    return OnDutyScenario(size).run(ctx)
+
+
+def _growth() -> list[Any]:
+    from bench.harness import Growth
+
+    return [Growth("on_duty_search", "on duty", (10_000, 100_000, 1_000_000), _growth_run)]
+
+
+GROWTH = _growth()
+
+
 def _time(fn: Callable[[], object], seconds: float) -> tuple[float, float, float]:
     for _ in range(10):
         fn()

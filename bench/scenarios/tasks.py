@@ -40,7 +40,7 @@ from typing import Any
 
 import requests
 
-from bench.harness import BenchError, Context, Request, Result, percentile, time_calls
+from bench.harness import BenchError, Context, Growth, Request, Result, percentile, time_calls
 from bench.scenarios.city import CITY_NODE, ensure_city
 
 # The fake WeChat server the harness starts accepts this pair (see bench/run.py).
@@ -274,6 +274,9 @@ class TaskListScenario:
     needs_app = True
     baseline = "constant"
 
+    def __init__(self, open_tasks: int = CITY_TASKS + COMMUNITY_TASKS) -> None:
+        self.open_tasks = open_tasks  # live open tasks, COMMUNITY_TASKS of them near the volunteer
+
     def setup(self, ctx: Context) -> Request:
         rng = random.Random(4)
         with app_context(ctx):
@@ -284,7 +287,7 @@ class TaskListScenario:
             now = datetime.now(UTC)
             half_lat, half_lng = AREA_KM / 2 / 111.195, AREA_KM / 2 / (111.195 * 0.7585)
             rows = []
-            for i in range(CITY_TASKS + COMMUNITY_TASKS):
+            for i in range(self.open_tasks):
                 if i < COMMUNITY_TASKS:  # the volunteer's community, within about 2 km
                     home = tree["bench-community"]
                     lat = CENTRE[0] + rng.uniform(-0.018, 0.018)
@@ -439,6 +442,9 @@ class NearbyDispatchScenario:
     needs_app = True  # for the migrated database; the ring itself runs in-process, as in a worker
     iterations = 300
 
+    def __init__(self, on_duty: int = ON_DUTY) -> None:
+        self.on_duty = on_duty
+
     def run(self, ctx: Context) -> list[Result]:
         from yijing.services import dispatch, duty_index
 
@@ -447,7 +453,7 @@ class NearbyDispatchScenario:
             tree = ensure_tree()
             clear_tasks(tree)
             started = time.perf_counter()
-            seed_on_duty(tree)
+            seed_on_duty(tree, self.on_duty)
             seeded_s = time.perf_counter() - started
             # Task places well inside the seeded square, so a 1 km ring finds ~30 volunteers.
             points = [
@@ -483,11 +489,13 @@ class NearbyDispatchScenario:
                 iterations=self.iterations,
                 warmup=10,
                 target="dispatch.advance(task, 0): GEO search + ranking + 10 invitations",
-                extra={"on_duty": ON_DUTY, "seed_seconds": round(seeded_s, 1)},
+                extra={"on_duty": self.on_duty, "seed_seconds": round(seeded_s, 1)},
             )
-            if min(invited) < 1:
+            # At 100,000 on duty a 1 km ring holds ~30; at 10,000 only ~3, so an empty one happens.
+            if max(invited) < 1 or (self.on_duty >= ON_DUTY and min(invited) < 1):
                 raise BenchError(f"{self.name}: a ring invited nobody ({invited.count(0)} of {len(invited)})")
             dispatch_row.extra["invited_median"] = statistics.median(invited)
+            dispatch_row.extra["rings_inviting_nobody"] = invited.count(0)
             probe = itertools.cycle(points)
 
             def geo() -> None:
@@ -499,8 +507,8 @@ class NearbyDispatchScenario:
                 geo,
                 duration=min(ctx.duration, 5),
                 warmup=20,
-                target="duty_index.nearest(1 km, 42) among 100,000",
-                extra={"on_duty": ON_DUTY},
+                target=f"duty_index.nearest(1 km, 42) among {self.on_duty:,}",
+                extra={"on_duty": self.on_duty},
             )
         for row in (dispatch_row, geo_row):
             row.baseline = "baseline:constant"
@@ -601,3 +609,23 @@ TASK_LIST_SCENARIO = TaskListScenario()
 NEARBY_DISPATCH_SCENARIO = NearbyDispatchScenario()
 ACCEPT_RACE_SCENARIO = AcceptRaceScenario()
 SCENARIOS = [TASK_LIST_SCENARIO, NEARBY_DISPATCH_SCENARIO, ACCEPT_RACE_SCENARIO]
+
+
+def _growth_tasks_list(ctx: Context, size: int) -> list[Result]:
+    """Growth mode: ``GET /api/v1/tasks`` with ``size`` live open tasks (replaced at each size)."""
+    scenario = TaskListScenario(open_tasks=size)
+    row = ctx.measure_http(scenario.name, scenario.setup(ctx))
+    row.baseline = "baseline:constant"
+    return [row]
+
+
+def _growth_dispatch(ctx: Context, size: int) -> list[Result]:
+    """Growth mode: the first ring among ``size`` on duty (the database keeps the largest size's
+    volunteers; the GEO index, flushed before each size, holds exactly ``size``)."""
+    return NearbyDispatchScenario(on_duty=size).run(ctx)
+
+
+GROWTH = [
+    Growth("tasks_list", "open tasks", (1_000, 10_000, 100_000), _growth_tasks_list),
+    Growth("nearby_dispatch", "on duty", (10_000, 100_000, 1_000_000), _growth_dispatch),
+]
