@@ -323,14 +323,15 @@ class TaskListScenario:
 def seed_on_duty(
     tree: dict[str, int], count: int = ON_DUTY, seed: int = 100
 ) -> list[tuple[int, float, float]]:
-    """``count`` approved, on-duty volunteers in the database (kept between runs) at uniform
-    random points over AREA_KM × AREA_KM, and the same in the Redis GEO index (rebuilt every run,
-    since the harness flushes Redis). Returns (volunteer id, lat, lng)."""
-    from sqlalchemy import func, insert, select
+    """``count`` approved, on-duty volunteers in the database (kept between runs; the missing ones
+    added by ``INSERT … SELECT generate_series``) at uniform random points over AREA_KM × AREA_KM,
+    and the same in the Redis GEO index (rebuilt every run, since the harness flushes Redis).
+    Returns (volunteer id, lat, lng)."""
+    from sqlalchemy import func, select, text
 
     from yijing import pii
     from yijing.extensions import db
-    from yijing.models import PrivacyConsent, User, Volunteer
+    from yijing.models import User, Volunteer
     from yijing.services import duty_index
     from yijing.services.duty_index import DutyEntry
 
@@ -338,76 +339,54 @@ def seed_on_duty(
     have = db.session.scalar(select(func.count()).select_from(User).where(User.openid.startswith(prefix)))
     if have < count:
         now = datetime.now(UTC)
-        rng = random.Random(seed)
         half_lat = AREA_KM / 2 / 111.195
         half_lng = AREA_KM / 2 / (111.195 * 0.7585)
         name_enc = pii.encrypt("压测义警", context="volunteer.real_name")
         id_enc = pii.encrypt(id_number(0), context="volunteer.id_number")
         phone_enc = pii.encrypt("13900000000", context="volunteer.phone")
-        batch = 5000
+        db.session.execute(text("SELECT setseed(:s)"), {"s": seed / 1000.0})  # for random() below
+        batch = 100_000  # one INSERT … SELECT generate_series per batch (users, consents, volunteers)
         for start in range(have, count, batch):
-            stop = min(count, start + batch)
-            users = list(
-                db.session.scalars(
-                    insert(User).returning(User.id),
-                    [
-                        {
-                            "kind": "wechat",
-                            "openid": f"{prefix}{i}",
-                            "display_name": "",
-                            "is_active": True,
-                            "created_at": now,
-                        }
-                        for i in range(start, stop)
-                    ],
-                )
+            db.session.execute(
+                text(
+                    "WITH u AS ("
+                    " INSERT INTO users (kind, openid, display_name, is_active, created_at)"
+                    " SELECT 'wechat', :prefix || i, '', true, :now"
+                    " FROM generate_series(:start, :stop - 1) AS i"
+                    " RETURNING id, openid),"
+                    " c AS ("
+                    " INSERT INTO privacy_consents (user_id, document, version, created_at)"
+                    " SELECT id, 'volunteer_privacy', 'bench', :now FROM u RETURNING id, user_id)"
+                    " INSERT INTO volunteers (user_id, status, category, employer, skills, real_name_enc,"
+                    " name_masked, id_number_enc, id_number_hash, id_number_masked, phone_enc, phone_hash,"
+                    " phone_masked, jurisdiction_id, community_id, consent_id, open_user_id,"
+                    " open_id_number_hash, decision_seq, on_duty, duty_started_at, duty_seen_at, duty_lat,"
+                    " duty_lng, created_at)"
+                    " SELECT c.user_id, 'approved', 'courier', '', CAST('[]' AS json), :name_enc, '压*警',"
+                    " :id_enc, 'bench-' || n, '150***********0000', :phone_enc, 'bench-' || n, '139****0000',"
+                    " :community, :community, c.id, c.user_id, 'bench-' || n, 1, true, :now, :now,"
+                    " :lat + (random() * 2 - 1) * :half_lat, :lng + (random() * 2 - 1) * :half_lng, :now"
+                    " FROM c JOIN u ON u.id = c.user_id,"
+                    " LATERAL (SELECT substr(u.openid, length(:prefix) + 1) AS n) AS seq"
+                ),
+                {
+                    "prefix": prefix,
+                    "start": start,
+                    "stop": min(count, start + batch),
+                    "now": now,
+                    "name_enc": name_enc,
+                    "id_enc": id_enc,
+                    "phone_enc": phone_enc,
+                    "community": tree["bench-community"],
+                    "lat": CENTRE[0],
+                    "lng": CENTRE[1],
+                    "half_lat": half_lat,
+                    "half_lng": half_lng,
+                },
             )
-            consents = list(
-                db.session.scalars(
-                    insert(PrivacyConsent).returning(PrivacyConsent.id),
-                    [
-                        {"user_id": u, "document": "volunteer_privacy", "version": "bench", "created_at": now}
-                        for u in users
-                    ],
-                )
-            )
-            rows = []
-            for i, (user_id, consent_id) in zip(
-                range(start, stop), zip(users, consents, strict=True), strict=True
-            ):
-                lat = CENTRE[0] + rng.uniform(-half_lat, half_lat)
-                lng = CENTRE[1] + rng.uniform(-half_lng, half_lng)
-                rows.append(
-                    {
-                        "user_id": user_id,
-                        "status": "approved",
-                        "category": "courier",
-                        "employer": "",
-                        "skills": [],
-                        "real_name_enc": name_enc,
-                        "name_masked": "压*警",
-                        "id_number_enc": id_enc,
-                        "id_number_hash": f"bench-{i}",
-                        "id_number_masked": "150***********0000",
-                        "phone_enc": phone_enc,
-                        "phone_hash": f"bench-{i}",
-                        "phone_masked": "139****0000",
-                        "jurisdiction_id": tree["bench-community"],
-                        "community_id": tree["bench-community"],
-                        "consent_id": consent_id,
-                        "open_user_id": user_id,
-                        "open_id_number_hash": f"bench-{i}",
-                        "decision_seq": 1,
-                        "on_duty": True,
-                        "duty_started_at": now,
-                        "duty_seen_at": now,
-                        "duty_lat": lat,
-                        "duty_lng": lng,
-                        "created_at": now,
-                    }
-                )
-            db.session.execute(insert(Volunteer), rows)
             db.session.commit()
+        db.session.execute(text("ANALYZE users; ANALYZE volunteers; ANALYZE privacy_consents"))
+        db.session.commit()
     found = db.session.execute(
         select(Volunteer.id, Volunteer.user_id, Volunteer.duty_lat, Volunteer.duty_lng)
         .join(User, User.id == Volunteer.user_id)
