@@ -398,7 +398,7 @@ def size_posts(total: int, *, app: Any) -> int:
                 {
                     "kinds": KINDS,
                     "title": FILLER_TITLE,
-                    "body": "近期我市发生多起冒充客服、冒充公检法的电信网络诈骗案件。" * 6,
+                    "body": "近期我市发生多起冒充客服、冒充公检法的电信网络诈骗案件，请广大市民提高警惕。",
                     "scopes": scopes,
                     "n_scopes": len(scopes),
                     "oldest": oldest,
