@@ -245,6 +245,8 @@ class _Run:
                 for i in range(start, min(start + 5000, self.n))
             ]
             ids = insert_ignore_returning(db.session(), User, users)
+            if not ids:  # an earlier run seeded these already
+                continue
             db.session.execute(
                 insert(RoleGrant),
                 [
