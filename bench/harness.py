@@ -37,6 +37,10 @@ BASELINES = {"constant": "/const"}
 #: An API worker's resident memory must stay under this (issue 15); rows above it are flagged.
 API_WORKER_RSS_LIMIT_MB = 150.0
 
+#: wrk drops a response slower than its timeout (default 2 s) from the latency figures and counts a
+#: socket "timeout" instead; a slow endpoint on a loaded machine then shows p50 0.00. Wait this long.
+WRK_TIMEOUT_S = 30
+
 WRK_INSTALL_HINT = "wrk is not installed: apt-get install -y wrk  (or: make bench, which installs it)"
 
 
@@ -571,6 +575,7 @@ def run_wrk(
         f"-t{threads}",
         f"-c{connections}",
         f"-d{duration}s",
+        f"--timeout={WRK_TIMEOUT_S}s",
         "--latency",
         "-s",
         str(script),
@@ -580,7 +585,7 @@ def run_wrk(
         argv,
         capture_output=True,
         text=True,
-        timeout=duration + 60,
+        timeout=duration + WRK_TIMEOUT_S + 60,
         check=False,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
