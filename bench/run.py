@@ -512,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         failure, status = "interrupted", 130
         print("bench: interrupted", file=sys.stderr)
+    except SystemExit as exc:  # SIGTERM (_on_sigterm): still print and write what was measured
+        failure, status = "terminated", exc.code if isinstance(exc.code, int) else 1
+        print("bench: terminated", file=sys.stderr)
     finally:
         procs.stop_all()
 
