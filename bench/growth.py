@@ -46,6 +46,7 @@ class GrowthRow:
             "measurement": r.scenario,
             "kind": r.kind,
             "target": r.target,
+            "requests": r.requests,
             "rps": r.rps,
             "p50_ms": r.p50_ms,
             "p99_ms": r.p99_ms,
@@ -110,8 +111,7 @@ def format_growth_table(rows: Iterable[GrowthRow]) -> str:
                 r.scenario,
                 f"{_size(row.size)} {row.what}",
                 f"{r.rps:,.0f}" if r.kind == "http" else f"{r.rps:,.0f}/s",
-                f"{r.p50_ms:.2f}",
-                f"{r.p99_ms:.2f}",
+                *(("-", "-") if r.requests == 0 else (f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}")),
                 _factor(row.p50_factor),
                 _factor(row.p99_factor),
             )

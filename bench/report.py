@@ -32,6 +32,13 @@ def _size(n: int) -> str:
     return f"{n:,}"
 
 
+def _latencies(row: dict[str, Any]) -> tuple[str, str]:
+    """p50 and p99, or "-" for a run in which not one request was answered."""
+    if row.get("requests") == 0:
+        return "-", "-"
+    return _num(row.get("p50_ms"), ".2f"), _num(row.get("p99_ms"), ".2f")
+
+
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:
     """A Markdown table; ``|`` inside a cell is escaped; columns after the second align right."""
 
@@ -54,8 +61,7 @@ def results_table(latest: dict[str, Any]) -> str:
                 f"`{r['scenario']}`",
                 r.get("target") or "",
                 _num(r.get("rps"), ",.0f"),
-                _num(r.get("p50_ms"), ".2f"),
-                _num(r.get("p99_ms"), ".2f"),
+                *_latencies(r),
                 _num(r.get("ratio"), ".2f"),
                 str(errors),
                 api_text,
@@ -78,8 +84,7 @@ def growth_table(growth: dict[str, Any]) -> str:
             f"`{r['measurement']}`",
             f"{_size(r['size'])} {r['what']}",
             _num(r.get("rps"), ",.0f"),
-            _num(r.get("p50_ms"), ".2f"),
-            _num(r.get("p99_ms"), ".2f"),
+            *_latencies(r),
             factor(r.get("p50_factor_per_10x")),
             factor(r.get("p99_factor_per_10x")),
         ]

@@ -240,6 +240,8 @@ class Runner:
         stats = harness.run_wrk(base_url, req, label=label, duration=a.duration, **wrk_opts)
         self._check(base_url, label, req, stats)
         errors = sum(stats.socket_errors.values())
+        if not stats.requests:
+            _say(f"{label}: not one answer within the {a.duration} s run: p50/p99 unknown (shown as -)")
         _say(
             f"{label}: {stats.rps:,.0f} req/s, p50 {stats.p50_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms"
             + (f", socket errors {stats.socket_errors}" if errors else "")
@@ -399,8 +401,7 @@ def format_table(rows: list[Result]) -> str:
                 r.scenario,
                 r.target,
                 f"{r.rps:,.0f}",
-                f"{r.p50_ms:.2f}",
-                f"{r.p99_ms:.2f}",
+                *(("-", "-") if r.requests == 0 else (f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}")),
                 "-" if r.ratio is None else f"{r.ratio:.2f}",
                 str(errors),
                 _mb(r.api_worker_rss_mb, limit=harness.API_WORKER_RSS_LIMIT_MB),
@@ -417,6 +418,8 @@ def format_table(rows: list[Result]) -> str:
         ).rstrip()
 
     lines = [line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)]
+    if any(r.requests == 0 for r in rows):
+        lines.append("p50/p99 -: not one answer within the run (each took longer than --duration).")
     lines.append(
         "API MB: largest gunicorn worker's resident memory after the row (the bare app's on baseline rows); "
         "RQ MB: largest RQ worker's, where the scenario runs one."

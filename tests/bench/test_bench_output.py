@@ -237,3 +237,22 @@ def test_the_project_readme_has_the_markers():
 
     text = (REPO_ROOT / "README.md").read_text()
     assert text.index(report.START) < text.index(report.END)
+
+
+def test_a_run_without_one_answer_shows_no_latency():
+    rows = [_row("tasks_list", rps=0.0, p50_ms=0.0, p99_ms=0.0, requests=0), _row("me", requests=100)]
+    lines = format_table(rows).splitlines()
+    assert lines[2].split()[4:6] == ["-", "-"] and lines[3].split()[4:6] == ["1.00", "2.00"]
+    assert any("not one answer" in line for line in lines)
+    md = report.results_table({"results": [r.as_dict() for r in rows]})
+    assert "| 0 | - | - |" in md
+    grown = add_factors(
+        [
+            GrowthRow("tasks_list", "open tasks", 1_000, _row("tasks_list", requests=9)),
+            GrowthRow("tasks_list", "open tasks", 10_000, rows[0]),
+        ]
+    )
+    assert grown[1].p50_factor is None and format_growth_table(grown).splitlines()[3].split()[6:8] == [
+        "-",
+        "-",
+    ]
