@@ -109,13 +109,15 @@ def _how(meta: dict[str, Any]) -> str:
     return text
 
 
-def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None) -> str:
-    """The performance section's body (between the markers)."""
+def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: str = "") -> str:
+    """The performance section's body (between the markers); ``note``: a sentence about the runs."""
     out = [
         "Refresh: `make bench` (all scenarios) and `make bench-growth`, then "
         "`python -m bench.report --write-readme`. How to read the columns: `bench/README.md`.",
         "",
     ]
+    if note:
+        out += [f"**Note:** {note}", ""]
     if latest:
         out += [
             f"Latest run: {_how(latest.get('meta', {}))}. req/s ÷ a bare Flask app's in the same run is "
@@ -163,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--growth", type=Path, default=RESULTS_DIR / "growth.json")
     p.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
     p.add_argument("--write-readme", action="store_true", help="rewrite README.md's performance section")
+    p.add_argument("--note", default="", help="a sentence about the runs (e.g. the machine was busy)")
     args = p.parse_args(argv)
-    body = section(_load(args.latest), _load(args.growth))
+    body = section(_load(args.latest), _load(args.growth), args.note)
     if not args.write_readme:
         print(body)
         return 0

@@ -208,6 +208,7 @@ def test_section_holds_both_tables_and_the_commands():
 def test_section_without_runs_says_so():
     text = report.section(None, None)
     assert "latest.json` is missing" in text and "growth.json` is missing" in text
+    assert "**Note:** a busy machine" in report.section(None, None, note="a busy machine")
 
 
 def test_rewrite_replaces_only_between_the_markers():
