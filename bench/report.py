@@ -96,8 +96,9 @@ def growth_table(growth: dict[str, Any]) -> str:
 
 def _how(meta: dict[str, Any]) -> str:
     wrk, gun = meta.get("wrk", {}), meta.get("gunicorn", {})
+    env = "".join(f"{k}={v} " for k, v in (meta.get("bench_env") or {}).items())
     parts = [
-        f"`{meta.get('command', 'python -m bench.run')}`",
+        f"`{env}{meta.get('command', 'python -m bench.run')}`",
         f"started {meta.get('started_at', '?')}",
         f"{meta.get('cpu_count', '?')} CPUs",
         f"gunicorn {gun.get('worker_class', '?')} ×{gun.get('workers', '?')}",

@@ -465,6 +465,10 @@ def _meta(
         "repeat": args.repeat,
         "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv_given is None else argv_given),
         "api_worker_rss_limit_mb": harness.API_WORKER_RSS_LIMIT_MB,
+        # sizes set through the environment (BENCH_FANOUT_N, BENCH_REPORT_*); the URLs are below
+        "bench_env": {
+            k: v for k, v in sorted(os.environ.items()) if k.startswith("BENCH_") and "_URL" not in k
+        },
         "database_url": make_url(db).render_as_string(hide_password=True),
         "redis_url": os.environ.get("BENCH_REDIS_URL", harness.DEFAULT_REDIS_URL),
         "python": platform.python_version(),

@@ -152,6 +152,7 @@ def test_every_growth_path_is_registered_with_sizes_ten_times_apart():
 LATEST = {
     "meta": {
         "command": "python -m bench.run --duration 8",
+        "bench_env": {"BENCH_FANOUT_N": "10000"},
         "started_at": "2026-12-01T04:00:00+00:00",
         "cpu_count": 2,
         "wrk": {"threads": 2, "connections": 32, "duration_s": 8},
@@ -194,7 +195,8 @@ GROWTH_JSON = {
 
 def test_section_holds_both_tables_and_the_commands():
     text = report.section(LATEST, GROWTH_JSON)
-    assert "`python -m bench.run --duration 8`" in text and "`python -m bench.run --growth`" in text
+    assert "`BENCH_FANOUT_N=10000 python -m bench.run --duration 8`" in text
+    assert "`python -m bench.run --growth`" in text
     table = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(table) == 5
     me = next(line for line in table if line.startswith("| `me`"))
