@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-scale test-sqlite test-postgresql lint format worker cron bench clean \
+.PHONY: install run test test-scale test-sqlite test-postgresql lint format worker cron bench bench-growth bench-report clean \
 	lock lock-check lock-upgrade console chromium
 .PHONY: cluster cluster-test cluster-down cluster-deps
 
@@ -67,6 +67,16 @@ bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		(echo "wrk is needed: apt-get install -y wrk"; exit 2)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Each hot path at sizes ×10 apart (bench/README.md "Growth"); writes bench/results/growth.json.
+bench-growth: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		(echo "wrk is needed: apt-get install -y wrk"; exit 2)
+	$(BIN)/python -m bench.run --growth $(BENCH_ARGS)
+
+## The README's performance section from bench/results/latest.json and growth.json.
+bench-report:
+	$(BIN)/python -m bench.report --write-readme
 
 ## The lock: `lock` writes it from the installed packages, `lock-check` compares, `lock-upgrade`
 ## resolves the newest versions pyproject allows in a throw-away venv (then run `make test`).

@@ -34,6 +34,13 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 # Paths on the baseline app; a scenario names the one its ratio is computed against.
 BASELINES = {"constant": "/const"}
 
+#: An API worker's resident memory must stay under this (issue 15); rows above it are flagged.
+API_WORKER_RSS_LIMIT_MB = 150.0
+
+#: wrk drops a response slower than its timeout (default 2 s) from the latency figures and counts a
+#: socket "timeout" instead; a slow endpoint on a loaded machine then shows p50 0.00. Wait this long.
+WRK_TIMEOUT_S = 30
+
 WRK_INSTALL_HINT = "wrk is not installed: apt-get install -y wrk  (or: make bench, which installs it)"
 
 
@@ -96,9 +103,17 @@ class Result:
     non_2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Resident memory (VmRSS, MB) right after the scenario: the largest gunicorn worker of the app
+    # (of the bare app on baseline rows), and the largest RQ worker the scenario ran (None: none).
+    api_worker_rss_mb: float | None = None
+    rq_worker_rss_mb: float | None = None
+
+    @property
+    def api_worker_over_limit(self) -> bool:
+        return self.api_worker_rss_mb is not None and self.api_worker_rss_mb > API_WORKER_RSS_LIMIT_MB
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "api_worker_over_limit": self.api_worker_over_limit}
 
 
 @dataclass
@@ -117,6 +132,9 @@ class Context:
     _app_url: str | None = None
     # run.py sets this: measure any Request against the app with wrk, as a Result row.
     measure_http: Callable[[str, Request], Result] | None = None
+    # A scenario that runs RQ workers sets this (``rss_mb_of_trees``) before stopping them; the
+    # runner resets it before each scenario and copies it onto that scenario's rows.
+    rq_worker_rss_mb: float | None = None
 
     @property
     def app_url(self) -> str:
@@ -152,6 +170,23 @@ class RunScenario(Protocol):
 
 
 Scenario = HttpScenario | RunScenario
+
+
+@dataclass(frozen=True)
+class Growth:
+    """One hot path measured at several sizes (``python -m bench.run --growth``).
+
+    A scenario module lists these in ``GROWTH``. ``run(ctx, size)`` makes the data hold exactly
+    ``size`` of what ``what`` counts (seeding fast and reusing what an earlier size left; Redis is
+    flushed before each call, the database is kept), measures, and returns its rows; a row's
+    ``scenario`` names the measurement, and the same names come back at every size.
+    """
+
+    path: str  # the hot path, e.g. "on_duty_search"
+    what: str  # what a size counts, e.g. "on duty"
+    sizes: tuple[int, ...]  # ascending, an order of magnitude apart
+    run: Callable[[Context, int], list[Result]]
+    needs_app: bool = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -384,6 +419,58 @@ def flush_redis(redis_url: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# Memory
+
+
+def rss_mb(pid: int) -> float | None:
+    """A process's resident memory (``VmRSS`` of /proc/<pid>/status) in MB; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux /proc; empty elsewhere)."""
+    children = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after it
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if len(fields) > 1 and fields[1] == str(pid):
+                children.append(int(entry.name))
+    return children
+
+
+def worker_rss_mb(master_pid: int) -> float | None:
+    """The largest resident memory among a gunicorn master's worker processes (its children)."""
+    sizes = [mb for pid in child_pids(master_pid) if (mb := rss_mb(pid)) is not None]
+    return max(sizes) if sizes else None
+
+
+def rss_mb_of_trees(pids: Iterable[int]) -> float | None:
+    """The largest resident memory among these processes and their children (an RQ worker and a
+    work horse it may have forked)."""
+    sizes = []
+    for pid in pids:
+        for p in (pid, *child_pids(pid)):
+            if (mb := rss_mb(p)) is not None:
+                sizes.append(mb)
+    return max(sizes) if sizes else None
+
+
+# --------------------------------------------------------------------------------------------------
 # wrk
 
 
@@ -488,6 +575,7 @@ def run_wrk(
         f"-t{threads}",
         f"-c{connections}",
         f"-d{duration}s",
+        f"--timeout={WRK_TIMEOUT_S}s",
         "--latency",
         "-s",
         str(script),
@@ -497,7 +585,7 @@ def run_wrk(
         argv,
         capture_output=True,
         text=True,
-        timeout=duration + 60,
+        timeout=duration + WRK_TIMEOUT_S + 60,
         check=False,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
@@ -599,11 +687,18 @@ def median_result(runs: Iterable[Result]) -> Result:
         requests=sum(r.requests or 0 for r in runs),
         non_2xx=sum(r.non_2xx for r in runs),
         socket_errors=errors,
+        api_worker_rss_mb=_max_or_none(r.api_worker_rss_mb for r in runs),
+        rq_worker_rss_mb=_max_or_none(r.rq_worker_rss_mb for r in runs),
         extra={
             **first.extra,
             "runs": [{"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "ratio": r.ratio} for r in runs],
         },
     )
+
+
+def _max_or_none(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

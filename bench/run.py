@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from bench import harness
+from bench.growth import GrowthRow, add_factors, format_growth_table, measure_path, sizes_to_run
 from bench.harness import (
     BASELINES,
     LOG_DIR,
@@ -28,12 +29,13 @@ from bench.harness import (
     RESULTS_DIR,
     BenchError,
     Context,
+    Growth,
     Processes,
     Request,
     Result,
     WrkMissing,
 )
-from bench.scenarios import SCENARIOS
+from bench.scenarios import GROWTH, SCENARIOS
 
 APP_TARGET = "app:app"
 BASELINE_TARGET = "bench.baseline_app:app"
@@ -68,14 +70,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for the app (repeatable), e.g. --app-env RATELIMIT_ENABLED=false",
     )
-    p.add_argument("--output", type=Path, default=RESULTS_DIR / "latest.json", help="results JSON")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="results JSON (default bench/results/latest.json; with --growth, growth.json)",
+    )
+    g = p.add_argument_group("growth mode (bench/README.md, Growth)")
+    g.add_argument(
+        "--growth", action="store_true", help="each hot path at sizes ×10 apart, not the scenarios"
+    )
+    g.add_argument(
+        "--paths", default=None, help="comma-separated hot paths (default: all; --list shows them)"
+    )
+    g.add_argument("--max-size", type=int, default=None, help="skip the sizes above this (a quicker look)")
     args = p.parse_args(argv)
+    if args.output is None:
+        args.output = RESULTS_DIR / ("growth.json" if args.growth else "latest.json")
     for name in ("duration", "connections", "threads", "repeat", "workers", "gunicorn_threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.connections < args.threads:
         p.error("--connections must be at least --threads (wrk needs one connection per thread)")
     return args
+
+
+def _select_growth(args: argparse.Namespace) -> list[Growth]:
+    names = [n.strip() for n in (args.paths or ",".join(GROWTH)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in GROWTH]
+    if unknown:
+        raise BenchError(f"unknown hot path(s) {', '.join(unknown)}; known: {', '.join(GROWTH)}")
+    return [GROWTH[n] for n in names]
 
 
 def _select(args: argparse.Namespace) -> list[Any]:
@@ -121,6 +146,11 @@ class Runner:
         self.args = args
         self.procs = procs
         self.session = requests.Session()
+        self.app: harness.Managed | None = None
+        self.baseline: harness.Managed | None = None
+        # every row measured so far, by name (rounds in order): printed even when a later one fails
+        self.runs: dict[str, list[Result]] = {}
+        self.growth_rows: list[GrowthRow] = []
 
     # -- servers -------------------------------------------------------------------------------
 
@@ -141,6 +171,7 @@ class Runner:
             env,
             LOG_DIR / "baseline.log",
         )
+        self.baseline = baseline
         baseline_url = f"http://127.0.0.1:{baseline_port}"
 
         if scenarios:
@@ -172,6 +203,7 @@ class Runner:
             app = self.procs.start(
                 "app", harness.gunicorn_argv(APP_TARGET, app_port, **gargs), env, LOG_DIR / "app.log"
             )
+            self.app = app
             app_url = f"http://127.0.0.1:{app_port}"
             harness.wait_for_http(app, app_url + "/healthz", a.startup_timeout)
             _say(f"app ({APP_TARGET}) at {app_url}")
@@ -208,6 +240,8 @@ class Runner:
         stats = harness.run_wrk(base_url, req, label=label, duration=a.duration, **wrk_opts)
         self._check(base_url, label, req, stats)
         errors = sum(stats.socket_errors.values())
+        if not stats.requests:
+            _say(f"{label}: not one answer within the {a.duration} s run: p50/p99 unknown (shown as -)")
         _say(
             f"{label}: {stats.rps:,.0f} req/s, p50 {stats.p50_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms"
             + (f", socket errors {stats.socket_errors}" if errors else "")
@@ -239,6 +273,29 @@ class Runner:
             f"see {LOG_DIR} and {RESULTS_DIR}/wrk_{harness._slug(label)}.txt"
         )
 
+    def note_memory(self, rows: list[Result], ctx: Context) -> None:
+        """Resident memory after a scenario: its largest API worker, and its RQ workers if any."""
+        api = harness.worker_rss_mb(self.app.proc.pid) if self.app else None
+        bare = harness.worker_rss_mb(self.baseline.proc.pid) if self.baseline else None
+        for row in rows:
+            row.api_worker_rss_mb = bare if row.scenario.startswith("baseline:") else api
+            if row.rq_worker_rss_mb is None:
+                row.rq_worker_rss_mb = ctx.rq_worker_rss_mb
+            if row.api_worker_over_limit:
+                _say(
+                    f"{row.scenario}: an API worker holds {row.api_worker_rss_mb:.0f} MB, "
+                    f"above {harness.API_WORKER_RSS_LIMIT_MB:.0f} MB"
+                )
+
+    def rows(self) -> list[Result]:
+        """Every row measured so far, medians over the rounds, ratios filled in."""
+        rows = [harness.median_result(r) for r in self.runs.values()]
+        by_name = {r.scenario: r for r in rows}
+        for r in rows:
+            if r.ratio is None and r.baseline in by_name:
+                r.ratio = r.rps / by_name[r.baseline].rps
+        return rows
+
     def run(self, scenarios: list[Any]) -> tuple[list[Result], dict[str, Any]]:
         ctx = self.start_servers(scenarios)
         baselines_needed = ["constant"] + [
@@ -250,7 +307,7 @@ class Runner:
                 raise BenchError(f"unknown baseline {b!r}; known: {', '.join(BASELINES)}")
 
         prepared: dict[str, Request] = {}
-        runs: dict[str, list[Result]] = {}
+        runs = self.runs
         for i in range(self.args.repeat):
             if self.args.repeat > 1:
                 _say(f"round {i + 1} of {self.args.repeat}")
@@ -259,28 +316,58 @@ class Runner:
                 label = f"baseline:{b}"
                 row = self.measure(ctx.baseline_url, label, Request(path=BASELINES[b]))
                 row.ratio = 1.0
+                self.note_memory([row], ctx)
                 this_round[label] = row
                 runs.setdefault(label, []).append(row)
             for s in scenarios:
+                ctx.rq_worker_rss_mb = None
                 if hasattr(s, "run"):
-                    for row in s.run(ctx):
-                        runs.setdefault(row.scenario, []).append(row)
-                    continue
-                if s.name not in prepared:
-                    _say(f"setting up {s.name}: {s.description}")
-                    prepared[s.name] = s.setup(ctx)
-                row = self.measure(ctx.app_url, s.name, prepared[s.name], baseline=f"baseline:{s.baseline}")
-                # against this round's baseline: rounds drift (shared CPU), the ratio drifts less
-                row.ratio = row.rps / this_round[row.baseline].rps
-                runs.setdefault(s.name, []).append(row)
+                    _say(f"running {s.name}: {s.description}")
+                    rows = s.run(ctx)
+                    for row in rows:
+                        if row.ratio is None and row.baseline in this_round:
+                            row.ratio = row.rps / this_round[row.baseline].rps
+                else:
+                    if s.name not in prepared:
+                        _say(f"setting up {s.name}: {s.description}")
+                        prepared[s.name] = s.setup(ctx)
+                    row = self.measure(
+                        ctx.app_url, s.name, prepared[s.name], baseline=f"baseline:{s.baseline}"
+                    )
+                    # against this round's baseline: rounds drift (shared CPU), the ratio drifts less
+                    row.ratio = row.rps / this_round[row.baseline].rps
+                    rows = [row]
+                self.note_memory(rows, ctx)
+                for row in rows:
+                    runs.setdefault(row.scenario, []).append(row)
 
-        rows = [harness.median_result(r) for r in runs.values()]
-        by_name = {r.scenario: r for r in rows}
-        for r in rows:
-            if r.ratio is None and r.baseline in by_name:
-                r.ratio = r.rps / by_name[r.baseline].rps
         extra = {"fake_wechat_requests": self._fake_requests(ctx)}
-        return rows, extra
+        return self.rows(), extra
+
+    def run_growth(self, paths: list[Growth]) -> tuple[list[GrowthRow], dict[str, Any]]:
+        """Growth mode: the constant baseline once, then every path at each of its sizes."""
+        ctx = self.start_servers(paths)
+        base = self.measure(ctx.baseline_url, "baseline:constant", Request(path=BASELINES["constant"]))
+        base.ratio = 1.0
+        self.note_memory([base], ctx)
+        self.runs[base.scenario] = [base]
+
+        def before_each() -> None:
+            harness.flush_redis(ctx.redis_url)  # each size starts from an empty Redis database
+            ctx.rq_worker_rss_mb = None
+
+        def after_each(rows: list[Result]) -> None:
+            for row in rows:
+                if row.ratio is None and row.baseline == base.scenario:
+                    row.ratio = row.rps / base.rps
+            self.note_memory(rows, ctx)
+
+        for growth in paths:
+            sizes = sizes_to_run(growth.sizes, self.args.max_size)
+            self.growth_rows += measure_path(
+                growth, ctx, sizes, before_each=before_each, after_each=after_each, say=_say
+            )
+        return add_factors(self.growth_rows), {"baseline": base.as_dict()}
 
     def _fake_requests(self, ctx: Context) -> int | None:
         if not ctx.fake_wechat_url:
@@ -297,8 +384,15 @@ class Runner:
 # -- output -------------------------------------------------------------------------------------
 
 
+def _mb(value: float | None, *, limit: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" + (" !" if limit is not None and value > limit else "")
+
+
 def format_table(rows: list[Result]) -> str:
-    head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "× baseline", "errors")
+    """The results table; an API worker above the memory limit is marked with "!" (and a note)."""
+    head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "× baseline", "errors", "API MB", "RQ MB")
     body = []
     for r in rows:
         errors = r.non_2xx + sum(r.socket_errors.values())
@@ -307,10 +401,11 @@ def format_table(rows: list[Result]) -> str:
                 r.scenario,
                 r.target,
                 f"{r.rps:,.0f}",
-                f"{r.p50_ms:.2f}",
-                f"{r.p99_ms:.2f}",
+                *(("-", "-") if r.requests == 0 else (f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}")),
                 "-" if r.ratio is None else f"{r.ratio:.2f}",
                 str(errors),
+                _mb(r.api_worker_rss_mb, limit=harness.API_WORKER_RSS_LIMIT_MB),
+                _mb(r.rq_worker_rss_mb),
             )
         )
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
@@ -320,12 +415,29 @@ def format_table(rows: list[Result]) -> str:
         return "  ".join(
             c.ljust(w) if i in left else c.rjust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    lines = [line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)]
+    if any(r.requests == 0 for r in rows):
+        lines.append("p50/p99 -: not one answer within the run (each took longer than --duration).")
+    lines.append(
+        "API MB: largest gunicorn worker's resident memory after the row (the bare app's on baseline rows); "
+        "RQ MB: largest RQ worker's, where the scenario runs one."
+    )
+    over = [r.scenario for r in rows if r.api_worker_over_limit]
+    if over:
+        lines.append(
+            f"! an API worker above {harness.API_WORKER_RSS_LIMIT_MB:.0f} MB after: {', '.join(over)}"
         )
+    return "\n".join(lines)
 
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)])
 
-
-def _meta(args: argparse.Namespace, scenarios: list[Any], started: dt.datetime) -> dict[str, Any]:
+def _meta(
+    args: argparse.Namespace,
+    scenarios: list[Any],
+    started: dt.datetime,
+    argv_given: list[str] | None = None,
+) -> dict[str, Any]:
     from sqlalchemy.engine import make_url
 
     try:
@@ -337,7 +449,7 @@ def _meta(args: argparse.Namespace, scenarios: list[Any], started: dt.datetime) 
     return {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "scenarios": [s.name for s in scenarios],
+        "scenarios": [getattr(s, "name", None) or s.path for s in scenarios],
         "wrk": {
             "threads": args.threads,
             "connections": args.connections,
@@ -351,6 +463,12 @@ def _meta(args: argparse.Namespace, scenarios: list[Any], started: dt.datetime) 
             "threads": args.gunicorn_threads if args.gunicorn == "gthread" else 1,
         },
         "repeat": args.repeat,
+        "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv_given is None else argv_given),
+        "api_worker_rss_limit_mb": harness.API_WORKER_RSS_LIMIT_MB,
+        # sizes set through the environment (BENCH_FANOUT_N, BENCH_REPORT_*); the URLs are below
+        "bench_env": {
+            k: v for k, v in sorted(os.environ.items()) if k.startswith("BENCH_") and "_URL" not in k
+        },
         "database_url": make_url(db).render_as_string(hide_password=True),
         "redis_url": os.environ.get("BENCH_REDIS_URL", harness.DEFAULT_REDIS_URL),
         "python": platform.python_version(),
@@ -368,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for s in SCENARIOS.values():
             kind = "run" if hasattr(s, "run") else "http"
-            print(f"{s.name:20} {kind:5} {s.description}")
+            print(f"{s.name:24} {kind:5} {s.description}")
+        print("\ngrowth mode (--growth --paths ...):")
+        for g in GROWTH.values():
+            print(f"{g.path:24} {', '.join(f'{n:,}' for n in g.sizes)} {g.what}")
         return 0
     try:
         harness.require_wrk()
@@ -379,26 +500,52 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = dt.datetime.now().astimezone()
     procs = Processes()
+    runner = Runner(args, procs)
+    selected: list[Any] = []
+    extra: dict[str, Any] = {}
+    failure: str | None = None
+    status = 0
     try:
-        scenarios = _select(args)
+        selected = _select_growth(args) if args.growth else _select(args)
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        rows, extra = Runner(args, procs).run(scenarios)
+        if args.growth:
+            _, extra = runner.run_growth(selected)
+        else:
+            _, extra = runner.run(selected)
     except BenchError as exc:
+        failure, status = str(exc), 1
         print(f"bench: FAILED: {exc}", file=sys.stderr)
         print(f"bench: server logs in {LOG_DIR}, wrk output in {RESULTS_DIR}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
+        failure, status = "interrupted", 130
         print("bench: interrupted", file=sys.stderr)
-        return 130
+    except SystemExit as exc:  # SIGTERM (_on_sigterm): still print and write what was measured
+        failure, status = "terminated", exc.code if isinstance(exc.code, int) else 1
+        print("bench: terminated", file=sys.stderr)
     finally:
         procs.stop_all()
 
-    print()
-    print(format_table(rows))
-    payload = {"meta": {**_meta(args, scenarios, started), **extra}, "results": [r.as_dict() for r in rows]}
+    meta = {**_meta(args, selected, started, argv), **extra}
+    if failure:
+        meta["failed"] = failure
+    if args.growth:
+        rows = add_factors(runner.growth_rows)
+        if not rows:
+            return status
+        print()
+        print(format_growth_table(rows))
+        payload = {"meta": meta, "rows": [r.as_dict() for r in rows]}
+    else:
+        results = runner.rows()
+        if not results:
+            return status
+        print()
+        print(format_table(results))
+        payload = {"meta": meta, "results": [r.as_dict() for r in results]}
     harness.write_json(args.output, payload)
-    print(f"\nbench: results in {args.output}; logs in {LOG_DIR}")
-    return 0
+    partial = " (partial: the run failed)" if failure else ""
+    print(f"\nbench: results{partial} in {args.output}; logs in {LOG_DIR}")
+    return status
 
 
 if __name__ == "__main__":

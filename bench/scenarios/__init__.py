@@ -10,12 +10,13 @@ A scenario is any object with ``name``, ``description`` and ``needs_app`` and ei
   ``ctx.measure_http``. Set ``needs_app = False`` if it does not need the app or fake WeChat.
 
 To add one: write ``bench/scenarios/<name>.py`` exposing ``SCENARIO`` (or a list ``SCENARIOS``) and
-add it to ``_MODULES``.
+add it to ``_MODULES``. A module may also expose ``GROWTH``, a list of ``bench.harness.Growth``: the
+hot paths growth mode measures at several sizes.
 """
 
 from __future__ import annotations
 
-from bench.harness import Scenario
+from bench.harness import Growth, Scenario
 from bench.scenarios import fanout, feed, me, on_duty, reports, tasks
 
 _MODULES = [me, on_duty, tasks, feed, fanout, reports]
@@ -26,6 +27,15 @@ for _module in _MODULES:
         if _scenario.name in SCENARIOS:
             raise RuntimeError(f"duplicate scenario name {_scenario.name!r}")
         SCENARIOS[_scenario.name] = _scenario
+
+
+#: Growth mode's hot paths (``GROWTH`` lists of the modules, see bench/README.md "Growth").
+GROWTH: dict[str, Growth] = {}
+for _module in _MODULES:
+    for _growth in getattr(_module, "GROWTH", []):
+        if _growth.path in GROWTH:
+            raise RuntimeError(f"duplicate growth path {_growth.path!r}")
+        GROWTH[_growth.path] = _growth
 
 
 def get(name: str) -> Scenario:

@@ -210,18 +210,26 @@ class _Run:
 
         return create_app(Config.from_env(self.env))
 
+    def openid(self, i: int) -> str:
+        return f"bench-fanout-{self.n}-{i:09d}"
+
     def seed(self, app: Any) -> tuple[int, str]:
-        """N volunteers of a jurisdiction of this run's own, each with a long-term alert consent."""
+        """N volunteers of a district of their own under the shared benchmark city, each with a
+        long-term alert consent. Kept between runs: a later run of the same N reuses them."""
         from sqlalchemy import insert
 
+        from bench.scenarios.city import CITY_KEY, ensure_city
         from yijing.extensions import db
         from yijing.models import ConsentAnswer, Role, RoleGrant, SubscriptionConsent, User, UserKind
         from yijing.models.base import utcnow
         from yijing.services import jurisdictions
         from yijing.sql import insert_ignore_returning
 
-        key = f"bench-{self.run_id}"
-        jurisdictions.import_nodes([{"key": key, "name": "压测辖区", "level": "city"}])
+        key = f"bench-fanout-{self.n}"
+        ensure_city()
+        jurisdictions.import_nodes(
+            [{"key": key, "parent_key": CITY_KEY, "name": f"压测辖区{self.n}", "level": "district"}]
+        )
         node = jurisdictions.get_by_key(key)
         template_id = app.config["YIJING"].wechat_templates.for_kind("alert").template_id
         now = utcnow()
@@ -229,7 +237,7 @@ class _Run:
             users = [
                 {
                     "kind": UserKind.WECHAT,
-                    "openid": f"o{self.run_id}{i:09d}",
+                    "openid": self.openid(i),
                     "display_name": "",
                     "is_active": True,
                     "created_at": now,
@@ -237,6 +245,8 @@ class _Run:
                 for i in range(start, min(start + 5000, self.n))
             ]
             ids = insert_ignore_returning(db.session(), User, users)
+            if not ids:  # an earlier run seeded these already
+                continue
             db.session.execute(
                 insert(RoleGrant),
                 [
@@ -308,8 +318,15 @@ def _wait_until_delivered(app: Any, broadcast_id: int, n: int, timeout: float, p
         time.sleep(1)
         db.session.expire_all()
         broadcast = db.session.get(Broadcast, broadcast_id)
+        # This broadcast's rows only: other scenarios of the same run leave rows of their own
+        # (a dispatch's invitations) that these workers, on a queue prefix of their own, never send.
         pending = db.session.scalar(
-            select(func.count()).select_from(Notification).where(Notification.status == "pending")
+            select(func.count())
+            .select_from(Notification)
+            .where(
+                Notification.status == "pending",
+                Notification.dedupe_key.startswith(f"broadcast:{broadcast_id}:"),
+            )
         )
         db.session.rollback()
         if broadcast.status == "completed" and broadcast.written == n and pending == 0:
@@ -411,10 +428,16 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
             with app.app_context():
                 upgrade()
         project = _measure_project(bench_run, app)
+        # The RQ workers' resident memory after delivering them all (issue 15), before they stop.
+        from bench.harness import rss_mb_of_trees
+
+        rq_rss_mb = rss_mb_of_trees(p.pid for p in bench_run.worker_procs)
+        if ctx is not None:
+            ctx.rq_worker_rss_mb = rq_rss_mb
         bench_run.stop_workers()
         if project["sent"] != n:
             raise RuntimeError(f"only {project['sent']} of {n} delivered")
-        openids = [f"o{bench_run.run_id}{i:09d}" for i in range(n)]
+        openids = [bench_run.openid(i) for i in range(n)]
         baseline = _baseline(
             bench_run.wechat_url, bench_run.appid, bench_run.secret, project["body"], openids, workers
         )
@@ -458,6 +481,8 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
             f" {ratio_text:>11}  {row['target']}"
         )
     print("p50/p99: rows_written per chunk; delivered from row written to sent; direct_posts per request")
+    if rq_rss_mb is not None:
+        print(f"RQ worker resident memory after delivery (largest of {workers}): {rq_rss_mb:.0f} MB")
     try:
         from bench.harness import Result
     except ImportError:
@@ -473,6 +498,7 @@ def run(ctx: Any | None = None, *, n: int | None = None, workers: int = DEFAULT_
             kind="python",
             target=row["target"],
             requests=n,
+            rq_worker_rss_mb=rq_rss_mb,
         )
         for row in rows
     ]
@@ -488,6 +514,15 @@ class FanoutScenario:
 
 
 SCENARIO = FanoutScenario()
+
+
+def _growth() -> list[Any]:
+    from bench.harness import Growth
+
+    return [Growth("broadcast_fanout", "recipients", (10_000, 100_000), lambda ctx, size: run(ctx, n=size))]
+
+
+GROWTH = _growth()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,10 +4,11 @@ exact count.
 
 Everything here is plain functions, so they can be called without the harness:
 
-* :func:`seed` (idempotent) puts the data in the database the app uses: Baotou's city and districts
-  when missing, a desk author, 1,000 mini-program users with bearer tokens (written straight to the
-  database, so the login rate limit does not get in the way), 10,000 posts over the city and the
-  districts (a few pinned, a few withdrawn or scheduled) and 10,000 visible comments.
+* :func:`seed` (idempotent) puts the data in the database the app uses: Baotou's districts under
+  the benchmark city every scenario shares (``bench/scenarios/city.py``), a desk author, 1,000
+  mini-program users with bearer tokens (written straight to the database, so the login rate limit
+  does not get in the way), 10,000 posts over the city and the districts (a few pinned, a few
+  withdrawn or scheduled) and 10,000 visible comments.
 * :func:`like_burst` sends the likes over HTTP from a thread pool and times them.
 * :func:`check_like_count` checks the count three ways: the API, the ``post_likes`` rows, and
   ``posts.like_count`` after the counter flush job.
@@ -50,18 +51,20 @@ TOKEN_PREFIX = "yjm_benchfeed_"
 #: Where the logged-in reader lives (昆都仑区): their feed merges the city's and this district's pages.
 HOME_DISTRICT = "150203"
 
+#: Baotou's districts, under the shared benchmark city (their keys are the district codes).
 BAOTOU = [
-    ("150200", None, "包头市", "city"),
-    ("150202", "150200", "东河区", "district"),
-    ("150203", "150200", "昆都仑区", "district"),
-    ("150204", "150200", "青山区", "district"),
-    ("150205", "150200", "石拐区", "district"),
-    ("150206", "150200", "白云鄂博矿区", "district"),
-    ("150207", "150200", "九原区", "district"),
-    ("150221", "150200", "土默特右旗", "district"),
-    ("150222", "150200", "固阳县", "district"),
-    ("150223", "150200", "达尔罕茂明安联合旗", "district"),
+    ("150202", "东河区"),
+    ("150203", "昆都仑区"),
+    ("150204", "青山区"),
+    ("150205", "石拐区"),
+    ("150206", "白云鄂博矿区"),
+    ("150207", "九原区"),
+    ("150221", "土默特右旗"),
+    ("150222", "固阳县"),
+    ("150223", "达尔罕茂明安联合旗"),
 ]
+#: The city node older versions of this scenario created; its posts are moved to the shared city.
+OLD_CITY_KEY = "150200"
 KINDS = ["notice", "alert", "anti_fraud", "wanted", "case_report"]
 
 
@@ -117,31 +120,41 @@ def seed(
     app: Any = None,
 ) -> SeedInfo:
     """Seed the feed once (a second call finds the marker and only reads what it needs)."""
-    from sqlalchemy import func, insert, select
+    from sqlalchemy import func, insert, select, update
 
+    from bench.scenarios.city import CITY_KEY, ensure_city
     from yijing.actor import Actor
     from yijing.extensions import db
-    from yijing.models import AuthToken, Comment, Jurisdiction, Post, Role, User, UserKind
+    from yijing.models import AuthToken, Comment, Jurisdiction, Post, Role, RoleGrant, User, UserKind
     from yijing.services import auth, jurisdictions
 
     app = app or bench_app(database_url, redis_url)
     rng = random.Random(6)
     with app.app_context():
-        if db.session.scalar(select(Jurisdiction.id).where(Jurisdiction.key == "150200")) is None:
-            jurisdictions.import_nodes(
-                [{"key": k, "parent_key": p, "name": n, "level": lv, "code": k} for k, p, n, lv in BAOTOU]
+        city_id = ensure_city()
+        jurisdictions.import_nodes(
+            [{"key": k, "parent_key": CITY_KEY, "name": n, "level": "district", "code": k} for k, n in BAOTOU]
+        )
+        old_city = db.session.scalar(select(Jurisdiction.id).where(Jurisdiction.key == OLD_CITY_KEY))
+        if old_city is not None:  # a database seeded before the shared city: its posts move over
+            db.session.execute(
+                update(Post).where(Post.jurisdiction_id == old_city).values(jurisdiction_id=city_id)
             )
-        keys = {
+            db.session.commit()
+        district_ids = {
             j.key: j.id
             for j in db.session.scalars(
                 select(Jurisdiction).where(Jurisdiction.key.in_([b[0] for b in BAOTOU]))
             )
         }
-        city_id = keys["150200"]
-        district_ids = {k: v for k, v in keys.items() if k != "150200"}
         author = db.session.scalar(select(User).where(User.username == "bench-feed-desk"))
         if author is None:
             author = auth.create_staff("bench-feed-desk", "bench-feed-desk-password", "压测值班台")
+        if not db.session.scalar(
+            select(func.count())
+            .select_from(RoleGrant)
+            .where(RoleGrant.user_id == author.id, RoleGrant.jurisdiction_id == city_id)
+        ):
             auth.grant_role(author.id, Role.DESK, city_id, Actor.system("bench"))
         seeded = db.session.scalar(select(func.count()).select_from(Post).where(Post.title == SEED_MARKER))
         now = datetime.now(UTC)
@@ -233,7 +246,7 @@ def seed(
                 )
             for start in range(0, len(crows), 1000):
                 db.session.execute(insert(Comment), crows[start : start + 1000])
-            from sqlalchemy import bindparam, update
+            from sqlalchemy import bindparam
 
             table = Post.__table__
             db.session.execute(
@@ -261,7 +274,7 @@ def _forget_feed_cache() -> None:
         client.delete(*keys[start : start + 500])
 
 
-def create_burst_post(app_url: str, session: requests.Session | None = None) -> int:
+def create_burst_post(app_url: str, city_id: int, session: requests.Session | None = None) -> int:
     """A fresh city-wide post for the like burst, through the desk API; returns its id."""
     session = session or requests.Session()
     login = session.post(
@@ -271,10 +284,9 @@ def create_burst_post(app_url: str, session: requests.Session | None = None) -> 
     )
     login.raise_for_status()
     headers = {"Authorization": f"Bearer {login.json()['token']}"}
-    city = session.get(app_url + "/api/v1/jurisdictions", timeout=10).json()[0]["id"]
     created = session.post(
         app_url + "/api/v1/desk/posts",
-        json={"kind": "notice", "title": "点赞压测", "body": "点赞压测", "jurisdiction_id": city},
+        json={"kind": "notice", "title": "点赞压测", "body": "点赞压测", "jurisdiction_id": city_id},
         headers=headers,
         timeout=10,
     )
@@ -355,6 +367,77 @@ def first_page_requests(app_url: str, info: SeedInfo) -> dict[str, tuple[str, di
     }
 
 
+FILLER_TITLE = "压测填充动态"
+
+
+def size_posts(total: int, *, app: Any) -> int:
+    """Make the database hold ``total`` posts: filler posts (published, older than every other
+    post, so the first page does not change) are added with one ``INSERT … SELECT
+    generate_series`` or the newest fillers removed. Returns the number of posts now."""
+    from sqlalchemy import func, select, text
+
+    from yijing.extensions import db
+    from yijing.models import Post, User
+
+    with app.app_context():
+        have = db.session.scalar(select(func.count()).select_from(Post))
+        if have < total:
+            author = db.session.scalar(select(User.id).where(User.username == "bench-feed-desk"))
+            oldest = db.session.scalar(select(func.min(Post.published_at)))
+            scopes = sorted(set(db.session.scalars(select(Post.jurisdiction_id).distinct())))
+            db.session.execute(
+                text(
+                    "INSERT INTO posts (kind, title, body, images, jurisdiction_id, status, pinned,"
+                    " published_at, push_requested, author_id, view_count, like_count, comment_count,"
+                    " created_at)"
+                    " SELECT (CAST(:kinds AS text[]))[1 + i % 5], :title, :body, CAST('[]' AS json),"
+                    " (CAST(:scopes AS bigint[]))[1 + i % :n_scopes], 'published', false,"
+                    " :oldest - make_interval(mins => i), false, :author, i % 5000, 0, 0, now()"
+                    " FROM generate_series(1, :missing) AS i"
+                ),
+                {
+                    "kinds": KINDS,
+                    "title": FILLER_TITLE,
+                    "body": "近期我市发生多起冒充客服、冒充公检法的电信网络诈骗案件，请广大市民提高警惕。",
+                    "scopes": scopes,
+                    "n_scopes": len(scopes),
+                    "oldest": oldest,
+                    "author": author,
+                    "missing": total - have,
+                },
+            )
+        elif have > total:
+            db.session.execute(
+                text(
+                    "DELETE FROM posts WHERE id IN"
+                    " (SELECT id FROM posts WHERE title = :title ORDER BY id DESC LIMIT :excess)"
+                ),
+                {"title": FILLER_TITLE, "excess": have - total},
+            )
+        db.session.commit()
+        if have != total:
+            db.session.execute(text("ANALYZE posts"))
+            db.session.commit()
+        now = db.session.scalar(select(func.count()).select_from(Post))
+        db.session.remove()
+    return now
+
+
+def first_page_rows(ctx: Any, info: SeedInfo) -> list[Any]:
+    """The two first-page rows (anonymous, logged in), each checked for a full page, then wrk."""
+    from bench.harness import BenchError, Request
+
+    rows = []
+    for label, (path, headers) in first_page_requests(ctx.app_url, info).items():
+        check = ctx.session.get(ctx.url(path), headers=headers, timeout=10)
+        if check.status_code != 200 or len(check.json().get("items", [])) != 20:
+            raise BenchError(f"{label}: GET {path} answered {check.status_code}: {check.text[:300]}")
+        row = ctx.measure_http(label, Request(path=path, headers=headers))
+        row.baseline = "baseline:constant"
+        rows.append(row)
+    return rows
+
+
 class FeedScenario:
     """Self-measuring: two wrk runs (first page, anonymous and logged in) and the like burst."""
 
@@ -363,19 +446,12 @@ class FeedScenario:
     needs_app = True
 
     def run(self, ctx: Any) -> list[Any]:
-        from bench.harness import BenchError, Request, Result
+        from bench.harness import BenchError, Result
 
         app = bench_app(ctx.database_url, ctx.redis_url)
         info = seed(ctx.database_url, ctx.redis_url, app=app)
-        rows = []
-        for label, (path, headers) in first_page_requests(ctx.app_url, info).items():
-            check = ctx.session.get(ctx.url(path), headers=headers, timeout=10)
-            if check.status_code != 200 or len(check.json().get("items", [])) != 20:
-                raise BenchError(f"{label}: GET {path} answered {check.status_code}: {check.text[:300]}")
-            row = ctx.measure_http(label, Request(path=path, headers=headers))
-            row.baseline = "baseline:constant"
-            rows.append(row)
-        post_id = create_burst_post(ctx.app_url, ctx.session)
+        rows = first_page_rows(ctx, info)
+        post_id = create_burst_post(ctx.app_url, info.city_id, ctx.session)
         burst = like_burst(ctx.app_url, info.tokens, post_id, concurrency=ctx.connections)
         counts = check_like_count(ctx.app_url, ctx.database_url, ctx.redis_url, post_id, app=app)
         expected = len(set(info.tokens))
@@ -399,6 +475,26 @@ class FeedScenario:
 
 
 SCENARIO = FeedScenario()
+
+
+def _growth_first_page(ctx: Any, size: int) -> list[Any]:
+    """Growth mode: the first page (anonymous, logged in) with ``size`` posts in the database."""
+    app = bench_app(ctx.database_url, ctx.redis_url)
+    info = seed(ctx.database_url, ctx.redis_url, app=app)
+    posts = size_posts(size, app=app)
+    rows = first_page_rows(ctx, info)
+    for row in rows:
+        row.extra["posts"] = posts
+    return rows
+
+
+def _growth() -> list[Any]:
+    from bench.harness import Growth
+
+    return [Growth("feed_first_page", "posts", (10_000, 100_000, 1_000_000), _growth_first_page)]
+
+
+GROWTH = _growth()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             samples.append((time.perf_counter() - t0) * 1000)
             response.raise_for_status()
         print(f"{label}: median {statistics.median(samples):.2f} ms over {len(samples)} sequential requests")
-    post_id = create_burst_post(args.app_url, session)
+    post_id = create_burst_post(args.app_url, info.city_id, session)
     burst = like_burst(args.app_url, info.tokens, post_id, concurrency=args.concurrency)
     counts = check_like_count(args.app_url, args.database_url, args.redis_url, post_id, app=app)
     print(

@@ -114,6 +114,7 @@ def seed(app, n: int = N_VOLUNTEERS, *, rng_seed: int = 2026) -> Seeded:  # type
     """Create the tree and the desk user (idempotent) and put ``n`` volunteers on duty in Redis."""
     from sqlalchemy import select
 
+    from bench.scenarios.city import CITY_NODE, ensure_city
     from yijing.actor import Actor
     from yijing.extensions import db
     from yijing.models import Jurisdiction, Role, User
@@ -121,7 +122,7 @@ def seed(app, n: int = N_VOLUNTEERS, *, rng_seed: int = 2026) -> Seeded:  # type
 
     with app.app_context():
         nodes = [
-            {"key": "bench-city", "name": "包头市", "level": "city", "lat": CENTRE[0], "lng": CENTRE[1]},
+            CITY_NODE,
             *(
                 {
                     "key": f"bench-{code}",
@@ -135,6 +136,7 @@ def seed(app, n: int = N_VOLUNTEERS, *, rng_seed: int = 2026) -> Seeded:  # type
             ),
         ]
         jurisdictions.import_nodes(nodes)
+        ensure_city()
         city = jurisdictions.get_by_key("bench-city")
         paths = list(
             db.session.scalars(
@@ -313,6 +315,20 @@ class OnDutyScenario:
 
 
 SCENARIO = OnDutyScenario()
+
+
+def _growth_run(ctx, size: int):  # type: ignore[no-untyped-def]
+    """Growth mode: the same rows with ``size`` on duty (Redis is flushed before each size)."""
+    return OnDutyScenario(size).run(ctx)
+
+
+def _growth() -> list[Any]:
+    from bench.harness import Growth
+
+    return [Growth("on_duty_search", "on duty", (10_000, 100_000, 1_000_000), _growth_run)]
+
+
+GROWTH = _growth()
 
 
 def _time(fn: Callable[[], object], seconds: float) -> tuple[float, float, float]:

@@ -25,8 +25,8 @@ benchmark's jurisdictions are replaced each run. Each ``*_SCENARIO`` object belo
 
 Sizes (the growth table): ``TaskListScenario(city_tasks=N)`` lists among N live open tasks in
 the city (default ``BENCH_OPEN_TASKS``, else 2,000) and ``NearbyDispatchScenario(on_duty=N)``
-rings among N on duty (default ``BENCH_ON_DUTY``, else 100,000); :data:`GROWTH` names the three
-sizes of each and :func:`at_size` builds the scenario for one of them.
+rings among N on duty (default ``BENCH_ON_DUTY``, else 100,000); :data:`GROWTH` runs each at its
+three sizes (``make bench-growth``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ from typing import Any
 
 import requests
 
-from bench.harness import BenchError, Context, Request, Result, percentile, time_calls
+from bench.harness import BenchError, Context, Growth, Request, Result, percentile, time_calls
+from bench.scenarios.city import CITY_NODE, ensure_city
 
 # The fake WeChat server the harness starts accepts this pair (see bench/run.py).
 WECHAT_APPID = "wx-bench-appid"
@@ -54,14 +55,7 @@ WECHAT_SECRET = "bench-secret"
 
 CENTRE = (40.657, 109.840)  # 包头市
 BENCH_TREE = [
-    {
-        "key": "bench-city",
-        "parent_key": None,
-        "name": "压测市",
-        "level": "city",
-        "lat": 40.657,
-        "lng": 109.840,
-    },
+    CITY_NODE,
     {
         "key": "bench-district",
         "parent_key": "bench-city",
@@ -158,6 +152,7 @@ def ensure_tree() -> dict[str, int]:
     from yijing.services import jurisdictions
 
     jurisdictions.import_nodes(BENCH_TREE)
+    ensure_city()
     keys = [n["key"] for n in BENCH_TREE]
     return dict(
         db.session.execute(select(Jurisdiction.key, Jurisdiction.id).where(Jurisdiction.key.in_(keys))).all()
@@ -358,14 +353,15 @@ class TaskListScenario:
 def seed_on_duty(
     tree: dict[str, int], count: int = ON_DUTY, seed: int = 100
 ) -> list[tuple[int, float, float]]:
-    """``count`` approved, on-duty volunteers in the database (kept between runs) at uniform
-    random points over AREA_KM × AREA_KM, and the same in the Redis GEO index (rebuilt every run,
-    since the harness flushes Redis). Returns (volunteer id, lat, lng)."""
-    from sqlalchemy import func, insert, select
+    """``count`` approved, on-duty volunteers in the database (kept between runs; the missing ones
+    added by ``INSERT … SELECT generate_series``) at uniform random points over AREA_KM × AREA_KM,
+    and the same in the Redis GEO index (rebuilt every run, since the harness flushes Redis).
+    Returns (volunteer id, lat, lng)."""
+    from sqlalchemy import func, select, text
 
     from yijing import pii
     from yijing.extensions import db, redis_client
-    from yijing.models import PrivacyConsent, User, Volunteer
+    from yijing.models import User, Volunteer
     from yijing.services import duty_index
     from yijing.services.duty_index import DutyEntry
 
@@ -373,76 +369,54 @@ def seed_on_duty(
     have = db.session.scalar(select(func.count()).select_from(User).where(User.openid.startswith(prefix)))
     if have < count:
         now = datetime.now(UTC)
-        rng = random.Random(seed)
         half_lat = AREA_KM / 2 / 111.195
         half_lng = AREA_KM / 2 / (111.195 * 0.7585)
         name_enc = pii.encrypt("压测义警", context="volunteer.real_name")
         id_enc = pii.encrypt(id_number(0), context="volunteer.id_number")
         phone_enc = pii.encrypt("13900000000", context="volunteer.phone")
-        batch = 5000
+        db.session.execute(text("SELECT setseed(:s)"), {"s": seed / 1000.0})  # for random() below
+        batch = 100_000  # one INSERT … SELECT generate_series per batch (users, consents, volunteers)
         for start in range(have, count, batch):
-            stop = min(count, start + batch)
-            users = list(
-                db.session.scalars(
-                    insert(User).returning(User.id),
-                    [
-                        {
-                            "kind": "wechat",
-                            "openid": f"{prefix}{i}",
-                            "display_name": "",
-                            "is_active": True,
-                            "created_at": now,
-                        }
-                        for i in range(start, stop)
-                    ],
-                )
+            db.session.execute(
+                text(
+                    "WITH u AS ("
+                    " INSERT INTO users (kind, openid, display_name, is_active, created_at)"
+                    " SELECT 'wechat', :prefix || i, '', true, :now"
+                    " FROM generate_series(:start, :stop - 1) AS i"
+                    " RETURNING id, openid),"
+                    " c AS ("
+                    " INSERT INTO privacy_consents (user_id, document, version, created_at)"
+                    " SELECT id, 'volunteer_privacy', 'bench', :now FROM u RETURNING id, user_id)"
+                    " INSERT INTO volunteers (user_id, status, category, employer, skills, real_name_enc,"
+                    " name_masked, id_number_enc, id_number_hash, id_number_masked, phone_enc, phone_hash,"
+                    " phone_masked, jurisdiction_id, community_id, consent_id, open_user_id,"
+                    " open_id_number_hash, decision_seq, on_duty, duty_started_at, duty_seen_at, duty_lat,"
+                    " duty_lng, created_at)"
+                    " SELECT c.user_id, 'approved', 'courier', '', CAST('[]' AS json), :name_enc, '压*警',"
+                    " :id_enc, 'bench-' || n, '150***********0000', :phone_enc, 'bench-' || n, '139****0000',"
+                    " :community, :community, c.id, c.user_id, 'bench-' || n, 1, true, :now, :now,"
+                    " :lat + (random() * 2 - 1) * :half_lat, :lng + (random() * 2 - 1) * :half_lng, :now"
+                    " FROM c JOIN u ON u.id = c.user_id,"
+                    " LATERAL (SELECT substr(u.openid, length(:prefix) + 1) AS n) AS seq"
+                ),
+                {
+                    "prefix": prefix,
+                    "start": start,
+                    "stop": min(count, start + batch),
+                    "now": now,
+                    "name_enc": name_enc,
+                    "id_enc": id_enc,
+                    "phone_enc": phone_enc,
+                    "community": tree["bench-community"],
+                    "lat": CENTRE[0],
+                    "lng": CENTRE[1],
+                    "half_lat": half_lat,
+                    "half_lng": half_lng,
+                },
             )
-            consents = list(
-                db.session.scalars(
-                    insert(PrivacyConsent).returning(PrivacyConsent.id),
-                    [
-                        {"user_id": u, "document": "volunteer_privacy", "version": "bench", "created_at": now}
-                        for u in users
-                    ],
-                )
-            )
-            rows = []
-            for i, (user_id, consent_id) in zip(
-                range(start, stop), zip(users, consents, strict=True), strict=True
-            ):
-                lat = CENTRE[0] + rng.uniform(-half_lat, half_lat)
-                lng = CENTRE[1] + rng.uniform(-half_lng, half_lng)
-                rows.append(
-                    {
-                        "user_id": user_id,
-                        "status": "approved",
-                        "category": "courier",
-                        "employer": "",
-                        "skills": [],
-                        "real_name_enc": name_enc,
-                        "name_masked": "压*警",
-                        "id_number_enc": id_enc,
-                        "id_number_hash": f"bench-{i}",
-                        "id_number_masked": "150***********0000",
-                        "phone_enc": phone_enc,
-                        "phone_hash": f"bench-{i}",
-                        "phone_masked": "139****0000",
-                        "jurisdiction_id": tree["bench-community"],
-                        "community_id": tree["bench-community"],
-                        "consent_id": consent_id,
-                        "open_user_id": user_id,
-                        "open_id_number_hash": f"bench-{i}",
-                        "decision_seq": 1,
-                        "on_duty": True,
-                        "duty_started_at": now,
-                        "duty_seen_at": now,
-                        "duty_lat": lat,
-                        "duty_lng": lng,
-                        "created_at": now,
-                    }
-                )
-            db.session.execute(insert(Volunteer), rows)
             db.session.commit()
+        db.session.execute(text("ANALYZE users; ANALYZE volunteers; ANALYZE privacy_consents"))
+        db.session.commit()
     found = db.session.execute(
         select(Volunteer.id, Volunteer.user_id, Volunteer.duty_lat, Volunteer.duty_lng)
         .join(User, User.id == Volunteer.user_id)
@@ -539,9 +513,11 @@ class NearbyDispatchScenario:
                 target="dispatch.advance(task, 0): GEO search + ranking + 10 invitations",
                 extra={"on_duty": self.on_duty, "seed_seconds": round(seeded_s, 1)},
             )
-            if min(invited) < 1:
+            # At 100,000 on duty a 1 km ring holds ~30; at 10,000 only ~3, so an empty one happens.
+            if max(invited) < 1 or (self.on_duty >= ON_DUTY and min(invited) < 1):
                 raise BenchError(f"{self.name}: a ring invited nobody ({invited.count(0)} of {len(invited)})")
             dispatch_row.extra["invited_median"] = statistics.median(invited)
+            dispatch_row.extra["rings_inviting_nobody"] = invited.count(0)
             probe = itertools.cycle(points)
 
             def geo() -> None:
@@ -651,24 +627,27 @@ class AcceptRaceScenario:
         return [a[0] for a in answers], [a[1] for a in answers], race
 
 
-# The growth table's sizes: live open tasks, and volunteers on duty.
-GROWTH: dict[str, tuple[int, ...]] = {
-    "tasks_list": (1_000, 10_000, 100_000),
-    "tasks_nearby_dispatch": (10_000, 100_000, 1_000_000),
-}
-
-
-def at_size(name: str, size: int) -> TaskListScenario | NearbyDispatchScenario:
-    """The scenario ``name`` (a key of :data:`GROWTH`) at ``size`` (the size is in its
-    ``description``, and in the dispatch rows' ``extra["on_duty"]``)."""
-    if name == "tasks_list":
-        return TaskListScenario(city_tasks=size)
-    if name == "tasks_nearby_dispatch":
-        return NearbyDispatchScenario(on_duty=size)
-    raise KeyError(f"no size for {name!r}; sized scenarios: {', '.join(GROWTH)}")
-
-
 TASK_LIST_SCENARIO = TaskListScenario()
 NEARBY_DISPATCH_SCENARIO = NearbyDispatchScenario()
 ACCEPT_RACE_SCENARIO = AcceptRaceScenario()
 SCENARIOS = [TASK_LIST_SCENARIO, NEARBY_DISPATCH_SCENARIO, ACCEPT_RACE_SCENARIO]
+
+
+def _growth_tasks_list(ctx: Context, size: int) -> list[Result]:
+    """Growth mode: ``GET /api/v1/tasks`` with ``size`` live open tasks (replaced at each size)."""
+    scenario = TaskListScenario(city_tasks=size)
+    row = ctx.measure_http(scenario.name, scenario.setup(ctx))
+    row.baseline = "baseline:constant"
+    return [row]
+
+
+def _growth_dispatch(ctx: Context, size: int) -> list[Result]:
+    """Growth mode: the first ring among ``size`` on duty (the database keeps the largest size's
+    volunteers; the GEO index, flushed before each size, holds exactly ``size``)."""
+    return NearbyDispatchScenario(on_duty=size).run(ctx)
+
+
+GROWTH = [
+    Growth("tasks_list", "open tasks", (1_000, 10_000, 100_000), _growth_tasks_list),
+    Growth("nearby_dispatch", "on duty", (10_000, 100_000, 1_000_000), _growth_dispatch),
+]

@@ -1,0 +1,185 @@
+"""The README's performance section, from the last benchmark runs' JSON.
+
+``python -m bench.report`` prints the section (Markdown) built from ``bench/results/latest.json``
+(``python -m bench.run``) and ``bench/results/growth.json`` (``python -m bench.run --growth``);
+``--write-readme`` puts it into README.md between the markers :data:`START` and :data:`END`,
+leaving the rest of the file alone. Run it after the final benchmark run and commit README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.growth import FLAG_FACTOR
+from bench.harness import API_WORKER_RSS_LIMIT_MB, REPO_ROOT, RESULTS_DIR
+
+START = "<!-- bench:performance:start (python -m bench.report --write-readme rewrites this part) -->"
+END = "<!-- bench:performance:end -->"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _size(n: int) -> str:
+    for unit, div in (("M", 1_000_000), ("k", 1_000)):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return f"{n:,}"
+
+
+def _latencies(row: dict[str, Any]) -> tuple[str, str]:
+    """p50 and p99, or "-" for a run in which not one request was answered."""
+    if row.get("requests") == 0:
+        return "-", "-"
+    return _num(row.get("p50_ms"), ".2f"), _num(row.get("p99_ms"), ".2f")
+
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table; ``|`` inside a cell is escaped; columns after the second align right."""
+
+    def cells(row: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+
+    align = ["---" if i < 2 else "---:" for i in range(len(head))]
+    return "\n".join([cells(head), "|" + "|".join(align) + "|", *(cells(r) for r in rows)])
+
+
+def results_table(latest: dict[str, Any]) -> str:
+    """``latest.json``'s rows as a Markdown table (an API worker above the limit is marked **!**)."""
+    rows = []
+    for r in latest.get("results", []):
+        errors = (r.get("non_2xx") or 0) + sum((r.get("socket_errors") or {}).values())
+        api = r.get("api_worker_rss_mb")
+        api_text = _num(api, ".0f") + (" **!**" if api is not None and api > API_WORKER_RSS_LIMIT_MB else "")
+        rows.append(
+            [
+                f"`{r['scenario']}`",
+                r.get("target") or "",
+                _num(r.get("rps"), ",.0f"),
+                *_latencies(r),
+                _num(r.get("ratio"), ".2f"),
+                str(errors),
+                api_text,
+                _num(r.get("rq_worker_rss_mb"), ".0f"),
+            ]
+        )
+    head = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "× baseline", "errors", "API MB", "RQ MB"]
+    return markdown_table(head, rows)
+
+
+def growth_table(growth: dict[str, Any]) -> str:
+    """``growth.json``'s rows as a Markdown table (a factor ≥ FLAG_FACTOR per ×10 is marked **!**)."""
+
+    def factor(f: float | None) -> str:
+        return "-" if f is None else f"×{f:.2f}" + (" **!**" if f >= FLAG_FACTOR else "")
+
+    rows = [
+        [
+            f"`{r['path']}`",
+            f"`{r['measurement']}`",
+            f"{_size(r['size'])} {r['what']}",
+            _num(r.get("rps"), ",.0f"),
+            *_latencies(r),
+            factor(r.get("p50_factor_per_10x")),
+            factor(r.get("p99_factor_per_10x")),
+        ]
+        for r in growth.get("rows", [])
+    ]
+    head = ["hot path", "measurement", "size", "req/s", "p50 ms", "p99 ms", "p50 per ×10", "p99 per ×10"]
+    return markdown_table(head, rows)
+
+
+def _how(meta: dict[str, Any]) -> str:
+    wrk, gun = meta.get("wrk", {}), meta.get("gunicorn", {})
+    env = "".join(f"{k}={v} " for k, v in (meta.get("bench_env") or {}).items())
+    parts = [
+        f"`{env}{meta.get('command', 'python -m bench.run')}`",
+        f"started {meta.get('started_at', '?')}",
+        f"{meta.get('cpu_count', '?')} CPUs",
+        f"gunicorn {gun.get('worker_class', '?')} ×{gun.get('workers', '?')}",
+        f"wrk -t{wrk.get('threads', '?')} -c{wrk.get('connections', '?')} -d{wrk.get('duration_s', '?')}s",
+    ]
+    text = ", ".join(parts)
+    if meta.get("failed"):
+        text += f". **The run failed** (rows up to the failure): {meta['failed'].splitlines()[0]}"
+    return text
+
+
+def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: str = "") -> str:
+    """The performance section's body (between the markers); ``note``: a sentence about the runs."""
+    out = [
+        "Refresh: `make bench` (all scenarios) and `make bench-growth`, then "
+        "`python -m bench.report --write-readme`. How to read the columns: `bench/README.md`.",
+        "",
+    ]
+    if note:
+        out += [f"**Note:** {note}", ""]
+    if latest:
+        out += [
+            f"Latest run: {_how(latest.get('meta', {}))}. req/s ÷ a bare Flask app's in the same run is "
+            f"× baseline; API MB / RQ MB are the largest API (gunicorn) / RQ worker's resident memory "
+            f"after the row; an API worker must stay under {API_WORKER_RSS_LIMIT_MB:.0f} MB.",
+            "",
+            results_table(latest),
+            "",
+        ]
+    else:
+        out += ["No benchmark run recorded yet (`bench/results/latest.json` is missing).", ""]
+    if growth:
+        out += [
+            f'Growth: {_how(growth.get("meta", {}))}. Each hot path at sizes ×10 apart; "per ×10" is '
+            f"how much the latency grows per ×10 of the size (log n grows ×1.25 from 10k to 100k); "
+            f"**!** marks ×{FLAG_FACTOR:.0f} or more.",
+            "",
+            growth_table(growth),
+            "",
+        ]
+    else:
+        out += ["No growth run recorded yet (`bench/results/growth.json` is missing).", ""]
+    return "\n".join(out)
+
+
+def rewrite(readme: str, body: str) -> str:
+    """``readme`` with everything between START and END replaced by ``body``."""
+    start = readme.find(START)
+    end = readme.find(END)
+    if start < 0 or end < 0 or end < start:
+        raise ValueError(f"README.md lacks the markers {START!r} … {END!r} (in that order)")
+    return readme[: start + len(START)] + "\n\n" + body.strip("\n") + "\n\n" + readme[end:]
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    p.add_argument("--latest", type=Path, default=RESULTS_DIR / "latest.json")
+    p.add_argument("--growth", type=Path, default=RESULTS_DIR / "growth.json")
+    p.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    p.add_argument("--write-readme", action="store_true", help="rewrite README.md's performance section")
+    p.add_argument("--note", default="", help="a sentence about the runs (e.g. the machine was busy)")
+    args = p.parse_args(argv)
+    body = section(_load(args.latest), _load(args.growth), args.note)
+    if not args.write_readme:
+        print(body)
+        return 0
+    try:
+        args.readme.write_text(rewrite(args.readme.read_text(), body))
+    except ValueError as exc:
+        print(f"bench.report: {exc}", file=sys.stderr)
+        return 1
+    print(f"bench.report: rewrote the performance section of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
