@@ -16,6 +16,8 @@ def _kinds_written_by_services() -> set[str]:
     for path in (ROOT / "yijing" / "services").rglob("*.py"):
         source = path.read_text(encoding="utf-8")
         kinds.update(re.findall(r'outbox\.notify\(\s*[^,]+,\s*"([a-z_.]+)"', source))
+        # rows built for a bulk insert (a ring's invitations): {"user_id": …, "kind": "…", …}
+        kinds.update(re.findall(r'"kind":\s*"([a-z_]+\.[a-z_.]+)"', source))
         kinds.update(re.findall(r'_notify_reporter\([^,]+,[^,]+,\s*"([a-z_.]+)"', source))
         for action in re.findall(r'_record_decision\([^"]*"([a-z]+)"', source, flags=re.S):
             kinds.add(f"volunteer.{action}")
