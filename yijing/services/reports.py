@@ -8,6 +8,12 @@ the activity tables: the current volunteer counts by status and category, and th
 (one row per community). A node's children are computed with it, one query per figure: a
 district's streets, a street's communities, a community's grids.
 
+The summary is cached per node and period until the rollups change, as the JSON the endpoint
+answers (:func:`summary_json`): a hit is one Redis round trip, with the node's path stored beside
+the answer so that the permission is checked against the token's grants without a query. The
+histograms' medians and percentiles are computed in the database (:func:`_stat_quantiles`), and
+the rollup rows and the volunteers' counts are read by index-only scans (migration 0014).
+
 What each figure counts, and on which day, is documented on the response schemas in
 ``desk/reports.py`` (the OpenAPI document) and in the README; in short, every figure counts an event
 on the Beijing-time day it happened (a task on the day it ended, a clue's outcome on the day it
