@@ -480,6 +480,13 @@ def test_a_community_leader_sees_their_community_only(client, tree, staff):
     street = staff("leader-street", "leader", "150203-01")
     body = client.get("/api/v1/desk/reports/summary", headers=street).get_json()
     assert [c["jurisdiction"]["key"] for c in body["children"]] == ["150203-01-01", "150203-01-02"]
+    # A summary another leader's request left in the cache is still refused outside one's scope.
+    query = f"jurisdiction_id={tree['150203-01-02']}&from=2026-11-01&to=2026-11-30"
+    cached = client.get(f"/api/v1/desk/reports/summary?{query}", headers=street)
+    assert cached.status_code == 200
+    refused = client.get(f"/api/v1/desk/reports/summary?{query}", headers=leader)
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "out_of_jurisdiction"
+    assert client.get(f"/api/v1/desk/reports/summary?{query}", headers=street).data == cached.data
 
 
 def test_residents_and_volunteers_get_no_reports(client, wechat_login):
