@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, send_file
 from marshmallow import Schema, fields, validate
 
-from yijing.models import ExportKind
+from yijing.models import ExportKind, ReportExport
 from yijing.services import exports as export_service
 from yijing.web.auth import current_actor, current_principal, login_required
 from yijing.web.contract import Blueprint
@@ -54,11 +54,11 @@ class ExportSchema(Schema):
     with_pii = fields.Boolean()
     total = fields.Integer()
     done = fields.Integer()
-    progress = fields.Float()
+    progress = fields.Function(export_service.progress, metadata={"type": "number"})
     error = fields.String(allow_none=True)
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
-    download_url = fields.String(allow_none=True)
+    download_url = fields.Function(export_service.download_url, allow_none=True, metadata={"type": "string"})
 
 
 @blp.route("", methods=["POST"])
@@ -66,7 +66,7 @@ class ExportSchema(Schema):
 @idempotent
 @blp.arguments(ExportRequestSchema)
 @blp.response(202, ExportSchema)
-def request_export(data: dict[str, Any]) -> dict[str, Any]:
+def request_export(data: dict[str, Any]) -> ReportExport:
     """Start a CSV export (built in the background)."""
     return export_service.request_export(
         current_principal(),
@@ -83,7 +83,7 @@ def request_export(data: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/<int:export_id>", methods=["GET"])
 @login_required
 @blp.response(200, ExportSchema)
-def get_export(export_id: int) -> dict[str, Any]:
+def get_export(export_id: int) -> ReportExport:
     """An export's progress."""
     return export_service.status(current_principal(), export_id)
 

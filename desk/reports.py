@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from flask import Response
+from marshmallow import Schema, fields, post_dump, validate
 
 from yijing.services import reports as report_service
+from yijing.web import rendered
 from yijing.web.auth import current_principal, login_required
 from yijing.web.contract import Blueprint
 
@@ -185,9 +187,9 @@ class FiguresSchema(Schema):
 
 class SummarySchema(FiguresSchema):
     from_ = fields.Date(
-        data_key="from", attribute="from", metadata={"description": "时段第一天（北京时间，含）"}
+        data_key="from", attribute="first", metadata={"description": "时段第一天（北京时间，含）"}
     )
-    to = fields.Date(metadata={"description": "时段最后一天（北京时间，含）"})
+    to = fields.Date(attribute="last", metadata={"description": "时段最后一天（北京时间，含）"})
     children = fields.List(
         fields.Nested(FiguresSchema),
         metadata={"description": "下一级辖区各自的数据：区县下为街道，街道下为社区，社区下为网格"},
@@ -195,6 +197,11 @@ class SummarySchema(FiguresSchema):
 
 
 class SeriesPointSchema(Schema):
+    """A series point's figures are a map keyed by metric name (``SeriesPoint.figures``)."""
+
+    def get_attribute(self, obj: Any, attr: str, default: Any) -> Any:
+        return getattr(obj, attr) if attr in ("start", "end") else obj.figures.get(attr, default)
+
     start = fields.String(
         metadata={"description": "本段第一天（北京时间，含；周从周一起，月从 1 日起，截在时段内）"}
     )
@@ -249,9 +256,9 @@ class SeriesSchema(Schema):
     )
     granularity = fields.String(metadata={"description": "day | week（自周一起）| month"})
     from_ = fields.Date(
-        data_key="from", attribute="from", metadata={"description": "时段第一天（北京时间，含）"}
+        data_key="from", attribute="first", metadata={"description": "时段第一天（北京时间，含）"}
     )
-    to = fields.Date(metadata={"description": "时段最后一天（北京时间，含）"})
+    to = fields.Date(attribute="last", metadata={"description": "时段最后一天（北京时间，含）"})
     points = fields.List(fields.Nested(SeriesPointSchema), metadata={"description": "各段的数据，按时间先后"})
 
 
@@ -282,6 +289,9 @@ class CoverageSchema(Schema):
     )
 
 
+MEASURE_FIELDS = frozenset({"points", "service_minutes", "service_hours"})
+
+
 class LeaderboardVolunteerSchema(Schema):
     rank = _count("名次（并列同名次）")
     volunteer_id = fields.Integer(metadata={"description": "义警编号"})
@@ -290,6 +300,11 @@ class LeaderboardVolunteerSchema(Schema):
     points = _count("时段内积分（by=points 时）")
     service_minutes = _count("时段内服务时长，分钟（by=hours 时）")
     service_hours = fields.Float(metadata={"description": "服务时长（小时，by=hours 时），保留 1 位小数"})
+
+    @post_dump
+    def _only_the_measure(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """A volunteer carries the figures of the ranking's measure only (points, or minutes and hours)."""
+        return {k: v for k, v in data.items() if v is not None or k not in MEASURE_FIELDS}
 
 
 class LeaderboardCommunitySchema(Schema):
@@ -303,27 +318,36 @@ class LeaderboardCommunitySchema(Schema):
 
 class LeaderboardSchema(Schema):
     jurisdiction = fields.Nested(ReportJurisdictionSchema)
-    from_ = fields.Date(data_key="from", attribute="from")
-    to = fields.Date()
+    from_ = fields.Date(data_key="from", attribute="first")
+    to = fields.Date(attribute="last")
     by = fields.String(metadata={"description": "hours | points"})
     volunteers = fields.List(fields.Nested(LeaderboardVolunteerSchema))
     communities = fields.List(fields.Nested(LeaderboardCommunitySchema))
+
+
+def _render_summary(result: report_service.Summary) -> bytes:
+    """The summary's JSON as ``@blp.response(200, SummarySchema)`` would answer it."""
+    return rendered.render(SummarySchema(), result)
 
 
 @blp.route("/summary", methods=["GET"])
 @login_required
 @blp.arguments(ReportArgsSchema, location="query")
 @blp.response(200, SummarySchema)
-def summary(args: dict[str, Any]) -> dict[str, Any]:
+def summary(args: dict[str, Any]) -> Response:
     """Figures of a jurisdiction for a period, with each child jurisdiction side by side."""
-    return report_service.summary(current_principal(), args["jurisdiction_id"], args["from_"], args["to"])
+    # The hot cached read: the answer is kept rendered by SummarySchema (yijing/web/rendered.py).
+    body = report_service.summary_json(
+        current_principal(), args["jurisdiction_id"], args["from_"], args["to"], _render_summary
+    )
+    return rendered.json_response(body)
 
 
 @blp.route("/series", methods=["GET"])
 @login_required
 @blp.arguments(SeriesArgsSchema, location="query")
 @blp.response(200, SeriesSchema)
-def series(args: dict[str, Any]) -> dict[str, Any]:
+def series(args: dict[str, Any]) -> report_service.Series:
     """Figures of a jurisdiction by day, week or month."""
     return report_service.series(
         current_principal(), args["jurisdiction_id"], args["from_"], args["to"], args["granularity"]
@@ -334,7 +358,7 @@ def series(args: dict[str, Any]) -> dict[str, Any]:
 @login_required
 @blp.arguments(CoverageArgsSchema, location="query")
 @blp.response(200, CoverageSchema)
-def coverage(args: dict[str, Any]) -> dict[str, Any]:
+def coverage(args: dict[str, Any]) -> report_service.Coverage:
     """Each community: liaison, team, captain, enough active volunteers; who falls short and why."""
     return report_service.coverage(current_principal(), args["jurisdiction_id"])
 
@@ -343,7 +367,7 @@ def coverage(args: dict[str, Any]) -> dict[str, Any]:
 @login_required
 @blp.arguments(LeaderboardArgsSchema, location="query")
 @blp.response(200, LeaderboardSchema)
-def leaderboard(args: dict[str, Any]) -> dict[str, Any]:
+def leaderboard(args: dict[str, Any]) -> report_service.Leaderboard:
     """Volunteers by service hours or points (masked names); communities by coverage and activity."""
     return report_service.leaderboard(
         current_principal(), args["jurisdiction_id"], args["from_"], args["to"], args["by"], args["limit"]

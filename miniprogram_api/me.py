@@ -124,10 +124,20 @@ class PointsEntrySchema(Schema):
     id = fields.Integer(dump_only=True)
     amount = fields.Integer(dump_only=True)
     reason = fields.String(dump_only=True, metadata={"description": "task_completed 或 clue_valid"})
-    reason_label = fields.String(dump_only=True)
+    reason_label = fields.Function(points_service.reason_label, dump_only=True, metadata={"type": "string"})
     created_at = fields.DateTime(dump_only=True)
-    clue_id = fields.Integer(dump_only=True, allow_none=True, metadata={"description": "匿名线索不显示"})
-    task_id = fields.Integer(dump_only=True, allow_none=True)
+    clue_id = fields.Function(
+        lambda entry: points_service.source_id(entry, "clue_id"),
+        dump_only=True,
+        allow_none=True,
+        metadata={"type": "integer", "description": "匿名线索不显示"},
+    )
+    task_id = fields.Function(
+        lambda entry: points_service.source_id(entry, "task_id"),
+        dump_only=True,
+        allow_none=True,
+        metadata={"type": "integer"},
+    )
 
 
 class PointsLedgerSchema(Schema):
@@ -140,6 +150,6 @@ class PointsLedgerSchema(Schema):
 @login_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, PointsLedgerSchema)
-def my_points(args: dict[str, Any]) -> dict[str, Any]:
+def my_points(args: dict[str, Any]) -> points_service.Ledger:
     """Your points balance and what earned each entry (tasks completed, clues confirmed valid)."""
     return points_service.ledger(current_principal().user_id, cursor=args["cursor"], limit=args["limit"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, post_dump
 
 from yijing.services import reports as report_service
 from yijing.web.auth import current_principal, login_required
@@ -24,6 +24,13 @@ class RankPartSchema(Schema):
     of = fields.Integer()
     service_hours = fields.Float()
 
+    @post_dump
+    def _hours_only(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Only the hours part carries ``service_hours``."""
+        if data.get("service_hours") is None:
+            data.pop("service_hours", None)
+        return data
+
 
 class RankScopeSchema(Schema):
     id = fields.Integer()
@@ -34,8 +41,8 @@ class RankScopeSchema(Schema):
 
 class RankSchema(Schema):
     scope = fields.Nested(RankScopeSchema)
-    from_ = fields.Date(data_key="from", attribute="from")
-    to = fields.Date()
+    from_ = fields.Date(data_key="from", attribute="first")
+    to = fields.Date(attribute="last")
     name_masked = fields.String()
     hours = fields.Nested(RankPartSchema)
     points = fields.Nested(RankPartSchema)
@@ -45,6 +52,6 @@ class RankSchema(Schema):
 @login_required
 @blp.arguments(RankArgsSchema, location="query")
 @blp.response(200, RankSchema)
-def my_rank(args: dict[str, Any]) -> dict[str, Any]:
+def my_rank(args: dict[str, Any]) -> report_service.MyRank:
     """My rank in my district by service hours and by points."""
     return report_service.my_rank(current_principal().user_id, args["from_"], args["to"])

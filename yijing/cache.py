@@ -32,6 +32,24 @@ def set_json(value: Any, ttl: int, *key_parts: object) -> None:
         log.warning("cache write failed", extra={"error": str(exc)})
 
 
+def get_many(*keys: tuple[object, ...]) -> list[bytes | None]:
+    """The raw values of several keys (each a tuple of parts) in one round trip; all None when
+    Redis is unreachable."""
+    try:
+        return list(redis_client().mget([redis_key(*parts) for parts in keys]))
+    except RedisError as exc:
+        log.warning("cache read failed, using the database", extra={"error": str(exc)})
+        return [None] * len(keys)
+
+
+def set_bytes(value: bytes, ttl: int, *key_parts: object) -> None:
+    """Store a raw value (read back with :func:`get_many`)."""
+    try:
+        redis_client().set(redis_key(*key_parts), value, ex=max(ttl, 1))
+    except RedisError as exc:
+        log.warning("cache write failed", extra={"error": str(exc)})
+
+
 def delete(*keys: tuple[object, ...]) -> None:
     """Delete each key given as a tuple of parts; a failure is logged (TTLs bound staleness)."""
     try:

@@ -231,7 +231,7 @@ def rollup(first: object, last: object, check: bool) -> None:
         click.echo(f"checked {total} days ({first_day} – {last_day}): every day equals the raw rows")
         return
     with click.progressbar(length=total, label="rollup") as bar:
-        rows = rollups.rebuild(first_day, last_day, progress=lambda _day: bar.update(1))
+        rows = rollups.rebuild(first_day, last_day, progress=lambda _day: bar.update(1), vacuum=True)
     click.echo(f"rolled up {total} days ({first_day} – {last_day}): {rows} rows")
 
 

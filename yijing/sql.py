@@ -47,6 +47,20 @@ def analyze(session: Session, *models: type) -> None:
     session.commit()
 
 
+def vacuum_analyze(session: Session, *models: type) -> None:
+    """:func:`analyze`, and on PostgreSQL a VACUUM of the tables too: a freshly written table's
+    visibility map is empty, so until it is vacuumed its covering indexes are read with a heap
+    fetch per row instead of by index-only scans (a city summary's rollup reads: 2.5× slower)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        analyze(session, *models)
+        return
+    session.commit()
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for model in models:
+            conn.execute(text(f"VACUUM (ANALYZE) {model.__table__.name}"))
+
+
 def work_mem(session: Session, megabytes: int) -> None:
     """Give this transaction's sorts and hash tables ``megabytes`` of memory (PostgreSQL only).
 

@@ -109,7 +109,7 @@ def seed(progress: Any = None) -> dict[str, Any]:
         generated_s = time.perf_counter() - started
         first_day = today - timedelta(days=DAYS)
     started = time.perf_counter()
-    rows = rollups.rebuild(first_day, today)
+    rows = rollups.rebuild(first_day, today, vacuum=True)
     return {
         "district_id": district.id,
         "district_path": district.path,

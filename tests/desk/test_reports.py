@@ -453,9 +453,9 @@ def test_leaderboards_match_the_raw_rows(client, app, tree, staff, dataset):
 
         vid = expected[-1][1]
         mine = report_service.my_rank(raw["volunteers"][vid].user_id, first, last)
-        assert mine["scope"]["key"] == "150203"
-        assert mine["hours"]["value"] == minutes[vid]
-        assert mine["hours"]["rank"] == 1 + sum(1 for m in minutes.values() if m > minutes[vid])
+        assert mine.scope.key == "150203"
+        assert mine.hours.value == minutes[vid]
+        assert mine.hours.rank == 1 + sum(1 for m in minutes.values() if m > minutes[vid])
 
 
 def test_my_rank_needs_an_approved_volunteer(client, wechat_login):
@@ -480,6 +480,13 @@ def test_a_community_leader_sees_their_community_only(client, tree, staff):
     street = staff("leader-street", "leader", "150203-01")
     body = client.get("/api/v1/desk/reports/summary", headers=street).get_json()
     assert [c["jurisdiction"]["key"] for c in body["children"]] == ["150203-01-01", "150203-01-02"]
+    # A summary another leader's request left in the cache is still refused outside one's scope.
+    query = f"jurisdiction_id={tree['150203-01-02']}&from=2026-11-01&to=2026-11-30"
+    cached = client.get(f"/api/v1/desk/reports/summary?{query}", headers=street)
+    assert cached.status_code == 200
+    refused = client.get(f"/api/v1/desk/reports/summary?{query}", headers=leader)
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "out_of_jurisdiction"
+    assert client.get(f"/api/v1/desk/reports/summary?{query}", headers=street).data == cached.data
 
 
 def test_residents_and_volunteers_get_no_reports(client, wechat_login):
@@ -706,8 +713,8 @@ def test_the_rollup_job_is_periodic_and_the_threshold_is_configurable(app, make_
         from yijing.services import reports
 
         result = reports.coverage_rows(db.session.get(Jurisdiction, tree["150203-01-01"]))
-        assert result["min_active_volunteers"] == 1
-        assert result["items"][0]["reasons"][-1] == "近30天活跃义警不足1人（现有0人）"
+        assert result.min_active_volunteers == 1
+        assert result.items[0].reasons[-1] == "近30天活跃义警不足1人（现有0人）"
         assert report_jobs.refresh_recent() == 0
         db.session.remove()
 

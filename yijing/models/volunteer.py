@@ -131,6 +131,8 @@ class Volunteer(TimestampMixin, db.Model):
         Index("ix_volunteers_created", "created_at", "id"),
         Index("ix_volunteers_decided", "decided_at"),
         Index("ix_volunteers_approved", "approved_at"),
+        # The reports' counts by status and category under a node, by an index-only scan.
+        Index("ix_volunteers_community_status", "community_id", "status", "category"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -33,25 +33,16 @@ BATCH = 5000
 ROSTER_HEADER = ["义警编号", "姓名", "身份证号", "手机号", "类别", "状态", "社区", "审核时间"]
 
 
-def _out(export: ReportExport) -> dict[str, Any]:
-    return {
-        "id": export.id,
-        "kind": export.kind,
-        "jurisdiction_id": export.jurisdiction_id,
-        "status": export.status,
-        "with_pii": export.with_pii,
-        "total": export.total,
-        "done": export.done,
-        "progress": round(export.done / export.total, 4)
-        if export.total
-        else (1.0 if export.status == "done" else 0.0),
-        "error": export.error,
-        "created_at": export.created_at,
-        "finished_at": export.finished_at,
-        "download_url": f"/api/v1/desk/exports/{export.id}/file"
-        if export.status == ExportStatus.DONE
-        else None,
-    }
+def progress(export: ReportExport) -> float:
+    """The share of the export's rows written (1.0 once done, also when it had none)."""
+    if export.total:
+        return round(export.done / export.total, 4)
+    return 1.0 if export.status == ExportStatus.DONE else 0.0
+
+
+def download_url(export: ReportExport) -> str | None:
+    """Where a finished export is downloaded (None before it is done)."""
+    return f"/api/v1/desk/exports/{export.id}/file" if export.status == ExportStatus.DONE else None
 
 
 def request_export(
@@ -64,7 +55,7 @@ def request_export(
     *,
     granularity: str = "day",
     by: str = "hours",
-) -> dict[str, Any]:
+) -> ReportExport:
     """Record an export and queue its job. ``granularity`` is the series' buckets, ``by`` the
     leaderboard's measure."""
     node = reports.authorised_node(principal, jurisdiction_id)
@@ -84,7 +75,7 @@ def request_export(
         audit.record(actor, "volunteer.export_pii", "jurisdiction", node.id, data={"export_id": export.id})
     jobs.enqueue_after_commit(db.session(), build_job(export.id))
     db.session.commit()
-    return _out(export)
+    return export
 
 
 #: The RQ timeout of an export job.
@@ -132,8 +123,8 @@ def _mine(principal: Principal, export_id: int) -> ReportExport:
     return export
 
 
-def status(principal: Principal, export_id: int) -> dict[str, Any]:
-    return _out(_mine(principal, export_id))
+def status(principal: Principal, export_id: int) -> ReportExport:
+    return _mine(principal, export_id)
 
 
 def file_for(principal: Principal, export_id: int) -> tuple[str, str]:
@@ -198,19 +189,19 @@ def _roster_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
 
 def _coverage_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     result = reports.coverage_rows(node)
-    export.total = len(result["items"])
+    export.total = len(result.items)
     writer.writerow(["社区", "有义警队伍", "有联络民警", "有队长", "近30天活跃义警", "达标", "原因"])
     yes = {True: "是", False: "否"}
-    for item in result["items"]:
+    for item in result.items:
         writer.writerow(
             [
-                item["jurisdiction"]["name"],
-                yes[item["has_team"]],
-                yes[item["has_liaison"]],
-                yes[item["has_captain"]],
-                item["active_volunteers"],
-                yes[item["covered"]],
-                "；".join(item["reasons"]),
+                item.jurisdiction.name,
+                yes[item.has_team],
+                yes[item.has_liaison],
+                yes[item.has_captain],
+                item.active_volunteers,
+                yes[item.covered],
+                "；".join(item.reasons),
             ]
         )
     export.done = export.total
@@ -221,39 +212,39 @@ def _percent(value: float | None) -> str:
 
 
 SUMMARY_COLUMNS = [
-    ("辖区", lambda f: f["jurisdiction"]["name"]),
+    ("辖区", lambda f: f.jurisdiction.name),
     # The roster export lists every open application (已通过、待审核、已暂停): these three
     # columns add up to its rows, and each equals its rows of that status.
-    ("已通过义警", lambda f: f["volunteers"]["by_status"].get("approved", 0)),
-    ("待审核申请", lambda f: f["volunteers"]["by_status"].get("pending", 0)),
-    ("已暂停义警", lambda f: f["volunteers"]["by_status"].get("suspended", 0)),
-    ("新批准义警", lambda f: f["volunteers"]["newly_approved"]),
-    ("活跃义警", lambda f: f["volunteers"]["active"]),
-    ("上期活跃义警", lambda f: f["volunteers"]["active_previous_period"]),
-    ("留存义警", lambda f: f["volunteers"]["retained"]),
-    ("留存率", lambda f: _percent(f["volunteers"]["retention_rate"])),
-    ("发布任务", lambda f: f["service"]["published"]),
-    ("结束任务", lambda f: f["service"]["ended"]),
-    ("完成任务（有人服务）", lambda f: f["service"]["completed"]),
-    ("无人服务任务", lambda f: f["service"]["unserved"]),
-    ("任务完成率", lambda f: _percent(f["service"]["completion_rate"])),
-    ("满员任务", lambda f: f["service"]["filled"]),
-    ("满员率", lambda f: _percent(f["service"]["fill_rate"])),
-    ("取消任务", lambda f: f["service"]["cancelled"]),
-    ("签到人次", lambda f: f["service"]["checkins"]),
-    ("缺勤人次", lambda f: f["service"]["no_shows"]),
-    ("缺勤率", lambda f: _percent(f["service"]["no_show_rate"])),
-    ("服务时长（小时）", lambda f: f["service"]["service_hours"]),
-    ("上报线索", lambda f: f["clues"]["reported"]),
-    ("已判定线索", lambda f: f["clues"]["judged"]),
-    ("有效线索", lambda f: f["clues"]["valid"]),
-    ("有效占比", lambda f: _percent(f["clues"]["valid_share"])),
-    ("首次公开答复用时中位数（分钟）", lambda f: f["clues"]["answer_median_minutes"]),
-    ("就近派单任务", lambda f: f["response"]["nearby_tasks"]),
-    ("接单用时中位数（秒）", lambda f: f["response"]["accept_median_seconds"]),
-    ("接单用时P90（秒）", lambda f: f["response"]["accept_p90_seconds"]),
-    ("签到用时中位数（秒）", lambda f: f["response"]["checkin_median_seconds"]),
-    ("签到用时P90（秒）", lambda f: f["response"]["checkin_p90_seconds"]),
+    ("已通过义警", lambda f: f.volunteers.by_status.get("approved", 0)),
+    ("待审核申请", lambda f: f.volunteers.by_status.get("pending", 0)),
+    ("已暂停义警", lambda f: f.volunteers.by_status.get("suspended", 0)),
+    ("新批准义警", lambda f: f.volunteers.newly_approved),
+    ("活跃义警", lambda f: f.volunteers.active),
+    ("上期活跃义警", lambda f: f.volunteers.active_previous_period),
+    ("留存义警", lambda f: f.volunteers.retained),
+    ("留存率", lambda f: _percent(f.volunteers.retention_rate)),
+    ("发布任务", lambda f: f.service.published),
+    ("结束任务", lambda f: f.service.ended),
+    ("完成任务（有人服务）", lambda f: f.service.completed),
+    ("无人服务任务", lambda f: f.service.unserved),
+    ("任务完成率", lambda f: _percent(f.service.completion_rate)),
+    ("满员任务", lambda f: f.service.filled),
+    ("满员率", lambda f: _percent(f.service.fill_rate)),
+    ("取消任务", lambda f: f.service.cancelled),
+    ("签到人次", lambda f: f.service.checkins),
+    ("缺勤人次", lambda f: f.service.no_shows),
+    ("缺勤率", lambda f: _percent(f.service.no_show_rate)),
+    ("服务时长（小时）", lambda f: f.service.service_hours),
+    ("上报线索", lambda f: f.clues.reported),
+    ("已判定线索", lambda f: f.clues.judged),
+    ("有效线索", lambda f: f.clues.valid),
+    ("有效占比", lambda f: _percent(f.clues.valid_share)),
+    ("首次公开答复用时中位数（分钟）", lambda f: f.clues.answer_median_minutes),
+    ("就近派单任务", lambda f: f.response.nearby_tasks),
+    ("接单用时中位数（秒）", lambda f: f.response.accept_median_seconds),
+    ("接单用时P90（秒）", lambda f: f.response.accept_p90_seconds),
+    ("签到用时中位数（秒）", lambda f: f.response.checkin_median_seconds),
+    ("签到用时P90（秒）", lambda f: f.response.checkin_p90_seconds),
 ]
 
 
@@ -262,10 +253,10 @@ def _period_of(export: ReportExport) -> tuple[date, date]:
 
 
 def _summary_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
-    own, children = reports.figures_with_children(node, *_period_of(export))
-    export.total = 1 + len(children)
+    summary = reports.figures_with_children(node, *_period_of(export))
+    export.total = 1 + len(summary.children)
     writer.writerow([title for title, _ in SUMMARY_COLUMNS])
-    for figures in (own, *children):
+    for figures in (summary, *summary.children):
         writer.writerow(["" if (v := get(figures)) is None else v for _, get in SUMMARY_COLUMNS])
         export.done += 1
 
@@ -276,8 +267,9 @@ def _series_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> None:
     writer.writerow(["开始日期", "结束日期", *reports.SERIES_FIELDS.values()])
     rates = {"completion_rate", "fill_rate", "no_show_rate", "valid_share"}
     for point in points:
-        values = [_percent(point[k]) if k in rates else point[k] for k in reports.SERIES_FIELDS]
-        writer.writerow([point["start"], point["end"], *("" if v is None else v for v in values)])
+        figures = point.figures
+        values = [_percent(figures[k]) if k in rates else figures[k] for k in reports.SERIES_FIELDS]
+        writer.writerow([point.start, point.end, *("" if v is None else v for v in values)])
         export.done += 1
 
 
@@ -285,13 +277,13 @@ def _leaderboard_rows(export: ReportExport, node: Jurisdiction, writer: Any) -> 
     """Every volunteer with service (or points) in the period, ranked; masked names only."""
     by = export.params.get("by", "hours")
     ranked = reports.ranking(node, *_period_of(export), by)
-    export.total = len(ranked["ids"])
+    export.total = len(ranked.ids)
     db.session.commit()
     names = dict(db.session.execute(select(Jurisdiction.id, Jurisdiction.name)).all()) if export.total else {}
     writer.writerow(["名次", "义警编号", "姓名", "社区", "服务时长（小时）" if by == "hours" else "积分"])
-    scores = ranked["scores"]
-    for start in range(0, len(ranked["ids"]), BATCH):
-        ids = ranked["ids"][start : start + BATCH]
+    scores = ranked.scores
+    for start in range(0, len(ranked.ids), BATCH):
+        ids = ranked.ids[start : start + BATCH]
         people = {
             vid: (number, name_masked, community_id)
             for vid, number, name_masked, community_id in db.session.execute(

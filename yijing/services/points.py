@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -58,24 +58,31 @@ def balance(user_id: int) -> int:
     return int(total or 0)
 
 
-def _entry_view(entry: PointsEntry) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": entry.id,
-        "amount": entry.amount,
-        "reason": entry.reason,
-        "reason_label": REASON_LABELS.get(entry.reason, entry.reason),
-        "created_at": entry.created_at,
-        "clue_id": None,
-        "task_id": None,
-    }
+def reason_label(entry: PointsEntry) -> str:
+    """What the entry's reason reads as in the mini-program."""
+    return REASON_LABELS.get(entry.reason, entry.reason)
+
+
+def source_id(entry: PointsEntry, kind: str) -> int | None:
+    """The id of the clue (``kind`` "clue_id") or task ("task_id") that earned the entry, if its
+    source key names one."""
     for pattern, key in _SOURCES:
         match = pattern.fullmatch(entry.source_key)
-        if match:
-            view[key] = int(match.group(1))
-    return view
+        if match and key == kind:
+            return int(match.group(1))
+    return None
 
 
-def ledger(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """A user's balance and one page of their entries, newest first."""
+
+    balance: int
+    items: list[PointsEntry]
+    next_cursor: str | None
+
+
+def ledger(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> Ledger:
     """The user's balance and their ledger, newest first: what each of their points was earned for
     (completed tasks, clues confirmed valid, an anonymous clue's too)."""
     page: Page[PointsEntry] = paginate(
@@ -85,8 +92,4 @@ def ledger(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> d
         cursor=cursor,
         limit=limit,
     )
-    return {
-        "balance": balance(user_id),
-        "items": [_entry_view(e) for e in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return Ledger(balance=balance(user_id), items=list(page.items), next_cursor=page.next_cursor)

@@ -77,7 +77,7 @@ from yijing.models.clue import OPEN_STATUSES as CLUE_OPEN_STATUSES
 from yijing.models.clue import MessageSender
 from yijing.models.task import ENDED_STATUSES
 from yijing.services import jurisdictions
-from yijing.sql import analyze
+from yijing.sql import analyze, vacuum_analyze
 
 # metric -> what it counts (documentation for the API and the export headers).
 METRICS: dict[str, str] = {
@@ -465,14 +465,21 @@ def differing_days(first: date, last: date) -> list[date]:
     return differ
 
 
-def rebuild(first: date, last: date, progress: Callable[[date], None] | None = None) -> int:
+def rebuild(
+    first: date, last: date, progress: Callable[[date], None] | None = None, *, vacuum: bool = False
+) -> int:
     """Recompute every day of a range (``progress`` is told each day done), then refresh the
-    planner's statistics of the rollup tables."""
+    planner's statistics of the rollup tables.
+
+    ``vacuum`` also vacuums them, for a bulk rebuild: the reports read the rollups by index-only
+    scans, which need the visibility map a VACUUM sets (autovacuum does it in time for the
+    periodic refreshes; a vacuum every 15 minutes would rescan the tables' indexes each time).
+    """
     ancestry = _ancestry()
     written = 0
     for day in days(first, last):
         written += rebuild_day(day, ancestry)
         if progress:
             progress(day)
-    analyze(db.session(), DailyStat, VolunteerDay)
+    (vacuum_analyze if vacuum else analyze)(db.session(), DailyStat, VolunteerDay)
     return written
