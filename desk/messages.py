@@ -61,7 +61,7 @@ class PublishQASchema(Schema):
 @login_required
 @blp.arguments(InboxArgsSchema, location="query")
 @blp.response(200, page_of(PoliceMessageDeskSchema))
-def inbox(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def inbox(args: dict[str, Any]) -> Page[message_service.DeskMessage]:
     """Messages to the districts of your jurisdiction, newest first."""
     return message_service.inbox(
         current_principal(), status=args["status"], q=args["q"], cursor=args["cursor"], limit=args["limit"]
@@ -71,7 +71,7 @@ def inbox(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.route("/<int:message_id>", methods=["GET"])
 @login_required
 @blp.response(200, PoliceMessageDeskSchema)
-def get_message(message_id: int) -> dict[str, Any]:
+def get_message(message_id: int) -> message_service.DeskMessageDetail:
     """One message with its replies."""
     return message_service.desk_get(current_principal(), message_id)
 
@@ -81,7 +81,7 @@ def get_message(message_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(ReplyInSchema)
 @blp.response(201, PoliceMessageDeskSchema)
-def reply(data: dict[str, Any], message_id: int) -> dict[str, Any]:
+def reply(data: dict[str, Any], message_id: int) -> message_service.DeskMessageDetail:
     """Reply to the message; the resident is notified."""
     return message_service.reply(current_principal(), current_actor(), message_id, data["body"])
 
@@ -91,7 +91,7 @@ def reply(data: dict[str, Any], message_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(CloseSchema)
 @blp.response(200, PoliceMessageDeskSchema)
-def close(data: dict[str, Any], message_id: int) -> dict[str, Any]:
+def close(data: dict[str, Any], message_id: int) -> message_service.DeskMessageDetail:
     """Close the message."""
     return message_service.close(current_principal(), current_actor(), message_id, data["reason"])
 
@@ -101,6 +101,6 @@ def close(data: dict[str, Any], message_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(PublishQASchema)
 @blp.response(201, PoliceMessageDeskSchema)
-def publish_qa(data: dict[str, Any], message_id: int) -> dict[str, Any]:
+def publish_qa(data: dict[str, Any], message_id: int) -> message_service.DeskMessageDetail:
     """Publish the question and answer as a public Q&A (needs the resident's consent)."""
     return message_service.publish_qa(current_principal(), current_actor(), message_id, **data)

@@ -94,7 +94,7 @@ class DeskPostSchema(Schema):
 @idempotent
 @blp.arguments(PostInSchema)
 @blp.response(201, DeskPostSchema)
-def create_post(data: dict[str, Any]) -> dict[str, Any]:
+def create_post(data: dict[str, Any]) -> feed_service.DeskPost:
     """Create a draft post."""
     return feed_service.create_post(current_principal(), current_actor(), data)
 
@@ -103,7 +103,7 @@ def create_post(data: dict[str, Any]) -> dict[str, Any]:
 @login_required
 @blp.arguments(DeskPostArgsSchema, location="query")
 @blp.response(200, page_of(DeskPostSchema))
-def list_posts(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_posts(args: dict[str, Any]) -> Page[feed_service.DeskPost]:
     """Posts in your jurisdiction, newest first."""
     return feed_service.desk_list(
         current_principal(),
@@ -118,7 +118,7 @@ def list_posts(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.route("/<int:post_id>", methods=["GET"])
 @login_required
 @blp.response(200, DeskPostSchema)
-def get_post(post_id: int) -> dict[str, Any]:
+def get_post(post_id: int) -> feed_service.DeskPost:
     """One post."""
     return feed_service.desk_get(current_principal(), post_id)
 
@@ -127,7 +127,7 @@ def get_post(post_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(PostPatchSchema)
 @blp.response(200, DeskPostSchema)
-def edit_post(data: dict[str, Any], post_id: int) -> dict[str, Any]:
+def edit_post(data: dict[str, Any], post_id: int) -> feed_service.DeskPost:
     """Edit a post (also a published one: the feed shows the change at once)."""
     return feed_service.update_post(current_principal(), current_actor(), post_id, data)
 
@@ -137,7 +137,7 @@ def edit_post(data: dict[str, Any], post_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(PublishSchema)
 @blp.response(200, DeskPostSchema)
-def publish_post(data: dict[str, Any], post_id: int) -> dict[str, Any]:
+def publish_post(data: dict[str, Any], post_id: int) -> feed_service.DeskPost:
     """Publish now, or at publish_at; an alert may be pushed to its scope."""
     return feed_service.publish_post(
         current_principal(), current_actor(), post_id, publish_at=data["publish_at"], push=data["push"]
@@ -148,7 +148,7 @@ def publish_post(data: dict[str, Any], post_id: int) -> dict[str, Any]:
 @login_required
 @idempotent
 @blp.response(200, DeskPostSchema)
-def pin_post(post_id: int) -> dict[str, Any]:
+def pin_post(post_id: int) -> feed_service.DeskPost:
     """Pin the post to the top of the feed."""
     return feed_service.set_pinned(current_principal(), current_actor(), post_id, True)
 
@@ -157,7 +157,7 @@ def pin_post(post_id: int) -> dict[str, Any]:
 @login_required
 @idempotent
 @blp.response(200, DeskPostSchema)
-def unpin_post(post_id: int) -> dict[str, Any]:
+def unpin_post(post_id: int) -> feed_service.DeskPost:
     """Unpin the post."""
     return feed_service.set_pinned(current_principal(), current_actor(), post_id, False)
 
@@ -167,6 +167,6 @@ def unpin_post(post_id: int) -> dict[str, Any]:
 @idempotent
 @blp.arguments(WithdrawSchema)
 @blp.response(200, DeskPostSchema)
-def withdraw_post(data: dict[str, Any], post_id: int) -> dict[str, Any]:
+def withdraw_post(data: dict[str, Any], post_id: int) -> feed_service.DeskPost:
     """Withdraw the post: it leaves the feed at once."""
     return feed_service.withdraw_post(current_principal(), current_actor(), post_id, data["reason"])

@@ -44,7 +44,7 @@ def _message_limit() -> str:
 @limiter.limit(_message_limit, key_func=user_key)
 @blp.arguments(MessageInSchema)
 @blp.response(201, MessageSchema)
-def create_message(data: dict[str, Any]) -> dict[str, Any]:
+def create_message(data: dict[str, Any]) -> message_service.MessageDetail:
     """Leave a message for the police of your district."""
     return message_service.create(
         current_principal().user_id,
@@ -58,7 +58,7 @@ def create_message(data: dict[str, Any]) -> dict[str, Any]:
 @login_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, page_of(MessageSchema))
-def list_messages(args: dict[str, Any]) -> Page[dict[str, Any]]:
+def list_messages(args: dict[str, Any]) -> Page[message_service.MessageView]:
     """Your messages, newest first."""
     return message_service.list_mine(current_principal().user_id, cursor=args["cursor"], limit=args["limit"])
 
@@ -66,7 +66,7 @@ def list_messages(args: dict[str, Any]) -> Page[dict[str, Any]]:
 @blp.route("/<int:message_id>", methods=["GET"])
 @login_required
 @blp.response(200, MessageSchema)
-def get_message(message_id: int) -> dict[str, Any]:
+def get_message(message_id: int) -> message_service.MessageDetail:
     """One of your messages with the police's replies."""
     return message_service.get_mine(current_principal().user_id, message_id)
 
@@ -75,7 +75,7 @@ def get_message(message_id: int) -> dict[str, Any]:
 @login_required
 @blp.arguments(ConsentSchema)
 @blp.response(200, MessageSchema)
-def set_consent(data: dict[str, Any], message_id: int) -> dict[str, Any]:
+def set_consent(data: dict[str, Any], message_id: int) -> message_service.MessageDetail:
     """Agree (or no longer agree) to the message and its answer being published as a Q&A."""
     return message_service.set_consent(
         current_principal().user_id, message_id, data["publish_consent"], current_actor()

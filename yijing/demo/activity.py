@@ -126,7 +126,7 @@ def load_activity(seed: int = 7) -> Iterator[str]:
             made = feed.create_post(
                 principal, actor, {"kind": kind, "title": title, "body": body, "jurisdiction_id": centre.id}
             )
-            live.append(feed.publish_post(principal, actor, made["id"], publish_at=None, push=False)["id"])
+            live.append(feed.publish_post(principal, actor, made.id, publish_at=None, push=False).id)
         later = feed.create_post(
             principal,
             actor,
@@ -137,12 +137,12 @@ def load_activity(seed: int = 7) -> Iterator[str]:
                 "jurisdiction_id": centre.id,
             },
         )
-        feed.publish_post(principal, actor, later["id"], publish_at=utcnow() + timedelta(days=1), push=False)
+        feed.publish_post(principal, actor, later.id, publish_at=utcnow() + timedelta(days=1), push=False)
         for user_id, body in zip(
             residents, ["这个提醒很及时", "这条需要待审一下", "希望多组织讲座"], strict=False
         ):
             created = comments.create(live[0], user_id, body)
-            db.session.get(Comment, created["id"]).status = CommentStatus.REVIEW  # as if WeChat were unsure
+            db.session.get(Comment, created.id).status = CommentStatus.REVIEW  # as if WeChat were unsure
         db.session.commit()
         for user_id, body in zip(
             residents, ["小区路灯坏了好几天", "想咨询义警报名条件", "楼下夜里很吵"], strict=False

@@ -12,6 +12,8 @@ the desk reviews (and may edit) the text it publishes as a Q&A.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -46,51 +48,104 @@ STATES = StateMachine(
 )
 
 
-def _district(jurisdiction: Jurisdiction) -> dict[str, Any]:
-    return {"id": jurisdiction.id, "name": jurisdiction.name, "level": jurisdiction.level}
+@dataclass(frozen=True, slots=True)
+class ReplyView:
+    """An answer on a message; the resident sees "值班民警" as its author, the desk the officer's name."""
+
+    id: int
+    body: str
+    created_at: datetime
+    author_name: str
+    author_id: int
 
 
-def _replies(message_id: int, *, for_desk: bool) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """A message in the resident's list: no replies."""
+
+    id: int
+    body: str
+    status: str
+    publish_consent: bool
+    district: Jurisdiction
+    created_at: datetime
+    answered_at: datetime | None
+    closed_at: datetime | None
+    qa_post_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDetail(MessageView):
+    """One of the resident's messages with the police's replies."""
+
+    replies: list[ReplyView]
+
+
+@dataclass(frozen=True, slots=True)
+class DeskMessage(MessageView):
+    """A message in the desk's inbox: who wrote it, no replies."""
+
+    user_id: int
+    user_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeskMessageDetail(DeskMessage):
+    """A message as the desk answers it: who wrote it and the replies with their authors."""
+
+    replies: list[ReplyView]
+
+
+def _replies(message_id: int, *, for_desk: bool) -> list[ReplyView]:
     rows = db.session.execute(
         select(MessageReply, User.display_name)
         .join(User, User.id == MessageReply.author_id)
         .where(MessageReply.message_id == message_id)
         .order_by(MessageReply.id)
     ).all()
-    replies = []
-    for reply, name in rows:
-        item = {"id": reply.id, "body": reply.body, "created_at": reply.created_at, "author_name": "值班民警"}
-        if for_desk:
-            item.update(author_id=reply.author_id, author_name=name or "值班民警")
-        replies.append(item)
-    return replies
+    return [
+        ReplyView(
+            id=reply.id,
+            body=reply.body,
+            created_at=reply.created_at,
+            author_name=(name or "值班民警") if for_desk else "值班民警",
+            author_id=reply.author_id,
+        )
+        for reply, name in rows
+    ]
 
 
-def _view(
-    message: Message, district: Jurisdiction, *, replies: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    view = {
+def _fields(message: Message, district: Jurisdiction) -> dict[str, Any]:
+    return {
         "id": message.id,
         "body": message.body,
         "status": message.status,
         "publish_consent": bool(message.publish_consent),
-        "district": _district(district),
+        "district": district,
         "created_at": message.created_at,
         "answered_at": message.answered_at,
         "closed_at": message.closed_at,
         "qa_post_id": message.qa_post_id,
     }
-    if replies is not None:
-        view["replies"] = replies
-    return view
 
 
-def _desk_view(
-    message: Message, district: Jurisdiction, user_name: str | None, *, with_replies: bool = False
-) -> dict[str, Any]:
-    view = _view(message, district, replies=_replies(message.id, for_desk=True) if with_replies else None)
-    view.update(user_id=message.user_id, user_name=user_name or "微信用户")
-    return view
+def _detail(message: Message, district: Jurisdiction) -> MessageDetail:
+    return MessageDetail(**_fields(message, district), replies=_replies(message.id, for_desk=False))
+
+
+def _desk_item(message: Message, district: Jurisdiction, user_name: str | None) -> DeskMessage:
+    return DeskMessage(
+        **_fields(message, district), user_id=message.user_id, user_name=user_name or "微信用户"
+    )
+
+
+def _desk_detail(message: Message, district: Jurisdiction, user_name: str | None) -> DeskMessageDetail:
+    return DeskMessageDetail(
+        **_fields(message, district),
+        user_id=message.user_id,
+        user_name=user_name or "微信用户",
+        replies=_replies(message.id, for_desk=True),
+    )
 
 
 def _clean(body: str, field: str = "body") -> str:
@@ -108,7 +163,7 @@ def _clean(body: str, field: str = "body") -> str:
 # The resident
 
 
-def create(user_id: int, body: str, *, district_id: int | None, publish_consent: bool) -> dict[str, Any]:
+def create(user_id: int, body: str, *, district_id: int | None, publish_consent: bool) -> MessageDetail:
     """Leave a message for the police of a district (the named one, else the home district)."""
     body = _clean(body)
     if district_id is None:
@@ -131,7 +186,7 @@ def create(user_id: int, body: str, *, district_id: int | None, publish_consent:
     )
     db.session.add(message)
     db.session.commit()
-    return _view(message, db.session.get(Jurisdiction, district_id), replies=[])
+    return MessageDetail(**_fields(message, db.session.get(Jurisdiction, district_id)), replies=[])
 
 
 def _own(user_id: int, message_id: int) -> tuple[Message, Jurisdiction]:
@@ -145,7 +200,7 @@ def _own(user_id: int, message_id: int) -> tuple[Message, Jurisdiction]:
     return row[0], row[1]
 
 
-def list_mine(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> Page[dict[str, Any]]:
+def list_mine(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -> Page[MessageView]:
     """The resident's own messages, newest first."""
     stmt = (
         select(Message, Jurisdiction)
@@ -155,16 +210,16 @@ def list_mine(user_id: int, *, cursor: str | None, limit: int = DEFAULT_LIMIT) -
     page = paginate(
         stmt, [SortKey(Message.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
     )
-    return Page(items=[_view(m, j) for m, j in page.items], next_cursor=page.next_cursor)
+    return Page(items=[MessageView(**_fields(m, j)) for m, j in page.items], next_cursor=page.next_cursor)
 
 
-def get_mine(user_id: int, message_id: int) -> dict[str, Any]:
+def get_mine(user_id: int, message_id: int) -> MessageDetail:
     """One of the resident's messages with the police's replies."""
     message, district = _own(user_id, message_id)
-    return _view(message, district, replies=_replies(message.id, for_desk=False))
+    return _detail(message, district)
 
 
-def set_consent(user_id: int, message_id: int, consent: bool, actor: Actor) -> dict[str, Any]:
+def set_consent(user_id: int, message_id: int, consent: bool, actor: Actor) -> MessageDetail:
     """Give or take back the consent to publish the message as a Q&A (taking it back withdraws it)."""
     message, district = _own(user_id, message_id)
     message.publish_consent = consent
@@ -174,7 +229,7 @@ def set_consent(user_id: int, message_id: int, consent: bool, actor: Actor) -> d
         feed.withdraw_system(qa_post_id, actor, "留言人撤回了公开同意")  # commits the consent too
     else:
         db.session.commit()
-    return _view(message, district, replies=_replies(message.id, for_desk=False))
+    return _detail(message, district)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,7 +256,7 @@ def inbox(
     q: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Page[dict[str, Any]]:
+) -> Page[DeskMessage]:
     """Messages to the districts in the staff member's scopes, newest first."""
     paths = policies.require_somewhere(principal, Permission.MESSAGE_ANSWER)
     stmt = (
@@ -217,15 +272,16 @@ def inbox(
     page = paginate(
         stmt, [SortKey(Message.id, True)], lambda row: [row[0].id], cursor=cursor, limit=limit, scalars=False
     )
-    return Page(items=[_desk_view(*row) for row in page.items], next_cursor=page.next_cursor)
+    return Page(items=[_desk_item(*row) for row in page.items], next_cursor=page.next_cursor)
 
 
-def desk_get(principal: Principal, message_id: int) -> dict[str, Any]:
+def desk_get(principal: Principal, message_id: int) -> DeskMessageDetail:
+    """One message in the staff member's scopes with its replies."""
     message, district, name = _answerable(principal, message_id)
-    return _desk_view(message, district, name, with_replies=True)
+    return _desk_detail(message, district, name)
 
 
-def reply(principal: Principal, actor: Actor, message_id: int, body: str) -> dict[str, Any]:
+def reply(principal: Principal, actor: Actor, message_id: int, body: str) -> DeskMessageDetail:
     """Answer a message; the resident is notified."""
     message, district, name = _answerable(principal, message_id)
     STATES.require(message.status, MessageStatus.ANSWERED, action="再回复")
@@ -249,10 +305,10 @@ def reply(principal: Principal, actor: Actor, message_id: int, body: str) -> dic
         dedupe_key=f"message:{message.id}:reply:{answer.id}",
     )
     db.session.commit()
-    return _desk_view(message, district, name, with_replies=True)
+    return _desk_detail(message, district, name)
 
 
-def close(principal: Principal, actor: Actor, message_id: int, reason: str | None) -> dict[str, Any]:
+def close(principal: Principal, actor: Actor, message_id: int, reason: str | None) -> DeskMessageDetail:
     """Close a message (answered, or needing no answer)."""
     message, district, name = _answerable(principal, message_id)
     if message.status != MessageStatus.CLOSED:
@@ -260,7 +316,7 @@ def close(principal: Principal, actor: Actor, message_id: int, reason: str | Non
         message.closed_at = utcnow()
         audit.record(actor, "message.close", "message", message.id, reason=reason)
         db.session.commit()
-    return _desk_view(message, district, name, with_replies=True)
+    return _desk_detail(message, district, name)
 
 
 def publish_qa(
@@ -271,7 +327,7 @@ def publish_qa(
     title: str | None = None,
     question: str | None = None,
     answer: str | None = None,
-) -> dict[str, Any]:
+) -> DeskMessageDetail:
     """Publish the question and its answer as a public Q&A post in the message's district.
 
     Needs the resident's consent on the message and an answer; the desk may edit both texts (to
@@ -316,4 +372,4 @@ def publish_qa(
     )
     db.session.commit()
     feed.after_publish(post.id)
-    return _desk_view(message, district, name, with_replies=True)
+    return _desk_detail(message, district, name)

@@ -85,6 +85,7 @@ from yijing.services.feed.counters import (
     unlike,
 )
 from yijing.services.feed.desk import (
+    DeskPost,
     after_publish,
     bump_pages,
     create_live_post,
@@ -141,6 +142,7 @@ __all__ = [
     "SUMMARY_CHARS",
     "TOMBSTONE",
     "TOMBSTONE_TTL",
+    "DeskPost",
     "FeedItem",
     "FeedJurisdiction",
     "LikeState",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +30,8 @@ from yijing.policies import Permission, Principal
 from yijing.services import audit, jurisdictions
 from yijing.services import media as media_service
 from yijing.services.feed.common import _IMAGE_URL, MAX_IMAGES, SCOPE_LEVELS, _k_ver
-from yijing.services.feed.detail import _load_posts, _post_core, refresh_details
-from yijing.services.feed.pages import _live
+from yijing.services.feed.detail import _load_posts, refresh_details
+from yijing.services.feed.pages import FeedJurisdiction, _live
 from yijing.services.feed.scopes import _scopes_of
 from yijing.sql import text_matches
 
@@ -116,24 +117,59 @@ def _effective_status(post: Post, now: datetime) -> str:
     return post.status
 
 
-def desk_view(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DeskPost:
+    """A post as the desk sees it: any status, with its publication, push and withdrawal details."""
+
+    id: int
+    kind: str
+    title: str
+    body: str
+    images: list[str]
+    jurisdiction: FeedJurisdiction
+    pinned: bool
+    view_count: int
+    like_count: int
+    comment_count: int
+    status: str
+    published_at: datetime | None
+    push_requested: bool
+    push_requested_at: datetime | None
+    push_done_at: datetime | None
+    author_id: int
+    created_at: datetime
+    updated_at: datetime | None
+    withdrawn_at: datetime | None
+    withdrawn_reason: str | None
+
+
+def desk_view(post: Post, jurisdiction: Jurisdiction) -> DeskPost:
     """What the desk sees of a post."""
-    return {
-        **_post_core(post, jurisdiction),
-        "status": _effective_status(post, utcnow()),
-        "published_at": post.published_at,
-        "push_requested": bool(post.push_requested),
-        "push_requested_at": post.push_requested_at,
-        "push_done_at": post.push_done_at,
-        "author_id": post.author_id,
-        "created_at": post.created_at,
-        "updated_at": post.updated_at,
-        "withdrawn_at": post.withdrawn_at,
-        "withdrawn_reason": post.withdrawn_reason,
-    }
+    return DeskPost(
+        id=post.id,
+        kind=post.kind,
+        title=post.title,
+        body=post.body,
+        images=list(post.images or []),
+        jurisdiction=FeedJurisdiction(id=jurisdiction.id, name=jurisdiction.name, level=jurisdiction.level),
+        pinned=bool(post.pinned),
+        view_count=post.view_count,
+        like_count=post.like_count,
+        comment_count=post.comment_count,
+        status=_effective_status(post, utcnow()),
+        published_at=post.published_at,
+        push_requested=bool(post.push_requested),
+        push_requested_at=post.push_requested_at,
+        push_done_at=post.push_done_at,
+        author_id=post.author_id,
+        created_at=post.created_at,
+        updated_at=post.updated_at,
+        withdrawn_at=post.withdrawn_at,
+        withdrawn_reason=post.withdrawn_reason,
+    )
 
 
-def create_post(principal: Principal, actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
+def create_post(principal: Principal, actor: Actor, data: dict[str, Any]) -> DeskPost:
     """Create a draft post in a scope where the staff member may publish."""
     scope = _scope_node(data["jurisdiction_id"])
     policies.require(principal, Permission.FEED_PUBLISH, scope.path)
@@ -164,7 +200,7 @@ def _editable(principal: Principal, post_id: int) -> tuple[Post, Jurisdiction]:
     return post, scope
 
 
-def update_post(principal: Principal, actor: Actor, post_id: int, data: dict[str, Any]) -> dict[str, Any]:
+def update_post(principal: Principal, actor: Actor, post_id: int, data: dict[str, Any]) -> DeskPost:
     """Edit a post that is not withdrawn; its cached pages and detail are refreshed."""
     post, scope = _editable(principal, post_id)
     if post.status == PostStatus.WITHDRAWN:
@@ -222,7 +258,7 @@ def request_alert_broadcast(post_id: int, *, attempt: str = "") -> None:
 
 def publish_post(
     principal: Principal, actor: Actor, post_id: int, *, publish_at: datetime | None, push: bool
-) -> dict[str, Any]:
+) -> DeskPost:
     """Publish a draft (or a scheduled post) now, or schedule it for ``publish_at``."""
     post, scope = _editable(principal, post_id)
     now = utcnow()
@@ -260,7 +296,7 @@ def publish_post(
     return desk_view(post, scope)
 
 
-def set_pinned(principal: Principal, actor: Actor, post_id: int, pinned: bool) -> dict[str, Any]:
+def set_pinned(principal: Principal, actor: Actor, post_id: int, pinned: bool) -> DeskPost:
     """Pin a post to the top of its scope's feed, or unpin it."""
     post, scope = _editable(principal, post_id)
     if post.status == PostStatus.WITHDRAWN:
@@ -276,13 +312,13 @@ def set_pinned(principal: Principal, actor: Actor, post_id: int, pinned: bool) -
     return desk_view(post, scope)
 
 
-def withdraw_post(principal: Principal, actor: Actor, post_id: int, reason: str) -> dict[str, Any]:
+def withdraw_post(principal: Principal, actor: Actor, post_id: int, reason: str) -> DeskPost:
     """Withdraw a post: it leaves the feed and its detail at once."""
     post, scope = _editable(principal, post_id)
     return _withdraw(post, scope, actor, reason)
 
 
-def _withdraw(post: Post, scope: Jurisdiction, actor: Actor, reason: str) -> dict[str, Any]:
+def _withdraw(post: Post, scope: Jurisdiction, actor: Actor, reason: str) -> DeskPost:
     """Withdraw and commit (with whatever else the caller's transaction holds)."""
     if post.status == PostStatus.WITHDRAWN:
         db.session.commit()
@@ -342,7 +378,8 @@ def after_publish(post_id: int) -> None:
     refresh_details([post_id])
 
 
-def desk_get(principal: Principal, post_id: int) -> dict[str, Any]:
+def desk_get(principal: Principal, post_id: int) -> DeskPost:
+    """One post in a scope where the staff member may publish."""
     post, scope = _editable(principal, post_id)
     return desk_view(post, scope)
 
@@ -355,7 +392,7 @@ def desk_list(
     q: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> Page[dict[str, Any]]:
+) -> Page[DeskPost]:
     """Posts in the staff member's scopes, newest first."""
     paths = policies.require_somewhere(principal, Permission.FEED_PUBLISH)
     stmt = (

@@ -45,7 +45,7 @@ return {v,
 
 
 def _post_core(post: Post, jurisdiction: Jurisdiction) -> dict[str, Any]:
-    """What readers and the desk both see of a post."""
+    """What the cached detail holds of a post besides its times."""
     return {
         "id": post.id,
         "kind": post.kind,

@@ -62,8 +62,8 @@ def district_of(jurisdiction_id: int) -> int | None:
     return _area(jurisdiction_id)["district"]
 
 
-def require_district(district_id: int, field: str = "district_id") -> dict[str, Any]:
-    """The area of a district-level jurisdiction; 422 naming ``field`` for anything else."""
+def require_district(district_id: int, field: str = "district_id") -> None:
+    """Check that ``district_id`` is a district-level jurisdiction; 422 naming ``field`` if not."""
     try:
         area = _area(district_id)
     except NotFound:
@@ -74,7 +74,6 @@ def require_district(district_id: int, field: str = "district_id") -> dict[str, 
         raise InvalidInput(
             "请选择一个区（旗县）", code="invalid_district", fields={field: ["应为区（旗县）一级的辖区"]}
         )
-    return area
 
 
 def reader_scopes(
