@@ -22,7 +22,7 @@ blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="当前用�
 @blp.route("", methods=["GET"])
 @login_required
 @blp.response(200, MeSchema)
-def get_me() -> dict[str, Any]:
+def get_me() -> auth_service.Me:
     """The user, their roles and the jurisdictions they hold them in."""
     principal = current_principal()
     return auth_service.me(principal.user_id, principal.profile)
