@@ -39,14 +39,9 @@ def _username_key() -> str:
 @limiter.limit(_failure_limit, key_func=_username_key, deduct_when=lambda r: r.status_code == 401)
 @blp.arguments(StaffLoginSchema)
 @blp.response(200, TokenSchema)
-def login(data: dict[str, Any]) -> dict[str, Any]:
+def login(data: dict[str, Any]) -> auth_service.IssuedToken:
     """Log in; repeated failures lock the username out for a while."""
-    issued = auth_service.staff_login(data["username"], data["password"], current_actor())
-    return {
-        "token": issued.token,
-        "expires_at": issued.expires_at,
-        "user": auth_service.me(issued.user.id),
-    }
+    return auth_service.staff_login(data["username"], data["password"], current_actor())
 
 
 @blp.route("/logout", methods=["POST"])

@@ -98,10 +98,6 @@ def rows(args: dict[str, Any]) -> Page[Any]:
 @idempotent
 @blp.arguments(RetrySchema)
 @blp.response(200, RetriedSchema)
-def retry(data: dict[str, Any]) -> dict[str, int]:
+def retry(data: dict[str, Any]) -> outbox_admin.Requeued:
     """Send failed rows again (all, or the given ids or kind)."""
-    return {
-        "requeued": outbox_admin.retry(
-            current_principal(), current_actor(), ids=data["ids"], kind=data["kind"]
-        )
-    }
+    return outbox_admin.retry(current_principal(), current_actor(), ids=data["ids"], kind=data["kind"])

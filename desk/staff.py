@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from marshmallow import Schema, fields, validate
 
-from yijing import labels
 from yijing.pagination import Page
+from yijing.services import console as console_service
 from yijing.services import staff as staff_service
 from yijing.services.staff import StaffAccount
 from yijing.web.auth import current_actor, current_principal, login_required
@@ -88,17 +87,17 @@ class ConsoleConfigSchema(Schema):
 @blp.route("/console-config", methods=["GET"])
 @login_required
 @blp.response(200, ConsoleConfigSchema)
-def console_config() -> dict[str, Any]:
+def console_config() -> console_service.ConsoleConfig:
     """What the desk console needs to know about this deployment (map tiles, datum)."""
-    return {"map_tile_url": current_app.config["YIJING"].map_tile_url or None, "datum": "GCJ-02"}
+    return console_service.console_config()
 
 
 @blp.route("/labels", methods=["GET"])
 @login_required
 @blp.response(200, LabelsSchema)
-def label_tables() -> dict[str, Any]:
+def label_tables() -> console_service.LabelTables:
     """The Chinese label of every code the desk API returns, by table."""
-    return {"tables": labels.tables()}
+    return console_service.label_tables()
 
 
 @blp.route("/staff", methods=["GET"])

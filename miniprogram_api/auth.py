@@ -37,23 +37,18 @@ def _login_limit() -> str:
 @limiter.limit(_login_limit, deduct_when=failed_login)
 @blp.arguments(WeChatLoginSchema)
 @blp.response(200, TokenSchema)
-def wechat_login(data: dict[str, Any]) -> dict[str, Any]:
+def wechat_login(data: dict[str, Any]) -> auth_service.IssuedToken:
     """Exchange the wx.login code for a bearer token."""
-    issued = auth_service.wechat_login(data["code"], current_actor())
-    return {
-        "token": issued.token,
-        "expires_at": issued.expires_at,
-        "user": auth_service.me(issued.user.id),
-    }
+    return auth_service.wechat_login(data["code"], current_actor())
 
 
 @blp.route("/phone", methods=["POST"])
 @login_required
 @blp.arguments(PhoneCodeSchema)
 @blp.response(200, PhoneBoundSchema)
-def bind_phone(data: dict[str, Any]) -> dict[str, Any]:
+def bind_phone(data: dict[str, Any]) -> auth_service.PhoneBound:
     """Bind the phone number from the phone-number button's code."""
-    return {"phone_masked": auth_service.bind_phone(current_principal().user_id, data["code"])}
+    return auth_service.bind_phone(current_principal().user_id, data["code"])
 
 
 @blp.route("/logout", methods=["POST"])

@@ -22,7 +22,7 @@ blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="当前用�
 @blp.route("", methods=["GET"])
 @login_required
 @blp.response(200, MeSchema)
-def get_me() -> dict[str, Any]:
+def get_me() -> auth_service.Me:
     """The user, their roles and the jurisdictions they hold them in."""
     principal = current_principal()
     return auth_service.me(principal.user_id, principal.profile)
@@ -36,7 +36,7 @@ class DistrictInSchema(Schema):
 @login_required
 @blp.arguments(DistrictInSchema)
 @blp.response(200, MeSchema)
-def set_district(data: dict[str, Any]) -> dict[str, Any]:
+def set_district(data: dict[str, Any]) -> auth_service.Me:
     """Follow a district: its posts join your feed and your messages go to its police."""
     return feed_service.set_home_district(current_principal().user_id, data["district_id"], current_actor())
 

@@ -87,9 +87,9 @@ def list_inbox(args: dict[str, Any]) -> Page[Any]:
 @blp.route("/unread-count", methods=["GET"])
 @login_required
 @blp.response(200, UnreadCountSchema)
-def unread_count() -> dict[str, int]:
+def unread_count() -> notification_service.Unread:
     """How many notifications are unread."""
-    return {"unread": notification_service.unread_count(current_principal().user_id)}
+    return notification_service.unread_count(current_principal().user_id)
 
 
 @blp.route("/<int:notification_id>/read", methods=["POST"])

@@ -10,20 +10,6 @@ import re
 
 import yijing.services
 
-# Modules whose engineers are converting them on their own branches now. The lead removes an entry
-# when its branch merges; an entry that no longer has anything to convert fails the test below.
-BEING_CONVERTED = {
-    # reports (branch "reports")
-    "yijing.services.reports": "reports",
-    "yijing.services.exports": "reports",
-    "yijing.services.points": "reports",
-    # the messages, the desk's posts and the reader's district, the login answers (branch "json")
-    "yijing.services.messages": "json",
-    "yijing.services.feed.desk": "json",
-    "yijing.services.feed.scopes": "json",
-    "yijing.services.auth": "json",
-}
-
 # Public functions whose dict is not a response, and why.
 NOT_RESPONSES = {
     "yijing.services.jurisdictions.read_import_file": "input: the rows of an import file for import_nodes",
@@ -39,9 +25,8 @@ NOT_RESPONSES = {
     "yijing.services.outbox.row": "the values of an outbox row, inserted in bulk by the caller",
     "yijing.services.tasks.board.counts_for": "an internal map task id → Counts for the board's rows",
     "yijing.services.tasks.common.notification_data": "the data= of an outbox row, not a response",
+    "yijing.services.auth.profile": "the principal's cache entry (its own format), read by authentication",
     "yijing.services.volunteers.read_pii": "the fields read in clear, keyed by field name (keys are data)",
-    # Extends auth.me's profile dict with the permissions; converts with auth (branch "web").
-    "yijing.services.staff.desk_me": "builds on auth.me, which branch web converts",
 }
 
 RETURNS_A_DICT = re.compile(r"^(dict|(list|Sequence|Page|tuple|Iterable|Iterator)\[dict)\b")
@@ -59,15 +44,11 @@ def _public_functions() -> dict[str, str]:
     return found
 
 
-def _being_converted(qualified: str) -> bool:
-    return any(qualified.startswith(module + ".") for module in BEING_CONVERTED)
-
-
 def test_public_service_functions_return_no_response_dicts():
     offenders = sorted(
         f"{name} -> {annotation}"
         for name, annotation in _public_functions().items()
-        if RETURNS_A_DICT.match(annotation) and name not in NOT_RESPONSES and not _being_converted(name)
+        if RETURNS_A_DICT.match(annotation) and name not in NOT_RESPONSES
     )
     assert offenders == [], (
         "return a model, a Page of models or a frozen dataclass, and let the blueprint's schema "
@@ -78,13 +59,4 @@ def test_public_service_functions_return_no_response_dicts():
 def test_the_allow_lists_name_only_what_still_returns_a_dict():
     functions = _public_functions()
     stale = [name for name in NOT_RESPONSES if not RETURNS_A_DICT.match(functions.get(name, ""))]
-    done = [
-        module
-        for module in BEING_CONVERTED
-        if not any(
-            RETURNS_A_DICT.match(annotation)
-            for name, annotation in functions.items()
-            if name.startswith(module + ".")
-        )
-    ]
-    assert stale == [] and done == [], f"remove these entries: {stale + done}"
+    assert stale == [], f"remove these entries: {stale}"

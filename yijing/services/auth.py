@@ -39,11 +39,37 @@ PHONE_CONTEXT = "user.phone"
 _BAD_CODE_ERRORS = {40029, 40163}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Me:
+    """What ``/me`` shows: the cached profile (``profile``) with the user's role names.
+
+    ``home_jurisdiction`` and ``grants`` keep the profile's own format (the principal's cache
+    entry); the schema reads them by key."""
+
+    id: int
+    kind: str
+    display_name: str
+    username: str | None
+    phone_masked: str | None
+    home_jurisdiction: dict[str, Any] | None
+    grants: list[dict[str, Any]]
+    roles: list[str]
+    created_at: datetime
+    must_change_password: bool
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedToken:
+    """A new bearer token and the user it was issued to, as ``/me`` shows them."""
+
     token: str
     expires_at: datetime
-    user: User
+    user: Me
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneBound:
+    phone_masked: str
 
 
 def _token_hash(token: str) -> str:
@@ -100,11 +126,11 @@ def wechat_login(code: str, actor: Actor) -> IssuedToken:
     token, expires_at = _issue_token(user, TokenAudience.MINIPROGRAM)
     db.session.commit()
     log.info("wechat login", extra={"user_id": user.id})
-    return IssuedToken(token=token, expires_at=expires_at, user=user)
+    return IssuedToken(token=token, expires_at=expires_at, user=me(user.id))
 
 
-def bind_phone(user_id: int, code: str) -> str:
-    """Bind the phone from the phone-number button; returns it masked."""
+def bind_phone(user_id: int, code: str) -> PhoneBound:
+    """Bind the phone from the phone-number button; answers it masked."""
     try:
         info = wechat().get_phone_number(code)
     except WeChatUnavailable:
@@ -125,7 +151,7 @@ def bind_phone(user_id: int, code: str) -> str:
     user.phone_hash = pii.blind_index(phone, context=PHONE_CONTEXT)
     db.session.commit()
     forget_principal(user_id)
-    return pii.mask_phone(phone)
+    return PhoneBound(phone_masked=pii.mask_phone(phone))
 
 
 def hash_password(password: str) -> str:
@@ -181,7 +207,7 @@ def staff_login(username: str, password: str, actor: Actor) -> IssuedToken:
     token, expires_at = _issue_token(user, TokenAudience.DESK)
     audit.record(actor, "staff.login", "user", user.id)
     db.session.commit()
-    return IssuedToken(token=token, expires_at=expires_at, user=user)
+    return IssuedToken(token=token, expires_at=expires_at, user=me(user.id))
 
 
 def logout(token: str) -> None:
@@ -350,15 +376,24 @@ def revoke_role(user_id: int, role: Role, jurisdiction_id: int, actor: Actor) ->
     return bool(deleted)
 
 
-def me(user_id: int, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def me(user_id: int, known: Mapping[str, Any] | None = None) -> Me:
     """The profile with its role names; a WeChat user is a resident by being one.
 
     ``known`` is a profile already loaded in this request (``Principal.profile``).
     """
-    data = dict(known if known is not None else profile(user_id))
+    data = known if known is not None else profile(user_id)
     roles = {g["role"] for g in data["grants"]}
     if data["kind"] == UserKind.WECHAT:
         roles.add(Role.RESIDENT)
-    data["roles"] = sorted(roles)
-    data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return data
+    return Me(
+        id=data["id"],
+        kind=data["kind"],
+        display_name=data["display_name"],
+        username=data["username"],
+        phone_masked=data["phone_masked"],
+        home_jurisdiction=data["home_jurisdiction"],
+        grants=data["grants"],
+        roles=sorted(roles),
+        created_at=datetime.fromisoformat(data["created_at"]),
+        must_change_password=bool(data.get("must_change_password")),
+    )

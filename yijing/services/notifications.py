@@ -43,15 +43,22 @@ def inbox(user_id: int, *, cursor: str | None, limit: int) -> Page[Notification]
     )
 
 
-def unread_count(user_id: int) -> int:
+@dataclass(frozen=True, slots=True)
+class Unread:
+    unread: int
+
+
+def unread_count(user_id: int) -> Unread:
     """One indexed count (``ix_notifications_user_read``)."""
-    return int(
-        db.session.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    return Unread(
+        unread=int(
+            db.session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+            )
+            or 0
         )
-        or 0
     )
 
 

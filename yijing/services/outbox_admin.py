@@ -7,6 +7,7 @@ the tree (a city-level admin).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -45,10 +46,15 @@ def rows(
     )
 
 
-def retry(principal: Principal, actor: Actor, *, ids: Sequence[int] | None, kind: str | None) -> int:
-    """Send failed rows again (all of them, or those ids / that kind); returns how many were re-queued."""
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    requeued: int
+
+
+def retry(principal: Principal, actor: Actor, *, ids: Sequence[int] | None, kind: str | None) -> Requeued:
+    """Send failed rows again (all of them, or those ids / that kind): how many were re-queued."""
     _require_city_admin(principal)
     audit.record(
         actor, "outbox.retry", "notification", ",".join(map(str, ids or []))[:64] or "*", data={"kind": kind}
     )
-    return delivery.retry_failed(ids=ids, kind=kind)
+    return Requeued(requeued=delivery.retry_failed(ids=ids, kind=kind))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -74,11 +74,20 @@ def permissions_of(principal: Principal) -> list[str]:
     return sorted(p.value for p in Permission if policies.scope_paths(principal, p))
 
 
-def desk_me(principal: Principal) -> dict[str, Any]:
-    """``/desk/auth/me``: the profile, the permissions held somewhere and the readable roots."""
-    data = auth_service.me(principal.user_id, principal.profile)
-    data["permissions"] = permissions_of(principal)
-    return data
+@dataclass(frozen=True, slots=True)
+class DeskMe(auth_service.Me):
+    """``/me`` for the desk: the profile and the permissions held somewhere (the console's menus)."""
+
+    permissions: list[str]
+
+
+def desk_me(principal: Principal) -> DeskMe:
+    """``/desk/auth/me``: the profile and the permissions held somewhere."""
+    me = auth_service.me(principal.user_id, principal.profile)
+    return DeskMe(
+        **{f.name: getattr(me, f.name) for f in fields(auth_service.Me)},
+        permissions=permissions_of(principal),
+    )
 
 
 def _manage_paths(principal: Principal) -> list[str]:

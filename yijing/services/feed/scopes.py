@@ -114,7 +114,7 @@ def _scopes_of(jurisdiction_ids: Iterable[int]) -> list[Scope]:
     return [CITY if jid == city else jid for jid in jurisdiction_ids]
 
 
-def set_home_district(user_id: int, district_id: int, actor: Actor) -> dict[str, Any]:
+def set_home_district(user_id: int, district_id: int, actor: Actor) -> auth_service.Me:
     """Follow a district: it becomes the user's home, unless the home already lies inside it."""
     require_district(district_id)
     user = db.session.get(User, user_id)
