@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from yijing import labels
 from yijing.pagination import Page
 from yijing.services import console as console_service
 from yijing.services import staff as staff_service
@@ -95,9 +96,9 @@ def console_config() -> console_service.ConsoleConfig:
 @blp.route("/labels", methods=["GET"])
 @login_required
 @blp.response(200, LabelsSchema)
-def label_tables() -> console_service.LabelTables:
+def label_tables() -> labels.LabelTables:
     """The Chinese label of every code the desk API returns, by table."""
-    return console_service.label_tables()
+    return labels.label_tables()
 
 
 @blp.route("/staff", methods=["GET"])

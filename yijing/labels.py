@@ -8,6 +8,7 @@ here so there is one place to look them up (:func:`label`).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from yijing.models.broadcast import BroadcastAudience, BroadcastStatus
 from yijing.models.clue import CATEGORY_LABELS as CLUE_CATEGORY_LABELS
@@ -178,3 +179,13 @@ def label(table: str, code: str | None) -> str | None:
     if code is None:
         return None
     return tables().get(table, {}).get(str(code), str(code))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelTables:
+    tables: dict[str, dict[str, str]]  # table name → code → Chinese label (the keys are data)
+
+
+def label_tables() -> LabelTables:
+    """``GET /api/v1/desk/labels``: every table of :func:`tables`."""
+    return LabelTables(tables=tables())

@@ -1,10 +1,9 @@
-"""What the desk console needs to know about this deployment, and the labels of the codes it shows."""
+"""What the desk console needs to know about this deployment."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from yijing import labels
 from yijing.config import settings
 
 # Every coordinate the API takes and gives is GCJ-02 (the datum of WeChat's maps).
@@ -17,14 +16,5 @@ class ConsoleConfig:
     datum: str
 
 
-@dataclass(frozen=True, slots=True)
-class LabelTables:
-    tables: dict[str, dict[str, str]]  # table name → code → Chinese label (the keys are data)
-
-
 def console_config() -> ConsoleConfig:
     return ConsoleConfig(map_tile_url=settings().map_tile_url or None, datum=DATUM)
-
-
-def label_tables() -> LabelTables:
-    return LabelTables(tables=labels.tables())
