@@ -19,7 +19,15 @@ log = logging.getLogger(__name__)
 
 
 class AppContextMixin:
-    """Every job starts and ends with a clean database session."""
+    """Every job starts and ends with a clean database session; a stop signal is remembered."""
+
+    # Set by SIGINT/SIGTERM. RQ marks an idle worker's stop only by raising out of its loop, so
+    # without this flag run_worker could not tell "asked to stop" from "quit on an error".
+    stop_signalled = False
+
+    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+        self.stop_signalled = True
+        return super().request_stop(signum, frame)  # type: ignore[misc]
 
     def perform_job(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         db.session.remove()
@@ -63,7 +71,7 @@ def run_worker(
                 raise
             log.warning("worker stopped: Redis unreachable", extra={"error": str(exc)})
             worked = False
-        if burst or (worker is not None and worker._stop_requested):
+        if burst or (worker is not None and worker.stop_signalled):
             return worked
         log.warning("worker quit unexpectedly; starting a new one in 1 s")
         time.sleep(1)
