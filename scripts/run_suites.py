@@ -1,6 +1,9 @@
 """`make test`: the suite on SQLite and on PostgreSQL at the same time (2 cores, half the wait).
 
-Each run has its own Redis database and media folder so the two never meet. The logs are printed
+The console's browser tests (PostgreSQL only) run as a third process beside the two: they mostly
+wait on Chromium and the servers they start, so they fill the gaps the other two leave. Each run
+has its own Redis database, media folder and (the console's) PostgreSQL database, so they never
+meet. The logs are printed
 one after the other when both are done; the exit status is non-zero if either failed. Outside CI a
 PostgreSQL that does not answer skips that run with a message; under CI=true it is required.
 The wall time of the whole run is printed last, against the 8-minute budget. The tests marked
@@ -38,9 +41,20 @@ def pg_reachable() -> bool:
 
 def main(pytest_args: list[str]) -> int:
     started = time.monotonic()
-    runs = {"sqlite": "11"}
+    # name → (YIJING_TEST_DB, Redis database number, extra pytest arguments, extra environment)
+    whole_suite = not pytest_args
+    runs: dict[str, tuple[str, str, list[str], dict[str, str]]] = {
+        "sqlite": ("sqlite", "11", ["--ignore=tests/console"] if whole_suite else [], {})
+    }
     if IN_CI or pg_reachable():
-        runs["postgresql"] = "12"
+        runs["postgresql"] = ("postgresql", "12", ["--ignore=tests/console"] if whole_suite else [], {})
+        if whole_suite:
+            runs["console"] = (
+                "postgresql",
+                "10",
+                ["tests/console"],
+                {"YIJING_TEST_PG_DATABASE": "yijing_test_console"},
+            )
     else:
         print(
             "PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped "
@@ -50,16 +64,16 @@ def main(pytest_args: list[str]) -> int:
     logs: dict[str, Path] = {}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="yijing-tests-"))
-    for name, redis_db in runs.items():
-        env = dict(os.environ)
-        env["YIJING_TEST_DB"] = name
+    for name, (database, redis_db, extra_args, extra_env) in runs.items():
+        env = {**os.environ, **extra_env}
+        env["YIJING_TEST_DB"] = database
         env["YIJING_TEST_REDIS_URL"] = f"{REDIS_BASE}/{redis_db}"
         env["YIJING_TEST_MEDIA_ROOT"] = str(workdir / f"media-{name}")
         logs[name] = workdir / f"{name}.log"
         print(f"running the suite on {name} (Redis {env['YIJING_TEST_REDIS_URL']}) …", flush=True)
         with open(logs[name], "wb") as log:
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
+                [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args, *extra_args],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
