@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from bench import harness
+from bench import breakdown, harness
 from bench.growth import GrowthRow, add_factors, format_growth_table, measure_path, sizes_to_run
 from bench.harness import (
     BASELINES,
@@ -75,6 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="results JSON (default bench/results/latest.json; with --growth, growth.json)",
+    )
+    p.add_argument(
+        "--breakdown",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="replay each wrk row's request N times in-process and split its time by part (0: skip)",
     )
     g = p.add_argument_group("growth mode (bench/README.md, Growth)")
     g.add_argument(
@@ -151,6 +158,11 @@ class Runner:
         # every row measured so far, by name (rounds in order): printed even when a later one fails
         self.runs: dict[str, list[Result]] = {}
         self.growth_rows: list[GrowthRow] = []
+        # where a wrk row's request spends its time (bench.breakdown), one per row name
+        self.breakdowns: dict[str, breakdown.Breakdown] = {}
+        self._app_env_vars: dict[str, str] | None = None
+        self._inprocess_app: Any = None
+        self._baseline_url: str | None = None
 
     # -- servers -------------------------------------------------------------------------------
 
@@ -173,6 +185,7 @@ class Runner:
         )
         self.baseline = baseline
         baseline_url = f"http://127.0.0.1:{baseline_port}"
+        self._baseline_url = baseline_url
 
         if scenarios:
             _say(harness.ensure_database(database_url, fresh=a.fresh_db))
@@ -191,6 +204,7 @@ class Runner:
             _say(f"fake WeChat at {fake_url}")
 
             env = _app_env(a, database_url, redis_url, fake_url)
+            self._app_env_vars = env
             _say("migrating: flask --app app db upgrade")
             harness.run_logged(
                 "migrations",
@@ -239,6 +253,8 @@ class Runner:
             self._check(base_url, f"{label}.warmup", req, warm)
         stats = harness.run_wrk(base_url, req, label=label, duration=a.duration, **wrk_opts)
         self._check(base_url, label, req, stats)
+        if a.breakdown and not a.growth and label not in self.breakdowns:
+            self.breakdowns[label] = breakdown.measure(self._inprocess(base_url), label, req, a.breakdown)
         errors = sum(stats.socket_errors.values())
         if not stats.requests:
             _say(f"{label}: not one answer within the {a.duration} s run: p50/p99 unknown (shown as -)")
@@ -257,6 +273,21 @@ class Runner:
             non_2xx=stats.non_2xx,
             socket_errors=stats.socket_errors,
         )
+
+    def _inprocess(self, base_url: str) -> Any:
+        """The app behind ``base_url``, built in this process with the workers' environment."""
+        if base_url == self._baseline_url:
+            from bench.baseline_app import app as bare
+
+            return bare
+        if self._inprocess_app is None:
+            from yijing import create_app
+            from yijing.config import Config
+
+            if self._app_env_vars is None:
+                raise BenchError("the breakdown needs the app's environment, but the app was not started")
+            self._inprocess_app = create_app(Config.from_env(self._app_env_vars))
+        return self._inprocess_app
 
     def _check(self, base_url: str, label: str, req: Request, stats: harness.WrkStats) -> None:
         if not stats.non_2xx:
@@ -542,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(format_table(results))
         payload = {"meta": meta, "results": [r.as_dict() for r in results]}
+        if runner.breakdowns:
+            print(f"\nWhere a request's time goes (bench/breakdown.py; {args.breakdown:,} requests each):")
+            print(breakdown.format_table(list(runner.breakdowns.values())))
+            payload["breakdown"] = [b.as_json() for b in runner.breakdowns.values()]
     harness.write_json(args.output, payload)
     partial = " (partial: the run failed)" if failure else ""
     print(f"\nbench: results{partial} in {args.output}; logs in {LOG_DIR}")
