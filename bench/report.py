@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.breakdown import PARTS
 from bench.growth import FLAG_FACTOR
 from bench.harness import API_WORKER_RSS_LIMIT_MB, REPO_ROOT, RESULTS_DIR
 
@@ -39,13 +42,13 @@ def _latencies(row: dict[str, Any]) -> tuple[str, str]:
     return _num(row.get("p50_ms"), ".2f"), _num(row.get("p99_ms"), ".2f")
 
 
-def markdown_table(head: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table; ``|`` inside a cell is escaped; columns after the second align right."""
+def markdown_table(head: list[str], rows: list[list[str]], left: int = 2) -> str:
+    """A Markdown table; ``|`` inside a cell is escaped; columns after the first ``left`` align right."""
 
     def cells(row: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
 
-    align = ["---" if i < 2 else "---:" for i in range(len(head))]
+    align = ["---" if i < left else "---:" for i in range(len(head))]
     return "\n".join([cells(head), "|" + "|".join(align) + "|", *(cells(r) for r in rows)])
 
 
@@ -94,6 +97,121 @@ def growth_table(growth: dict[str, Any]) -> str:
     return markdown_table(head, rows)
 
 
+Rows = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One of the performance issue's goals, read off a run's rows."""
+
+    what: str
+    text: str  # the goal as written, e.g. "≥ 0.6× baseline"
+    value: Callable[[Rows], float | None]
+    limit: float
+    at_least: bool  # True: the value must be ≥ limit; False: ≤ limit
+    unit: str = ""
+
+
+def _field(row: str, name: str) -> Callable[[Rows], float | None]:
+    return lambda rows: rows.get(row, {}).get(name)
+
+
+def _p99_over_raw(rows: Rows) -> float | None:
+    one, raw = rows.get("on_duty:http_1client", {}), rows.get("on_duty:geosearch_raw", {})
+    if not one.get("p99_ms") or not raw.get("p99_ms"):
+        return None
+    return one["p99_ms"] / raw["p99_ms"]
+
+
+def _largest_api_worker(rows: Rows) -> float | None:
+    values = [r["api_worker_rss_mb"] for r in rows.values() if r.get("api_worker_rss_mb") is not None]
+    return max(values, default=None)
+
+
+#: The goals of the performance issue (issue 15), in its order.
+GOALS = (
+    Goal("the user's own page, `GET /api/v1/me`", "≥ 0.6× baseline", _field("me", "ratio"), 0.6, True, "×"),
+    Goal("first feed page, anonymous", "≥ 0.6× baseline", _field("feed:anonymous", "ratio"), 0.6, True, "×"),
+    Goal("first feed page, logged in", "≥ 0.5× baseline", _field("feed:logged_in", "ratio"), 0.5, True, "×"),
+    Goal("on-duty search, 100,000 on duty", "≥ 0.5× baseline", _field("on_duty", "ratio"), 0.5, True, "×"),
+    Goal("on-duty search, one client: p99 ÷ raw GEOSEARCH p99", "≤ 2", _p99_over_raw, 2.0, False, "×"),
+    Goal("open tasks near a volunteer", "≥ 0.3× baseline", _field("tasks_list", "ratio"), 0.3, True, "×"),
+    Goal(
+        "50 accept a 5-slot task: p99", "≤ 100 ms", _field("tasks_accept_race", "p99_ms"), 100, False, " ms"
+    ),
+    Goal(
+        "first ring of a nearby dispatch: p50",
+        "≤ 3 ms",
+        _field("tasks_nearby_dispatch", "p50_ms"),
+        3,
+        False,
+        " ms",
+    ),
+    Goal("delivery ÷ direct posts", "≥ 0.7×", _field("fanout:delivered", "ratio"), 0.7, True, "×"),
+    Goal(
+        "district dashboard, cached",
+        "≥ 0.5× baseline",
+        _field("reports_district_summary", "ratio"),
+        0.5,
+        True,
+        "×",
+    ),
+    Goal(
+        "city dashboard, not cached: p50",
+        "≤ 300 ms",
+        _field("reports_city_summary_uncached", "p50_ms"),
+        300,
+        False,
+        " ms",
+    ),
+    Goal(
+        "largest API worker's memory",
+        f"< {API_WORKER_RSS_LIMIT_MB:.0f} MB",
+        _largest_api_worker,
+        150,
+        False,
+        " MB",
+    ),
+)
+
+
+def goals_table(latest: dict[str, Any]) -> str:
+    """Each goal with the run's figure and whether it is met ("-": the row was not in the run)."""
+    rows = {r["scenario"]: r for r in latest.get("results", [])}
+    out = []
+    for goal in GOALS:
+        value = goal.value(rows)
+        if value is None:
+            figure, met = "-", "-"
+        else:
+            figure = f"{value:,.2f}{goal.unit}" if goal.unit == "×" else f"{value:,.1f}{goal.unit}"
+            met = "yes" if (value >= goal.limit if goal.at_least else value <= goal.limit) else "**no**"
+        out.append([goal.what, goal.text, figure, met])
+    return markdown_table(["goal", "wanted", "this run", "met"], out)
+
+
+def breakdown_table(latest: dict[str, Any]) -> str:
+    """``latest.json``'s per-request breakdowns: parts as rows, requests as columns (µs)."""
+    items = latest.get("breakdown") or []
+    if not items:
+        return ""
+
+    def row(name: str, key: Callable[[dict[str, Any]], float]) -> list[str]:
+        return [name, *(f"{key(b):,.0f}" for b in items)]
+
+    lines = [
+        row("whole request, plain: wall", lambda b: b["plain_wall_us"]),
+        row("whole request, plain: CPU", lambda b: b["plain_cpu_us"]),
+        *(
+            row(part, lambda b, part=part: b["parts_us"].get(part, 0.0))
+            for part in PARTS
+            if any(b["parts_us"].get(part, 0.0) >= 0.5 for b in items)
+        ),
+        row("added by the timing", lambda b: b["overhead_us"]),
+    ]
+    return markdown_table(["µs per request", *(f"`{b['label']}`" for b in items)], lines, left=1)
+
+
 def _how(meta: dict[str, Any]) -> str:
     wrk, gun = meta.get("wrk", {}), meta.get("gunicorn", {})
     env = "".join(f"{k}={v} " for k, v in (meta.get("bench_env") or {}).items())
@@ -127,7 +245,19 @@ def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: 
             "",
             results_table(latest),
             "",
+            "The performance issue's goals against this run:",
+            "",
+            goals_table(latest),
+            "",
         ]
+        if latest.get("breakdown"):
+            out += [
+                "Where a request's time goes (`bench/breakdown.py`: each wrk row's request replayed "
+                "in-process, wall time split into exclusive parts):",
+                "",
+                breakdown_table(latest),
+                "",
+            ]
     else:
         out += ["No benchmark run recorded yet (`bench/results/latest.json` is missing).", ""]
     if growth:

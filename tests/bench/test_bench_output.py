@@ -259,3 +259,45 @@ def test_a_run_without_one_answer_shows_no_latency():
         "-",
         "-",
     ]
+
+
+def _json_row(name: str, **kw) -> dict:
+    return {"scenario": name, "rps": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "ratio": None, **kw}
+
+
+def test_goals_are_read_off_the_rows_and_judged():
+    latest = {
+        "results": [
+            _json_row("me", ratio=0.61, api_worker_rss_mb=120.0),
+            _json_row("tasks_list", ratio=0.12, api_worker_rss_mb=151.0),
+            _json_row("tasks_accept_race", p99_ms=80.0),
+            _json_row("on_duty:geosearch_raw", p99_ms=0.5),
+            _json_row("on_duty:http_1client", p99_ms=1.5),
+        ]
+    }
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in report.goals_table(latest).splitlines()}
+    assert lines["the user's own page, `GET /api/v1/me`"].endswith("| 0.61× | yes |")
+    assert lines["open tasks near a volunteer"].endswith("| 0.12× | **no** |")
+    assert lines["50 accept a 5-slot task: p99"].endswith("| 80.0 ms | yes |")
+    assert lines["on-duty search, one client: p99 ÷ raw GEOSEARCH p99"].endswith("| 3.00× | **no** |")
+    assert lines["largest API worker's memory"].endswith("| 151.0 MB | **no** |")
+    assert lines["delivery ÷ direct posts"].endswith("| - | - |")  # not in this run
+    assert len(lines) == len(report.GOALS) + 2  # header and rule
+
+
+def test_the_breakdown_table_has_a_column_per_request_and_skips_unused_parts():
+    parts = dict.fromkeys(report.PARTS, 0.0) | {"redis": 250.0, "framework": 300.0}
+    item = {
+        "label": "me",
+        "plain_wall_us": 600.0,
+        "plain_cpu_us": 500.0,
+        "overhead_us": 40.0,
+        "parts_us": parts,
+    }
+    table = report.breakdown_table({"breakdown": [item, {**item, "label": "feed:anonymous"}]})
+    lines = table.splitlines()
+    assert lines[0] == "| µs per request | `me` | `feed:anonymous` |"
+    assert lines[1] == "|---|---:|---:|"
+    assert "| redis | 250 | 250 |" in lines
+    assert not any(line.startswith("| postgres") for line in lines)
+    assert report.breakdown_table({}) == ""
