@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from yijing.models import Assignment
@@ -12,6 +13,7 @@ from yijing.models.task import KIND_LABELS, AssignmentStatus
 from yijing.pagination import Page
 from yijing.services import onsite
 from yijing.services import tasks as task_service
+from yijing.web import rendered
 from yijing.web.auth import current_principal, login_required
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
@@ -132,15 +134,17 @@ class TrackResultSchema(Schema):
 @login_required
 @blp.arguments(TaskListArgsSchema, location="query")
 @blp.response(200, page_of(TaskCardSchema))
-def list_open(args: dict[str, Any]) -> Page[task_service.TaskView]:
+def list_open(args: dict[str, Any]) -> Response | Page[task_service.TaskView]:
     """Open tasks I can take, nearest first, then by start time."""
-    return task_service.open_tasks(
+    result = task_service.open_tasks(
         current_principal().user_id,
         lat=args["lat"],
         lng=args["lng"],
         cursor=args["cursor"],
         limit=args["limit"],
     )
+    # From the task index the page comes rendered (the cards kept there; yijing.web.rendered).
+    return rendered.json_response(result) if isinstance(result, bytes) else result
 
 
 @blp.route("/mine", methods=["GET"])

@@ -2,9 +2,9 @@
 
 * ``tasks_list`` (HTTP, wrk): ``GET /api/v1/tasks?limit=20`` for an approved volunteer, with
   2,000 published open tasks spread over the city (100 km × 100 km) and 40 more in the
-  volunteer's own community: the candidates from the Redis index of open tasks (repaired from
-  the database after seeding, as the periodic job would), exact distances in Python, then the
-  page's 20 tasks.
+  volunteer's own community: the volunteer and their assignments (one query), the candidates
+  from the Redis index of open tasks (repaired from the database after seeding, as the periodic
+  job would), exact distances in Python, then the page's 20 cards, kept rendered in the index.
 * ``tasks_nearby_dispatch`` (timed in-process): the first ring of a nearby dispatch among
   100,000 on-duty volunteers spread uniformly over 100 km × 100 km around Baotou (GEO index
   seeded with :func:`yijing.services.duty_index.add_many`, the same volunteers in the database):

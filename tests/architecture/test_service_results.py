@@ -1,5 +1,7 @@
 """One way from a service result to JSON (docs/architecture.md): a public service function returns
-models, pages of them or frozen dataclasses, never a response dict that a blueprint passes on."""
+models, pages of them or frozen dataclasses, never a response dict that a blueprint passes on; the
+few hot reads kept rendered (yijing.web.rendered) are listed with the test that holds each equal to
+its schema's dump."""
 
 from __future__ import annotations
 
@@ -29,6 +31,23 @@ NOT_RESPONSES = {
     "yijing.services.volunteers.read_pii": "the fields read in clear, keyed by field name (keys are data)",
 }
 
+# Public functions that render JSON themselves (a response body, or a piece of one kept in Redis),
+# and why (one that renders without the blueprint's schema needs a test holding it equal to the dump).
+RENDERED = {
+    "yijing.services.feed.pages.first_page": "the feed's first page kept rendered (render= is the schema's)",
+    "yijing.services.reports.summary_json": "the dashboard's figures kept rendered (render= is the schema's)",
+    "yijing.services.tasks.signup.open_tasks": (
+        "GET /api/v1/tasks from the task index: the cards kept rendered there, put together "
+        "(tests/miniprogram_api/test_task_cards.py: equal to TaskCardSchema's dump)"
+    ),
+    "yijing.services.task_index.card_json": (
+        "a task's card kept rendered in the task index, written on commit by any request or job, "
+        "where the blueprint's schema is not at hand (test_task_cards.py: equal to TaskCardSchema's)"
+    ),
+    "yijing.services.task_index.with_reader": "a rendered card with the reader's distance and status put in",
+}
+
+RETURNS_BYTES = re.compile(r"(^|\| )bytes( \||$)")
 RETURNS_A_DICT = re.compile(r"^(dict|(list|Sequence|Page|tuple|Iterable|Iterator)\[dict)\b")
 
 
@@ -60,3 +79,14 @@ def test_the_allow_lists_name_only_what_still_returns_a_dict():
     functions = _public_functions()
     stale = [name for name in NOT_RESPONSES if not RETURNS_A_DICT.match(functions.get(name, ""))]
     assert stale == [], f"remove these entries: {stale}"
+
+
+def test_public_service_functions_that_render_json_are_listed():
+    unlisted = sorted(
+        f"{name} -> {annotation}"
+        for name, annotation in _public_functions().items()
+        if RETURNS_BYTES.search(annotation) and name not in RENDERED
+    )
+    assert unlisted == [], f"a rendered answer needs a reason and an equality test (RENDERED): {unlisted}"
+    functions = _public_functions()
+    assert [name for name in RENDERED if name not in functions] == [], "remove these entries"

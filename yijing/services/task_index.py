@@ -15,17 +15,22 @@ blocks also work on Redis Cluster):
 * ``{tasks}:jur:<jurisdiction id>`` — set of the tasks of one jurisdiction (the ancestors' tasks
   are seen by everyone below them, wherever they are);
 * ``{tasks}:info`` — hash, task id → JSON: jurisdiction, exact place (as text, so the distance
-  is computed from the database's floats), start (µs since the epoch), end, categories, skills.
+  is computed from the database's floats), start (µs since the epoch), end, categories, skills;
+* ``{tasks}:card`` — hash, task id → the task's card in the list, already rendered
+  (:func:`card_json`: what ``TaskCardSchema`` dumps, without the reader's ``distance_m`` and
+  ``my_status``, which :func:`with_reader` adds per request), so a page costs one HMGET and no
+  database read or schema dump.
 
-Keeping it in line: every change of a task that can add it to the list or take it out
-(publishing, a series' occurrences, filling the last slot, a slot given back, an edit of its
-place, time or slots, cancelling, closing) calls :func:`refresh` with the task's id; the
+Keeping it in line: every change of a task that can add it to the list, take it out or change
+its card (publishing, a series' occurrences, every slot taken or given back, any edit,
+cancelling, closing) calls :func:`refresh` with the task's id; the
 entries are read from the database in the same transaction just before it commits and written
 to Redis just after (a rollback writes nothing). A write that fails (Redis down) is logged and
 the database stays the truth: the list falls back to the database whenever the index is not
 marked built (``{tasks}:built`` is gone after a flush or never set), and :func:`repair` — run
 every minute by ``workers.tasks.repair_task_index`` — rebuilds a lost index and corrects any
-entry that drifted (a missed write, two writes of one task crossing). ``flask yijing
+entry or card that drifted (a missed write, two writes of one task crossing, a jurisdiction
+renamed under its tasks). ``flask yijing
 rebuild-task-index`` does the same by hand.
 """
 
@@ -37,6 +42,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis import Redis
 from redis.commands.core import Script
@@ -45,7 +51,9 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from yijing.extensions import db, redis_client, redis_key
-from yijing.models import DispatchMode, Task, TaskStatus
+from yijing.models import DispatchMode, Jurisdiction, Task, TaskStatus
+from yijing.models.jurisdiction import LEVEL_LABELS
+from yijing.models.task import KIND_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +126,7 @@ class Entry:
     ends_at: datetime
     categories: tuple[str, ...]
     skills: tuple[str, ...]
+    card: str
 
     def info_json(self) -> str:
         return json.dumps(
@@ -176,6 +185,10 @@ def key_jurisdiction(jurisdiction_id: int) -> str:
     return redis_key(TAG, "jur", jurisdiction_id)
 
 
+def key_card() -> str:
+    return redis_key(TAG, "card")
+
+
 def key_built() -> str:
     return redis_key(TAG, "built")
 
@@ -196,7 +209,20 @@ _COLUMNS = (
     Task.ends_at,
     Task.categories,
     Task.skills,
+    Task.kind,
+    Task.title,
+    Task.address,
+    Task.slots,
+    Task.filled,
+    Task.points,
+    Task.series_id,
+    Jurisdiction.name.label("jurisdiction_name"),
+    Jurisdiction.level.label("jurisdiction_level"),
 )
+
+
+def _select_listed():  # type: ignore[no-untyped-def]
+    return select(*_COLUMNS).join(Jurisdiction, Jurisdiction.id == Task.jurisdiction_id).where(*_listed())
 
 
 def _listed():  # type: ignore[no-untyped-def]
@@ -218,7 +244,59 @@ def _entry(row: object) -> Entry:
         ends_at=row.ends_at,  # type: ignore[attr-defined]
         categories=tuple(row.categories or ()),  # type: ignore[attr-defined]
         skills=tuple(row.skills or ()),  # type: ignore[attr-defined]
+        card=card_json(row, row.jurisdiction_id, row.jurisdiction_name, row.jurisdiction_level),  # type: ignore[attr-defined]
     )
+
+
+# -- the rendered card ------------------------------------------------------------------------------
+
+
+def card_json(task: object, jurisdiction_id: int, jurisdiction_name: str, jurisdiction_level: str) -> str:
+    """The task's card as ``TaskCardSchema`` dumps it, without ``distance_m`` and ``my_status``
+    (the reader's part): compact JSON with sorted keys, as the app's JSON provider writes it.
+    ``task`` is a Task or a row with the card's columns. ``tests/miniprogram_api/test_task_cards.py``
+    holds it equal to the schema's dump."""
+    t: Any = task
+    level = str(jurisdiction_level)
+    return json.dumps(
+        {
+            "address": t.address,
+            "categories": list(t.categories) if t.categories is not None else None,
+            "ends_at": t.ends_at.isoformat(),
+            "filled": t.filled,
+            "id": t.id,
+            "jurisdiction": {
+                "id": jurisdiction_id,
+                "level": level,
+                "level_label": LEVEL_LABELS.get(level, level),
+                "name": jurisdiction_name,
+            },
+            "kind": t.kind,
+            "kind_label": KIND_LABELS.get(t.kind, t.kind),
+            "lat": float(t.lat),
+            "lng": float(t.lng),
+            "points": t.points,
+            "remaining": max(0, t.slots - t.filled),
+            "series_id": t.series_id,
+            "skills": list(t.skills) if t.skills is not None else None,
+            "slots": t.slots,
+            "starts_at": t.starts_at.isoformat(),
+            "title": t.title,
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def with_reader(card: str, distance_m: float | None, my_status: str | None) -> str:
+    """A card from :func:`card_json` with the reader's two keys put in their sorted places
+    (``distance_m`` before ``ends_at``, ``my_status`` before ``points``: a key's quote cannot
+    occur unescaped inside a string, so the first ``,"ends_at":`` is the key)."""
+    head, sep, tail = card.partition(',"ends_at":')
+    card = f'{head},"distance_m":{json.dumps(distance_m)}{sep}{tail}'
+    head, sep, tail = card.partition(',"points":')
+    return f'{head},"my_status":{json.dumps(my_status)}{sep}{tail}'
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -258,6 +336,7 @@ def _put(client: Redis, batch: list[Entry]) -> int:
     for jurisdiction_id, ids in by_jurisdiction.items():
         pipe.sadd(key_jurisdiction(jurisdiction_id), *ids)
     pipe.hset(key_info(), mapping={m: e.info_json() for m, e in zip(members, batch, strict=True)})
+    pipe.hset(key_card(), mapping={m: e.card for m, e in zip(members, batch, strict=True)})
     pipe.execute()
     return len(batch)
 
@@ -275,6 +354,7 @@ def remove_many(task_ids: Iterable[int]) -> int:
         for member, was in zip(members, old, strict=True):
             if was is not None:
                 pipe.srem(key_jurisdiction(was), member)
+        pipe.hdel(key_card(), *members)
         pipe.hdel(key_info(), *members)
         removed += pipe.execute()[-1]
     return removed
@@ -308,9 +388,7 @@ def _read_entries(session: Session) -> None:
         return
     ids = sorted(state["ids"])
     session.flush()
-    found = {
-        row.id: _entry(row) for row in session.execute(select(*_COLUMNS).where(Task.id.in_(ids), *_listed()))
-    }
+    found = {row.id: _entry(row) for row in session.execute(_select_listed().where(Task.id.in_(ids)))}
     state["entries"] = (list(found.values()), [tid for tid in ids if tid not in found])
 
 
@@ -341,7 +419,7 @@ def _drop_entries(session: Session) -> None:
 
 
 def _listed_rows() -> Iterator[Entry]:
-    stmt = select(*_COLUMNS).where(*_listed()).execution_options(yield_per=BATCH)
+    stmt = _select_listed().execution_options(yield_per=BATCH)
     for row in db.session.execute(stmt):
         yield _entry(row)
 
@@ -351,18 +429,20 @@ def repair() -> RepairResult:
     every task that no longer belongs, and mark the index built. Safe to run on a live system."""
     client = redis_client()
     current = {k.decode(): v.decode() for k, v in client.hgetall(key_info()).items()}
+    cards = {k.decode(): v.decode() for k, v in client.hgetall(key_card()).items()}
     wanted: set[str] = set()
     stale: list[Entry] = []
     for entry in _listed_rows():
         member = str(entry.task_id)
         wanted.add(member)
-        if current.get(member) != entry.info_json():
+        if current.get(member) != entry.info_json() or cards.get(member) != entry.card:
             stale.append(entry)
     db.session.rollback()
     written = put_many(stale)
     extra = [int(m) for m in current if m not in wanted]
-    # Members of the GEO set without info (a write cut in half) go too.
+    # Members of the GEO set or cards without info (a write cut in half) go too.
     extra += [int(m) for m in (x.decode() for x in client.zrange(key_geo(), 0, -1)) if m not in wanted]
+    extra += [int(m) for m in cards if m not in wanted]
     removed = remove_many(sorted(set(extra))) if extra else 0
     mark_built()
     return RepairResult(written=written, removed=removed)
@@ -395,3 +475,11 @@ def search(
         Hit(int(tid), int(jid), float(lat), float(lng), from_micros(int(start)))
         for tid, jid, lat, lng, start in json.loads(raw)
     ]
+
+
+def cards(task_ids: Sequence[int]) -> list[str | None]:
+    """The rendered cards of these tasks (:func:`card_json`), None where the index has none (a
+    full task, or one changed since it was found). Redis errors propagate."""
+    if not task_ids:
+        return []
+    return [None if raw is None else raw.decode() for raw in redis_client().hmget(key_card(), task_ids)]

@@ -6,7 +6,9 @@ the first feed page and the dashboard's summary, are stored in Redis as the resp
 :func:`render` dumps them with the same schema and the app's JSON provider when the cache entry is
 filled, so the bytes are exactly what ``@blp.response`` would send, and :func:`json_response` serves
 them as they are. A hit then costs one Redis MGET and no decoding, sorting or dumping
-(docs/performance.md, "Per-request overhead").
+(docs/performance.md, "Per-request overhead"). The volunteer's task list is put together from
+cards kept rendered in the task index (``task_index.card_json``, held equal to ``TaskCardSchema``'s
+dump by a test) and served by :func:`json_response` too.
 """
 
 from __future__ import annotations

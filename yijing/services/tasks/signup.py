@@ -10,16 +10,17 @@
 * *category* — the task needs no particular category, or theirs is one of them;
 * *skills* — they have every skill the task needs.
 
-``GET /api/v1/tasks`` takes its candidates from the Redis index of open tasks
-(:mod:`yijing.services.task_index`, one round trip: the tasks within the radius of each origin
-and those of the home's ancestors, of a fitting category and skills), plus the live open tasks
-the volunteer has an assignment on (one query: their status, and a full task they hold a place
-on). When the index is not built or Redis is down, one database query reads the live open tasks
-through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a bounding box
-around each origin. Either way the exact area check runs in Python on that short list, sorted by
-distance from the volunteer (the phone's location, else the duty location, else the community's
-centre), then start time, then id (the cursor is that triple); then the page's 20 tasks are
-loaded.
+``GET /api/v1/tasks`` reads the volunteer and the live open tasks they have an assignment on in
+one query (their status, and a full task they hold a place on), and takes the other candidates
+from the Redis index of open tasks (:mod:`yijing.services.task_index`, one round trip: the tasks
+within the radius of each origin and those of the home's ancestors, of a fitting category and
+skills). The exact area check runs in Python on that short list, sorted by distance from the
+volunteer (the phone's location, else the duty location, else the community's centre), then
+start time, then id (the cursor is that triple); the page's 20 cards then come rendered from the
+index (one HMGET), each with the volunteer's distance and status put in, and make the response
+body. When the index is not built or Redis is down, one database query reads the live open
+tasks through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a
+bounding box around each origin, and the page's tasks are loaded for the blueprint's schema.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
@@ -31,6 +32,7 @@ at once has exactly 5 acceptances; the others get 409 ``task_full``.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,7 +138,11 @@ def _seeker_query() -> Select[Any]:
 
 def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None) -> Seeker:
     """The user as an approved volunteer (403 otherwise), in one query without the PII columns."""
-    row = db.session.execute(_seeker_query(), {"user_id": user_id}).first()
+    return _seeker(db.session.execute(_seeker_query(), {"user_id": user_id}).first(), lat, lng)
+
+
+def _seeker(row: Any, lat: float | None, lng: float | None) -> Seeker:
+    """The seeker from a row of :func:`_seeker_query` (None: not a volunteer, 403)."""
     if row is None:
         raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
     if row.status != VolunteerStatus.APPROVED:
@@ -242,10 +248,55 @@ class _IndexedRow:
     skills: tuple[str, ...] = ()
 
 
-def _indexed_candidates(seeker: Seeker, now: datetime) -> list[Any] | None:
+@functools.cache
+def _seeker_and_mine_query() -> Select[Any]:
+    """The seeker's row once per live open task they have an assignment on, with that task's
+    candidate columns and their status (once, with NULLs there, when they have none): the
+    list's one database query."""
+    mine = (
+        select(
+            Assignment.volunteer_id,
+            Assignment.status.label("my_status"),
+            *(column.label(f"mine_{column.key}") for column in _CANDIDATE_COLUMNS),
+        )
+        .join(Task, Task.id == Assignment.task_id)
+        .where(
+            Task.dispatch_mode == DispatchMode.OPEN,
+            Task.status.in_(LIVE),
+            Task.ends_at > bindparam("now"),
+        )
+        .subquery()
+    )
+    return (
+        _seeker_query()
+        .add_columns(*(c for c in mine.c if c.key != "volunteer_id"))
+        .outerjoin(mine, mine.c.volunteer_id == Volunteer.id)
+    )
+
+
+def _mine(rows: Sequence[Any]) -> dict[int, _IndexedRow]:
+    """The live open tasks the volunteer has an assignment on, from :func:`_seeker_and_mine_query`."""
+    return {
+        row.mine_id: _IndexedRow(
+            row.mine_id,
+            row.mine_jurisdiction_id,
+            row.mine_lat,
+            row.mine_lng,
+            row.mine_starts_at,
+            row.my_status,
+            row.mine_full,
+            tuple(row.mine_categories or ()),
+            tuple(row.mine_skills or ()),
+        )
+        for row in rows
+        if row.mine_id is not None
+    }
+
+
+def _indexed_candidates(seeker: Seeker, mine: dict[int, _IndexedRow], now: datetime) -> list[Any] | None:
     """The candidates from the Redis index of open tasks, with the tasks the volunteer has an
-    assignment on (a full task they hold a place on is listed too); None when the index is
-    not built or Redis is unreachable."""
+    assignment on (``mine``: a full task they hold a place on is listed too); None when the
+    index is not built or Redis is unreachable."""
     volunteer = seeker.volunteer
     try:
         hits = task_index.search(
@@ -261,19 +312,7 @@ def _indexed_candidates(seeker: Seeker, now: datetime) -> list[Any] | None:
         return None
     if hits is None:
         return None
-    mine = {
-        row.id: row
-        for row in db.session.execute(
-            select(*_CANDIDATE_COLUMNS, Assignment.status.label("my_status"))
-            .join(Assignment, Assignment.task_id == Task.id)
-            .where(
-                Assignment.volunteer_id == volunteer.id,
-                Task.dispatch_mode == DispatchMode.OPEN,
-                Task.status.in_(LIVE),
-                Task.ends_at > now,
-            )
-        )
-    }
+    mine = dict(mine)
     rows: list[Any] = [
         mine.pop(h.id, None) or _IndexedRow(h.id, h.jurisdiction_id, h.lat, h.lng, h.starts_at, None)
         for h in hits
@@ -282,22 +321,17 @@ def _indexed_candidates(seeker: Seeker, now: datetime) -> list[Any] | None:
     return rows
 
 
-def open_tasks(
-    user_id: int, *, lat: float | None, lng: float | None, cursor: str | None, limit: int
-) -> Page[TaskView]:
-    """Open tasks an approved volunteer may take, nearest first, then by start time.
+# (sort key, distance, my status) of one task in the list.
+_Keyed = tuple[tuple[float, datetime, int], float | None, str | None]
 
-    One column-only query finds the candidates (with the volunteer's own place, if any); the
-    checks and the sort run on those rows; then the page's tasks are loaded whole.
-    """
-    seeker = seeker_for(user_id, lat, lng)
+
+def _page(
+    seeker: Seeker, rows: Sequence[Any], cursor: str | None, limit: int
+) -> tuple[list[_Keyed], str | None]:
+    """The exact checks, the sort and the page over the candidates; and the next cursor."""
     volunteer = seeker.volunteer
-    now = utcnow()
-    rows = _indexed_candidates(seeker, now)
-    if rows is None:
-        rows = _database_candidates(seeker, now)
     here = seeker.here
-    keyed = []
+    keyed: list[_Keyed] = []
     for row in rows:
         if not _in_area(seeker, row) or misfit_reason(volunteer, row):
             continue
@@ -315,28 +349,83 @@ def open_tasks(
         except TypeError:  # a forged time without its offset
             raise bad_cursor() from None
     page = keyed[:limit]
-    next_cursor = encode_cursor(list(page[-1][0])) if len(keyed) > limit and page else None
-    ids = [key[2] for key, _, _ in page]
-    tasks_by_id = {
+    return page, encode_cursor(list(page[-1][0])) if len(keyed) > limit and page else None
+
+
+def _tasks_by_id(ids: Sequence[int]) -> dict[int, Task]:
+    return {
         t.id: t
         for t in db.session.scalars(
             select(Task).where(Task.id.in_(ids)).options(joinedload(Task.jurisdiction))
         ).unique()
     }
+
+
+def _rendered(page: list[_Keyed], next_cursor: str | None) -> bytes:
+    """The page as the response body, from the cards kept in the task index; a card the index
+    lacks (a full task the volunteer holds a place on, a write not yet landed) is rendered from
+    the database the same way."""
+    ids = [key[2] for key, _, _ in page]
+    try:
+        cards: list[str | None] = task_index.cards(ids)
+    except RedisError as exc:
+        log.warning("task cards unavailable, rendering from the database", extra={"error": str(exc)})
+        cards = [None] * len(ids)
+    missing = [tid for tid, card in zip(ids, cards, strict=True) if card is None]
+    if missing:
+        tasks = _tasks_by_id(missing)
+        cards = [
+            card
+            if card is not None
+            else (
+                task_index.card_json(t, t.jurisdiction.id, t.jurisdiction.name, t.jurisdiction.level)
+                if (t := tasks.get(tid)) is not None
+                else None
+            )
+            for tid, card in zip(ids, cards, strict=True)
+        ]
+    # A task deleted since its candidate was read (only ever by hand) is left out.
+    items = ",".join(
+        task_index.with_reader(card, distance, status)
+        for card, (_, distance, status) in zip(cards, page, strict=True)
+        if card is not None
+    )
+    return f'{{"items":[{items}],"next_cursor":{json.dumps(next_cursor)}}}\n'.encode()
+
+
+def open_tasks(
+    user_id: int, *, lat: float | None, lng: float | None, cursor: str | None, limit: int
+) -> bytes | Page[TaskView]:
+    """Open tasks an approved volunteer may take, nearest first, then by start time.
+
+    One query reads the volunteer and the live open tasks they have an assignment on; the
+    candidates come from the task index, the checks and the sort run on them, and the page's
+    cards come rendered from the index: the answer is then the response body
+    (:mod:`yijing.web.rendered`, the same JSON as ``TaskCardSchema``'s). When the index is not
+    available, the candidates are read from the database and the page's tasks are loaded whole:
+    the answer is a :class:`Page` for the blueprint's schema.
+    """
+    now = utcnow()
+    rows = db.session.execute(_seeker_and_mine_query(), {"user_id": user_id, "now": now}).all()
+    seeker = _seeker(rows[0] if rows else None, lat, lng)
+    candidates = _indexed_candidates(seeker, _mine(rows), now)
+    if candidates is not None:
+        return _rendered(*_page(seeker, candidates, cursor, limit))
+    page, next_cursor = _page(seeker, _database_candidates(seeker, now), cursor, limit)
+    tasks_by_id = _tasks_by_id([key[2] for key, _, _ in page])
     with_mine = [key[2] for key, _, status in page if status is not None]
     mine = (
         {
             a.task_id: a
             for a in db.session.scalars(
                 select(Assignment).where(
-                    Assignment.volunteer_id == volunteer.id, Assignment.task_id.in_(with_mine)
+                    Assignment.volunteer_id == seeker.volunteer.id, Assignment.task_id.in_(with_mine)
                 )
             )
         }
         if with_mine
         else {}
     )
-    # A task deleted since its candidate was read (only ever by hand) is left out.
     items = [
         TaskView(tasks_by_id[tid], distance, mine.get(tid))
         for (_, _, tid), distance, _ in page
@@ -416,8 +505,6 @@ def _take_slot(task: Task, now: datetime) -> tuple[int, int] | None:
 
 def _on_filled(task: Task) -> None:
     """The last slot was taken: stop the rings and tell open invitees they need not come."""
-    if task.dispatch_mode == DispatchMode.OPEN:
-        task_index.refresh(task.id)  # full: off the list
     db.session.execute(
         update(Task)
         .where(Task.id == task.id)
@@ -494,6 +581,8 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
     if slot is None:
         db.session.rollback()
         raise _full(task.id)
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.refresh(task.id)  # its card's places, or off the list when full
     if assignment is not None:
         values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
         if assignment.status == A.INVITED:
@@ -585,7 +674,7 @@ def withdraw(user_id: int, task_id: int, reason: str | None) -> Assignment:
         .execution_options(synchronize_session=False)
     )
     if task.dispatch_mode == DispatchMode.OPEN:
-        task_index.refresh(task.id)  # a place again: back on the list
+        task_index.refresh(task.id)  # its card's places, or back on the list
     if (
         task.dispatch_mode == DispatchMode.NEARBY
         and task.status in LIVE
