@@ -72,7 +72,8 @@ class PhoneBound:
     phone_masked: str
 
 
-def _token_hash(token: str) -> str:
+def hash_token(token: str) -> str:
+    """The token's key in the database and in the cache (the token itself is never stored)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -83,7 +84,7 @@ def _issue_token(user: User, audience: TokenAudience) -> tuple[str, datetime]:
     token = prefix + secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(seconds=ttl)
     db.session.add(
-        AuthToken(token_hash=_token_hash(token), user_id=user.id, audience=audience, expires_at=expires_at)
+        AuthToken(token_hash=hash_token(token), user_id=user.id, audience=audience, expires_at=expires_at)
     )
     return token, expires_at
 
@@ -211,7 +212,7 @@ def staff_login(username: str, password: str, actor: Actor) -> IssuedToken:
 
 
 def logout(token: str) -> None:
-    token_hash = _token_hash(token)
+    token_hash = hash_token(token)
     db.session.execute(
         update(AuthToken)
         .where(AuthToken.token_hash == token_hash, AuthToken.revoked_at.is_(None))
@@ -254,8 +255,26 @@ def _cached_token_and_profile(
 
 def authenticate(token: str) -> Principal:
     """The principal behind a bearer token: one Redis round trip on a hit, indexed queries on a miss."""
-    token_hash = _token_hash(token)
+    token_hash = hash_token(token)
     cached, data, me_body = _cached_token_and_profile(token_hash)
+    return _resolve(token_hash, cached, data, me_body)
+
+
+def authenticate_cached(token: str, cached_token: bytes | None, cached_profile: bytes | None) -> Principal:
+    """:func:`authenticate`, for a caller whose own Redis script read the token's cache entry
+    (``tok``) and the principal's (``principal``) raw, in the same round trip as its own keys
+    (the feed's logged-in first page). None for an entry the script did not find."""
+    return _resolve(
+        hash_token(token),
+        json.loads(cached_token) if cached_token else None,
+        json.loads(cached_profile) if cached_profile else None,
+        None,
+    )
+
+
+def _resolve(
+    token_hash: str, cached: dict[str, Any] | None, data: dict[str, Any] | None, me_body: bytes | None
+) -> Principal:
     now = utcnow().timestamp()
     if cached is None:
         row = db.session.execute(
@@ -270,7 +289,7 @@ def authenticate(token: str) -> Principal:
             cache.set_json(cached, min(TOKEN_CACHE_SECONDS, int(cached["exp"] - now)), "tok", token_hash)
     if cached["exp"] <= now:
         raise Unauthorized("登录已过期，请重新登录", code="token_expired")
-    if data is None:
+    if data is None or data["id"] != cached["uid"]:
         return _principal_from(profile(int(cached["uid"])))
     return _principal_from(data, me_body)
 

@@ -111,8 +111,10 @@ from yijing.services.feed.detail import (
 from yijing.services.feed.pages import (
     FeedItem,
     FeedJurisdiction,
+    ReaderFirstPage,
     feed,
     first_page,
+    reader_first_page,
     serves_rendered,
 )
 from yijing.services.feed.publication import (
@@ -147,6 +149,7 @@ __all__ = [
     "FeedJurisdiction",
     "LikeState",
     "PostDetail",
+    "ReaderFirstPage",
     "ReaderPostDetail",
     "Scope",
     "after_publish",
@@ -166,6 +169,7 @@ __all__ = [
     "post_detail",
     "publish_due",
     "publish_post",
+    "reader_first_page",
     "reader_scopes",
     "reconcile_counts",
     "refresh_details",
