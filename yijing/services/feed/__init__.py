@@ -28,6 +28,8 @@ Feed pages (``GET /api/v1/feed``)
     from (:func:`~yijing.services.feed.pages.first_page`, yijing/web/rendered.py): a hit is one MGET of
     those versions and the bytes, and nothing is decoded or dumped. Its cost does not depend on how
     many posts there are; a miss is the per-scope path above (index scans that stop after the page).
+    A logged-in reader's own first page (no ``district_id``) reads the token, the principal, the
+    scopes of its home and that MGET in one script (:func:`~yijing.services.feed.pages.reader_first_page`).
 
 Post detail (``GET /api/v1/feed/{id}``)
     One Lua call returns the cached detail and the pending counter deltas and counts the view. A miss is
