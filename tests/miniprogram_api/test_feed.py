@@ -417,3 +417,11 @@ def test_logged_in_first_page_refuses_bad_and_expired_tokens(app, client, tree, 
         )
         assert expired.status_code == 401
         assert expired.get_json()["error"]["code"] == "token_expired"
+
+
+def test_a_bad_token_is_refused_before_bad_feed_arguments(client):
+    """As with ``login_optional``: the 401 comes first, whatever else is wrong with the request."""
+    response = client.get("/api/v1/feed", query_string={"limit": 0}, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "invalid_token"
+    assert client.get("/api/v1/feed", query_string={"limit": 0}).status_code == 422

@@ -106,16 +106,20 @@ def login_optional_in_view(fn: F) -> F:
     The feed's logged-in first page resolves the token, the reader's scopes and the rendered page in
     one round trip (``feed.reader_first_page``); authenticating first would cost a round trip of its
     own. The view takes the token from :func:`pending_token` and hands the principal it got to
-    :func:`use_principal`, or calls :func:`resolve_optional_principal`. A view that did neither is
-    authenticated after it returns (a bad token is a 401 all the same, its answer discarded), so
-    nobody is taken for anonymous by mistake.
+    :func:`use_principal`, or calls :func:`resolve_optional_principal`. A view that did neither, or
+    that failed (its arguments refused, say), is authenticated after it (a bad token is a 401 all
+    the same, its answer discarded), so nobody is taken for anonymous by mistake.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.principal = None
         g.pending_token = bearer_token()
-        result = fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:
+            resolve_optional_principal()  # a bad token's 401 before the view's error, as ever
+            raise
         resolve_optional_principal()
         return result
 
