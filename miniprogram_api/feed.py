@@ -14,7 +14,16 @@ from yijing.pagination import Page
 from yijing.services import comments as comment_service
 from yijing.services import feed as feed_service
 from yijing.web import rendered
-from yijing.web.auth import current_principal, login_optional, login_required, optional_principal
+from yijing.web.auth import (
+    current_principal,
+    login_optional,
+    login_optional_in_view,
+    login_required,
+    optional_principal,
+    pending_token,
+    resolve_optional_principal,
+    use_principal,
+)
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
@@ -108,12 +117,20 @@ def _render_page(page: Page[feed_service.FeedItem]) -> bytes:
 
 
 @blp.route("", methods=["GET"])
-@login_optional
+@login_optional_in_view
 @blp.arguments(FeedArgsSchema, location="query")
 @blp.response(200, page_of(FeedItemSchema))
 def list_feed(args: dict[str, Any]) -> Response | Page[feed_service.FeedItem]:
     """The feed: city-wide posts and the district's, pinned first, then newest."""
-    principal = optional_principal()
+    token = pending_token()
+    if token and args["district_id"] is None and feed_service.serves_rendered(args["cursor"], args["limit"]):
+        # The logged-in first page: the token, the reader's scopes and the rendered page in one read.
+        reader = feed_service.reader_first_page(
+            token, kind=args["kind"], limit=args["limit"], render=_render_page
+        )
+        use_principal(reader.principal)
+        return rendered.json_response(reader.body)
+    principal = resolve_optional_principal()
     reader = {
         "user_id": principal.user_id if principal else None,
         "profile": principal.profile if principal else None,

@@ -70,6 +70,9 @@ class Principal:
     grants: tuple[Grant, ...] = field(default_factory=tuple)
     # What /me shows, loaded with the grants so a request reads it once.
     profile: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # The ``/me`` body rendered from exactly this profile, when the token's cache read found one
+    # (yijing.services.auth.me_body).
+    rendered_me: bytes | None = field(default=None, compare=False, repr=False)
 
     def has_role(self, role: Role) -> bool:
         return any(g.role == role for g in self.grants)

@@ -336,3 +336,92 @@ def test_feed_items_are_what_their_schema_documents(app, client, tree, city_desk
                 published_at = datetime.fromisoformat(item["published_at"])
                 assert published_at.tzinfo is not None
                 assert schema.dump({**item, "published_at": published_at}) == item
+
+
+class _CountingRedis:
+    """Counts the commands (round trips) the app sends to Redis while in use."""
+
+    def __init__(self, monkeypatch):
+        from redis import Redis
+
+        self.commands: list[str] = []
+        original = Redis.execute_command
+
+        def counting(client, *args, **options):
+            self.commands.append(str(args[0]))
+            return original(client, *args, **options)
+
+        monkeypatch.setattr(Redis, "execute_command", counting)
+
+
+def test_logged_in_first_page_is_one_round_trip_and_the_same_bytes(
+    app, client, tree, city_desk, wechat_login, monkeypatch
+):
+    """The token, the reader's scopes and the rendered page in one script (``feed.reader_first_page``)."""
+    from yijing.extensions import db
+    from yijing.models import User
+
+    city = _post(client, city_desk, tree, key="150200", title="全市通知")
+    kdl = _post(client, city_desk, tree, key="150203", title="昆区通知")
+    qs = _post(client, city_desk, tree, key="150204", title="青山通知")
+    reader = wechat_login("rita")
+    assert _feed_ids(client, reader) == [city]  # no home: the city alone
+    _follow(client, reader, tree, "150203")
+    anonymous = client.get("/api/v1/feed", query_string={"district_id": tree["150203"]}).get_data()
+    first = client.get("/api/v1/feed", headers=reader)
+    assert [i["id"] for i in first.get_json()["items"]] == [kdl, city]
+    assert first.get_data() == anonymous
+    counting = _CountingRedis(monkeypatch)
+    hit = client.get("/api/v1/feed", headers=reader)
+    assert hit.get_data() == anonymous
+    assert counting.commands == ["EVALSHA"]
+    monkeypatch.undo()
+
+    # A new district and a newer post retire what the script read; a home below a district is
+    # resolved the usual way.
+    _follow(client, reader, tree, "150204")
+    assert _feed_ids(client, reader) == [qs, city]
+    newer = _post(client, city_desk, tree, key="150204", title="青山新通知")
+    assert _feed_ids(client, reader) == [newer, qs, city]
+    with app.app_context():
+        user_id = client.get("/api/v1/me", headers=reader).get_json()["id"]
+        db.session.get(User, user_id).home_jurisdiction_id = tree["150203-01-01"]
+        db.session.commit()
+        from yijing.services import auth
+
+        auth.forget_principal(user_id)
+    assert _feed_ids(client, reader) == [kdl, city]
+    assert _feed_ids(client, reader, kind="notice", limit=5) == [kdl, city]
+
+
+def test_logged_in_first_page_refuses_bad_and_expired_tokens(app, client, tree, wechat_login):
+    from sqlalchemy import update
+
+    from yijing.extensions import db, redis_client
+    from yijing.models import AuthToken
+    from yijing.models.base import utcnow
+
+    bad = client.get("/api/v1/feed", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    assert bad.get_json()["error"]["code"] == "invalid_token"
+    reader = wechat_login("tess")
+    assert client.get("/api/v1/feed", headers=reader).status_code == 200
+    with app.app_context():
+        db.session.execute(update(AuthToken).values(expires_at=utcnow()))
+        db.session.commit()
+        for key in redis_client().scan_iter("yjtest:tok:*"):
+            redis_client().delete(key)
+    for params in ({}, {"cursor": None, "district_id": tree["150203"]}):
+        expired = client.get(
+            "/api/v1/feed", headers=reader, query_string={k: v for k, v in params.items() if v}
+        )
+        assert expired.status_code == 401
+        assert expired.get_json()["error"]["code"] == "token_expired"
+
+
+def test_a_bad_token_is_refused_before_bad_feed_arguments(client):
+    """As with ``login_optional``: the 401 comes first, whatever else is wrong with the request."""
+    response = client.get("/api/v1/feed", query_string={"limit": 0}, headers={"Authorization": "Bearer nope"})
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "invalid_token"
+    assert client.get("/api/v1/feed", query_string={"limit": 0}).status_code == 422

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,7 +72,8 @@ class PhoneBound:
     phone_masked: str
 
 
-def _token_hash(token: str) -> str:
+def hash_token(token: str) -> str:
+    """The token's key in the database and in the cache (the token itself is never stored)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -83,7 +84,7 @@ def _issue_token(user: User, audience: TokenAudience) -> tuple[str, datetime]:
     token = prefix + secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(seconds=ttl)
     db.session.add(
-        AuthToken(token_hash=_token_hash(token), user_id=user.id, audience=audience, expires_at=expires_at)
+        AuthToken(token_hash=hash_token(token), user_id=user.id, audience=audience, expires_at=expires_at)
     )
     return token, expires_at
 
@@ -211,7 +212,7 @@ def staff_login(username: str, password: str, actor: Actor) -> IssuedToken:
 
 
 def logout(token: str) -> None:
-    token_hash = _token_hash(token)
+    token_hash = hash_token(token)
     db.session.execute(
         update(AuthToken)
         .where(AuthToken.token_hash == token_hash, AuthToken.revoked_at.is_(None))
@@ -221,29 +222,59 @@ def logout(token: str) -> None:
     cache.delete(("tok", token_hash))
 
 
-# One round trip for the hot path: the token entry and the principal it points to.
+# One round trip for the hot path: the token entry, the principal it points to, and the rendered
+# ``/me`` body when it was rendered from exactly that principal entry (its first line is the entry:
+# an entry rebuilt or dropped since retires the body, wherever the profile was invalidated).
 _TOKEN_AND_PROFILE = """
 local token = redis.call('GET', KEYS[1])
-if not token then return {'', ''} end
-local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
-return {token, profile or ''}
+if not token then return {'', '', ''} end
+local uid = cjson.decode(token)['uid']
+local profile = redis.call('GET', ARGV[1] .. uid)
+if not profile then return {token, '', ''} end
+local me = redis.call('GET', ARGV[2] .. uid)
+if me and string.sub(me, 1, #profile + 1) == profile .. '\\n' then
+  return {token, profile, string.sub(me, #profile + 2)}
+end
+return {token, profile, ''}
 """
 
 
-def _cached_token_and_profile(token_hash: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _cached_token_and_profile(
+    token_hash: str,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bytes | None]:
     try:
         script = redis_client().register_script(_TOKEN_AND_PROFILE)
-        token, data = script(keys=[redis_key("tok", token_hash)], args=[redis_key("principal", "")])
+        token, data, me_body = script(
+            keys=[redis_key("tok", token_hash)], args=[redis_key("principal", ""), redis_key("me", "")]
+        )
     except RedisError as exc:
         log.warning("token cache unavailable, using the database", extra={"error": str(exc)})
-        return None, None
-    return (json.loads(token) if token else None), (json.loads(data) if data else None)
+        return None, None, None
+    return (json.loads(token) if token else None), (json.loads(data) if data else None), (me_body or None)
 
 
 def authenticate(token: str) -> Principal:
     """The principal behind a bearer token: one Redis round trip on a hit, indexed queries on a miss."""
-    token_hash = _token_hash(token)
-    cached, data = _cached_token_and_profile(token_hash)
+    token_hash = hash_token(token)
+    cached, data, me_body = _cached_token_and_profile(token_hash)
+    return _resolve(token_hash, cached, data, me_body)
+
+
+def authenticate_cached(token: str, cached_token: bytes | None, cached_profile: bytes | None) -> Principal:
+    """:func:`authenticate`, for a caller whose own Redis script read the token's cache entry
+    (``tok``) and the principal's (``principal``) raw, in the same round trip as its own keys
+    (the feed's logged-in first page). None for an entry the script did not find."""
+    return _resolve(
+        hash_token(token),
+        json.loads(cached_token) if cached_token else None,
+        json.loads(cached_profile) if cached_profile else None,
+        None,
+    )
+
+
+def _resolve(
+    token_hash: str, cached: dict[str, Any] | None, data: dict[str, Any] | None, me_body: bytes | None
+) -> Principal:
     now = utcnow().timestamp()
     if cached is None:
         row = db.session.execute(
@@ -258,15 +289,18 @@ def authenticate(token: str) -> Principal:
             cache.set_json(cached, min(TOKEN_CACHE_SECONDS, int(cached["exp"] - now)), "tok", token_hash)
     if cached["exp"] <= now:
         raise Unauthorized("登录已过期，请重新登录", code="token_expired")
-    return _principal_from(data if data is not None else profile(int(cached["uid"])))
+    if data is None or data["id"] != cached["uid"]:
+        return _principal_from(profile(int(cached["uid"])))
+    return _principal_from(data, me_body)
 
 
-def _principal_from(data: dict[str, Any]) -> Principal:
+def _principal_from(data: dict[str, Any], rendered_me: bytes | None = None) -> Principal:
     return Principal(
         user_id=data["id"],
         kind=data["kind"],
         grants=tuple(Grant(g["role"], g["jurisdiction"]["id"], g["path"]) for g in data["grants"]),
         profile=data,
+        rendered_me=rendered_me,
     )
 
 
@@ -374,6 +408,32 @@ def revoke_role(user_id: int, role: Role, jurisdiction_id: int, actor: Actor) ->
     db.session.commit()
     forget_principal(user_id)
     return bool(deleted)
+
+
+#: Renders ``/me`` for the rendered cache: the blueprint's schema dump, as the response bytes.
+RenderMe = Callable[[Me], bytes]
+
+
+def me_body(principal: Principal, render: RenderMe) -> bytes:
+    """``/me`` as response bytes (yijing.web.rendered): the hot read of a logged-in client.
+
+    A hit is the body :func:`authenticate` found beside the principal's cache entry, in the same
+    round trip, so it dumps nothing. A miss renders :func:`me` of the request's profile with
+    ``render`` and stores it behind that profile's cache entry as it is serialised: the token's
+    script serves it only while the principal entry is still exactly that, so whatever retires
+    the profile (:func:`forget_principal`, a rebuild with changed data, the TTL) retires it too.
+    """
+    if principal.rendered_me is not None:
+        return principal.rendered_me
+    data = principal.profile if principal.profile is not None else profile(principal.user_id)
+    body = render(me(principal.user_id, data))
+    cache.set_bytes(
+        json.dumps(data, default=str).encode() + b"\n" + body,
+        PRINCIPAL_CACHE_SECONDS,
+        "me",
+        principal.user_id,
+    )
+    return body
 
 
 def me(user_id: int, known: Mapping[str, Any] | None = None) -> Me:

@@ -100,6 +100,53 @@ def login_optional(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def login_optional_in_view(fn: F) -> F:
+    """:func:`login_optional` for a view that authenticates in its own first Redis read.
+
+    The feed's logged-in first page resolves the token, the reader's scopes and the rendered page in
+    one round trip (``feed.reader_first_page``); authenticating first would cost a round trip of its
+    own. The view takes the token from :func:`pending_token` and hands the principal it got to
+    :func:`use_principal`, or calls :func:`resolve_optional_principal`. A view that did neither, or
+    that failed (its arguments refused, say), is authenticated after it (a bad token is a 401 all
+    the same, its answer discarded), so nobody is taken for anonymous by mistake.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.principal = None
+        g.pending_token = bearer_token()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:
+            resolve_optional_principal()  # a bad token's 401 before the view's error, as ever
+            raise
+        resolve_optional_principal()
+        return result
+
+    _document_security(wrapper, optional=True)
+    return wrapper  # type: ignore[return-value]
+
+
+def pending_token() -> str | None:
+    """The bearer token a :func:`login_optional_in_view` view has not authenticated yet."""
+    return g.get("pending_token")
+
+
+def use_principal(principal: Principal) -> None:
+    """The principal the view's own read authenticated (:func:`login_optional_in_view`)."""
+    g.pending_token = None
+    g.principal = principal
+    _check_audience(principal)
+
+
+def resolve_optional_principal() -> Principal | None:
+    """Authenticate the pending token, if any (:func:`login_optional_in_view`); the principal or None."""
+    token = g.get("pending_token")
+    if token is not None:
+        use_principal(auth_service.authenticate(token))
+    return g.get("principal")
+
+
 class NoCookieSession(SecureCookieSessionInterface):
     """The API and the console authenticate with bearer tokens; nothing reads Flask's cookie session.
 

@@ -165,11 +165,22 @@ def init_metrics(app: Flask) -> None:
     app.register_blueprint(bp)
 
     # The start time is the access log's (yijing.web.request_log): one before-request hook for both.
+    # Each labelled series is looked up once (``labels()`` takes a lock and builds its key per call).
+    latency: dict[str, Histogram] = {}
+    requests: dict[tuple[str, str, int], Counter] = {}
+
     @app.after_request
     def _answered(response: Response) -> Response:
         started = g.get("request_started")
         if started is not None and request.endpoint != "metrics.metrics":
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            LATENCY.labels(route).observe(time.perf_counter() - started)
-            REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+            histogram = latency.get(route)
+            if histogram is None:
+                histogram = latency[route] = LATENCY.labels(route)
+            histogram.observe(time.perf_counter() - started)
+            key = (request.method, route, response.status_code)
+            counter = requests.get(key)
+            if counter is None:
+                counter = requests[key] = REQUESTS.labels(key[0], route, str(key[2]))
+            counter.inc()
         return response

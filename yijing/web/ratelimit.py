@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
 from flask import Flask, Response, g
+from flask.globals import request_ctx
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+
+T = TypeVar("T")
 
 _UNITS = {"second": "秒", "minute": "分钟", "hour": "小时", "day": "天", "month": "月", "year": "年"}
 
@@ -48,6 +55,33 @@ def check_decorated_views_only(app: Flask, limiter: Limiter) -> None:
     if limiter.limit_manager.default_limits or limiter.limit_manager.application_limits:
         return
     app.before_request_funcs[None].remove(limiter._check_request_limit)
+    _only_where_a_limit_was_checked(app, limiter)
+
+
+def _only_where_a_limit_was_checked(app: Flask, limiter: Limiter) -> None:
+    """Run Flask-Limiter's after-request and teardown hooks only on a request that checked a limit.
+
+    Both read the limiter's per-request context, which a check creates; on a request without one
+    (every route without ``@limiter.limit``, now that nothing checks before the view) they created an
+    empty context just to find nothing in it: no header to add, nothing to deduct or reset.
+    """
+    after = app.after_request_funcs[None]
+    for i, hook in enumerate(after):
+        if isinstance(hook, partial) and hook.func is Limiter._Limiter__inject_headers:  # type: ignore[attr-defined]
+            after[i] = _when_limited(hook)
+    teardown = app.teardown_request_funcs[None]
+    for i, hook in enumerate(teardown):
+        if getattr(hook, "__func__", None) is Limiter._Limiter__release_context:  # type: ignore[attr-defined]
+            teardown[i] = _when_limited(hook)
+
+
+def _when_limited(hook: Callable[[T], T]) -> Callable[[T], T]:
+    def run_if_limited(value: T) -> T:
+        if hasattr(request_ctx._get_current_object(), "_limiter_request_context"):
+            return hook(value)
+        return value
+
+    return run_if_limited
 
 
 def describe(limit_item: object) -> str:

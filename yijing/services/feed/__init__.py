@@ -28,6 +28,8 @@ Feed pages (``GET /api/v1/feed``)
     from (:func:`~yijing.services.feed.pages.first_page`, yijing/web/rendered.py): a hit is one MGET of
     those versions and the bytes, and nothing is decoded or dumped. Its cost does not depend on how
     many posts there are; a miss is the per-scope path above (index scans that stop after the page).
+    A logged-in reader's own first page (no ``district_id``) reads the token, the principal, the
+    scopes of its home and that MGET in one script (:func:`~yijing.services.feed.pages.reader_first_page`).
 
 Post detail (``GET /api/v1/feed/{id}``)
     One Lua call returns the cached detail and the pending counter deltas and counts the view. A miss is
@@ -111,8 +113,10 @@ from yijing.services.feed.detail import (
 from yijing.services.feed.pages import (
     FeedItem,
     FeedJurisdiction,
+    ReaderFirstPage,
     feed,
     first_page,
+    reader_first_page,
     serves_rendered,
 )
 from yijing.services.feed.publication import (
@@ -147,6 +151,7 @@ __all__ = [
     "FeedJurisdiction",
     "LikeState",
     "PostDetail",
+    "ReaderFirstPage",
     "ReaderPostDetail",
     "Scope",
     "after_publish",
@@ -166,6 +171,7 @@ __all__ = [
     "post_detail",
     "publish_due",
     "publish_post",
+    "reader_first_page",
     "reader_scopes",
     "reconcile_counts",
     "refresh_details",

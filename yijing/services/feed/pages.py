@@ -16,16 +16,19 @@ from sqlalchemy import Row, Select, and_, func, select, tuple_, union_all
 
 from yijing.config import settings
 from yijing.errors import InvalidInput
-from yijing.extensions import db, redis_client
+from yijing.extensions import db, redis_client, redis_key
 from yijing.models import (
     Jurisdiction,
+    JurisdictionLevel,
     Post,
     PostStatus,
 )
 from yijing.models.base import utcnow
 from yijing.models.feed import LIVE_STATUSES
 from yijing.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
-from yijing.services.feed.common import CACHE_SIZE, SUMMARY_CHARS, Scope, _k_page, _k_rendered, _k_ver
+from yijing.policies import Principal
+from yijing.services import auth as auth_service
+from yijing.services.feed.common import CACHE_SIZE, CITY, SUMMARY_CHARS, Scope, _k_page, _k_rendered, _k_ver
 from yijing.services.feed.scopes import _scope_ids, reader_scopes
 
 log = logging.getLogger(__name__)
@@ -341,3 +344,84 @@ def first_page(
         except RedisError as exc:
             log.warning("feed cache write failed", extra={"error": str(exc)})
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderFirstPage:
+    """A logged-in reader's first page (:func:`reader_first_page`): who they are, and the bytes."""
+
+    principal: Principal
+    body: bytes
+
+
+# The logged-in first page in one round trip: the token's entry, the principal's, the reader's scopes
+# from its home (the city, or the city and the home district), and then :func:`first_page`'s MGET of
+# those scopes' versions and the rendered page. A home below a district needs its area's look-up:
+# the script then stops after the principal and the caller takes the usual path.
+_TOKEN_AND_FIRST_PAGE = """
+local token = redis.call('GET', KEYS[1])
+if not token then return {} end
+local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
+if not profile then return {token} end
+local home = cjson.decode(profile)['home_jurisdiction']
+local scopes
+if type(home) ~= 'table' or home['level'] == ARGV[7] then
+  scopes = {ARGV[6]}
+elseif home['level'] == ARGV[8] then
+  scopes = {ARGV[6], string.format('%d', home['id'])}
+else
+  return {token, profile}
+end
+local keys = {}
+for i, scope in ipairs(scopes) do keys[i] = ARGV[2] .. scope .. ARGV[3] end
+local joined = table.concat(scopes, '+')
+keys[#keys + 1] = ARGV[4] .. joined .. ARGV[5]
+local values = redis.call('MGET', unpack(keys))
+local out = {token, profile, joined}
+for i = 1, #keys do out[#out + 1] = values[i] or '' end
+return out
+"""
+
+
+def reader_first_page(
+    token: str, *, kind: str | None = None, limit: int = DEFAULT_LIMIT, render: Render
+) -> ReaderFirstPage:
+    """The bearer of ``token`` and their own first feed page (no ``district_id``), as response bytes.
+
+    :func:`~yijing.services.auth.authenticate` and :func:`first_page` in one Redis round trip on a
+    hit (one script: docs/performance.md, "Per-request overhead"). The scopes the script chose are
+    checked against :func:`~yijing.services.feed.scopes.reader_scopes` of the principal, and the
+    page's versions exactly as :func:`first_page` checks them; anything else takes the usual path
+    (an invalid or expired token is the same 401 as ``authenticate``'s).
+    """
+    limit = max(1, min(limit, CACHE_SIZE))
+    ver_prefix, ver_suffix = _k_ver("\0", kind).split("\0")
+    rendered_prefix, rendered_suffix = _k_rendered(["\0"], kind, limit).split("\0")
+    try:
+        script = redis_client().register_script(_TOKEN_AND_FIRST_PAGE)
+        values = script(
+            keys=[redis_key("tok", auth_service.hash_token(token))],
+            args=[
+                redis_key("principal", ""),
+                ver_prefix,
+                ver_suffix,
+                rendered_prefix,
+                rendered_suffix,
+                CITY,
+                JurisdictionLevel.CITY.value,
+                JurisdictionLevel.DISTRICT.value,
+            ],
+        )
+    except RedisError as exc:
+        log.warning("feed cache read failed, using the database", extra={"error": str(exc)})
+        values = []
+    values = [*values, None, None][: max(len(values), 2)]
+    principal = auth_service.authenticate_cached(token, values[0], values[1])
+    scopes = reader_scopes(principal.user_id, None, principal.profile)
+    if len(values) == len(scopes) + 4 and values[2] == "+".join(str(s) for s in scopes).encode():
+        tag = ",".join(str(int(v or 0)) for v in values[3:-1]).encode()
+        head, _, body = values[-1].partition(b"\n")
+        if values[-1] and head == tag:
+            return ReaderFirstPage(principal, body)
+    body = first_page(principal.user_id, profile=principal.profile, kind=kind, limit=limit, render=render)
+    return ReaderFirstPage(principal, body)
