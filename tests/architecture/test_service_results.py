@@ -35,6 +35,10 @@ NOT_RESPONSES = {
 # and why (one that renders without the blueprint's schema needs a test holding it equal to the dump).
 RENDERED = {
     "yijing.services.feed.pages.first_page": "the feed's first page kept rendered (render= is the schema's)",
+    "yijing.services.auth.me_body": (
+        "GET /api/v1/me kept rendered behind the principal's cache entry (render= is MeSchema's; "
+        "tests/miniprogram_api/test_me_rendered.py)"
+    ),
     "yijing.services.reports.summary_json": "the dashboard's figures kept rendered (render= is the schema's)",
     "yijing.services.tasks.signup.open_tasks": (
         "GET /api/v1/tasks from the task index: the cards kept rendered there, put together "
