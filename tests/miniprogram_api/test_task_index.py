@@ -183,3 +183,49 @@ def test_the_list_answers_when_redis_is_down(make_app, client, tasks, desk, peop
         response = other.get("/api/v1/tasks", headers=people["zt"])
     assert response.status_code == 200, response.get_json()
     assert [i["id"] for i in response.get_json()["items"]] == [task["id"]]
+
+
+def test_the_index_hands_back_one_page_and_paging_through_it_equals_the_database(
+    app, client, tasks, desk, people
+):
+    """The script returns only what can be on the page (so the work per request does not grow with
+    the tasks around); page after page, with ties in distance and in start, the list is the one the
+    database gives, with and without the phone's location."""
+    from yijing.extensions import redis_client
+    from yijing.models.base import utcnow
+    from yijing.services import task_index
+
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+    made = []
+    for i in range(24):
+        # pairs at the same place and start (ties broken by id), spread about 1.5 km apart
+        place = (PLACE[0] + (i // 2) * 0.0012, PLACE[1] + (i // 2) * 0.0009)
+        start = now + (1 + (i // 4)) * hour
+        made.append(
+            tasks.create(
+                desk, title=f"巡逻{i}", lat=place[0], lng=place[1], starts_at=start, ends_at=start + hour
+            )
+        )
+
+    def walk(**params) -> list[int]:
+        seen, cursor = [], None
+        for _ in range(20):
+            page = _list(client, people["zt"], limit=5, **({"cursor": cursor} if cursor else {}), **params)
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seen
+        raise AssertionError("the list did not end")
+
+    from_index = {"home": walk(), "phone": walk(lat=FAR_PLACE[0], lng=FAR_PLACE[1])}
+    assert set(from_index["home"]) == {t["id"] for t in made}
+    assert len(from_index["home"]) == len(made)  # each once
+
+    with app.app_context():
+        origins = [(FAR_PLACE[0], FAR_PLACE[1])]
+        hits = task_index.search(origins, 10_000, [], "courier", [], utcnow(), keep=6)
+        assert 6 <= len(hits) <= 8  # the 6 nearest and any tied with the sixth, not all 24
+        redis_client().flushdb()  # our own test database: list from the database now
+    assert not _built(app)
+    assert {"home": walk(), "phone": walk(lat=FAR_PLACE[0], lng=FAR_PLACE[1])} == from_index

@@ -51,6 +51,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from yijing.extensions import db, redis_client, redis_key
+from yijing.geo import EARTH_RADIUS_M
 from yijing.models import DispatchMode, Jurisdiction, Task, TaskStatus
 from yijing.models.jurisdiction import LEVEL_LABELS
 from yijing.models.task import KIND_LABELS
@@ -72,23 +73,41 @@ if redis.call('EXISTS', KEYS[3]) == 0 then return false end
 local now = tonumber(ARGV[1])
 local radius = ARGV[2]
 local pos = 3
-local ids, seen = {}, {}
-local function take(list)
-  for _, id in ipairs(list) do
+local ids, seen, listed = {}, {}, {}
+local norigins = tonumber(ARGV[pos]); pos = pos + 1
+local origins = {}
+for o = 1, norigins do
+  origins[o] = {tonumber(ARGV[pos + 1]), tonumber(ARGV[pos])}
+  for _, id in ipairs(redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[pos], ARGV[pos + 1],
+                                 'BYRADIUS', radius, 'm')) do
+    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+  pos = pos + 2
+end
+for i = 4, #KEYS do
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    listed[id] = true  -- a task of the home or an ancestor: in the area wherever it is
     if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
   end
 end
-local norigins = tonumber(ARGV[pos]); pos = pos + 1
-for _ = 1, norigins do
-  take(redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[pos], ARGV[pos + 1], 'BYRADIUS', radius, 'm'))
-  pos = pos + 2
-end
-for i = 4, #KEYS do take(redis.call('SMEMBERS', KEYS[i])) end
 local category = ARGV[pos]; pos = pos + 1
 local nskills = tonumber(ARGV[pos]); pos = pos + 1
 local skills = {}
 for _ = 1, nskills do skills[ARGV[pos]] = true; pos = pos + 1 end
-local out = {}
+-- The page: yijing.geo.haversine_m's formula in the same doubles, the exact radius, the cursor.
+local exact_radius = tonumber(ARGV[pos])
+local earth = tonumber(ARGV[pos + 1])
+local keep = tonumber(ARGV[pos + 2])
+local after = tonumber(ARGV[pos + 3])  -- nil: the first page
+local rad = math.pi / 180
+local function haversine(lat1, lng1, lat2, lng2)
+  local p1, p2 = lat1 * rad, lat2 * rad
+  local dp, dl = p2 - p1, (lng2 - lng1) * rad
+  local a = math.sin(dp / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
+  return 2 * earth * math.asin(math.min(1.0, math.sqrt(a)))
+end
+local here = origins[1]
+local out, keys = {}, {}
 for first = 1, #ids, 1000 do
   local chunk = {}
   for i = first, math.min(first + 999, #ids) do chunk[#chunk + 1] = ids[i] end
@@ -104,11 +123,38 @@ for first = 1, #ids, 1000 do
       if ok then
         for _, s in ipairs(t.k) do if not skills[s] then ok = false; break end end
       end
-      if ok then out[#out + 1] = {chunk[i], t.j, t.la, t.ln, t.s} end
+      local lat, lng = tonumber(t.la), tonumber(t.ln)
+      if ok and not listed[chunk[i]] then
+        ok = false
+        for _, o in ipairs(origins) do
+          if haversine(o[1], o[2], lat, lng) <= exact_radius then ok = true; break end
+        end
+      end
+      local key
+      if ok then
+        -- nearest first (the distance from here), else by start
+        if here then key = haversine(here[1], here[2], lat, lng) else key = tonumber(t.s) end
+        ok = after == nil or key >= after - (here and 0.2 or 0)  -- distances are shown rounded
+      end
+      if ok then
+        out[#out + 1] = {chunk[i], t.j, t.la, t.ln, t.s}
+        keys[#out] = key
+      end
     end
   end
 end
 if #out == 0 then return '[]' end
+if #out > keep then
+  -- Only what can be on the page: the keep smallest keys, and any tied with the last of them
+  -- (within the 0.1 m the list rounds distances to), for Python's exact sort to choose from.
+  local sorted = {}
+  for i = 1, #keys do sorted[i] = keys[i] end
+  table.sort(sorted)
+  local limit = sorted[keep] + (here and 0.2 or 0)
+  local kept = {}
+  for i = 1, #out do if keys[i] <= limit then kept[#kept + 1] = out[i] end end
+  out = kept
+end
 -- One JSON string back: parsing it beats parsing five RESP elements per task in Python.
 return cjson.encode(out)
 """
@@ -458,15 +504,27 @@ def search(
     category: str,
     skills: Sequence[str],
     now: datetime,
+    *,
+    keep: int,
+    after: float | None = None,
 ) -> list[Hit] | None:
     """Open, not full tasks not yet over within ``radius_m`` of an origin or in one of the
     jurisdictions, whose categories and skills fit; None when the index is not built (read
-    the database instead). Redis errors propagate."""
+    the database instead). Redis errors propagate.
+
+    Only what can be on one page comes back, so the work in Python does not grow with the number
+    of tasks around: the ``keep`` nearest to the first origin (by start when there is no origin),
+    with any tied with the last of them, among those at or after ``after`` (the cursor's distance
+    in metres, or its start in µs since the epoch when there is no origin). The script computes
+    the distances with :func:`yijing.geo.haversine_m`'s formula in the same doubles; the caller
+    still checks and sorts what it gets exactly, so ``keep`` should leave it a few spare.
+    """
     client = redis_client()
     args: list[object] = [now.timestamp(), radius_m * RADIUS_SLACK + RADIUS_SLACK_M, len(origins)]
     for lat, lng in origins:
         args += [lng, lat]
     args += [category, len(skills), *skills]
+    args += [radius_m, EARTH_RADIUS_M, max(1, keep), "" if after is None else after]
     keys = [key_geo(), key_info(), key_built(), *(key_jurisdiction(j) for j in jurisdiction_ids)]
     raw = _script(client, _SEARCH_LUA)(keys=keys, args=args, client=client)
     if raw is None:

@@ -14,9 +14,11 @@
 one query (their status, and a full task they hold a place on), and takes the other candidates
 from the Redis index of open tasks (:mod:`yijing.services.task_index`, one round trip: the tasks
 within the radius of each origin and those of the home's ancestors, of a fitting category and
-skills). The exact area check runs in Python on that short list, sorted by distance from the
-volunteer (the phone's location, else the duty location, else the community's centre), then
-start time, then id (the cursor is that triple); the page's 20 cards then come rendered from the
+skills). The list is sorted by distance from the volunteer (the phone's location, else the duty
+location, else the community's centre), then start time, then id (the cursor is that triple).
+The index's script already keeps only what can be on the page (the 20 nearest after the cursor,
+a few spare and any tied with the last), so the work here does not grow with the tasks around;
+the exact area check and the sort run in Python on that short list; the page's 20 cards then come rendered from the
 index (one HMGET), each with the volunteer's distance and status put in, and make the response
 body. When the index is not built or Redis is down, one database query reads the live open
 tasks through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a
@@ -73,6 +75,11 @@ log = logging.getLogger(__name__)
 MAX_CANDIDATES = 500
 # Sort key for a task whose distance is unknown (no origin): after every known distance.
 FAR = 1e9
+# The task index hands back a page's worth of candidates and this many more, for the exact
+# checks here to drop one it let through (a distance a rounding apart) without shortening the page.
+SPARE_CANDIDATES = 4
+# A task's place in the list: (distance or FAR, start, id).
+_Key = tuple[float, datetime, int]
 
 
 @dataclass
@@ -293,11 +300,23 @@ def _mine(rows: Sequence[Any]) -> dict[int, _IndexedRow]:
     }
 
 
-def _indexed_candidates(seeker: Seeker, mine: dict[int, _IndexedRow], now: datetime) -> list[Any] | None:
-    """The candidates from the Redis index of open tasks, with the tasks the volunteer has an
+def _indexed_candidates(
+    seeker: Seeker, mine: dict[int, _IndexedRow], now: datetime, after: _Key | None, limit: int
+) -> list[Any] | None:
+    """The candidates for one page from the Redis index of open tasks (those after the cursor
+    ``after`` that can be among the next ``limit``), with the tasks the volunteer has an
     assignment on (``mine``: a full task they hold a place on is listed too); None when the
     index is not built or Redis is unreachable."""
     volunteer = seeker.volunteer
+    if after is None:
+        from_key = None
+    elif seeker.here is not None:
+        from_key = after[0]
+    else:
+        try:
+            from_key = float(task_index.micros(after[1]))
+        except TypeError:  # a forged time without its offset
+            raise bad_cursor() from None
     try:
         hits = task_index.search(
             seeker.origins,
@@ -306,6 +325,8 @@ def _indexed_candidates(seeker: Seeker, mine: dict[int, _IndexedRow], now: datet
             volunteer.category,
             volunteer.skills,
             now,
+            keep=limit + 1 + SPARE_CANDIDATES,
+            after=from_key,
         )
     except RedisError as exc:
         log.warning("task index unavailable, listing from the database", extra={"error": str(exc)})
@@ -322,11 +343,15 @@ def _indexed_candidates(seeker: Seeker, mine: dict[int, _IndexedRow], now: datet
 
 
 # (sort key, distance, my status) of one task in the list.
-_Keyed = tuple[tuple[float, datetime, int], float | None, str | None]
+_Keyed = tuple[_Key, float | None, str | None]
+
+
+def _after(cursor: str | None) -> _Key | None:
+    return None if not cursor else tuple(decode_cursor(cursor, 3, (float, datetime, int)))  # type: ignore[return-value]
 
 
 def _page(
-    seeker: Seeker, rows: Sequence[Any], cursor: str | None, limit: int
+    seeker: Seeker, rows: Sequence[Any], after: _Key | None, limit: int
 ) -> tuple[list[_Keyed], str | None]:
     """The exact checks, the sort and the page over the candidates; and the next cursor."""
     volunteer = seeker.volunteer
@@ -342,8 +367,7 @@ def _page(
             ((FAR if distance is None else distance, row.starts_at, row.id), distance, row.my_status)
         )
     keyed.sort(key=lambda item: item[0])
-    if cursor:
-        after = tuple(decode_cursor(cursor, 3, (float, datetime, int)))
+    if after is not None:
         try:
             keyed = [item for item in keyed if item[0] > after]
         except TypeError:  # a forged time without its offset
@@ -408,10 +432,11 @@ def open_tasks(
     now = utcnow()
     rows = db.session.execute(_seeker_and_mine_query(), {"user_id": user_id, "now": now}).all()
     seeker = _seeker(rows[0] if rows else None, lat, lng)
-    candidates = _indexed_candidates(seeker, _mine(rows), now)
+    after = _after(cursor)
+    candidates = _indexed_candidates(seeker, _mine(rows), now, after, limit)
     if candidates is not None:
-        return _rendered(*_page(seeker, candidates, cursor, limit))
-    page, next_cursor = _page(seeker, _database_candidates(seeker, now), cursor, limit)
+        return _rendered(*_page(seeker, candidates, after, limit))
+    page, next_cursor = _page(seeker, _database_candidates(seeker, now), after, limit)
     tasks_by_id = _tasks_by_id([key[2] for key, _, _ in page])
     with_mine = [key[2] for key, _, status in page if status is not None]
     mine = (
