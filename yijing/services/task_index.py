@@ -22,12 +22,12 @@ Keeping it in line: every change of a task that can add it to the list or take i
 place, time or slots, cancelling, closing) calls :func:`refresh` with the task's id; the
 entries are read from the database in the same transaction just before it commits and written
 to Redis just after (a rollback writes nothing). Taking the last slot calls :func:`unlist`
-instead, which reads nothing back: the task is full under the row's lock, so it only goes. A write that fails (Redis down) is logged and
-the database stays the truth: the list falls back to the database whenever the index is not
-marked built (``{tasks}:built`` is gone after a flush or never set), and :func:`repair` — run
-every minute by ``workers.tasks.repair_task_index`` — rebuilds a lost index and corrects any
-entry that drifted (a missed write, two writes of one task crossing). ``flask yijing
-rebuild-task-index`` does the same by hand.
+instead, which reads nothing back: the task is full under the row's lock, so it only goes. A
+write that fails (Redis down) is logged and the database stays the truth: the list falls back
+to the database whenever the index is not marked built (``{tasks}:built`` is gone after a flush
+or never set), and :func:`repair` — run every minute by ``workers.tasks.repair_task_index`` —
+rebuilds a lost index and corrects any entry that drifted (a missed write, two writes of one
+task crossing). ``flask yijing rebuild-task-index`` does the same by hand.
 """
 
 from __future__ import annotations

@@ -150,8 +150,10 @@ def _seeker_query() -> Select[Any]:
 @functools.cache
 def _accept_query() -> Select[Any]:
     """The seeker, the task ``:task_id`` and their place on it, in one query (built once)."""
-    return _seeker_select(Task, Assignment).outerjoin(Task, Task.id == bindparam("task_id")).outerjoin(
-        Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == Volunteer.id)
+    return (
+        _seeker_select(Task, Assignment)
+        .outerjoin(Task, Task.id == bindparam("task_id"))
+        .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == Volunteer.id))
     )
 
 
