@@ -17,6 +17,7 @@ that returns the specs.
 
 from __future__ import annotations
 
+import calendar
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,9 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
+from rq.scripts import UNIQUE_SCHEDULE_SCRIPT
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -140,16 +145,23 @@ def enqueue(spec: JobSpec) -> None:
 
 
 def enqueue_many(specs: Iterable[JobSpec]) -> None:
-    """Enqueue jobs without ids and without delay in one round trip per queue (~5× faster)."""
+    """Enqueue jobs in one round trip: those without delay by queue (RQ's ``enqueue_many``), those
+    scheduled with a job id through RQ's own unique-schedule script, all in one pipeline (a
+    dispatch ring's invitations and its next ring: one round trip, not two). Anything else (a
+    job with an id to run now, a delayed job without one) goes on its own. Raises RedisError."""
+    pipe = redis_client().pipeline()
     by_queue: dict[str, list[JobSpec]] = {}
+    scheduled: dict[int, str] = {}  # the position of a unique schedule's answer in the pipeline → job id
     for spec in specs:
-        if spec.job_id is not None or spec.delay > 0 or spec.at is not None:
+        if spec.job_id is None and spec.delay <= 0 and spec.at is None:
+            by_queue.setdefault(spec.queue, []).append(spec)
+        elif spec.job_id is not None and (spec.at is not None or spec.delay > 0):
+            position = len(pipe)
+            scheduled[position] = _schedule_unique(pipe, spec)
+        else:
             enqueue(spec)
-            continue
-        by_queue.setdefault(spec.queue, []).append(spec)
     for name, group in by_queue.items():
-        q = get_queue(name)
-        q.enqueue_many(
+        get_queue(name).enqueue_many(
             [
                 Queue.prepare_data(
                     s.func,
@@ -161,8 +173,51 @@ def enqueue_many(specs: Iterable[JobSpec]) -> None:
                     result_ttl=s.result_ttl,
                 )
                 for s in group
-            ]
+            ],
+            pipeline=pipe,
         )
+    if not len(pipe):
+        return
+    answers = pipe.execute()
+    for position, rq_id in scheduled.items():
+        if answers[position] == 0:
+            log.debug("job already queued", extra={"job_id": rq_id})
+
+
+def _schedule_unique(pipe: Pipeline, spec: JobSpec) -> str:
+    """What ``Queue.enqueue_at(…, job_id=…, unique=True)`` does (RQ's ``schedule_unique_job``: one
+    script that refuses an id still kept, saves the job and adds it to the scheduled registry), queued
+    on ``pipe`` instead of sent at once; the script answers 0 for a duplicate. Returns the job id."""
+    q = get_queue(spec.queue)
+    when = spec.at or datetime.now(UTC) + timedelta(seconds=spec.delay)
+    job = q.create_job(
+        spec.func,
+        args=spec.args,
+        kwargs=spec.kwargs,
+        timeout=spec.timeout,
+        result_ttl=spec.result_ttl,
+        failure_ttl=spec.failure_ttl,
+        job_id=job_id(spec.job_id or ""),
+        status=JobStatus.SCHEDULED,
+        retry=spec.retry,
+    )
+    fields: list[object] = []
+    for key, value in job.to_dict().items():
+        if value is not None:
+            fields += [key, value if isinstance(value, bytes | str) else str(value)]
+    pipe.eval(
+        UNIQUE_SCHEDULE_SCRIPT,
+        3,
+        job.key,
+        ScheduledJobRegistry(queue=q).key,
+        q.redis_queues_keys,
+        job.id,
+        job.ttl if job.ttl is not None else -1,
+        calendar.timegm(when.utctimetuple()),
+        q.key,
+        *fields,
+    )
+    return job.id
 
 
 Pending = JobSpec | Callable[[], Iterable[JobSpec]]

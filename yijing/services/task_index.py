@@ -25,13 +25,14 @@ Keeping it in line: every change of a task that can add it to the list, take it 
 its card (publishing, a series' occurrences, every slot taken or given back, any edit,
 cancelling, closing) calls :func:`refresh` with the task's id; the
 entries are read from the database in the same transaction just before it commits and written
-to Redis just after (a rollback writes nothing). A write that fails (Redis down) is logged and
-the database stays the truth: the list falls back to the database whenever the index is not
-marked built (``{tasks}:built`` is gone after a flush or never set), and :func:`repair` — run
-every minute by ``workers.tasks.repair_task_index`` — rebuilds a lost index and corrects any
-entry or card that drifted (a missed write, two writes of one task crossing, a jurisdiction
-renamed under its tasks). ``flask yijing
-rebuild-task-index`` does the same by hand.
+to Redis just after (a rollback writes nothing). Taking the last slot calls :func:`unlist`
+instead, which reads nothing back: the task is full under the row's lock, so it only goes. A
+write that fails (Redis down) is logged and the database stays the truth: the list falls back
+to the database whenever the index is not marked built (``{tasks}:built`` is gone after a flush
+or never set), and :func:`repair` — run every minute by ``workers.tasks.repair_task_index`` —
+rebuilds a lost index and corrects any entry or card that drifted (a missed write, two writes of
+one task crossing, a jurisdiction renamed under its tasks). ``flask yijing rebuild-task-index``
+does the same by hand.
 """
 
 from __future__ import annotations
@@ -420,11 +421,21 @@ def is_built() -> bool:
 
 def refresh(task_id: int) -> None:
     """Bring this task's entry in line with the database once the current transaction commits."""
-    db.session.info.setdefault(_SESSION_KEY, {"ids": set()})["ids"].add(task_id)
+    _pending()["ids"].add(task_id)
 
 
 def refresh_many(task_ids: Iterable[int]) -> None:
-    db.session.info.setdefault(_SESSION_KEY, {"ids": set()})["ids"].update(task_ids)
+    _pending()["ids"].update(task_ids)
+
+
+def unlist(task_id: int, jurisdiction_id: int) -> None:
+    """Take this task off the list once the current transaction commits, without reading it back:
+    for a caller that knows it no longer belongs (its last slot taken, under the row's lock)."""
+    _pending()["unlisted"][task_id] = jurisdiction_id
+
+
+def _pending() -> dict[str, Any]:
+    return db.session.info.setdefault(_SESSION_KEY, {"ids": set(), "unlisted": {}})
 
 
 @event.listens_for(Session, "before_commit")
@@ -441,24 +452,40 @@ def _read_entries(session: Session) -> None:
 @event.listens_for(Session, "after_commit")
 def _write_entries(session: Session) -> None:
     state = session.info.pop(_SESSION_KEY, None)
-    if not state or "entries" not in state:
+    if not state:
         return
-    entries, gone = state["entries"]
+    entries, gone = state.get("entries", ([], []))
+    # A task also refreshed was read back: that answer stands.
+    unlisted = {tid: jid for tid, jid in state["unlisted"].items() if tid not in state["ids"]}
     try:
         if entries:
             put_many(entries)
         if gone:
             remove_many(gone)
+        if unlisted:
+            _remove_known(unlisted)
     except RedisError as exc:
         log.warning(
             "task index write failed; the repair job corrects it",
-            extra={"tasks": [e.task_id for e in entries] + gone, "error": str(exc)},
+            extra={"tasks": [e.task_id for e in entries] + gone + list(unlisted), "error": str(exc)},
         )
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_entries(session: Session) -> None:
     session.info.pop(_SESSION_KEY, None)
+
+
+def _remove_known(jurisdiction_of: dict[int, int]) -> None:
+    """Take tasks out whose jurisdiction is known: one round trip, no read of their entries."""
+    members = [str(t) for t in jurisdiction_of]
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.zrem(key_geo(), *members)
+    for task_id, jurisdiction_id in jurisdiction_of.items():
+        pipe.srem(key_jurisdiction(jurisdiction_id), str(task_id))
+    pipe.hdel(key_info(), *members)
+    pipe.hdel(key_card(), *members)
+    pipe.execute()
 
 
 # -- rebuilding and repairing ---------------------------------------------------------------------

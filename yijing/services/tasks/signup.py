@@ -18,10 +18,10 @@ skills). The list is sorted by distance from the volunteer (the phone's location
 location, else the community's centre), then start time, then id (the cursor is that triple).
 The index's script already keeps only what can be on the page (the 20 nearest after the cursor,
 a few spare and any tied with the last), so the work here does not grow with the tasks around;
-the exact area check and the sort run in Python on that short list; the page's 20 cards then come rendered from the
-index (one HMGET), each with the volunteer's distance and status put in, and make the response
-body. When the index is not built or Redis is down, one database query reads the live open
-tasks through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a
+the exact area check and the sort run in Python on that short list; the page's 20 cards then
+come rendered from the index (one HMGET), each with the volunteer's distance and status put in,
+and make the response body. When the index is not built or Redis is down, one database query
+reads the live open tasks through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a
 bounding box around each origin, and the page's tasks are loaded for the blueprint's schema.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
@@ -42,7 +42,7 @@ from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, bindparam, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
 
@@ -118,28 +118,51 @@ class Seeker:
         return self.origins[0] if self.origins else None
 
 
-@functools.cache
-def _seeker_query() -> Select[Any]:
-    """Built once: the aliases and the statement's cache key are not rebuilt on every request."""
+_SEEKER_COLUMNS = (
+    Volunteer.id,
+    Volunteer.user_id,
+    Volunteer.status,
+    Volunteer.category,
+    Volunteer.skills,
+    Volunteer.on_duty,
+    Volunteer.duty_lat,
+    Volunteer.duty_lng,
+)
+
+
+def _seeker_select(*entities: Any) -> Select[Any]:
+    """The volunteer of ``:user_id`` (no PII columns) with their home's path and community's
+    centre, after ``entities``."""
     home = aliased(Jurisdiction)
     community = aliased(Jurisdiction)
     return (
         select(
-            Volunteer.id,
-            Volunteer.user_id,
-            Volunteer.status,
-            Volunteer.category,
-            Volunteer.skills,
-            Volunteer.on_duty,
-            Volunteer.duty_lat,
-            Volunteer.duty_lng,
+            *entities,
+            *_SEEKER_COLUMNS,
             home.path.label("home_path"),
             community.lat.label("community_lat"),
             community.lng.label("community_lng"),
         )
+        .select_from(Volunteer)
         .join(home, home.id == Volunteer.jurisdiction_id)
         .join(community, community.id == Volunteer.community_id)
         .where(Volunteer.open_user_id == bindparam("user_id"))
+    )
+
+
+@functools.cache
+def _seeker_query() -> Select[Any]:
+    """Built once: the aliases and the statement's cache key are not rebuilt on every request."""
+    return _seeker_select()
+
+
+@functools.cache
+def _accept_query() -> Select[Any]:
+    """The seeker, the task ``:task_id`` and their place on it, in one query (built once)."""
+    return (
+        _seeker_select(Task, Assignment)
+        .outerjoin(Task, Task.id == bindparam("task_id"))
+        .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == Volunteer.id))
     )
 
 
@@ -149,7 +172,7 @@ def seeker_for(user_id: int, lat: float | None = None, lng: float | None = None)
 
 
 def _seeker(row: Any, lat: float | None, lng: float | None) -> Seeker:
-    """The seeker from a row of :func:`_seeker_query` (None: not a volunteer, 403)."""
+    """The seeker from a row of :func:`_seeker_select` (None: not a volunteer, 403)."""
     if row is None:
         raise Forbidden("请先申请成为义警，审核通过后即可查看和接受任务", code="not_a_volunteer")
     if row.status != VolunteerStatus.APPROVED:
@@ -496,19 +519,24 @@ def task_for_volunteer(user_id: int, task_id: int, *, lat: float | None, lng: fl
 # -- accepting, declining, withdrawing ---------------------------------------------------------------
 
 
-def _check_overlap(volunteer: VolunteerFacts, task: Task) -> None:
-    other = db.session.scalar(
-        select(Task)
-        .join(Assignment, Assignment.task_id == Task.id)
+def _overlapping(volunteer_id: Any, starts_at: Any, ends_at: Any, task_id: Any) -> Select[Any]:
+    """Other tasks the volunteer holds a place on (accepted or checked in) at the same time."""
+    other = aliased(Task)
+    return (
+        select(other)
+        .join(Assignment, Assignment.task_id == other.id)
         .where(
-            Assignment.volunteer_id == volunteer.id,
+            Assignment.volunteer_id == volunteer_id,
             Assignment.status.in_([A.ACCEPTED, A.CHECKED_IN]),
-            Task.id != task.id,
-            Task.starts_at < task.ends_at,
-            Task.ends_at > task.starts_at,
+            other.id != task_id,
+            other.starts_at < ends_at,
+            other.ends_at > starts_at,
         )
-        .limit(1)
     )
+
+
+def _check_overlap(volunteer: VolunteerFacts, task: Task) -> None:
+    other = db.session.scalar(_overlapping(volunteer.id, task.starts_at, task.ends_at, task.id).limit(1))
     if other is not None:
         raise Conflict(
             f"您在该时段已接受任务「{other.title}」（{local_text(other.starts_at)} 开始），请先退出该任务",
@@ -516,26 +544,53 @@ def _check_overlap(volunteer: VolunteerFacts, task: Task) -> None:
         )
 
 
-def _take_slot(task: Task, now: datetime) -> tuple[int, int] | None:
-    """Take one slot atomically; (filled, slots) after it, or None when the task is full/closed."""
-    row = db.session.execute(
+@functools.cache
+def _take_slot_statement() -> Any:
+    """Built once (the overlap's alias and the statement's cache key are not rebuilt per request)."""
+    overlap = _overlapping(
+        bindparam("b_volunteer_id"), bindparam("b_starts_at"), bindparam("b_ends_at"), bindparam("b_task_id")
+    ).exists()
+    return (
         update(Task)
-        .where(Task.id == task.id, Task.filled < Task.slots, Task.status.in_(LIVE), Task.ends_at > now)
-        .values(filled=Task.filled + 1, updated_at=now)
+        .where(
+            Task.id == bindparam("b_task_id"),
+            Task.filled < Task.slots,
+            Task.status.in_(LIVE),
+            Task.ends_at > bindparam("b_now"),
+            ~overlap,
+        )
+        .values(
+            filled=Task.filled + 1,
+            updated_at=bindparam("b_now"),
+            dispatch_next_at=case((Task.filled + 1 >= Task.slots, None), else_=Task.dispatch_next_at),
+        )
         .returning(Task.filled, Task.slots)
         .execution_options(synchronize_session=False)
+    )
+
+
+def _take_slot(task: Task, volunteer: VolunteerFacts, now: datetime) -> tuple[int, int] | None:
+    """Take one slot atomically unless the volunteer holds an overlapping place; (filled, slots)
+    after it, or None when the task is full or closed or the place overlaps. Taking the last slot
+    also stops the rings (``dispatch_next_at``), in the same statement."""
+    row = db.session.execute(
+        _take_slot_statement(),
+        {
+            "b_task_id": task.id,
+            "b_now": now,
+            "b_volunteer_id": volunteer.id,
+            "b_starts_at": task.starts_at,
+            "b_ends_at": task.ends_at,
+        },
     ).first()
     return None if row is None else (row[0], row[1])
 
 
 def _on_filled(task: Task) -> None:
-    """The last slot was taken: stop the rings and tell open invitees they need not come."""
-    db.session.execute(
-        update(Task)
-        .where(Task.id == task.id)
-        .values(dispatch_next_at=None)
-        .execution_options(synchronize_session=False)
-    )
+    """The last slot was taken (the rings already stopped by :func:`_take_slot`): off the open-task
+    list, and the open invitees told they need not come."""
+    if task.dispatch_mode == DispatchMode.OPEN:
+        task_index.unlist(task.id, task.jurisdiction_id)
     waiting = db.session.scalars(
         select(Assignment).where(Assignment.task_id == task.id, Assignment.status == A.INVITED)
     ).all()
@@ -563,14 +618,21 @@ def _full(task_id: int) -> Conflict:
 
 def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> Assignment:
     """Take a place on a task: sign up to an open task, or accept an invitation. Accepting
-    again returns the same place; a full task answers 409 ``task_full``."""
-    seeker = seeker_for(user_id, lat, lng)
+    again returns the same place; a full task answers 409 ``task_full``.
+
+    A rush of acceptances costs little: one query reads the volunteer, the task and their place
+    on it; a task known full answers there. Otherwise one UPDATE takes the slot (checking the
+    schedule overlap in its WHERE), one INSERT … RETURNING writes the place, and the place is
+    returned detached, so that the commit does not expire it and its answer reads nothing back.
+    """
+    row = db.session.execute(_accept_query(), {"user_id": user_id, "task_id": task_id}).first()
+    seeker = _seeker(row, lat, lng)
     volunteer = seeker.volunteer
-    task = get_task(task_id)
+    task: Task | None = row.Task
+    if task is None:
+        raise NotFound("任务不存在", code="task_not_found")
+    assignment: Assignment | None = row.Assignment
     now = utcnow()
-    assignment = db.session.scalar(
-        select(Assignment).where(Assignment.task_id == task.id, Assignment.volunteer_id == volunteer.id)
-    )
     if assignment is not None and assignment.status in HOLDS_SLOT:
         return assignment
     if task.status not in LIVE or task.ends_at <= now:
@@ -597,17 +659,17 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
     else:
         raise Forbidden("该任务仅限受邀的义警接受", code="not_invited")
     if task.filled >= task.slots:
-        # Full already: answer without the overlap check and the slot's UPDATE (most of a rush).
+        # Full already: answer without the slot's UPDATE (most of a rush).
         db.session.rollback()
         raise Conflict(_FULL_MESSAGE, code="task_full")
-    _check_overlap(volunteer, task)
 
-    slot = _take_slot(task, now)
+    slot = _take_slot(task, volunteer, now)
     if slot is None:
+        _check_overlap(volunteer, task)  # the overlap kept the slot: say so
         db.session.rollback()
         raise _full(task.id)
-    if task.dispatch_mode == DispatchMode.OPEN:
-        task_index.refresh(task.id)  # its card's places, or off the list when full
+    if task.dispatch_mode == DispatchMode.OPEN and slot[0] < slot[1]:
+        task_index.refresh(task.id)  # its card's places (the last one taken: unlisted below)
     if assignment is not None:
         values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
         if assignment.status == A.INVITED:
@@ -619,20 +681,22 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
                 return assignment
             raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
     else:
-        assignment = Assignment(
-            task_id=task.id,
-            volunteer_id=volunteer.id,
-            user_id=user_id,
-            status=A.ACCEPTED,
-            source=DispatchMode.OPEN,
-            accepted_at=now,
-            invite_seq=0,
-            checkout_auto=False,
-            points_awarded=0,
-        )
-        db.session.add(assignment)
         try:
-            db.session.flush()
+            assignment = db.session.scalars(
+                insert(Assignment)
+                .values(
+                    task_id=task.id,
+                    volunteer_id=volunteer.id,
+                    user_id=user_id,
+                    status=A.ACCEPTED,
+                    source=DispatchMode.OPEN,
+                    accepted_at=now,
+                    invite_seq=0,
+                    checkout_auto=False,
+                    points_awarded=0,
+                )
+                .returning(Assignment)
+            ).one()
         except IntegrityError:  # the same volunteer, twice at once: the other request won
             db.session.rollback()
             existing = db.session.scalar(
@@ -645,6 +709,7 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
             raise Conflict("任务状态已变化，请刷新后重试", code="bad_status") from None
     if slot[0] >= slot[1]:
         _on_filled(task)
+    db.session.expunge(assignment)
     db.session.commit()
     return assignment
 
