@@ -5,13 +5,15 @@ without an access token, one cross-process token refresher (Redis cache + Redis 
 exactly one refresh-and-retry on 40001/42001, the v2 content-security calls, ``miniprogram_state`` on
 subscribe messages, and translation of every failure into :mod:`yijing.wechat.errors`.
 
-wechatpy is used through its public API only: ``WeChatClient.post`` with a full URL (so no
-``API_BASE_URL`` is rewritten) and the access token passed in ``params`` (so wechatpy never fetches
-one itself), ``RedisStorage`` as the token cache, ``fetch_access_token`` overridden as its hook.
-Two calls go around it, through the gateway's own HTTP session: ``jscode2session`` and
-``cgi-bin/stable_token``. wechatpy's client puts an access token on every request it sends, and
-these two must carry none (login has to work while tokens fail; the token call is what makes
-one); wechatpy has no ``stable_token`` call at all.
+wechatpy is used through its public API only: ``RedisStorage`` as the token cache (read and written
+through ``WeChatClient.session`` under the client's own key names) and ``fetch_access_token``
+overridden as its hook, so that wechatpy never fetches a token from its hard-coded host. The HTTP
+calls themselves go through the gateway's own ``requests`` session (:func:`_session`): one
+keep-alive connection pool per process whose proxy and CA settings are read from the environment
+once, when the gateway is made. A session of wechatpy's own reads them again on every request
+(``HTTP(S)_PROXY``, ``NO_PROXY``, ``~/.netrc``), which cost a delivery worker about a third of its
+CPU per message (docs/performance.md, "Delivering notifications"); wechatpy offers no public way to
+hand it a session. wechatpy has no ``stable_token`` call at all.
 
 Never logged: the secret, access tokens, session keys (nor openids, message contents or phone numbers).
 """
@@ -19,7 +21,9 @@ Never logged: the secret, access tokens, session keys (nor openids, message cont
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +33,6 @@ import requests
 from redis import Redis
 from redis.exceptions import LockError
 from wechatpy import WeChatClient
-from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
 from yijing.telemetry import count_wechat_error
@@ -84,7 +87,7 @@ class WeChatGateway:
         self._redis = redis
         self._key_prefix = key_prefix
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
-        self._http = requests.Session()  # the two calls that carry no access token (module docstring)
+        self._http = _session(self.base_url)
         self._held = threading.local()  # the token held by token_held(), per thread
         self.client = _GatewayClient(
             appid,
@@ -115,7 +118,7 @@ class WeChatGateway:
             "js_code": js_code,
             "grant_type": "authorization_code",
         }
-        result = self._plain_request("GET", "sns/jscode2session", params=params)
+        result = self._request("GET", "sns/jscode2session", params=params)
         return {k: v for k, v in result.items() if k not in ("errcode", "errmsg")}
 
     # -- access token --
@@ -179,7 +182,7 @@ class WeChatGateway:
             "secret": self._secret,
             "force_refresh": force,
         }
-        result = self._plain_request("POST", "cgi-bin/stable_token", json=body)
+        result = self._request("POST", "cgi-bin/stable_token", json=body)
         token = result.get("access_token")
         if not isinstance(token, str) or not token:
             raise WeChatUnavailable(None, "stable_token answer has no access_token")
@@ -246,25 +249,16 @@ class WeChatGateway:
         return self._post(endpoint, body, self.access_token(force_refresh=True))
 
     def _post(self, endpoint: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-        """``WeChatClient.post`` with a full URL and the token in ``params``: wechatpy adds nothing."""
-        started = time.monotonic()
-        try:
-            result = self.client.post(
-                f"{self.base_url}/{endpoint}", params={"access_token": token}, data=body
-            )
-        except WeChatClientException as exc:
-            raise self._log_failure(endpoint, started, _translate_wechatpy(exc)) from None
-        except requests.RequestException as exc:
-            raise self._log_failure(endpoint, started, _translate_requests(exc)) from None
-        if not isinstance(result, dict):
-            raise self._log_failure(endpoint, started, WeChatUnavailable(None, "answer is not JSON"))
-        logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
-        return result
+        """POST ``body`` as UTF-8 JSON with the token in the query string (the bytes wechatpy's
+        ``post`` would send)."""
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return self._request("POST", endpoint, params={"access_token": token}, data=data)
 
-    # -- calls without an access token --
+    # -- every HTTP call --
 
-    def _plain_request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
-        """A request that sends no access token, through the gateway's own session (module docstring)."""
+    def _request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
+        """One call through the gateway's session; an HTTP error, a non-JSON answer or an ``errcode``
+        raises :class:`WeChatError`."""
         started = time.monotonic()
         try:
             response = self._http.request(
@@ -275,7 +269,8 @@ class WeChatGateway:
                     None, f"HTTP {response.status_code}", http_status=response.status_code
                 )
             try:
-                result = response.json()
+                # As wechatpy decodes: lenient about bytes that are not UTF-8 and control characters.
+                result = json.loads(response.content.decode("utf-8", "ignore"), strict=False)
             except ValueError:
                 raise WeChatUnavailable(None, "answer is not JSON") from None
             if not isinstance(result, dict):
@@ -296,17 +291,26 @@ class WeChatGateway:
         return exc
 
 
+def _session(base_url: str) -> requests.Session:
+    """A keep-alive session for calls to ``base_url``, its environment settings read once, now.
+
+    ``requests`` looks the proxies up in the environment on every request of a session that trusts it
+    (``trust_env``). Every call here goes to one host, so the answer cannot change but with the
+    environment: the ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` and
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` a process starts with are honoured, later changes are
+    not, and ``~/.netrc`` is not read (WeChat takes no HTTP authentication).
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca_bundle:
+        session.verify = ca_bundle
+    return session
+
+
 def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
-
-
-def _translate_wechatpy(exc: WeChatClientException) -> WeChatError:
-    """wechatpy raises ``WeChatClientException`` (``APILimitedException`` for 45009) for error answers,
-    and with ``errcode=None`` for HTTP errors."""
-    if exc.errcode is None:
-        status = getattr(exc.response, "status_code", None)
-        return WeChatUnavailable(None, f"HTTP {status}", http_status=status)
-    return error_for(int(exc.errcode), str(exc.errmsg))
 
 
 def _translate_requests(exc: requests.RequestException) -> WeChatUnavailable:
