@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 import requests
+import urllib3
 
 from fakewechat import DEFAULT_APPID, DEFAULT_SECRET, FakeWeChatServer, fake_openid, fake_unionid
 from yijing.wechat import WeChatError, WeChatGateway, WeChatRateLimited, WeChatUnavailable
@@ -403,7 +404,14 @@ def test_a_held_token_is_read_once_and_still_refreshed_when_refused(
 
 # -- HTTP session: the environment is read once --
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle")
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "requests_ca_bundle",
+    "curl_ca_bundle",
+)
 
 
 @pytest.fixture
@@ -425,13 +433,16 @@ def test_the_proxies_and_ca_bundle_of_the_environment_are_honoured(
         return WeChatGateway(DEFAULT_APPID, DEFAULT_SECRET, base_url, redis_client, key_prefix=key_prefix)
 
     proxied = make("https://api.weixin.qq.com")
-    assert proxied._http.proxies.get("https") == "http://proxy.example:3128"
-    assert proxied._http.verify == "/etc/ssl/our-ca.pem"
+    assert isinstance(proxied._http, urllib3.ProxyManager)
+    assert proxied._http.proxy.url == "http://proxy.example:3128"
+    assert proxied._http.connection_pool_kw["ca_certs"] == "/etc/ssl/our-ca.pem"
     env.setenv("NO_PROXY", "api.weixin.qq.com")
-    assert make("https://api.weixin.qq.com")._http.proxies == {}
+    direct = make("https://api.weixin.qq.com")
+    assert not isinstance(direct._http, urllib3.ProxyManager)
     # Read when the gateway was made, not at each call.
     env.setenv("HTTPS_PROXY", "http://elsewhere.example:8080")
-    assert proxied._http.proxies.get("https") == "http://proxy.example:3128"
+    assert proxied._http.proxy.url == "http://proxy.example:3128"
+    assert not isinstance(direct._http, urllib3.ProxyManager)
 
 
 def test_a_call_does_not_look_at_the_environment(
@@ -440,6 +451,7 @@ def test_a_call_does_not_look_at_the_environment(
     def looked(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("requests read the environment for a call")
 
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", looked)
     monkeypatch.setattr(requests.sessions, "get_environ_proxies", looked)
     monkeypatch.setattr(requests.sessions, "get_netrc_auth", looked)
     assert gateway.send_subscribe_message("o-someone", "DEMO-tmpl", {"thing1": "巡逻提醒"})["errcode"] == 0

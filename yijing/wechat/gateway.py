@@ -8,12 +8,13 @@ subscribe messages, and translation of every failure into :mod:`yijing.wechat.er
 wechatpy is used through its public API only: ``RedisStorage`` as the token cache (read and written
 through ``WeChatClient.session`` under the client's own key names) and ``fetch_access_token``
 overridden as its hook, so that wechatpy never fetches a token from its hard-coded host. The HTTP
-calls themselves go through the gateway's own ``requests`` session (:func:`_session`): one
-keep-alive connection pool per process whose proxy and CA settings are read from the environment
-once, when the gateway is made. A session of wechatpy's own reads them again on every request
-(``HTTP(S)_PROXY``, ``NO_PROXY``, ``~/.netrc``), which cost a delivery worker about a third of its
-CPU per message (docs/performance.md, "Delivering notifications"); wechatpy offers no public way to
-hand it a session. wechatpy has no ``stable_token`` call at all.
+calls themselves go through the gateway's own urllib3 pool (:func:`_pool`): keep-alive connections
+per process, the proxy and CA settings read from the environment once, when the gateway is made.
+wechatpy's ``requests`` session reads them again on every request (``HTTP(S)_PROXY``, ``NO_PROXY``,
+``~/.netrc``) and wechatpy offers no public way to hand it another; that lookup and the rest of
+``requests``' per-request bookkeeping (merging settings, cookies, hooks) were about 40 % of a delivery
+worker's CPU per message (docs/performance.md, "Delivering notifications"). wechatpy has no
+``stable_token`` call at all.
 
 Never logged: the secret, access tokens, session keys (nor openids, message contents or phone numbers).
 """
@@ -28,8 +29,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
+import certifi
 import requests
+import urllib3
 from redis import Redis
 from redis.exceptions import LockError
 from wechatpy import WeChatClient
@@ -87,7 +91,8 @@ class WeChatGateway:
         self._redis = redis
         self._key_prefix = key_prefix
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
-        self._http = _session(self.base_url)
+        self._http = _pool(self.base_url)
+        self._url_timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._held = threading.local()  # the token held by token_held(), per thread
         self.client = _GatewayClient(
             appid,
@@ -103,7 +108,7 @@ class WeChatGateway:
 
     def close(self) -> None:
         """Close the gateway's own pooled HTTP connections."""
-        self._http.close()
+        self._http.clear()
 
     # -- login (no access token) --
 
@@ -182,7 +187,7 @@ class WeChatGateway:
             "secret": self._secret,
             "force_refresh": force,
         }
-        result = self._request("POST", "cgi-bin/stable_token", json=body)
+        result = self._request("POST", "cgi-bin/stable_token", body=body)
         token = result.get("access_token")
         if not isinstance(token, str) or not token:
             raise WeChatUnavailable(None, "stable_token answer has no access_token")
@@ -249,28 +254,40 @@ class WeChatGateway:
         return self._post(endpoint, body, self.access_token(force_refresh=True))
 
     def _post(self, endpoint: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-        """POST ``body`` as UTF-8 JSON with the token in the query string (the bytes wechatpy's
-        ``post`` would send)."""
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        return self._request("POST", endpoint, params={"access_token": token}, data=data)
+        """POST ``body`` with the token in the query string."""
+        return self._request("POST", endpoint, params={"access_token": token}, body=body)
 
     # -- every HTTP call --
 
-    def _request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
-        """One call through the gateway's session; an HTTP error, a non-JSON answer or an ``errcode``
+    def _request(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One call (``body`` sent as UTF-8 JSON); an HTTP error, a non-JSON answer or an ``errcode``
         raises :class:`WeChatError`."""
         started = time.monotonic()
+        url = f"{self.base_url}/{endpoint}"
+        if params:
+            url = f"{url}?{urlencode(params)}"
         try:
             response = self._http.request(
-                method, f"{self.base_url}/{endpoint}", timeout=self.timeout, **kwargs
+                method,
+                url,
+                body=json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None,
+                headers=_JSON_HEADERS if body is not None else None,
+                timeout=self._url_timeout,
+                retries=False,
+                redirect=False,
             )
-            if response.status_code >= 400:
-                raise WeChatUnavailable(
-                    None, f"HTTP {response.status_code}", http_status=response.status_code
-                )
+            if response.status >= 400:
+                raise WeChatUnavailable(None, f"HTTP {response.status}", http_status=response.status)
             try:
                 # As wechatpy decodes: lenient about bytes that are not UTF-8 and control characters.
-                result = json.loads(response.content.decode("utf-8", "ignore"), strict=False)
+                result = json.loads(response.data.decode("utf-8", "ignore"), strict=False)
             except ValueError:
                 raise WeChatUnavailable(None, "answer is not JSON") from None
             if not isinstance(result, dict):
@@ -280,8 +297,8 @@ class WeChatGateway:
                 raise error_for(errcode, str(result.get("errmsg", errcode)))
         except WeChatError as exc:
             raise self._log_failure(endpoint, started, exc) from None
-        except requests.RequestException as exc:
-            raise self._log_failure(endpoint, started, _translate_requests(exc)) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._log_failure(endpoint, started, _translate_http(exc)) from None
         logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
         return result
 
@@ -291,30 +308,39 @@ class WeChatGateway:
         return exc
 
 
-def _session(base_url: str) -> requests.Session:
-    """A keep-alive session for calls to ``base_url``, its environment settings read once, now.
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
-    ``requests`` looks the proxies up in the environment on every request of a session that trusts it
-    (``trust_env``). Every call here goes to one host, so the answer cannot change but with the
-    environment: the ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` and
-    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` a process starts with are honoured, later changes are
-    not, and ``~/.netrc`` is not read (WeChat takes no HTTP authentication).
+
+def _pool(base_url: str) -> urllib3.PoolManager:
+    """Keep-alive connections for calls to ``base_url``, the environment's settings read once, now.
+
+    Every call goes to one host, so its proxy cannot change but with the environment: the
+    ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` a process starts with are honoured (as
+    ``requests`` reads them), later changes are not. Certificates are checked against
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` when set, else certifi's bundle (what ``requests``
+    uses). ``~/.netrc`` is not read: WeChat takes no HTTP authentication.
     """
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if ca_bundle:
-        session.verify = ca_bundle
-    return session
+    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    proxies = requests.utils.get_environ_proxies(base_url)
+    proxy = proxies.get(urlsplit(base_url).scheme) or proxies.get("all")
+    if not proxy:
+        return urllib3.PoolManager(ca_certs=ca_certs)
+    if proxy.startswith("socks"):
+        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests does
+
+        return SOCKSProxyManager(proxy, ca_certs=ca_certs)
+    return urllib3.ProxyManager(proxy, ca_certs=ca_certs)
 
 
 def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-def _translate_requests(exc: requests.RequestException) -> WeChatUnavailable:
+def _translate_http(exc: urllib3.exceptions.HTTPError) -> WeChatUnavailable:
     """Only the exception's class: its text can contain the URL, hence the secret or access token."""
-    if isinstance(exc, requests.Timeout):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2, but is a refusal, not a time-out.
+    if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    ):
         return WeChatUnavailable(None, f"timed out ({type(exc).__name__})")
     return WeChatUnavailable(None, f"network error ({type(exc).__name__})")
