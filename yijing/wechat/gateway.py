@@ -49,6 +49,8 @@ TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 #: A cached token is dropped this many seconds before WeChat says it expires.
 TOKEN_SAFETY_MARGIN = 300
 MINIPROGRAM_STATES = frozenset({"developer", "trial", "formal"})
+#: Kept-alive connections to WeChat per process (a requests session's default).
+POOL_MAXSIZE = 10
 
 
 class _GatewayClient(WeChatClient):
@@ -92,7 +94,7 @@ class WeChatGateway:
         self._key_prefix = key_prefix
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
         self._http = _pool(self.base_url)
-        self._url_timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._http_timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._held = threading.local()  # the token held by token_held(), per thread
         self.client = _GatewayClient(
             appid,
@@ -279,7 +281,7 @@ class WeChatGateway:
                 url,
                 body=json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None,
                 headers=_JSON_HEADERS if body is not None else None,
-                timeout=self._url_timeout,
+                timeout=self._http_timeout,
                 retries=False,
                 redirect=False,
             )
@@ -321,15 +323,16 @@ def _pool(base_url: str) -> urllib3.PoolManager:
     uses). ``~/.netrc`` is not read: WeChat takes no HTTP authentication.
     """
     ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    options: dict[str, Any] = {"ca_certs": ca_certs, "maxsize": POOL_MAXSIZE}
     proxies = requests.utils.get_environ_proxies(base_url)
     proxy = proxies.get(urlsplit(base_url).scheme) or proxies.get("all")
     if not proxy:
-        return urllib3.PoolManager(ca_certs=ca_certs)
+        return urllib3.PoolManager(**options)
     if proxy.startswith("socks"):
         from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests does
 
-        return SOCKSProxyManager(proxy, ca_certs=ca_certs)
-    return urllib3.ProxyManager(proxy, ca_certs=ca_certs)
+        return SOCKSProxyManager(proxy, **options)
+    return urllib3.ProxyManager(proxy, **options)
 
 
 def _ms(started: float) -> float:
