@@ -24,14 +24,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import certifi
 import requests
 import urllib3
 from redis import Redis
@@ -322,9 +320,11 @@ def _pool(base_url: str) -> urllib3.PoolManager:
     ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` when set, else certifi's bundle (what ``requests``
     uses). ``~/.netrc`` is not read: WeChat takes no HTTP authentication.
     """
-    ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    # What a requests session would use for this URL, asked once.
+    found = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
+    verify, proxies = found["verify"], found["proxies"]
+    ca_certs = verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
     options: dict[str, Any] = {"ca_certs": ca_certs, "maxsize": POOL_MAXSIZE}
-    proxies = requests.utils.get_environ_proxies(base_url)
     proxy = proxies.get(urlsplit(base_url).scheme) or proxies.get("all")
     if not proxy:
         return urllib3.PoolManager(**options)
