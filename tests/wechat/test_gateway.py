@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 import requests
+import urllib3
 
 from fakewechat import DEFAULT_APPID, DEFAULT_SECRET, FakeWeChatServer, fake_openid, fake_unionid
 from yijing.wechat import WeChatError, WeChatGateway, WeChatRateLimited, WeChatUnavailable
@@ -399,3 +400,59 @@ def test_a_held_token_is_read_once_and_still_refreshed_when_refused(
     used = [r.args["access_token"] for r in fake.state.requests(SEND)]
     assert used == [token, token, token, fresh, fresh] and fresh != token
     assert token_fetches(fake) == 2  # the first token, and the refresh after the refusal
+
+
+# -- HTTP session: the environment is read once --
+
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "requests_ca_bundle",
+    "curl_ca_bundle",
+)
+
+
+@pytest.fixture
+def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_the_proxies_and_ca_bundle_of_the_environment_are_honoured(
+    clean_proxy_environment: pytest.MonkeyPatch, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    env = clean_proxy_environment
+    env.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    env.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
+
+    def make(base_url: str) -> WeChatGateway:
+        return WeChatGateway(DEFAULT_APPID, DEFAULT_SECRET, base_url, redis_client, key_prefix=key_prefix)
+
+    proxied = make("https://api.weixin.qq.com")
+    assert isinstance(proxied._http, urllib3.ProxyManager)
+    assert proxied._http.proxy.url == "http://proxy.example:3128"
+    assert proxied._http.connection_pool_kw["ca_certs"] == "/etc/ssl/our-ca.pem"
+    env.setenv("NO_PROXY", "api.weixin.qq.com")
+    direct = make("https://api.weixin.qq.com")
+    assert not isinstance(direct._http, urllib3.ProxyManager)
+    # Read when the gateway was made, not at each call.
+    env.setenv("HTTPS_PROXY", "http://elsewhere.example:8080")
+    assert proxied._http.proxy.url == "http://proxy.example:3128"
+    assert not isinstance(direct._http, urllib3.ProxyManager)
+
+
+def test_a_call_does_not_look_at_the_environment(
+    gateway: WeChatGateway, fake: FakeWeChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def looked(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("requests read the environment for a call")
+
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", looked)
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", looked)
+    monkeypatch.setattr(requests.sessions, "get_netrc_auth", looked)
+    assert gateway.send_subscribe_message("o-someone", "DEMO-tmpl", {"thing1": "巡逻提醒"})["errcode"] == 0
+    assert gateway.code_to_session("alice.1")["openid"] == fake_openid("alice", DEFAULT_APPID)

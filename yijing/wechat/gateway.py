@@ -5,13 +5,16 @@ without an access token, one cross-process token refresher (Redis cache + Redis 
 exactly one refresh-and-retry on 40001/42001, the v2 content-security calls, ``miniprogram_state`` on
 subscribe messages, and translation of every failure into :mod:`yijing.wechat.errors`.
 
-wechatpy is used through its public API only: ``WeChatClient.post`` with a full URL (so no
-``API_BASE_URL`` is rewritten) and the access token passed in ``params`` (so wechatpy never fetches
-one itself), ``RedisStorage`` as the token cache, ``fetch_access_token`` overridden as its hook.
-Two calls go around it, through the gateway's own HTTP session: ``jscode2session`` and
-``cgi-bin/stable_token``. wechatpy's client puts an access token on every request it sends, and
-these two must carry none (login has to work while tokens fail; the token call is what makes
-one); wechatpy has no ``stable_token`` call at all.
+wechatpy is used through its public API only: ``RedisStorage`` as the token cache (read and written
+through ``WeChatClient.session`` under the client's own key names) and ``fetch_access_token``
+overridden as its hook, so that wechatpy never fetches a token from its hard-coded host. The HTTP
+calls themselves go through the gateway's own urllib3 pool (:func:`_pool`): keep-alive connections
+per process, the proxy and CA settings read from the environment once, when the gateway is made.
+wechatpy's ``requests`` session reads them again on every request (``HTTP(S)_PROXY``, ``NO_PROXY``,
+``~/.netrc``) and wechatpy offers no public way to hand it another; that lookup and the rest of
+``requests``' per-request bookkeeping (merging settings, cookies, hooks) were about 40 % of a delivery
+worker's CPU per message (docs/performance.md, "Delivering notifications"). wechatpy has no
+``stable_token`` call at all.
 
 Never logged: the secret, access tokens, session keys (nor openids, message contents or phone numbers).
 """
@@ -19,17 +22,19 @@ Never logged: the secret, access tokens, session keys (nor openids, message cont
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
+import urllib3
 from redis import Redis
 from redis.exceptions import LockError
 from wechatpy import WeChatClient
-from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
 from yijing.telemetry import count_wechat_error
@@ -42,6 +47,8 @@ TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 #: A cached token is dropped this many seconds before WeChat says it expires.
 TOKEN_SAFETY_MARGIN = 300
 MINIPROGRAM_STATES = frozenset({"developer", "trial", "formal"})
+#: Kept-alive connections to WeChat per process (a requests session's default).
+POOL_MAXSIZE = 10
 
 
 class _GatewayClient(WeChatClient):
@@ -84,7 +91,8 @@ class WeChatGateway:
         self._redis = redis
         self._key_prefix = key_prefix
         self._lock_name = f"{key_prefix}wx:lock:access_token:{appid}"
-        self._http = requests.Session()  # the two calls that carry no access token (module docstring)
+        self._http = _pool(self.base_url)
+        self._http_timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._held = threading.local()  # the token held by token_held(), per thread
         self.client = _GatewayClient(
             appid,
@@ -100,7 +108,7 @@ class WeChatGateway:
 
     def close(self) -> None:
         """Close the gateway's own pooled HTTP connections."""
-        self._http.close()
+        self._http.clear()
 
     # -- login (no access token) --
 
@@ -115,7 +123,7 @@ class WeChatGateway:
             "js_code": js_code,
             "grant_type": "authorization_code",
         }
-        result = self._plain_request("GET", "sns/jscode2session", params=params)
+        result = self._request("GET", "sns/jscode2session", params=params)
         return {k: v for k, v in result.items() if k not in ("errcode", "errmsg")}
 
     # -- access token --
@@ -179,7 +187,7 @@ class WeChatGateway:
             "secret": self._secret,
             "force_refresh": force,
         }
-        result = self._plain_request("POST", "cgi-bin/stable_token", json=body)
+        result = self._request("POST", "cgi-bin/stable_token", body=body)
         token = result.get("access_token")
         if not isinstance(token, str) or not token:
             raise WeChatUnavailable(None, "stable_token answer has no access_token")
@@ -246,36 +254,40 @@ class WeChatGateway:
         return self._post(endpoint, body, self.access_token(force_refresh=True))
 
     def _post(self, endpoint: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-        """``WeChatClient.post`` with a full URL and the token in ``params``: wechatpy adds nothing."""
-        started = time.monotonic()
-        try:
-            result = self.client.post(
-                f"{self.base_url}/{endpoint}", params={"access_token": token}, data=body
-            )
-        except WeChatClientException as exc:
-            raise self._log_failure(endpoint, started, _translate_wechatpy(exc)) from None
-        except requests.RequestException as exc:
-            raise self._log_failure(endpoint, started, _translate_requests(exc)) from None
-        if not isinstance(result, dict):
-            raise self._log_failure(endpoint, started, WeChatUnavailable(None, "answer is not JSON"))
-        logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
-        return result
+        """POST ``body`` with the token in the query string."""
+        return self._request("POST", endpoint, params={"access_token": token}, body=body)
 
-    # -- calls without an access token --
+    # -- every HTTP call --
 
-    def _plain_request(self, method: str, endpoint: str, **kwargs: Any) -> dict[str, Any]:
-        """A request that sends no access token, through the gateway's own session (module docstring)."""
+    def _request(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One call (``body`` sent as UTF-8 JSON); an HTTP error, a non-JSON answer or an ``errcode``
+        raises :class:`WeChatError`."""
         started = time.monotonic()
+        url = f"{self.base_url}/{endpoint}"
+        if params:
+            url = f"{url}?{urlencode(params)}"
         try:
             response = self._http.request(
-                method, f"{self.base_url}/{endpoint}", timeout=self.timeout, **kwargs
+                method,
+                url,
+                body=json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None,
+                headers=_JSON_HEADERS if body is not None else None,
+                timeout=self._http_timeout,
+                retries=False,
+                redirect=False,
             )
-            if response.status_code >= 400:
-                raise WeChatUnavailable(
-                    None, f"HTTP {response.status_code}", http_status=response.status_code
-                )
+            if response.status >= 400:
+                raise WeChatUnavailable(None, f"HTTP {response.status}", http_status=response.status)
             try:
-                result = response.json()
+                # As wechatpy decodes: lenient about bytes that are not UTF-8 and control characters.
+                result = json.loads(response.data.decode("utf-8", "ignore"), strict=False)
             except ValueError:
                 raise WeChatUnavailable(None, "answer is not JSON") from None
             if not isinstance(result, dict):
@@ -285,8 +297,8 @@ class WeChatGateway:
                 raise error_for(errcode, str(result.get("errmsg", errcode)))
         except WeChatError as exc:
             raise self._log_failure(endpoint, started, exc) from None
-        except requests.RequestException as exc:
-            raise self._log_failure(endpoint, started, _translate_requests(exc)) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._log_failure(endpoint, started, _translate_http(exc)) from None
         logger.info("wechat %s ok in %.0f ms", endpoint, _ms(started))
         return result
 
@@ -296,21 +308,42 @@ class WeChatGateway:
         return exc
 
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _pool(base_url: str) -> urllib3.PoolManager:
+    """Keep-alive connections for calls to ``base_url``, the environment's settings read once, now.
+
+    Every call goes to one host, so its proxy cannot change but with the environment: the
+    ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` a process starts with are honoured (as
+    ``requests`` reads them), later changes are not. Certificates are checked against
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` when set, else certifi's bundle (what ``requests``
+    uses). ``~/.netrc`` is not read: WeChat takes no HTTP authentication.
+    """
+    # What a requests session would use for this URL, asked once.
+    found = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
+    verify, proxies = found["verify"], found["proxies"]
+    ca_certs = verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
+    options: dict[str, Any] = {"ca_certs": ca_certs, "maxsize": POOL_MAXSIZE}
+    proxy = proxies.get(urlsplit(base_url).scheme) or proxies.get("all")
+    if not proxy:
+        return urllib3.PoolManager(**options)
+    if proxy.startswith("socks"):
+        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as requests does
+
+        return SOCKSProxyManager(proxy, **options)
+    return urllib3.ProxyManager(proxy, **options)
+
+
 def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-def _translate_wechatpy(exc: WeChatClientException) -> WeChatError:
-    """wechatpy raises ``WeChatClientException`` (``APILimitedException`` for 45009) for error answers,
-    and with ``errcode=None`` for HTTP errors."""
-    if exc.errcode is None:
-        status = getattr(exc.response, "status_code", None)
-        return WeChatUnavailable(None, f"HTTP {status}", http_status=status)
-    return error_for(int(exc.errcode), str(exc.errmsg))
-
-
-def _translate_requests(exc: requests.RequestException) -> WeChatUnavailable:
+def _translate_http(exc: urllib3.exceptions.HTTPError) -> WeChatUnavailable:
     """Only the exception's class: its text can contain the URL, hence the secret or access token."""
-    if isinstance(exc, requests.Timeout):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2, but is a refusal, not a time-out.
+    if isinstance(exc, urllib3.exceptions.TimeoutError) and not isinstance(
+        exc, urllib3.exceptions.NewConnectionError
+    ):
         return WeChatUnavailable(None, f"timed out ({type(exc).__name__})")
     return WeChatUnavailable(None, f"network error ({type(exc).__name__})")
