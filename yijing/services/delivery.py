@@ -4,7 +4,7 @@ The life of a row (``notifications``)::
 
     pending ──claim──▶ (claimed_until = now + lease)
         no template / no consent / user without openid ─▶ inbox_only
-        WeChat ok ─────────────────────────────────────▶ sent            (committed right after the call)
+        WeChat ok ─────────────────────────────────────▶ sent            (commits right after the call)
         43101 (refused, no consent left) ──────────────▶ inbox_only      (the consent is zeroed)
         5xx, time-out, -1, 45009/45011, token errors ──▶ pending again, next_attempt_at = now + backoff
                                                          (failed after NOTIFY_MAX_ATTEMPTS)
@@ -17,33 +17,20 @@ claim (lease) holds; a worker killed mid-batch leaves its rows claimed until the
 the sweeper enqueues them again. The only row that can reach WeChat twice is the one whose request
 was in flight when the worker died.
 
-Each outcome is committed on its own, right after its call, with PostgreSQL's ``synchronous_commit``
-off on the send loop's connection: the commit is the server's as soon as it answers (a worker killed
-the next instant loses nothing), but it is flushed to disk by the WAL writer within ~0.6 s
-(3 × ``wal_writer_delay``) instead of before the answer. Waiting for that flush took 8 ms per message
-on a busy disk, longer than the send itself (docs/performance.md, "Delivering notifications"). What
-it gives up: if the *database server* crashes, the outcomes of its last ~0.6 s are lost, in order
-(never a consent change without its row); those rows are pending and claimed again, so they are sent
-once more when their lease ends — like a failover to a replica that had not received them.
-Committing the outcomes of a whole batch together would instead re-send, after a *worker's* death,
-every row sent since the last commit.
-
 Every row reaches the in-app inbox whatever happens here: the inbox reads the table.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from yijing.config import Config, settings
@@ -153,25 +140,6 @@ def claim(
 # that is durable when it returns (one round trip), where a session would also give its connection
 # back to the pool at every commit and take it again, with a ping, for the next row.
 Executor = Session | Connection
-
-
-@contextlib.contextmanager
-def _outcome_connection() -> Iterator[Connection]:
-    """The send loop's connection: autocommit, and on PostgreSQL ``synchronous_commit`` off until it
-    goes back to the pool (module docstring)."""
-    with db.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        if conn.dialect.name != "postgresql":
-            yield conn
-            return
-        conn.exec_driver_sql("SET synchronous_commit = off")
-        try:
-            yield conn
-        finally:
-            try:
-                conn.exec_driver_sql("RESET synchronous_commit")
-            except SQLAlchemyError:
-                conn.invalidate()  # never back to the pool with the setting
 
 
 def _finish(ids: Iterable[int], executor: Executor | None = None, **values: Any) -> None:
@@ -506,7 +474,8 @@ def deliver_batch(ids: Sequence[int], *, worker: str = "worker", urgent: bool = 
     gateway = wechat()
     consecutive_transient = 0
     position = slots = 0
-    with _outcome_connection() as conn, gateway.token_held():
+    with db.engine.connect() as conn, gateway.token_held():
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             for position, item in enumerate(to_send):
                 if not slots and time.time() < last_start:
