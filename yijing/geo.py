@@ -18,6 +18,19 @@ def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
+# The same formula for Redis scripts (Lua 5.1: the same doubles, the same libm calls), so a script
+# that ranks by distance agrees with :func:`haversine_m`; it reads ``earth`` (pass EARTH_RADIUS_M).
+HAVERSINE_LUA = """
+local rad = math.pi / 180
+local function haversine(lat1, lng1, lat2, lng2)
+  local p1, p2 = lat1 * rad, lat2 * rad
+  local dp, dl = p2 - p1, (lng2 - lng1) * rad
+  local a = math.sin(dp / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
+  return 2 * earth * math.asin(math.min(1.0, math.sqrt(a)))
+end
+"""
+
+
 def bounding_box(lat: float, lng: float, radius_m: float) -> tuple[float, float, float, float]:
     """(min_lat, max_lat, min_lng, max_lng) of a square that contains the circle: a cheap,
     indexable pre-filter before the exact distance."""

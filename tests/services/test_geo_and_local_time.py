@@ -59,3 +59,33 @@ def test_a_local_day_is_a_utc_range_starting_at_16_00_the_day_before():
 def test_a_naive_time_is_taken_as_utc():
     assert local(datetime(2026, 3, 1, 16, 0)).hour == 0
     assert local(datetime(2026, 3, 1, 16, 0, tzinfo=UTC)).utcoffset().total_seconds() == 8 * 3600
+
+
+def test_redis_scripts_measure_distances_exactly_as_python_does(redis_url):
+    """The task list ranks in a Redis script and pages in Python: both must agree to the last bit."""
+    import random
+
+    import redis
+
+    from yijing.geo import EARTH_RADIUS_M, HAVERSINE_LUA
+
+    rng = random.Random(7)
+    points = [
+        [round(rng.uniform(40.2, 41.1), rng.randint(3, 9)) for _ in range(2)]
+        + [round(rng.uniform(109.3, 110.4), rng.randint(3, 9)) for _ in range(2)]
+        for _ in range(300)
+    ]
+    points += [[40.65, 40.65, 109.84, 109.84], [40.0, 40.0, 109.0, 109.00001]]  # the same point; a hair apart
+    script = (
+        "local earth = tonumber(ARGV[1])\n" + HAVERSINE_LUA + "local out = {}\n"
+        "for i = 2, #ARGV, 4 do\n"
+        "  out[#out + 1] = string.format('%.17g', haversine(tonumber(ARGV[i]), tonumber(ARGV[i + 2]),"
+        " tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3])))\n"
+        "end\n"
+        "return out\n"
+    )
+    args = [repr(EARTH_RADIUS_M)] + [repr(v) for p in points for v in p]
+    client = redis.Redis.from_url(redis_url)
+    from_lua = [float(x) for x in client.eval(script, 0, *args)]
+    from_python = [haversine_m(lat1, lng1, lat2, lng2) for lat1, lat2, lng1, lng2 in points]
+    assert from_lua == from_python

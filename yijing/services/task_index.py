@@ -52,7 +52,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from yijing.extensions import db, redis_client, redis_key
-from yijing.geo import EARTH_RADIUS_M
+from yijing.geo import EARTH_RADIUS_M, HAVERSINE_LUA
 from yijing.models import DispatchMode, Jurisdiction, Task, TaskStatus
 from yijing.models.jurisdiction import LEVEL_LABELS
 from yijing.models.task import KIND_LABELS
@@ -69,7 +69,8 @@ RADIUS_SLACK_M = 5.0
 _SESSION_KEY = "yijing_task_index"
 LIVE = (TaskStatus.PUBLISHED, TaskStatus.IN_PROGRESS)
 
-_SEARCH_LUA = """
+_SEARCH_LUA = (
+    """
 if redis.call('EXISTS', KEYS[3]) == 0 then return false end
 local now = tonumber(ARGV[1])
 local radius = ARGV[2]
@@ -100,13 +101,9 @@ local exact_radius = tonumber(ARGV[pos])
 local earth = tonumber(ARGV[pos + 1])
 local keep = tonumber(ARGV[pos + 2])
 local after = tonumber(ARGV[pos + 3])  -- nil: the first page
-local rad = math.pi / 180
-local function haversine(lat1, lng1, lat2, lng2)
-  local p1, p2 = lat1 * rad, lat2 * rad
-  local dp, dl = p2 - p1, (lng2 - lng1) * rad
-  local a = math.sin(dp / 2) ^ 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ^ 2
-  return 2 * earth * math.asin(math.min(1.0, math.sqrt(a)))
-end
+"""
+    + HAVERSINE_LUA
+    + """
 local here = origins[1]
 local out, keys = {}, {}
 for first = 1, #ids, 1000 do
@@ -159,6 +156,7 @@ end
 -- One JSON string back: parsing it beats parsing five RESP elements per task in Python.
 return cjson.encode(out)
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
