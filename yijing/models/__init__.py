@@ -54,6 +54,7 @@ from yijing.models.volunteer import (
 )
 
 __all__ = [
+    "ActiveCount",
     "Assignment",
     "AssignmentStatus",
     "AuditEntry",
@@ -75,7 +76,6 @@ __all__ = [
     "ConsentAnswer",
     "CorrectionStatus",
     "CounterFlush",
-    "ActiveCount",
     "DailyStat",
     "DispatchMode",
     "DispatchRing",

@@ -2,12 +2,13 @@
 
 Period figures come from the rollups (see :mod:`yijing.services.rollups`): counts, service, clue
 and response figures are sums over the ``daily_stats`` rows of the node itself (each row is its
-subtree's total) for the period's days; so are the active volunteers and retention (sums over
-the node's ``active_counts`` rows, which count each day's active volunteers by their previous
-active day, instead of a distinct count over ``volunteer_days``). Two things are read live, each a grouped, indexed query rather than a scan of
-the activity tables: the current volunteer counts by status and category, and the coverage's teams
-(one row per community). A node's children are computed with it, one query per figure: a
-district's streets, a street's communities, a community's grids.
+subtree's total) for the period's days; so are the active volunteers and retention (sums over the
+node's ``active_counts`` rows, which count each day's active volunteers by their previous active
+day, instead of a distinct count over ``volunteer_days``). Two things are read live, each a
+grouped, indexed query rather than a scan of the activity tables: the current volunteer counts by
+status and category, and the coverage's teams (one row per community). A node's children are
+computed with it, one query per figure: a district's streets, a street's communities, a
+community's grids.
 
 The summary is cached per node and period until the rollups change, as the JSON the endpoint
 answers (:func:`summary_json`): a hit is one Redis round trip, with the node's path stored beside
@@ -43,7 +44,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    union_all,
 )
 
 from yijing import cache, policies
