@@ -224,7 +224,7 @@ class _Groups:
         it lies under (NULL for the node itself, and always when the node has no children).
 
         Materialised, so each jurisdiction's path is matched against the children once, not once
-        per joined activity or volunteer row (a city's activity: 40 % faster).
+        per joined volunteer row.
         """
         whens = [
             (Jurisdiction.path.startswith(child.path, autoescape=True), child.id) for child in self.children
