@@ -656,6 +656,45 @@ def test_generate_and_rollup_commands(app, tree):
         db.session.remove()
 
 
+def test_migration_0015_fills_active_counts_as_the_rollup_writes_them(app, tree, dataset):
+    """The migration that added ``active_counts`` fills the days rolled up before it with the rows
+    the rollup itself writes (each volunteer under their home and its ancestors, by the previous
+    day in ``volunteer_days``)."""
+    import importlib.util
+    from pathlib import Path
+
+    from sqlalchemy import delete, text
+
+    spec = importlib.util.spec_from_file_location(
+        "migration_0015", Path(__file__).parents[2] / "migrations/versions/0015_active_counts.py"
+    )
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    with app.app_context():
+        from yijing.extensions import db
+        from yijing.models import ActiveCount
+
+        def rows() -> set[tuple]:
+            return set(
+                db.session.execute(
+                    select(
+                        ActiveCount.jurisdiction_id,
+                        ActiveCount.day,
+                        ActiveCount.prev_day,
+                        ActiveCount.volunteers,
+                    )
+                ).all()
+            )
+
+        written = rows()
+        assert len(written) > 100
+        db.session.execute(delete(ActiveCount))
+        db.session.execute(text(migration.FILL))
+        db.session.commit()
+        assert rows() == written
+        db.session.remove()
+
+
 def test_a_volunteer_sees_their_own_rank(client, app, staff, volunteers, tasks):
     desk = staff("desk-kdl", "desk", "150203")
     first_headers, first = volunteers.approved(desk, "first")

@@ -28,7 +28,7 @@ from yijing.models.media import Media, MediaPurpose
 from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus, SealedEnvelope
 from yijing.models.points import PointsEntry
-from yijing.models.report import DailyStat, ExportKind, ExportStatus, ReportExport, VolunteerDay
+from yijing.models.report import ActiveCount, DailyStat, ExportKind, ExportStatus, ReportExport, VolunteerDay
 from yijing.models.subscription import ConsentAnswer, SubscriptionConsent
 from yijing.models.task import (
     Assignment,
@@ -54,6 +54,7 @@ from yijing.models.volunteer import (
 )
 
 __all__ = [
+    "ActiveCount",
     "Assignment",
     "AssignmentStatus",
     "AuditEntry",

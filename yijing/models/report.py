@@ -9,6 +9,9 @@
 * :class:`VolunteerDay` — one volunteer's completed service on one day (count and minutes), keyed
   to the volunteer's community: distinct active volunteers, retention and the hours leaderboard
   over any period come from it.
+* :class:`ActiveCount` — how many volunteers of a node's subtree were active (served) on a day, by
+  the day each was last active before: distinct active volunteers and retention over any period
+  are sums over a node's rows (see ``yijing.services.rollups``).
 * :class:`ReportExport` — a CSV export built by a worker job, with its progress.
 
 The worker job ``workers.reports.refresh_recent`` recomputes whole days (delete + insert in one
@@ -53,6 +56,22 @@ class VolunteerDay(db.Model):
     community_id: Mapped[int] = mapped_column(BigId)
     completed: Mapped[int] = mapped_column(Integer, default=0)
     service_minutes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# An ActiveCount's previous day for a volunteer never active before (sorts before every real day).
+NEVER = date(1, 1, 1)
+
+
+class ActiveCount(db.Model):
+    __tablename__ = "active_counts"
+    # A node's rows of a period by an index-only scan.
+    __table_args__ = (Index("ix_active_counts_node_day", "jurisdiction_id", "day", "prev_day", "volunteers"),)
+
+    jurisdiction_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # The day these volunteers were last active before ``day`` (NEVER: not before).
+    prev_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    volunteers: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ExportStatus(StrEnum):

@@ -1,4 +1,5 @@
-"""Maintaining the report rollups (``daily_stats``, ``volunteer_days``) from the raw tables.
+"""Maintaining the report rollups (``daily_stats``, ``volunteer_days``, ``active_counts``) from the
+raw tables.
 
 A day is a local (Asia/Shanghai) calendar day. Every figure counts an event on the day it happened,
 by the state it left behind, so a day's figures are final once the day is over: a later change
@@ -27,7 +28,15 @@ an earlier one. What counts on which day, and for which node:
   and to the first check-in (``resp_checkin_s``), from which the median and the 90th percentile
   over any period are exact to the second;
 * ``volunteer_days`` — completed assignments per volunteer of the tasks ended on the day, keyed to
-  the volunteer's community (fixed once approved).
+  the volunteer's community (fixed once approved);
+* ``active_counts`` — the same volunteers (active: served in a task ended on the day) counted for
+  their home's node and each ancestor, by the day each was last active before (``prev_day``;
+  ``NEVER`` when not before). A volunteer is active in a period [a, b] when one of the period's
+  rows has a previous day before a, so distinct active volunteers (and those of the period
+  before, and those in both) are sums over a node's rows, not a distinct count over
+  ``volunteer_days``. The previous day is read from the earlier days' ``volunteer_days`` rows: a
+  range is rebuilt in day order, and a mended old day can change the next active day of its
+  volunteers (``--check`` finds those). Migration 0015 filled it for the days before it existed.
 
 Each ``daily_stats`` row is the total of its node's whole subtree (the node's own figures and all
 its descendants'), so a figure of any node, a city or a community, reads that node's rows only.
@@ -45,7 +54,7 @@ any range with the raw rows, rebuilds nothing, fails when a day differs) and men
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -59,6 +68,7 @@ from yijing.extensions import db, redis_client
 # local_day and local_today are re-exported: reports, jobs and the CLI read them from here.
 from yijing.localtime import day_bounds, local_day, local_today  # noqa: F401
 from yijing.models import (
+    ActiveCount,
     Assignment,
     AssignmentStatus,
     Clue,
@@ -75,6 +85,7 @@ from yijing.models import (
 )
 from yijing.models.clue import OPEN_STATUSES as CLUE_OPEN_STATUSES
 from yijing.models.clue import MessageSender
+from yijing.models.report import NEVER
 from yijing.models.task import ENDED_STATUSES
 from yijing.services import jurisdictions
 from yijing.sql import analyze, vacuum_analyze
@@ -163,8 +174,9 @@ _ONE = literal(1)
 _DONE = Assignment.status == AssignmentStatus.COMPLETED
 
 
-def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
-    """The rows that hold ``day``'s figures: ``daily_stats`` rows and per-volunteer service rows.
+def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict], list[dict]]:
+    """The rows that hold ``day``'s figures: ``daily_stats`` rows, per-volunteer service rows and
+    ``active_counts`` rows.
 
     Each figure is counted once, on the day its fact became final (a task's window closed, a clue
     closed, a volunteer first approved, a first answer given), so a past day's rows never change
@@ -178,7 +190,8 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
     _clue_figures(figures)
     _answer_figures(figures)
     _dispatch_figures(figures)
-    return _subtree_totals(figures, ancestry), _volunteer_rows(figures)
+    volunteer_rows, active = _volunteer_rows(figures)
+    return _subtree_totals(figures, ancestry), volunteer_rows, _active_rows(day, active, ancestry)
 
 
 def _task_figures(f: _Day) -> None:
@@ -369,28 +382,54 @@ def _subtree_totals(f: _Day, ancestry: Ancestry) -> list[dict]:
     ]
 
 
-def _volunteer_rows(f: _Day) -> list[dict]:
-    """Service per volunteer on the day its task ended, keyed to the volunteer's community."""
-    return [
-        {
-            "volunteer_id": vid,
-            "day": f.day,
-            "community_id": community_id,
-            "completed": completed,
-            "service_minutes": int(minutes or 0),
-        }
-        for vid, community_id, completed, minutes in db.session.execute(
-            select(
-                Assignment.volunteer_id,
-                Volunteer.community_id,
-                func.count(),
-                func.sum(func.coalesce(Assignment.service_minutes, 0)),
-            )
-            .join(Task, Task.id == Assignment.task_id)
-            .join(Volunteer, Volunteer.id == Assignment.volunteer_id)
-            .where(f.ended(), _DONE)
-            .group_by(Assignment.volunteer_id, Volunteer.community_id)
+def _volunteer_rows(f: _Day) -> tuple[list[dict], Counter[tuple[int, date]]]:
+    """Service per volunteer on the day its task ended, keyed to the volunteer's community; and
+    those volunteers counted by (home, day last active before), from the earlier days' rows."""
+    previous = (
+        select(func.max(VolunteerDay.day))
+        .where(VolunteerDay.volunteer_id == Assignment.volunteer_id, VolunteerDay.day < f.day)
+        .scalar_subquery()
+    )
+    rows: list[dict] = []
+    active: Counter[tuple[int, date]] = Counter()
+    for vid, community_id, home_id, completed, minutes, prev in db.session.execute(
+        select(
+            Assignment.volunteer_id,
+            Volunteer.community_id,
+            Volunteer.jurisdiction_id,
+            func.count(),
+            func.sum(func.coalesce(Assignment.service_minutes, 0)),
+            previous,
         )
+        .join(Task, Task.id == Assignment.task_id)
+        .join(Volunteer, Volunteer.id == Assignment.volunteer_id)
+        .where(f.ended(), _DONE)
+        .group_by(Assignment.volunteer_id, Volunteer.community_id, Volunteer.jurisdiction_id)
+    ):
+        rows.append(
+            {
+                "volunteer_id": vid,
+                "day": f.day,
+                "community_id": community_id,
+                "completed": completed,
+                "service_minutes": int(minutes or 0),
+            }
+        )
+        # SQLite hands an aggregate's date back as text.
+        active[(home_id, NEVER if prev is None else date.fromisoformat(str(prev)))] += 1
+    return rows, active
+
+
+def _active_rows(day: date, active: Counter[tuple[int, date]], ancestry: Ancestry) -> list[dict]:
+    """``active_counts`` rows: the day's active volunteers by previous day, for each node on the
+    way from their home up to the root."""
+    totals: Counter[tuple[int, date]] = Counter()
+    for (home_id, prev), count in active.items():
+        for node_id in ancestry.get(home_id, (home_id,)):
+            totals[(node_id, prev)] += count
+    return [
+        {"jurisdiction_id": jid, "day": day, "prev_day": prev, "volunteers": count}
+        for (jid, prev), count in totals.items()
     ]
 
 
@@ -414,18 +453,21 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
     The day's lock is taken before the raw rows are read, so of two overlapping rebuilds the
     second reads after the first has committed and replaces its rows whole."""
     _lock_day(day)
-    stat_rows, volunteer_rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
+    stat_rows, volunteer_rows, active_rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
     db.session.execute(delete(DailyStat).where(DailyStat.day == day))
     db.session.execute(delete(VolunteerDay).where(VolunteerDay.day == day))
+    db.session.execute(delete(ActiveCount).where(ActiveCount.day == day))
     # Core INSERTs (executemany): no ORM bookkeeping for thousands of rows per day.
     if stat_rows:
         db.session.execute(insert(DailyStat.__table__), stat_rows)
     if volunteer_rows:
         db.session.execute(insert(VolunteerDay.__table__), volunteer_rows)
+    if active_rows:
+        db.session.execute(insert(ActiveCount.__table__), active_rows)
     db.session.commit()
     cache.bump(*ROLLUP_VERSION)
     telemetry.mark_rollup_refreshed(redis_client(), settings().redis_prefix)
-    return len(stat_rows) + len(volunteer_rows)
+    return len(stat_rows) + len(volunteer_rows) + len(active_rows)
 
 
 def differing_days(first: date, last: date) -> list[date]:
@@ -434,7 +476,8 @@ def differing_days(first: date, last: date) -> list[date]:
     ancestry = _ancestry()
     differ = []
     for day in days(first, last):
-        stat_rows, volunteer_rows = _day_rows(day, ancestry)
+        stat_rows, volunteer_rows, active_rows = _day_rows(day, ancestry)
+        fresh_active = {(r["jurisdiction_id"], r["prev_day"]): r["volunteers"] for r in active_rows}
         fresh_stats = {(r["jurisdiction_id"], r["metric"], r["dimension"]): r["value"] for r in stat_rows}
         fresh_days = {
             r["volunteer_id"]: (r["community_id"], r["completed"], r["service_minutes"])
@@ -459,8 +502,16 @@ def differing_days(first: date, last: date) -> list[date]:
                 ).where(VolunteerDay.day == day)
             )
         }
+        stored_active = {
+            (jid, prev): count
+            for jid, prev, count in db.session.execute(
+                select(ActiveCount.jurisdiction_id, ActiveCount.prev_day, ActiveCount.volunteers).where(
+                    ActiveCount.day == day
+                )
+            )
+        }
         db.session.rollback()
-        if fresh_stats != stored_stats or fresh_days != stored_days:
+        if fresh_stats != stored_stats or fresh_days != stored_days or fresh_active != stored_active:
             differ.append(day)
     return differ
 
@@ -481,5 +532,5 @@ def rebuild(
         written += rebuild_day(day, ancestry)
         if progress:
             progress(day)
-    (vacuum_analyze if vacuum else analyze)(db.session(), DailyStat, VolunteerDay)
+    (vacuum_analyze if vacuum else analyze)(db.session(), DailyStat, VolunteerDay, ActiveCount)
     return written
