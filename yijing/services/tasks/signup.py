@@ -282,25 +282,37 @@ class _IndexedRow:
 def _seeker_and_mine_query() -> Select[Any]:
     """The seeker's row once per live open task they have an assignment on, with that task's
     candidate columns and their status (once, with NULLs there, when they have none): the
-    list's one database query."""
+    list's one database query.
+
+    Its plan does not hang on the planner's statistics: the assignments are read from the
+    volunteer (``ix_assignments_volunteer``, the volunteer's id from their unique
+    ``open_user_id``) and each one's task by its primary key; whether the task is live and open
+    is computed on that row and kept outside the subquery, whose ``OFFSET 0`` keeps PostgreSQL
+    from pushing it down. With the conditions inside the join, stale statistics (the live tasks
+    taken for a handful) made it start from the live tasks and probe the assignments once per
+    task, a cost that grew with the open tasks instead of with the volunteer's assignments.
+    """
+    me = aliased(Volunteer)
+    my_id = select(me.id).where(me.open_user_id == bindparam("user_id")).scalar_subquery()
+    live = and_(
+        Task.dispatch_mode == DispatchMode.OPEN, Task.status.in_(LIVE), Task.ends_at > bindparam("now")
+    )
     mine = (
         select(
             Assignment.volunteer_id,
             Assignment.status.label("my_status"),
             *(column.label(f"mine_{column.key}") for column in _CANDIDATE_COLUMNS),
+            live.label("live"),
         )
         .join(Task, Task.id == Assignment.task_id)
-        .where(
-            Task.dispatch_mode == DispatchMode.OPEN,
-            Task.status.in_(LIVE),
-            Task.ends_at > bindparam("now"),
-        )
+        .where(Assignment.volunteer_id == my_id)
+        .offset(0)  # a fence: the live condition stays outside (see above)
         .subquery()
     )
     return (
         _seeker_query()
-        .add_columns(*(c for c in mine.c if c.key != "volunteer_id"))
-        .outerjoin(mine, mine.c.volunteer_id == Volunteer.id)
+        .add_columns(*(c for c in mine.c if c.key not in ("volunteer_id", "live")))
+        .outerjoin(mine, and_(mine.c.volunteer_id == Volunteer.id, mine.c.live))
     )
 
 
