@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 
 
 def insert_ignore(session: Session, model: type, values: dict[str, Any] | list[dict[str, Any]]) -> int:
@@ -85,3 +87,17 @@ def text_matches(q: str | None, *columns: Any) -> Any:
             for word in words
         )
     )
+
+
+def read_rows(session: Session, statement: Executable, params: Mapping[str, Any]) -> Sequence[Row[Any]]:
+    """The rows of one read-only statement, at the Core level (no ORM processing of the rows).
+
+    Outside a transaction it runs on a connection of its own in autocommit mode, handed back to
+    the pool at once: no BEGIN and ROLLBACK round trips (one statement reads one snapshot
+    anyway), and the session stays without a connection. Inside the session's transaction it
+    runs there, seeing what the transaction wrote.
+    """
+    if session.in_transaction():
+        return session.connection().execute(statement, params).all()
+    with session.get_bind(clause=statement).connect() as conn:  # type: ignore[arg-type]
+        return conn.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params).all()

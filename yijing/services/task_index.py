@@ -43,7 +43,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis import Redis
 from redis.commands.core import Script
@@ -86,7 +86,7 @@ for o = 1, norigins do
   end
   pos = pos + 2
 end
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
     listed[id] = true  -- a task of the home or an ancestor: in the area wherever it is
     if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
@@ -153,8 +153,17 @@ if #out > keep then
   for i = 1, #out do if keys[i] <= limit then kept[#kept + 1] = out[i] end end
   out = kept
 end
--- One JSON string back: parsing it beats parsing five RESP elements per task in Python.
-return cjson.encode(out)
+-- One string back: the candidates as JSON (parsing it beats parsing five RESP elements per task
+-- in Python), then each one's rendered card on a line of its own (JSON has no raw newline), an
+-- empty line where there is none: the page needs no HMGET of its own.
+local reply = {cjson.encode(out)}
+for first = 1, #out, 1000 do
+  local chunk = {}
+  for i = first, math.min(first + 999, #out) do chunk[#chunk + 1] = out[i][1] end
+  local cards = redis.call('HMGET', KEYS[4], unpack(chunk))
+  for i = 1, #chunk do reply[#reply + 1] = cards[i] or '' end
+end
+return table.concat(reply, '\\n')
 """
 )
 
@@ -189,15 +198,16 @@ class Entry:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A candidate found by :func:`search`: open, not full, not over, fits the volunteer."""
+class Hit(NamedTuple):
+    """A candidate found by :func:`search`: open, not full, not over, fits the volunteer; with
+    its rendered card (:func:`card_json`; None when the index has none)."""
 
     id: int
     jurisdiction_id: int
     lat: float
     lng: float
     starts_at: datetime
+    card: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,10 +348,11 @@ def with_reader(card: str, distance_m: float | None, my_status: str | None) -> s
     """A card from :func:`card_json` with the reader's two keys put in their sorted places
     (``distance_m`` before ``ends_at``, ``my_status`` before ``points``: a key's quote cannot
     occur unescaped inside a string, so the first ``,"ends_at":`` is the key)."""
-    head, sep, tail = card.partition(',"ends_at":')
-    card = f'{head},"distance_m":{json.dumps(distance_m)}{sep}{tail}'
-    head, sep, tail = card.partition(',"points":')
-    return f'{head},"my_status":{json.dumps(my_status)}{sep}{tail}'
+    ends = card.index(',"ends_at":')
+    points = card.index(',"points":', ends)
+    distance = "null" if distance_m is None else float.__repr__(distance_m)  # as json.dumps writes it
+    status = "null" if my_status is None else json.dumps(my_status)
+    return f'{card[:ends]},"distance_m":{distance}{card[ends:points]},"my_status":{status}{card[points:]}'
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -550,13 +561,16 @@ def search(
         args += [lng, lat]
     args += [category, len(skills), *skills]
     args += [radius_m, EARTH_RADIUS_M, max(1, keep), "" if after is None else after]
-    keys = [key_geo(), key_info(), key_built(), *(key_jurisdiction(j) for j in jurisdiction_ids)]
+    tag = redis_key(TAG)  # the keys below, without reading the prefix once per key
+    keys = [f"{tag}:geo", f"{tag}:info", f"{tag}:built", f"{tag}:card"]
+    keys += [f"{tag}:jur:{j}" for j in jurisdiction_ids]
     raw = _script(client, _SEARCH_LUA)(keys=keys, args=args, client=client)
     if raw is None:
         return None
+    found, *cards = raw.decode().split("\n")
     return [
-        Hit(int(tid), int(jid), float(lat), float(lng), from_micros(int(start)))
-        for tid, jid, lat, lng, start in json.loads(raw)
+        Hit(int(tid), int(jid), float(lat), float(lng), from_micros(int(start)), card or None)
+        for (tid, jid, lat, lng, start), card in zip(json.loads(found), cards, strict=True)
     ]
 
 

@@ -39,7 +39,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, bindparam, case, insert, or_, select, update
@@ -68,6 +68,7 @@ from yijing.services.tasks.common import (
     notification_data,
     task_page,
 )
+from yijing.sql import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -263,9 +264,9 @@ def _database_candidates(seeker: Seeker, now: datetime) -> Sequence[Any]:
     ).all()
 
 
-@dataclass(frozen=True, slots=True)
-class _IndexedRow:
-    """A candidate from the task index: open, not full, of a fitting category and skills."""
+class _IndexedRow(NamedTuple):
+    """A candidate from the task index (open, not full, of a fitting category and skills), or
+    one the volunteer has an assignment on."""
 
     id: int
     jurisdiction_id: int
@@ -337,11 +338,11 @@ def _mine(rows: Sequence[Any]) -> dict[int, _IndexedRow]:
 
 def _indexed_candidates(
     seeker: Seeker, mine: dict[int, _IndexedRow], now: datetime, after: _Key | None, limit: int
-) -> list[Any] | None:
+) -> tuple[list[_IndexedRow], dict[int, str | None]] | None:
     """The candidates for one page from the Redis index of open tasks (those after the cursor
     ``after`` that can be among the next ``limit``), with the tasks the volunteer has an
-    assignment on (``mine``: a full task they hold a place on is listed too); None when the
-    index is not built or Redis is unreachable."""
+    assignment on (``mine``: a full task they hold a place on is listed too), and the cards the
+    index handed back with them; None when the index is not built or Redis is unreachable."""
     volunteer = seeker.volunteer
     if after is None:
         from_key = None
@@ -369,12 +370,12 @@ def _indexed_candidates(
     if hits is None:
         return None
     mine = dict(mine)
-    rows: list[Any] = [
+    rows = [
         mine.pop(h.id, None) or _IndexedRow(h.id, h.jurisdiction_id, h.lat, h.lng, h.starts_at, None)
         for h in hits
     ]
     rows.extend(mine.values())
-    return rows
+    return rows, {h.id: h.card for h in hits}
 
 
 # (sort key, distance, my status) of one task in the list.
@@ -388,16 +389,26 @@ def _after(cursor: str | None) -> _Key | None:
 def _page(
     seeker: Seeker, rows: Sequence[Any], after: _Key | None, limit: int
 ) -> tuple[list[_Keyed], str | None]:
-    """The exact checks, the sort and the page over the candidates; and the next cursor."""
+    """The exact checks (:func:`_in_area`, the distance from here computed once for the area
+    and the key), the sort and the page over the candidates; and the next cursor."""
     volunteer = seeker.volunteer
     here = seeker.here
+    others = seeker.origins[1:]
+    ancestors = seeker.ancestor_ids
+    radius = config().task_nearby_radius_m
     keyed: list[_Keyed] = []
     for row in rows:
-        if not _in_area(seeker, row) or misfit_reason(volunteer, row):
+        lat, lng = row.lat, row.lng
+        exact = None if here is None else haversine_m(here[0], here[1], lat, lng)
+        if not (
+            row.jurisdiction_id in ancestors
+            or (exact is not None and exact <= radius)
+            or any(haversine_m(olat, olng, lat, lng) <= radius for olat, olng in others)
+        ):
             continue
-        if row.full and row.my_status not in HOLDS_SLOT:
+        if misfit_reason(volunteer, row) or (row.full and row.my_status not in HOLDS_SLOT):
             continue
-        distance = None if here is None else round(haversine_m(here[0], here[1], row.lat, row.lng), 1)
+        distance = None if exact is None else round(exact, 1)
         keyed.append(
             ((FAR if distance is None else distance, row.starts_at, row.id), distance, row.my_status)
         )
@@ -420,16 +431,21 @@ def _tasks_by_id(ids: Sequence[int]) -> dict[int, Task]:
     }
 
 
-def _rendered(page: list[_Keyed], next_cursor: str | None) -> bytes:
-    """The page as the response body, from the cards kept in the task index; a card the index
-    lacks (a full task the volunteer holds a place on, a write not yet landed) is rendered from
-    the database the same way."""
+def _rendered(page: list[_Keyed], next_cursor: str | None, found: dict[int, str | None]) -> bytes:
+    """The page as the response body, from the cards kept in the task index: those the search
+    handed back (``found``), else read from it (a task the volunteer has an assignment on that
+    the search did not return); a card the index lacks (a full task the volunteer holds a place
+    on, a write not yet landed) is rendered from the database the same way."""
     ids = [key[2] for key, _, _ in page]
-    try:
-        cards: list[str | None] = task_index.cards(ids)
-    except RedisError as exc:
-        log.warning("task cards unavailable, rendering from the database", extra={"error": str(exc)})
-        cards = [None] * len(ids)
+    cards: list[str | None] = [found.get(tid) for tid in ids]
+    unknown = [tid for tid, card in zip(ids, cards, strict=True) if card is None]
+    if unknown:
+        try:
+            read = dict(zip(unknown, task_index.cards(unknown), strict=True))
+        except RedisError as exc:
+            log.warning("task cards unavailable, rendering from the database", extra={"error": str(exc)})
+            read = {}
+        cards = [read.get(tid) if card is None else card for tid, card in zip(ids, cards, strict=True)]
     missing = [tid for tid, card in zip(ids, cards, strict=True) if card is None]
     if missing:
         tasks = _tasks_by_id(missing)
@@ -465,12 +481,13 @@ def open_tasks(
     the answer is a :class:`Page` for the blueprint's schema.
     """
     now = utcnow()
-    rows = db.session.execute(_seeker_and_mine_query(), {"user_id": user_id, "now": now}).all()
+    rows = read_rows(db.session(), _seeker_and_mine_query(), {"user_id": user_id, "now": now})
     seeker = _seeker(rows[0] if rows else None, lat, lng)
     after = _after(cursor)
-    candidates = _indexed_candidates(seeker, _mine(rows), now, after, limit)
-    if candidates is not None:
-        return _rendered(*_page(seeker, candidates, after, limit))
+    indexed = _indexed_candidates(seeker, _mine(rows), now, after, limit)
+    if indexed is not None:
+        candidates, cards = indexed
+        return _rendered(*_page(seeker, candidates, after, limit), cards)
     page, next_cursor = _page(seeker, _database_candidates(seeker, now), after, limit)
     tasks_by_id = _tasks_by_id([key[2] for key, _, _ in page])
     with_mine = [key[2] for key, _, status in page if status is not None]
