@@ -272,3 +272,82 @@ def test_the_list_reads_the_volunteers_assignments_from_the_volunteer_whatever_t
     assert "ix_assignments_volunteer" in plan, plan
     assert "pk_tasks" in plan, plan
     assert "ix_tasks_open" not in plan and "ix_tasks_status_ends" not in plan, plan
+
+
+def test_the_list_comes_from_the_index_with_its_cards_in_one_script(
+    app, client, tasks, desk, people, monkeypatch
+):
+    """With the index built, the list is the index's answer (the database's candidates are never
+    read: a failing script would otherwise go unseen, the fallback answering the same), and the
+    page's cards come back with the search; only a task the volunteer holds a place on that the
+    search did not return (a full one, off the index) has its card read on its own."""
+    from yijing.services import task_index
+    from yijing.services.tasks import signup
+
+    def no_database(*args, **kwargs):
+        raise AssertionError("the list fell back to the database")
+
+    read_apart: list[list[int]] = []
+    cards = task_index.cards
+
+    def counted(ids):
+        read_apart.append(list(ids))
+        return cards(ids)
+
+    open_task = tasks.create(desk, title="巡逻")
+    later = datetime.now(UTC) + timedelta(hours=5)
+    full = tasks.create(desk, title="一个名额", slots=1, starts_at=later, ends_at=later + timedelta(hours=1))
+    tasks.accept(people["zt"], full["id"])
+    assert _built(app)
+    monkeypatch.setattr(signup, "_database_candidates", no_database)
+    monkeypatch.setattr(task_index, "cards", counted)
+
+    assert _ids(client, people["zt2"]) == [open_task["id"]]
+    assert read_apart == []
+    page = _list(client, people["zt"])
+    assert {i["id"]: i["my_status"] for i in page["items"]} == {open_task["id"]: None, full["id"]: "accepted"}
+    assert read_apart == [[full["id"]]]
+
+
+def test_the_search_looks_at_about_a_page_however_many_tasks_are_around(app):
+    """Among 3,000 open tasks within the radius the script reads the entries of about a page (it
+    walks out from here, widening until the page is certain), not of every task around: the
+    entries of those farther than 1 km are made unreadable, and the answer is still the 25
+    nearest (with any tied with the last), as reading them all would give."""
+    from yijing.extensions import redis_client
+    from yijing.geo import haversine_m
+    from yijing.models.base import utcnow
+    from yijing.services import task_index
+    from yijing.services.task_index import Entry
+
+    now = utcnow()
+    start = now + timedelta(hours=1)
+    entries = [
+        Entry(
+            i + 1,
+            999,
+            PLACE[0] + (i % 60 - 30) * 0.0008,
+            PLACE[1] + (i // 60 - 25) * 0.001,
+            start + timedelta(minutes=i),
+            start + timedelta(hours=2),
+            (),
+            (),
+            '{"ends_at":1,"points":1}',
+        )
+        for i in range(3000)
+    ]
+
+    def away(e: Entry) -> float:
+        return haversine_m(PLACE[0], PLACE[1], e.lat, e.lng)
+
+    with app.app_context():
+        task_index.put_many(entries)
+        task_index.mark_built()
+        far = {str(e.task_id): "not json" for e in entries if away(e) > 1000}
+        assert len(far) > 1000
+        redis_client().hset(task_index.key_info(), mapping=far)
+        hits = task_index.search([PLACE], 3000, [], "courier", [], now, keep=25)
+    nearest = sorted(entries, key=away)
+    limit = away(nearest[24]) + 0.2
+    assert {h.id for h in hits} == {e.task_id for e in nearest if away(e) <= limit}
+    assert all(h.card == '{"ends_at":1,"points":1}' for h in hits)

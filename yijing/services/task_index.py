@@ -18,8 +18,8 @@ blocks also work on Redis Cluster):
   is computed from the database's floats), start (µs since the epoch), end, categories, skills;
 * ``{tasks}:card`` — hash, task id → the task's card in the list, already rendered
   (:func:`card_json`: what ``TaskCardSchema`` dumps, without the reader's ``distance_m`` and
-  ``my_status``, which :func:`with_reader` adds per request), so a page costs one HMGET and no
-  database read or schema dump.
+  ``my_status``, which :func:`with_reader` adds per request), handed back by the search with
+  its candidates, so a page costs no database read or schema dump.
 
 Keeping it in line: every change of a task that can add it to the list, take it out or change
 its card (publishing, a series' occurrences, every slot taken or given back, any edit,
@@ -69,28 +69,23 @@ RADIUS_SLACK_M = 5.0
 _SESSION_KEY = "yijing_task_index"
 LIVE = (TaskStatus.PUBLISHED, TaskStatus.IN_PROGRESS)
 
+# The walk from here starts this close and doubles its radius (as yijing.services.duty_index does):
+# GEOSEARCH reads every point of the geohash boxes around the radius it is given, and each task it
+# returns costs the script an HMGET and a JSON decode, so a search should look at about a page.
+START_RADIUS_M = 500
+
 _SEARCH_LUA = (
     """
 if redis.call('EXISTS', KEYS[3]) == 0 then return false end
 local now = tonumber(ARGV[1])
-local radius = ARGV[2]
+local radius = tonumber(ARGV[2])
 local pos = 3
-local ids, seen, listed = {}, {}, {}
 local norigins = tonumber(ARGV[pos]); pos = pos + 1
 local origins = {}
 for o = 1, norigins do
-  origins[o] = {tonumber(ARGV[pos + 1]), tonumber(ARGV[pos])}
-  for _, id in ipairs(redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[pos], ARGV[pos + 1],
-                                 'BYRADIUS', radius, 'm')) do
-    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
-  end
+  -- lat, lng as numbers; lng, lat as given (GEOSEARCH's arguments)
+  origins[o] = {tonumber(ARGV[pos + 1]), tonumber(ARGV[pos]), ARGV[pos], ARGV[pos + 1]}
   pos = pos + 2
-end
-for i = 5, #KEYS do
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
-    listed[id] = true  -- a task of the home or an ancestor: in the area wherever it is
-    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
-  end
 end
 local category = ARGV[pos]; pos = pos + 1
 local nskills = tonumber(ARGV[pos]); pos = pos + 1
@@ -101,43 +96,127 @@ local exact_radius = tonumber(ARGV[pos])
 local earth = tonumber(ARGV[pos + 1])
 local keep = tonumber(ARGV[pos + 2])
 local after = tonumber(ARGV[pos + 3])  -- nil: the first page
+local slack, slack_m, start_radius = tonumber(ARGV[pos + 4]), tonumber(ARGV[pos + 5]), tonumber(ARGV[pos + 6])
 """
     + HAVERSINE_LUA
     + """
 local here = origins[1]
+local margin = here and 0.2 or 0  -- distances are shown rounded to 0.1 m
+local seen, listed = {}, {}
 local out, keys = {}, {}
-for first = 1, #ids, 1000 do
-  local chunk = {}
-  for i = first, math.min(first + 999, #ids) do chunk[#chunk + 1] = ids[i] end
-  local infos = redis.call('HMGET', KEYS[2], unpack(chunk))
-  for i, raw in ipairs(infos) do
-    if raw then
-      local t = cjson.decode(raw)
-      local ok = t.e > now
-      if ok and #t.c > 0 then
-        ok = false
-        for _, c in ipairs(t.c) do if c == category then ok = true; break end end
-      end
-      if ok then
-        for _, s in ipairs(t.k) do if not skills[s] then ok = false; break end end
-      end
-      local lat, lng = tonumber(t.la), tonumber(t.ln)
-      if ok and not listed[chunk[i]] then
-        ok = false
-        for _, o in ipairs(origins) do
-          if haversine(o[1], o[2], lat, lng) <= exact_radius then ok = true; break end
+
+-- Each task once: open, fitting, in the area (of the home's jurisdictions, or within the exact
+-- radius of an origin), at or after the cursor; its key is the distance from here, else its start.
+local function consider(ids)
+  for first = 1, #ids, 1000 do
+    local chunk = {}
+    for i = first, math.min(first + 999, #ids) do chunk[#chunk + 1] = ids[i] end
+    local infos = redis.call('HMGET', KEYS[2], unpack(chunk))
+    for i, raw in ipairs(infos) do
+      if raw then
+        local t = cjson.decode(raw)
+        local ok = t.e > now
+        if ok and #t.c > 0 then
+          ok = false
+          for _, c in ipairs(t.c) do if c == category then ok = true; break end end
+        end
+        if ok then
+          for _, s in ipairs(t.k) do if not skills[s] then ok = false; break end end
+        end
+        local lat, lng = tonumber(t.la), tonumber(t.ln)
+        if ok and not listed[chunk[i]] then
+          ok = false
+          for _, o in ipairs(origins) do
+            if haversine(o[1], o[2], lat, lng) <= exact_radius then ok = true; break end
+          end
+        end
+        local key
+        if ok then
+          if here then key = haversine(here[1], here[2], lat, lng) else key = tonumber(t.s) end
+          ok = after == nil or key >= after - margin
+        end
+        if ok then
+          out[#out + 1] = {chunk[i], t.j, t.la, t.ln, t.s}
+          keys[#out] = key
         end
       end
-      local key
-      if ok then
-        -- nearest first (the distance from here), else by start
-        if here then key = haversine(here[1], here[2], lat, lng) else key = tonumber(t.s) end
-        ok = after == nil or key >= after - (here and 0.2 or 0)  -- distances are shown rounded
+    end
+  end
+end
+
+-- The keep-th smallest key so far (nil while fewer were kept), sorted again only when more were.
+local sorted_for = -1
+local last_key
+local function kth()
+  if #keys < keep then return nil end
+  if sorted_for ~= #keys then
+    local sorted = {}
+    for i = 1, #keys do sorted[i] = keys[i] end
+    table.sort(sorted)
+    last_key, sorted_for = sorted[keep], #keys
+  end
+  return last_key
+end
+
+-- The tasks of the home and its ancestors: in the area wherever they are.
+local ids = {}
+for i = 5, #KEYS do
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    listed[id] = true
+    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+end
+consider(ids)
+
+if here then
+  -- Nearest to here first, the radius doubling and the count growing until every task that can
+  -- be on the page has been looked at: every one nearer than a page's worth, whichever origin's
+  -- circle it is in (any such task is that near here too). Redis's metres differ from ours by
+  -- less than the slack: a task Redis puts within "reach" of here is within reach * slack +
+  -- slack_m by our measure, and one nearer than d by ours is nearer than d * slack + slack_m by
+  -- Redis's.
+  local function bound(key) return (key + margin) * slack + slack_m end
+  local r = start_radius
+  if after then r = r + bound(after) end  -- the page starts at the cursor
+  local known = kth()  -- already a page from the home's jurisdictions: look no farther than it
+  r = math.min(r, radius, known and bound(known) + 1 or radius)
+  local fetch, certain = 4 * keep + #ids, false  -- the home's tasks near here take places in it
+  while true do
+    local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', here[3], here[4], 'BYRADIUS', r, 'm',
+                            'ASC', 'COUNT', fetch, 'WITHDIST')
+    local new = {}
+    for _, hit in ipairs(hits) do
+      local id = hit[1]
+      if not seen[id] then
+        seen[id] = true
+        -- before the cursor by any measure: not read at all
+        if not (after and tonumber(hit[2]) * slack + slack_m < after - margin) then new[#new + 1] = id end
       end
-      if ok then
-        out[#out + 1] = {chunk[i], t.j, t.la, t.ln, t.s}
-        keys[#out] = key
+    end
+    consider(new)
+    local full = #hits >= fetch
+    -- every task nearer than this (by Redis's measure) has been looked at
+    local reach = full and tonumber(hits[#hits][2]) or r
+    local last = kth()
+    if last and reach > bound(last) then certain = true; break end
+    if full then
+      fetch = fetch * 4  -- more tasks inside r than were fetched: fetch more of them
+    elseif r < radius then
+      -- every task inside r was seen, the page not certain: widen, no farther than the page needs
+      r = math.min(radius, r * 2, last and bound(last) + 1 or radius)
+    else
+      break  -- here's whole circle seen
+    end
+  end
+  if not certain then
+    -- Fewer than a page near here: the other origins' circles, whole.
+    for o = 2, #origins do
+      local new = {}
+      for _, id in ipairs(redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', origins[o][3], origins[o][4],
+                                     'BYRADIUS', radius, 'm')) do
+        if not seen[id] then seen[id] = true; new[#new + 1] = id end
       end
+      consider(new)
     end
   end
 end
@@ -145,10 +224,7 @@ if #out == 0 then return '[]' end
 if #out > keep then
   -- Only what can be on the page: the keep smallest keys, and any tied with the last of them
   -- (within the 0.1 m the list rounds distances to), for Python's exact sort to choose from.
-  local sorted = {}
-  for i = 1, #keys do sorted[i] = keys[i] end
-  table.sort(sorted)
-  local limit = sorted[keep] + (here and 0.2 or 0)
+  local limit = kth() + margin
   local kept = {}
   for i = 1, #out do if keys[i] <= limit then kept[#kept + 1] = out[i] end end
   out = kept
@@ -548,12 +624,19 @@ def search(
     jurisdictions, whose categories and skills fit; None when the index is not built (read
     the database instead). Redis errors propagate.
 
-    Only what can be on one page comes back, so the work in Python does not grow with the number
-    of tasks around: the ``keep`` nearest to the first origin (by start when there is no origin),
+    Only what can be on one page comes back, with each one's card, so the work in Python does
+    not grow with the number of tasks around: the ``keep`` nearest to the first origin (by start
+    when there is no origin),
     with any tied with the last of them, among those at or after ``after`` (the cursor's distance
     in metres, or its start in µs since the epoch when there is no origin). The script computes
     the distances with :func:`yijing.geo.haversine_m`'s formula in the same doubles; the caller
     still checks and sorts what it gets exactly, so ``keep`` should leave it a few spare.
+
+    Nor does the work in Redis grow with them when there is an origin: the script walks out from
+    the first one (GEOSEARCH nearest first, from :data:`START_RADIUS_M`, doubling) and stops once
+    every task that can be on the page has been looked at; only when fewer than a page lie around
+    the first origin does it read the other origins' circles whole, as it used to read them all.
+    The home's jurisdictions' tasks are read whole, wherever they are.
     """
     client = redis_client()
     args: list[object] = [now.timestamp(), radius_m * RADIUS_SLACK + RADIUS_SLACK_M, len(origins)]
@@ -561,6 +644,7 @@ def search(
         args += [lng, lat]
     args += [category, len(skills), *skills]
     args += [radius_m, EARTH_RADIUS_M, max(1, keep), "" if after is None else after]
+    args += [RADIUS_SLACK, RADIUS_SLACK_M, START_RADIUS_M]
     tag = redis_key(TAG)  # the keys below, without reading the prefix once per key
     keys = [f"{tag}:geo", f"{tag}:info", f"{tag}:built", f"{tag}:card"]
     keys += [f"{tag}:jur:{j}" for j in jurisdiction_ids]

@@ -18,11 +18,13 @@ skills). The list is sorted by distance from the volunteer (the phone's location
 location, else the community's centre), then start time, then id (the cursor is that triple).
 The index's script already keeps only what can be on the page (the 20 nearest after the cursor,
 a few spare and any tied with the last), so the work here does not grow with the tasks around;
-the exact area check and the sort run in Python on that short list; the page's 20 cards then
-come rendered from the index (one HMGET), each with the volunteer's distance and status put in,
-and make the response body. When the index is not built or Redis is down, one database query
-reads the live open tasks through ``ix_tasks_open`` instead, keeping those of the home's ancestors or inside a
-bounding box around each origin, and the page's tasks are loaded for the blueprint's schema.
+the exact area check and the sort run in Python on that short list; the page's 20 cards come
+rendered with them from the index, each with the volunteer's distance and status put in, and
+make the response body. The volunteer's query runs outside a transaction when none is open
+(:func:`yijing.sql.read_rows`: no BEGIN and ROLLBACK round trips). When the index is not built
+or Redis is down, one database query reads the live open tasks through ``ix_tasks_open``
+instead, keeping those of the home's ancestors or inside a bounding box around each origin, and
+the page's tasks are loaded for the blueprint's schema.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
