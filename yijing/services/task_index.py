@@ -77,26 +77,22 @@ START_RADIUS_M = 500
 _SEARCH_LUA = (
     """
 if redis.call('EXISTS', KEYS[3]) == 0 then return false end
-local now = tonumber(ARGV[1])
-local radius = tonumber(ARGV[2])
-local pos = 3
-local norigins = tonumber(ARGV[pos]); pos = pos + 1
+-- The arguments in one JSON object (search() encodes and sends one string, not twenty).
+local a = cjson.decode(ARGV[1])
+local now, radius = a.now, a.radius
 local origins = {}
-for o = 1, norigins do
+for o, place in ipairs(a.origins) do
   -- lat, lng as numbers; lng, lat as given (GEOSEARCH's arguments)
-  origins[o] = {tonumber(ARGV[pos + 1]), tonumber(ARGV[pos]), ARGV[pos], ARGV[pos + 1]}
-  pos = pos + 2
+  origins[o] = {tonumber(place[2]), tonumber(place[1]), place[1], place[2]}
 end
-local category = ARGV[pos]; pos = pos + 1
-local nskills = tonumber(ARGV[pos]); pos = pos + 1
+local category = a.category
 local skills = {}
-for _ = 1, nskills do skills[ARGV[pos]] = true; pos = pos + 1 end
+for _, s in ipairs(a.skills) do skills[s] = true end
 -- The page: yijing.geo.haversine_m's formula in the same doubles, the exact radius, the cursor.
-local exact_radius = tonumber(ARGV[pos])
-local earth = tonumber(ARGV[pos + 1])
-local keep = tonumber(ARGV[pos + 2])
-local after = tonumber(ARGV[pos + 3])  -- nil: the first page
-local slack, slack_m, start_radius = tonumber(ARGV[pos + 4]), tonumber(ARGV[pos + 5]), tonumber(ARGV[pos + 6])
+local exact_radius, earth, keep = a.exact_radius, a.earth, a.keep
+local after = a.after  -- nil: the first page
+if after == cjson.null then after = nil end
+local slack, slack_m, start_radius = a.slack, a.slack_m, a.start_radius
 """
     + HAVERSINE_LUA
     + """
@@ -639,16 +635,29 @@ def search(
     The home's jurisdictions' tasks are read whole, wherever they are.
     """
     client = redis_client()
-    args: list[object] = [now.timestamp(), radius_m * RADIUS_SLACK + RADIUS_SLACK_M, len(origins)]
-    for lat, lng in origins:
-        args += [lng, lat]
-    args += [category, len(skills), *skills]
-    args += [radius_m, EARTH_RADIUS_M, max(1, keep), "" if after is None else after]
-    args += [RADIUS_SLACK, RADIUS_SLACK_M, START_RADIUS_M]
+    # Floats as JSON writes them (repr: the same doubles in Lua); the places as text, as
+    # GEOSEARCH gets them.
+    args = json.dumps(
+        {
+            "now": now.timestamp(),
+            "radius": radius_m * RADIUS_SLACK + RADIUS_SLACK_M,
+            "origins": [[str(lng), str(lat)] for lat, lng in origins],
+            "category": category,
+            "skills": list(skills),
+            "exact_radius": radius_m,
+            "earth": EARTH_RADIUS_M,
+            "keep": max(1, keep),
+            "after": after,
+            "slack": RADIUS_SLACK,
+            "slack_m": RADIUS_SLACK_M,
+            "start_radius": START_RADIUS_M,
+        },
+        separators=(",", ":"),
+    )
     tag = redis_key(TAG)  # the keys below, without reading the prefix once per key
     keys = [f"{tag}:geo", f"{tag}:info", f"{tag}:built", f"{tag}:card"]
     keys += [f"{tag}:jur:{j}" for j in jurisdiction_ids]
-    raw = _script(client, _SEARCH_LUA)(keys=keys, args=args, client=client)
+    raw = _script(client, _SEARCH_LUA)(keys=keys, args=[args], client=client)
     if raw is None:
         return None
     found, *cards = raw.decode().split("\n")

@@ -297,8 +297,12 @@ def _seeker_and_mine_query() -> Select[Any]:
     """
     me = aliased(Volunteer)
     my_id = select(me.id).where(me.open_user_id == bindparam("user_id")).scalar_subquery()
+    # The statuses as equalities, not IN: an IN list is an "expanding" parameter, its SQL
+    # rewritten on every execution; this is a value computed per row, no index is at stake.
     live = and_(
-        Task.dispatch_mode == DispatchMode.OPEN, Task.status.in_(LIVE), Task.ends_at > bindparam("now")
+        Task.dispatch_mode == DispatchMode.OPEN,
+        or_(*(Task.status == status for status in LIVE)),
+        Task.ends_at > bindparam("now"),
     )
     mine = (
         select(
