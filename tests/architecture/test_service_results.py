@@ -40,6 +40,10 @@ RENDERED = {
         "tests/miniprogram_api/test_me_rendered.py)"
     ),
     "yijing.services.reports.summary_json": "the dashboard's figures kept rendered (render= is the schema's)",
+    "yijing.services.reports.summary_json_for_token": (
+        "summary_json's bytes read in the token's round trip (tests/desk/test_summary_token_read.py: "
+        "equal to SummarySchema's dump)"
+    ),
     "yijing.services.tasks.signup.open_tasks": (
         "GET /api/v1/tasks from the task index: the cards kept rendered there, put together "
         "(tests/miniprogram_api/test_task_cards.py: equal to TaskCardSchema's dump)"

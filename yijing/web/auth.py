@@ -147,6 +147,56 @@ def resolve_optional_principal() -> Principal | None:
     return g.get("principal")
 
 
+def login_required_in_view(fn: F) -> F:
+    """:func:`login_required` for a view that authenticates in its own first Redis read.
+
+    As :func:`login_optional_in_view`, the view takes the token from :func:`pending_token`; its
+    script reads the token's cache entries with its own keys and hands them to
+    :func:`admit_cached`, which admits the principal as :func:`login_required` does (401, audience,
+    password change) before the view goes on. No token is a 401 at once. A view that admitted
+    nobody, or that failed, is authenticated after it, so a bad token is a 401 all the same (its
+    answer or error discarded).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = bearer_token()
+        if token is None:
+            raise Unauthorized("请先登录", code="missing_token")
+        g.principal, g.pending_token = None, token
+        try:
+            result = fn(*args, **kwargs)
+        except Exception:
+            _admit_pending()
+            raise
+        _admit_pending()
+        return result
+
+    _document_security(wrapper, optional=False)
+    return wrapper  # type: ignore[return-value]
+
+
+def admit_cached(cached_token: bytes | None, cached_profile: bytes | None) -> Principal:
+    """The pending token's principal (:func:`login_required_in_view`) from the cache entries the
+    view's own script read (None: not found; ``auth.authenticate_cached``), admitted."""
+    token = g.pending_token
+    g.pending_token = None  # a refused token is not authenticated twice
+    return _admit(auth_service.authenticate_cached(token, cached_token, cached_profile))
+
+
+def _admit_pending() -> None:
+    token = g.get("pending_token")
+    if token is not None:
+        g.pending_token = None
+        _admit(auth_service.authenticate(token))
+
+
+def _admit(principal: Principal) -> Principal:
+    use_principal(principal)
+    _refuse_until_password_changed(principal)
+    return principal
+
+
 class NoCookieSession(SecureCookieSessionInterface):
     """The API and the console authenticate with bearer tokens; nothing reads Flask's cookie session.
 
