@@ -231,7 +231,8 @@ def error_statuses(
     if view is not None:
         if _is_rate_limited(view):
             add(429, GENERIC[429])
-        for status, code, message in raised_errors(view):
+        # Sorted: a code raised with two messages is described the same in every process.
+        for status, code, message in sorted(raised_errors(view)):
             add(status, {code: message})
     for extra in getattr(view, "_extra_errors", ()):  # declared with :func:`errors`
         add(extra[0], {extra[1]: extra[2]})
