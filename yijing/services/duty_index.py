@@ -22,7 +22,9 @@ holds what filters and results need (category, home path, masked name, team), so
 one Lua script: one round trip, no database query. The script widens its radius step by step
 (:data:`START_RADIUS_M`, doubling) so that it sorts about as many points as it returns, not every
 point of the radius asked for: its cost stays flat as the number on duty grows. Every key shares
-the ``{duty}`` hash tag, so the script and the MULTI blocks also work on Redis Cluster.
+the ``{duty}`` hash tag, so the script and the MULTI blocks also work on Redis Cluster (all but the
+desk's :func:`search_as_bearer`, which also reads the token's and the principal's cache entries, as
+the feed's logged-in first page does: one Redis, or Sentinel).
 
 The database (``volunteers.on_duty`` and the last synced location) is the source of truth; the
 index can be rebuilt from it (``flask yijing rebuild-duty-index``).
@@ -565,7 +567,7 @@ def _int_or_null(value: object) -> str:
 def item_json(row: Row) -> str:
     """One hit as the desk's ``OnDutyItemSchema`` dumps it and the app's JSON provider writes it:
     keys sorted, compact, floats as ``repr`` (as marshmallow's ``Float`` then ``json`` do), the ping
-    time as ``isoformat`` of the UTC datetime. ``tests/desk/test_on_duty.py`` holds it equal."""
+    time as ``isoformat`` of the UTC datetime. ``tests/desk/test_on_duty_rendered.py`` holds it equal."""
     member, dist, lng, lat, seen, data = row
     name = data["n"]
     return (
