@@ -13,11 +13,11 @@ from werkzeug.datastructures import MultiDict
 from yijing.services import reports as report_service
 from yijing.web import rendered
 from yijing.web.auth import (
-    admit_cached,
+    admit,
     current_principal,
     login_required,
     login_required_in_view,
-    pending_token,
+    take_pending_token,
 )
 from yijing.web.contract import Blueprint, errors
 
@@ -377,7 +377,7 @@ def summary(args: dict[str, Any]) -> Response:
     # The hot cached read: the answer is kept rendered by SummarySchema (yijing/web/rendered.py),
     # read in the token's own round trip.
     body = report_service.summary_json_for_token(
-        pending_token(), args["jurisdiction_id"], args["from_"], args["to"], _render_summary, admit_cached
+        take_pending_token(), args["jurisdiction_id"], args["from_"], args["to"], _render_summary, admit
     )
     return rendered.json_response(body)
 

@@ -673,16 +673,17 @@ def summary_json_for_token(
     first: date | None,
     last: date | None,
     render: Callable[[Summary], bytes],
-    admit: Callable[[bytes | None, bytes | None], Principal],
+    admit: auth_service.Admit,
 ) -> bytes:
     """:func:`summary_json` for the bearer of ``token``, authenticated in the same Redis round trip.
 
     One script reads the token's and the principal's cache entries and :func:`summary_json`'s
-    rollup version and entry. ``admit`` gets those two entries raw (None where the script found
-    none) and returns the principal, or raises (an invalid or expired token, the wrong audience),
-    before anything else is looked at. The node the script read is then checked to be the one
-    :func:`summary_json` would read for that principal, and the entry served under the same
-    checks (version, scope); otherwise, and with Redis down, the usual path.
+    rollup version and entry. The token is resolved from those two entries as
+    :func:`~yijing.services.auth.authenticate` would (401 when bad, expired or revoked) and
+    ``admit`` runs (the wrong audience, say) before anything else is looked at. The node the
+    script read is then checked to be the one :func:`summary_json` would read for that principal,
+    and the entry served under the same checks (version, scope); otherwise, and with Redis down,
+    the usual path.
     """
     first, last = period(first, last)
     prefix, suffix = redis_key(*_summary_key("\0", first, last)).split("\0")
@@ -704,7 +705,8 @@ def summary_json_for_token(
         log.warning("report cache read failed, using the database", extra={"error": str(exc)})
         values = []
     values = [*values, None, None][: max(len(values), 2)]
-    principal = admit(values[0] or None, values[1] or None)
+    principal = auth_service.authenticate_cached(token, values[0] or None, values[1] or None)
+    admit(principal)
     node_id = _summary_node_id(principal, jurisdiction_id)
     if len(values) == 5 and values[2] == str(node_id).encode():
         return _summary_served(principal, node_id, first, last, values[3] or None, values[4] or None, render)

@@ -150,12 +150,14 @@ def resolve_optional_principal() -> Principal | None:
 def login_required_in_view(fn: F) -> F:
     """:func:`login_required` for a view that authenticates in its own first Redis read.
 
-    As :func:`login_optional_in_view`, the view takes the token from :func:`pending_token`; its
-    script reads the token's cache entries with its own keys and hands them to
-    :func:`admit_cached`, which admits the principal as :func:`login_required` does (401, audience,
-    password change) before the view goes on. No token is a 401 at once. A view that admitted
-    nobody, or that failed, is authenticated after it, so a bad token is a 401 all the same (its
-    answer or error discarded).
+    The desk's on-duty search (``duty.on_duty_json``) and cached summary
+    (``reports.summary_json_for_token``) resolve the token in the same round trip as their own
+    read. The view takes the token with :func:`take_pending_token` (a request
+    without one is a 401 before the view runs) and hands the principal it got to :func:`admit`
+    before it authorises or answers anything. A view that failed before admitting anyone (its
+    arguments refused, say) is authenticated and admitted first, so a bad token is a 401 and the
+    wrong audience a 403 ahead of the view's error, as with :func:`login_required`; a view that
+    returned without admitting anyone is authenticated and admitted before its answer leaves.
     """
 
     @functools.wraps(fn)
@@ -163,9 +165,12 @@ def login_required_in_view(fn: F) -> F:
         token = bearer_token()
         if token is None:
             raise Unauthorized("请先登录", code="missing_token")
-        g.principal, g.pending_token = None, token
+        g.principal = None
+        g.pending_token = token
         try:
             result = fn(*args, **kwargs)
+        except Unauthorized:
+            raise
         except Exception:
             _admit_pending()
             raise
@@ -176,25 +181,32 @@ def login_required_in_view(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def admit_cached(cached_token: bytes | None, cached_profile: bytes | None) -> Principal:
-    """The pending token's principal (:func:`login_required_in_view`) from the cache entries the
-    view's own script read (None: not found; ``auth.authenticate_cached``), admitted."""
-    token = g.pending_token
-    g.pending_token = None  # a refused token is not authenticated twice
-    return _admit(auth_service.authenticate_cached(token, cached_token, cached_profile))
+def take_pending_token() -> str:
+    """The bearer token of a :func:`login_required_in_view` view, for the view to resolve.
+
+    It stays pending until :func:`admit`: whatever the view raises before then (a refused period,
+    say) is preceded by the token's own 401 or 403, as with :func:`login_required`.
+    """
+    token = g.get("pending_token")
+    if token is None:
+        raise Unauthorized("请先登录", code="missing_token")
+    return token
+
+
+def admit(principal: Principal) -> None:
+    """What :func:`login_required` checks once the token is resolved: the audience, then a password
+    that must be changed first. For :func:`login_required_in_view` views."""
+    g.pending_token = None
+    g.principal = principal
+    _check_audience(principal)
+    _refuse_until_password_changed(principal)
 
 
 def _admit_pending() -> None:
     token = g.get("pending_token")
     if token is not None:
         g.pending_token = None
-        _admit(auth_service.authenticate(token))
-
-
-def _admit(principal: Principal) -> Principal:
-    use_principal(principal)
-    _refuse_until_password_changed(principal)
-    return principal
+        admit(auth_service.authenticate(token))
 
 
 class NoCookieSession(SecureCookieSessionInterface):
