@@ -67,9 +67,11 @@ def _unnest_insert(table: Table, columns: tuple[str, ...], returning: str) -> In
     NOTHING RETURNING <returning>``, one array parameter ``u_<column>`` per column (typed as the
     column's array, so the rows' values are bound as the column would bind them; the columns'
     Python-side defaults fill the others). Built once per shape."""
-    source = func.unnest(
-        *(bindparam(f"u_{key}", type_=postgresql.ARRAY(table.c[key].type)) for key in columns)
-    ).table_valued(*columns).render_derived()
+    source = (
+        func.unnest(*(bindparam(f"u_{key}", type_=postgresql.ARRAY(table.c[key].type)) for key in columns))
+        .table_valued(*columns)
+        .render_derived()
+    )
     return (
         postgresql.insert(table)
         .from_select(list(columns), select(*source.c))

@@ -432,11 +432,15 @@ def _insert_ring_and_invitations_pg() -> Any:
         .returning(_RINGS.c.id)
         .cte("ring")
     )
-    each = func.unnest(
-        bindparam("u_volunteer_id", type_=ARRAY(BigInteger)),
-        bindparam("u_user_id", type_=ARRAY(BigInteger)),
-        bindparam("u_distance_m", type_=ARRAY(Float)),
-    ).table_valued("volunteer_id", "user_id", "distance_m").render_derived()
+    each = (
+        func.unnest(
+            bindparam("u_volunteer_id", type_=ARRAY(BigInteger)),
+            bindparam("u_user_id", type_=ARRAY(BigInteger)),
+            bindparam("u_distance_m", type_=ARRAY(Float)),
+        )
+        .table_valued("volunteer_id", "user_id", "distance_m")
+        .render_derived()
+    )
     constants = [bindparam(f"b_{key}", type_=_ASSIGNMENTS.c[key].type) for key in _INVITATION_CONSTANTS]
     rows = select(each.c.volunteer_id, each.c.user_id, each.c.distance_m, ring.c.id, *constants).join(
         ring, true()
