@@ -26,7 +26,8 @@ bounding box around each origin, and the page's tasks are loaded for the bluepri
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
-the same transaction as the assignment row (unique per task and volunteer). The database
+the same transaction as the assignment row (unique per task and volunteer; a new one is written by the
+same statement on PostgreSQL, a data-modifying CTE). The database
 serialises concurrent acceptances on the task's row, so a 5-slot task accepted by 50 volunteers
 at once has exactly 5 acceptances; the others get 409 ``task_full``.
 """
@@ -663,7 +664,7 @@ def _insert_place() -> Any:
 
 
 def _take_slot_and_place(
-    task: _AcceptedTask, volunteer: VolunteerFacts, now: datetime
+    task: _AcceptedTask, volunteer: VolunteerFacts, user_id: int, now: datetime
 ) -> tuple[Assignment | None, tuple[int, int] | None]:
     """Take a slot (:func:`_take_slot`) and write the volunteer's new place (accepted, signed up to
     an open task): the place and the slot's (filled, slots), or (None, None) when the slot was not
@@ -675,7 +676,7 @@ def _take_slot_and_place(
         "b_volunteer_id": volunteer.id,
         "b_starts_at": task.starts_at,
         "b_ends_at": task.ends_at,
-        "b_user_id": volunteer.user_id,
+        "b_user_id": user_id,
         "b_status": A.ACCEPTED,
         "b_source": DispatchMode.OPEN,
         "b_invite_seq": 0,
@@ -714,6 +715,14 @@ def _on_filled(task: _AcceptedTask) -> None:
 _FULL_MESSAGE = "该任务已满员，感谢您的响应，请关注其他任务"
 
 
+def _not_taken(volunteer: VolunteerFacts, task: _AcceptedTask) -> Conflict:
+    """Why the slot's UPDATE took nothing (the transaction rolled back): a schedule overlap (raised
+    here), else the task is full or closed (returned)."""
+    _check_overlap(volunteer, task)  # the overlap kept the slot: say so
+    db.session.rollback()
+    return _full(task.id)
+
+
 def _full(task_id: int) -> Conflict:
     task = db.session.get(Task, task_id)
     if task is not None and (task.status not in LIVE or task.ends_at <= utcnow()):
@@ -726,9 +735,11 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
     again returns the same place; a full task answers 409 ``task_full``.
 
     A rush of acceptances costs little: one query reads the volunteer, the task and their place
-    on it; a task known full answers there. Otherwise one UPDATE takes the slot (checking the
-    schedule overlap in its WHERE), one INSERT … RETURNING writes the place, and the place is
-    returned detached, so that the commit does not expire it and its answer reads nothing back.
+    on it (the task as columns, not a loaded Task); a task known full answers there. Otherwise
+    one UPDATE takes the slot (checking the schedule overlap in its WHERE) and one INSERT …
+    RETURNING writes a new place, on PostgreSQL both in one statement (a data-modifying CTE);
+    the place is returned detached, so that the commit does not expire it and its answer reads
+    nothing back.
     """
     row = db.session.execute(_accept_query(), {"user_id": user_id, "task_id": task_id}).first()
     seeker = _seeker(row, lat, lng)
@@ -769,10 +780,9 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
         db.session.rollback()
         raise Conflict(_FULL_MESSAGE, code="task_full")
 
-    slot: tuple[int, int] | None
     if assignment is None:
         try:
-            assignment, slot = _take_slot_and_place(task, volunteer, now)
+            assignment, slot = _take_slot_and_place(task, volunteer, user_id, now)
         except IntegrityError:  # the same volunteer, twice at once: the other request won
             db.session.rollback()
             existing = db.session.scalar(
@@ -783,13 +793,12 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
             if existing is not None and existing.status in HOLDS_SLOT:
                 return existing
             raise Conflict("任务状态已变化，请刷新后重试", code="bad_status") from None
+        if slot is None or assignment is None:
+            raise _not_taken(volunteer, task)
     else:
         slot = _take_slot(task, volunteer, now)
-    if slot is None or assignment is None:
-        _check_overlap(volunteer, task)  # the overlap kept the slot: say so
-        db.session.rollback()
-        raise _full(task.id)
-    if assignment.status != A.ACCEPTED:  # an invitation, or a place given up before: move it
+        if slot is None:
+            raise _not_taken(volunteer, task)
         values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
         if assignment.status == A.INVITED:
             values["responded_at"] = now
