@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from desk.tasks import DeskAssignmentSchema
@@ -15,9 +16,16 @@ from yijing.pagination import Page
 from yijing.services import duty as duty_service
 from yijing.services import tasks as task_service
 from yijing.services import volunteers as volunteer_service
-from yijing.services.duty import OnDutySearch
 from yijing.services.volunteers import CardCheck, ForgedCard, VolunteerDetail
-from yijing.web.auth import current_actor, current_principal, login_required
+from yijing.web import rendered
+from yijing.web.auth import (
+    admit,
+    current_actor,
+    current_principal,
+    login_required,
+    login_required_in_view,
+    take_pending_token,
+)
 from yijing.web.contract import Blueprint
 from yijing.web.idempotency import idempotent
 from yijing.web.pagination import PageArgsSchema, page_of
@@ -200,13 +208,15 @@ def lookup(data: dict[str, Any]) -> list[Volunteer]:
 
 
 @blp.route("/on-duty", methods=["GET"])
-@login_required
+@login_required_in_view
 @blp.arguments(OnDutyArgsSchema, location="query")
 @blp.response(200, OnDutySchema)
-def on_duty(args: dict[str, Any]) -> OnDutySearch:
+def on_duty(args: dict[str, Any]) -> Response:
     """On-duty volunteers of my jurisdiction near a point (or its centre), nearest first."""
-    return duty_service.search_for_staff(
-        current_principal(),
+    # The token and the search in one Redis read, answered as OnDutySchema's bytes (yijing/web/rendered.py).
+    body = duty_service.on_duty_json(
+        take_pending_token(),
+        admit,
         lat=args["lat"],
         lng=args["lng"],
         radius_m=args["radius_m"],
@@ -214,6 +224,7 @@ def on_duty(args: dict[str, Any]) -> OnDutySearch:
         categories=args["category"],
         limit=args["limit"],
     )
+    return rendered.json_response(body)
 
 
 @blp.route("/verify", methods=["GET"])

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import Insert, Row, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
@@ -38,6 +39,47 @@ def insert_ignore_returning(
     # Parameters as a list: one cached statement, batched by SQLAlchemy's "insertmanyvalues"
     # (a multi-row VALUES built with .values(list) would be compiled anew for every call).
     return list(session.execute(stmt.returning(table.c[column]), rows).scalars())
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_many_ignore_returning(
+    session: Session, model: type, rows: list[dict[str, Any]], column: str = "id"
+) -> list[Any]:
+    """:func:`insert_ignore_returning` for a batch of rows with the same keys (the order of the
+    answer is not promised).
+
+    On PostgreSQL the rows go as one array per column, ``INSERT … SELECT … FROM unnest(…)``: the
+    SQL text is the same for any number of rows, so psycopg prepares it once, where the multi-row
+    VALUES of "insertmanyvalues" is parsed anew on every call and, past 50 parameters, never
+    prepared. Elsewhere (SQLite): :func:`insert_ignore_returning`.
+    """
+    if len(rows) < 2 or not is_postgresql(session):
+        return insert_ignore_returning(session, model, rows, column)
+    columns = tuple(rows[0])
+    arrays = {f"u_{key}": [row[key] for row in rows] for key in columns}
+    return list(session.execute(_unnest_insert(model.__table__, columns, column), arrays).scalars())
+
+
+@functools.lru_cache(maxsize=32)
+def _unnest_insert(table: Table, columns: tuple[str, ...], returning: str) -> Insert:
+    """PostgreSQL: ``INSERT INTO table (columns) SELECT * FROM unnest(:u_<column>, …) ON CONFLICT DO
+    NOTHING RETURNING <returning>``, one array parameter ``u_<column>`` per column (typed as the
+    column's array, so the rows' values are bound as the column would bind them; the columns'
+    Python-side defaults fill the others). Built once per shape."""
+    source = (
+        func.unnest(*(bindparam(f"u_{key}", type_=postgresql.ARRAY(table.c[key].type)) for key in columns))
+        .table_valued(*columns)
+        .render_derived()
+    )
+    return (
+        postgresql.insert(table)
+        .from_select(list(columns), select(*source.c))
+        .on_conflict_do_nothing()
+        .returning(table.c[returning])
+    )
 
 
 def analyze(session: Session, *models: type) -> None:

@@ -16,7 +16,8 @@ Rows this scenario reports (``run(ctx)``):
   sequentially; its ratio is to the raw GEOSEARCH row: what the HTTP stack, authentication,
   scope filtering and JSON add to the Redis work;
 * ``on_duty:search_inprocess`` — the endpoint's own work without HTTP: the desk search service
-  (:func:`yijing.services.duty.search_for_staff`, scope filtering and freshness in one Lua script)
+  (:func:`yijing.services.duty.on_duty_json`: the token's cache entries, scope filtering and
+  freshness in one Lua script, the hits rendered as the response's bytes)
   called in this process, its ratio to the raw GEOSEARCH row.
 
 Size: ``BENCH_ON_DUTY_N`` (default 100,000) on duty, or ``OnDutyScenario(n)``; growth mode
@@ -223,16 +224,18 @@ def endpoint_call(session, app_url: str, token: str) -> Callable[[], object]:  #
 
 
 def service_call(app, session, app_url: str, token: str) -> Callable[[], object]:  # type: ignore[no-untyped-def]
-    """The endpoint's service call in this process, as the staff member the token belongs to."""
-    from yijing.services import auth, duty
+    """The endpoint's service call in this process, as the bearer of the token: the token's cache
+    entries, the search and the answer's bytes in one round trip (``duty.on_duty_json``)."""
+    from yijing.services import duty
 
-    with app.app_context():
-        principal = auth.authenticate(token)
+    def admit(principal: object) -> None:  # the web layer's audience check has nothing to refuse here
+        return None
 
     def call() -> object:
         with app.app_context():
-            hits = duty.search_for_staff(
-                principal,
+            body = duty.on_duty_json(
+                token,
+                admit,
                 lat=CENTRE[0],
                 lng=CENTRE[1],
                 radius_m=RADIUS_M,
@@ -240,9 +243,9 @@ def service_call(app, session, app_url: str, token: str) -> Callable[[], object]
                 categories=None,
                 limit=COUNT,
             )
-        if len(hits.items) != COUNT:
-            raise RuntimeError(f"on_duty: the search service found {len(hits.items)}, not {COUNT}")
-        return hits
+        if body.count(b'"volunteer_id"') != COUNT:
+            raise RuntimeError(f"on_duty: the search service did not find {COUNT}: {body[:300]!r}")
+        return body
 
     return call
 
@@ -298,7 +301,7 @@ class OnDutyScenario:
             "on_duty:search_inprocess",
             service_call(self._app, ctx.session, ctx.app_url, token),
             duration=ctx.duration,
-            target="duty.search_for_staff (3 km, 20), in process",
+            target="duty.on_duty_json (3 km, 20), in process",
             extra={"points": self._seeded.n},
         )
         service.baseline, service.ratio = raw.scenario, service.rps / raw.rps

@@ -40,6 +40,10 @@ RENDERED = {
         "tests/miniprogram_api/test_me_rendered.py)"
     ),
     "yijing.services.reports.summary_json": "the dashboard's figures kept rendered (render= is the schema's)",
+    "yijing.services.reports.summary_json_for_token": (
+        "summary_json's bytes read in the token's round trip (tests/desk/test_summary_token_read.py: "
+        "equal to SummarySchema's dump)"
+    ),
     "yijing.services.tasks.signup.open_tasks": (
         "GET /api/v1/tasks from the task index: the cards kept rendered there, put together "
         "(tests/miniprogram_api/test_task_cards.py: equal to TaskCardSchema's dump)"
@@ -49,6 +53,11 @@ RENDERED = {
         "where the blueprint's schema is not at hand (test_task_cards.py: equal to TaskCardSchema's)"
     ),
     "yijing.services.task_index.with_reader": "a rendered card with the reader's distance and status put in",
+    "yijing.services.duty.on_duty_json": (
+        "the desk's on-duty search: the token and the search in one Redis script, the hits rendered "
+        "from its rows (tests/desk/test_on_duty_rendered.py: equal to OnDutySchema's dump)"
+    ),
+    "yijing.services.duty_index.item_json": "one on-duty hit as OnDutyItemSchema dumps it (same test)",
 }
 
 RETURNS_BYTES = re.compile(r"(^|\| )bytes( \||$)")

@@ -343,3 +343,33 @@ def test_only_approved_volunteers_see_tasks(client, volunteers, wechat_login, ta
     response = client.get("/api/v1/tasks", headers=pending)
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "volunteer_not_approved"
     assert client.get("/api/v1/tasks").status_code == 401
+
+
+def test_the_accept_answer_is_the_schema_dump_of_the_place_as_stored(app, tasks, desk, people):
+    """Signing up writes the slot and the place in one statement on PostgreSQL (a data-modifying
+    CTE), in two elsewhere: either way the answer is what ``AssignmentSchema`` dumps of the row as
+    stored, for a place that leaves one open and for the last one; a third volunteer is told the
+    task is full and changes nothing."""
+    from yijing.extensions import db
+    from yijing.models import Assignment, Task
+    from yijing.web.schemas import AssignmentSchema
+
+    task = tasks.create(desk, slots=2)
+    answers = [tasks.post(people[who]["headers"], task["id"], "accept") for who in ("zt", "zt2")]
+    full = tasks.post(people["yy"]["headers"], task["id"], "accept")
+    assert [r.status_code for r in answers] == [200, 200]
+    assert (full.status_code, full.get_json()["error"]["code"]) == (409, "task_full")
+    with app.app_context():
+        for who, response in zip(("zt", "zt2"), answers, strict=True):
+            stored = db.session.get(Assignment, response.get_json()["id"])
+            assert (stored.volunteer_id, stored.status, stored.source) == (
+                people[who]["id"],
+                "accepted",
+                "open",
+            )
+            assert response.get_json() == AssignmentSchema().dump(stored)
+        assert db.session.get(Task, task["id"]).filled == 2
+        assert (
+            db.session.scalar(select(Assignment).where(Assignment.volunteer_id == people["yy"]["id"])) is None
+        )
+        db.session.remove()

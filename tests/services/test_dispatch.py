@@ -83,6 +83,54 @@ def test_a_ring_that_finds_nobody_widens_at_once(app, tasks, volunteers, desk, t
         db.session.remove()
 
 
+def test_each_invitation_and_its_message_name_the_same_place(app, tasks, volunteers, desk, tree):
+    """A ring of several invitations: on PostgreSQL the ring's row and its invitations are one
+    statement (the ids come back by volunteer) and the messages one more; elsewhere the ring, the
+    invitations, the messages. Either way each volunteer's message names their own invitation,
+    nearest first, with the ring's id on every invitation."""
+    from sqlalchemy import event
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, DispatchRing, Notification
+    from yijing.services import dispatch
+
+    metres = {"d1": 200, "d2": 450, "d3": 700}
+    ids = {name: _on_duty(volunteers, desk, tree, name, m) for name, m in metres.items()}
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=2)["id"]
+    statements: list[str] = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", remember)
+        try:
+            assert dispatch.advance(task_id, 0) == 3
+        finally:
+            event.remove(db.engine, "before_cursor_execute", remember)
+        ring = db.session.scalars(select(DispatchRing).where(DispatchRing.task_id == task_id)).one()
+        invited = db.session.scalars(
+            select(Assignment).where(Assignment.task_id == task_id).order_by(Assignment.distance_m)
+        ).all()
+        assert [a.volunteer_id for a in invited] == [ids["d1"], ids["d2"], ids["d3"]]
+        assert {a.ring_id for a in invited} == {ring.id} and ring.invited == 3
+        for a in invited:
+            message = db.session.scalars(
+                select(Notification).where(
+                    Notification.user_id == a.user_id, Notification.kind == "task.invitation"
+                )
+            ).one()
+            assert message.dedupe_key == f"task:{task_id}:assignment:{a.id}:invite:1"
+            assert message.data["assignment_id"] == a.id
+            assert message.data["distance_m"] == a.distance_m
+        inserts = [s for s in statements if "INSERT" in s.upper()]
+        if db.engine.dialect.name == "postgresql":
+            assert len(inserts) == 2
+            assert "dispatch_rings" in inserts[0] and "assignments" in inserts[0]
+            assert "notifications" in inserts[1] and "unnest" in inserts[1]
+        db.session.remove()
+
+
 def _principal(username: str):
     from yijing.extensions import db
     from yijing.models import User

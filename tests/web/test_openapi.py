@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 
 def test_openapi_document(client):
@@ -55,3 +58,25 @@ def test_idempotency_key_is_documented_where_it_is_honoured(app, client):
         p for p in spec["paths"]["/api/v1/media"]["post"]["parameters"] if p.get("name") == "Idempotency-Key"
     )
     assert header["in"] == "header" and header["schema"]["maxLength"] == 128
+
+
+def test_the_document_is_the_same_in_every_process():
+    """Workers behind one load balancer serve one document: string hashing (a per-process seed)
+    must not choose which message describes an error code."""
+    script = (
+        "import json, sys\n"
+        "from yijing import create_app\n"
+        "from yijing.config import Config\n"
+        "app = create_app(Config.from_env({'DATABASE_URL': 'sqlite://', 'REDIS_URL': 'redis://127.0.0.1:1/0'}))\n"
+        "with app.test_client() as c:\n"
+        "    sys.stdout.write(json.dumps(c.get('/api/v1/openapi.json').get_json(), sort_keys=True))\n"
+    )
+    documents = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120
+        )
+        documents.add(out.stdout)
+    assert len(documents) == 1
+    assert '"/api/v1/me"' in documents.pop()

@@ -260,6 +260,12 @@ def authenticate(token: str) -> Principal:
     return _resolve(token_hash, cached, data, me_body)
 
 
+#: The web layer's checks of who may call an endpoint at all (audience, a password to change first),
+#: for a service that resolves the token in its own Redis read: called with the principal as soon as
+#: the token is resolved, before anything is authorised or read for the caller (yijing.web.auth.admit).
+Admit = Callable[[Principal], None]
+
+
 def authenticate_cached(token: str, cached_token: bytes | None, cached_profile: bytes | None) -> Principal:
     """:func:`authenticate`, for a caller whose own Redis script read the token's cache entry
     (``tok``) and the principal's (``principal``) raw, in the same round trip as its own keys

@@ -33,7 +33,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, case, func, insert, not_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Row,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    not_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from yijing import policies
 from yijing.actor import Actor
@@ -54,6 +70,7 @@ from yijing.policies import Permission, Principal
 from yijing.services import audit, duty_index, outbox
 from yijing.services import tasks as task_service
 from yijing.services.tasks import LIVE, config, local_text, move_assignment
+from yijing.sql import is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +240,15 @@ def no_show_rate(no_shows: int, completed: int) -> float:
 
 
 @functools.cache
-def _rank_query() -> Select[Any]:
-    """Built once: approved volunteers among ``:ids`` with their past assignments counted (one IN
-    list, so the statement stays short)."""
+def _rank_query(postgresql: bool) -> Select[Any]:
+    """Built once: approved volunteers among ``:ids`` with their past assignments counted. On
+    PostgreSQL ``:ids`` is one array (``= ANY(:ids)``: the same SQL text for any number of ids, so
+    psycopg prepares it once); elsewhere an IN list."""
+    among = (
+        Volunteer.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+        if postgresql
+        else Volunteer.id.in_(bindparam("ids", expanding=True))
+    )
     return (
         select(
             Volunteer.id,
@@ -236,9 +259,7 @@ def _rank_query() -> Select[Any]:
             func.sum(case((Assignment.status == A.COMPLETED, 1), else_=0)).label("completed"),
         )
         .outerjoin(Assignment, Assignment.volunteer_id == Volunteer.id)
-        .where(
-            Volunteer.id.in_(bindparam("ids", expanding=True)), Volunteer.status == VolunteerStatus.APPROVED
-        )
+        .where(among, Volunteer.status == VolunteerStatus.APPROVED)
         .group_by(Volunteer.id)
     )
 
@@ -250,7 +271,7 @@ def rank(task: Task | RingTask, hits: Sequence[tuple[int, float]]) -> list[Candi
     ids = [vid for vid, _ in hits]
     if not ids:
         return []
-    rows = db.session.execute(_rank_query(), {"ids": ids}).all()
+    rows = db.session.execute(_rank_query(is_postgresql(db.session())), {"ids": ids}).all()
     found = {row.id: row for row in rows if not task_service.misfit_reason(row, task)}
     weight = config().dispatch_no_show_weight
     out = []
@@ -383,31 +404,106 @@ def _insert_ring() -> Any:
     return insert(_RINGS).returning(_RINGS.c.id)
 
 
-def _invite_chosen(task: RingTask, ring_id: int, chosen: Sequence[Candidate], now: datetime) -> None:
-    """One invitation per chosen volunteer (valid until the task ends) in one INSERT, their messages
-    written to the outbox in another (urgent: they go out ahead of the rest); nothing is loaded
-    back (Core statements: no unit of work)."""
-    ids = db.session.execute(
-        _insert_invitations(),
-        [
-            {
-                "task_id": task.id,
-                "volunteer_id": c.volunteer_id,
-                "user_id": c.user_id,
-                "status": A.INVITED,
-                "source": DispatchMode.NEARBY,
-                "ring_id": ring_id,
-                "distance_m": c.distance_m,
-                "invite_seq": 1,
-                "invited_at": now,
-                "invite_expires_at": task.ends_at,
-                "checkout_auto": False,
-                "points_awarded": 0,
-                "created_at": now,
-            }
-            for c in chosen
-        ],
-    ).scalars()
+# A ring's row (``:r_<name>``).
+_RING_COLUMNS = ("task_id", "ring_no", "radius_m", "found", "invited", "slots_open", "next_at", "created_at")
+# An invitation's columns that are the same for every volunteer of a ring (``:b_<name>``).
+_INVITATION_CONSTANTS = (
+    "task_id",
+    "status",
+    "source",
+    "invite_seq",
+    "invited_at",
+    "invite_expires_at",
+    "checkout_auto",
+    "points_awarded",
+    "created_at",
+)
+
+
+@functools.cache
+def _insert_ring_and_invitations_pg() -> Any:
+    """PostgreSQL: the ring's row and its invitations in one statement (the ring inserted by a
+    data-modifying CTE, the invitations from one array per varying column through ``unnest``),
+    the same SQL text for any number of invitations, so psycopg prepares it once. Answers
+    (volunteer id, assignment id) per invitation."""
+    ring = (
+        insert(_RINGS)
+        .values({key: bindparam(f"r_{key}", type_=_RINGS.c[key].type) for key in _RING_COLUMNS})
+        .returning(_RINGS.c.id)
+        .cte("ring")
+    )
+    each = (
+        func.unnest(
+            bindparam("u_volunteer_id", type_=ARRAY(BigInteger)),
+            bindparam("u_user_id", type_=ARRAY(BigInteger)),
+            bindparam("u_distance_m", type_=ARRAY(Float)),
+        )
+        .table_valued("volunteer_id", "user_id", "distance_m")
+        .render_derived()
+    )
+    constants = [bindparam(f"b_{key}", type_=_ASSIGNMENTS.c[key].type) for key in _INVITATION_CONSTANTS]
+    rows = select(each.c.volunteer_id, each.c.user_id, each.c.distance_m, ring.c.id, *constants).join(
+        ring, true()
+    )
+    return (
+        insert(_ASSIGNMENTS)
+        .from_select(["volunteer_id", "user_id", "distance_m", "ring_id", *_INVITATION_CONSTANTS], rows)
+        .returning(_ASSIGNMENTS.c.volunteer_id, _ASSIGNMENTS.c.id)
+    )
+
+
+def _record_ring(
+    task: RingTask, ring: dict[str, Any], chosen: Sequence[Candidate], now: datetime
+) -> list[int]:
+    """Insert the ring's row (``ring``: its values) and one invitation per chosen volunteer (valid
+    until the task ends); the invitations' ids, in the order of ``chosen``. Nothing is loaded back
+    (Core statements: no unit of work). On PostgreSQL one statement
+    (:func:`_insert_ring_and_invitations_pg`); elsewhere the ring, then the invitations in one
+    INSERT."""
+    constants = {
+        "task_id": task.id,
+        "status": A.INVITED,
+        "source": DispatchMode.NEARBY,
+        "invite_seq": 1,
+        "invited_at": now,
+        "invite_expires_at": task.ends_at,
+        "checkout_auto": False,
+        "points_awarded": 0,
+        "created_at": now,
+    }
+    if chosen and is_postgresql(db.session()):
+        by_volunteer = dict(
+            db.session.execute(
+                _insert_ring_and_invitations_pg(),
+                {
+                    **{f"r_{key}": value for key, value in ring.items()},
+                    **{f"b_{key}": value for key, value in constants.items()},
+                    "u_volunteer_id": [c.volunteer_id for c in chosen],
+                    "u_user_id": [c.user_id for c in chosen],
+                    "u_distance_m": [c.distance_m for c in chosen],
+                },
+            ).all()
+        )
+        return [by_volunteer[c.volunteer_id] for c in chosen]
+    ring_id = db.session.execute(_insert_ring(), ring).scalar_one()
+    if not chosen:
+        return []
+    rows = [
+        {
+            **constants,
+            "volunteer_id": c.volunteer_id,
+            "user_id": c.user_id,
+            "ring_id": ring_id,
+            "distance_m": c.distance_m,
+        }
+        for c in chosen
+    ]
+    return list(db.session.execute(_insert_invitations(), rows).scalars())
+
+
+def _notify_chosen(task: RingTask, chosen: Sequence[Candidate], ids: Sequence[int]) -> None:
+    """The invitations' messages, written to the outbox in one INSERT (urgent: they go out ahead
+    of the rest)."""
     outbox.notify_many(
         [
             _invitation(_Invited(aid, c.user_id, c.distance_m, task.ends_at), task)
@@ -427,21 +523,19 @@ def _send_ring(task: RingTask, radii: Sequence[int], now: datetime) -> list[Cand
     want = min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
     found, chosen = _find_candidates(task, radius, want)
     next_at = task.dispatch_next_at
-    ring_id = db.session.execute(
-        _insert_ring(),
-        {
-            "task_id": task.id,
-            "ring_no": ring_no,
-            "radius_m": radius,
-            "found": found,
-            "invited": len(chosen),
-            "slots_open": open_slots,
-            "next_at": next_at,
-            "created_at": now,
-        },
-    ).scalar_one()
+    ring = {
+        "task_id": task.id,
+        "ring_no": ring_no,
+        "radius_m": radius,
+        "found": found,
+        "invited": len(chosen),
+        "slots_open": open_slots,
+        "next_at": next_at,
+        "created_at": now,
+    }
+    ids = _record_ring(task, ring, chosen, now)
     if chosen:
-        _invite_chosen(task, ring_id, chosen, now)
+        _notify_chosen(task, chosen, ids)
     if next_at is not None and chosen:
         task_service.enqueue_dispatch(task.id, ring_no, at=next_at)
     task_id = task.id  # the commit expires the task: no reload just for the log line

@@ -22,10 +22,11 @@ from sqlalchemy import select, update
 from yijing import policies
 from yijing.config import settings
 from yijing.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from yijing.extensions import db
+from yijing.extensions import db, redis_key
 from yijing.models import Jurisdiction, Volunteer, VolunteerStatus
 from yijing.models.base import utcnow
 from yijing.policies import Permission, Principal
+from yijing.services import auth as auth_service
 from yijing.services import duty_index, jurisdictions, volunteers
 from yijing.services.duty_index import DutyEntry
 
@@ -241,18 +242,14 @@ def _common_partition(paths: Sequence[str]) -> str | None:
     return None
 
 
-def search_for_staff(
+def _planned(
     principal: Principal,
-    *,
     lat: float | None,
     lng: float | None,
     radius_m: float | None,
     jurisdiction_id: int | None,
-    categories: Sequence[str] | None,
-    limit: int,
-) -> OnDutySearch:
-    """On-duty volunteers whose home lies in the staff member's jurisdiction (or the one given),
-    within a radius of a point, or else nearest the jurisdiction's centre; nearest first."""
+) -> tuple[Origin, float, list[str]]:
+    """Where a staff member's search looks, how far, and within which subtrees (403 unless allowed)."""
     paths = policies.require_somewhere(principal, Permission.VOLUNTEER_LOCATE)
     root: Jurisdiction | None = None
     if jurisdiction_id is not None:
@@ -273,12 +270,27 @@ def search_for_staff(
         lat, lng = root.lat, root.lng
         radius = radius_m or JURISDICTION_RADIUS_M
     else:
-        radius = min(radius_m or DEFAULT_RADIUS_M, MAX_POINT_RADIUS_M)
+        radius = _point_radius(radius_m)
     db.session.rollback()  # nothing to write; release the connection before talking to Redis
+    return Origin(lat=lat, lng=lng), radius, paths
+
+
+def _point_radius(radius_m: float | None) -> float:
+    return min(radius_m or DEFAULT_RADIUS_M, MAX_POINT_RADIUS_M)
+
+
+def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    log.warning("duty index unavailable", extra={"error": str(exc)})
+    return ServiceUnavailable("在岗定位服务暂时不可用，请稍后再试", code="duty_index_unavailable")
+
+
+def _rows(
+    origin: Origin, radius: float, limit: int, categories: Sequence[str] | None, paths: list[str]
+) -> list[duty_index.Row]:
     try:
-        hits = duty_index.search(
-            lat,
-            lng,
+        return duty_index.search_rows(
+            origin.lat,
+            origin.lng,
             radius,
             limit,
             categories=categories,
@@ -286,8 +298,98 @@ def search_for_staff(
             partition=_common_partition(paths),
         )
     except RedisError as exc:
-        log.warning("duty index unavailable", extra={"error": str(exc)})
-        raise ServiceUnavailable(
-            "在岗定位服务暂时不可用，请稍后再试", code="duty_index_unavailable"
-        ) from None
-    return OnDutySearch(origin=Origin(lat=lat, lng=lng), radius_m=radius, items=hits)
+        raise _unavailable(exc) from None
+
+
+def search_for_staff(
+    principal: Principal,
+    *,
+    lat: float | None,
+    lng: float | None,
+    radius_m: float | None,
+    jurisdiction_id: int | None,
+    categories: Sequence[str] | None,
+    limit: int,
+) -> OnDutySearch:
+    """On-duty volunteers whose home lies in the staff member's jurisdiction (or the one given),
+    within a radius of a point, or else nearest the jurisdiction's centre; nearest first."""
+    origin, radius, paths = _planned(principal, lat, lng, radius_m, jurisdiction_id)
+    try:
+        hits = duty_index.search(
+            origin.lat,
+            origin.lng,
+            radius,
+            limit,
+            categories=categories,
+            within_paths=paths,
+            partition=_common_partition(paths),
+        )
+    except RedisError as exc:
+        raise _unavailable(exc) from None
+    return OnDutySearch(origin=origin, radius_m=radius, items=hits)
+
+
+def _body(origin: Origin, radius: float, rows: list[duty_index.Row]) -> bytes:
+    """The answer as the desk's ``OnDutySchema`` dumps it and the app's JSON provider writes it."""
+    items = ",".join(duty_index.item_json(row) for row in rows)
+    return (
+        f'{{"items":[{items}],"origin":{{"lat":{float(origin.lat)!r},"lng":{float(origin.lng)!r}}},'
+        f'"radius_m":{float(radius)!r}}}\n'
+    ).encode()
+
+
+_LOCATE_ROLES = sorted(str(role) for role in policies.ROLES_WITH[Permission.VOLUNTEER_LOCATE])
+
+
+def on_duty_json(
+    token: str,
+    admit: auth_service.Admit,
+    *,
+    lat: float | None,
+    lng: float | None,
+    radius_m: float | None,
+    jurisdiction_id: int | None,
+    categories: Sequence[str] | None,
+    limit: int,
+) -> bytes:
+    """:func:`search_for_staff` as the bearer of ``token``, answered as the response bytes.
+
+    A point search within the staff member's own scope (the desk's usual one) reads the token's
+    and the principal's cache entries and searches in one round trip
+    (:func:`~yijing.services.duty_index.search_as_bearer`). The token is then resolved from those
+    entries exactly as :func:`~yijing.services.auth.authenticate` resolves it (401 when bad, expired
+    or revoked), ``admit`` runs, the permission is required (403), and the hits are used only when
+    the principal's scope paths, and the GEO set they choose, are exactly those the script used;
+    anything else (a cache miss, grants changed in between, Redis down) takes the plain way.
+    """
+    categories = sorted(set(categories or ()))
+    found = None
+    if lat is not None and lng is not None and jurisdiction_id is None:
+        try:
+            found = duty_index.search_as_bearer(
+                redis_key("tok", auth_service.hash_token(token)),
+                redis_key("principal", ""),
+                _LOCATE_ROLES,
+                lat,
+                lng,
+                _point_radius(radius_m),
+                limit,
+                categories=categories,
+            )
+        except RedisError as exc:
+            log.warning("duty index unavailable", extra={"error": str(exc)})
+    if found is None:
+        principal = auth_service.authenticate(token)
+    else:
+        principal = auth_service.authenticate_cached(token, found.token, found.profile)
+    admit(principal)
+    origin, radius, paths = _planned(principal, lat, lng, radius_m, jurisdiction_id)
+    if (
+        found is not None
+        and found.rows is not None
+        and found.paths is not None
+        and sorted(found.paths) == paths
+        and found.key == duty_index.search_key(categories, _common_partition(paths))
+    ):
+        return _body(origin, radius, found.rows)
+    return _body(origin, radius, _rows(origin, radius, limit, categories, paths))

@@ -22,7 +22,9 @@ holds what filters and results need (category, home path, masked name, team), so
 one Lua script: one round trip, no database query. The script widens its radius step by step
 (:data:`START_RADIUS_M`, doubling) so that it sorts about as many points as it returns, not every
 point of the radius asked for: its cost stays flat as the number on duty grows. Every key shares
-the ``{duty}`` hash tag, so the script and the MULTI blocks also work on Redis Cluster.
+the ``{duty}`` hash tag, so the script and the MULTI blocks also work on Redis Cluster (all but the
+desk's :func:`search_as_bearer`, which also reads the token's and the principal's cache entries, as
+the feed's logged-in first page does: one Redis, or Sentinel).
 
 The database (``volunteers.on_duty`` and the last synced location) is the source of truth; the
 index can be rebuilt from it (``flask yijing rebuild-duty-index``).
@@ -36,12 +38,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
 from redis.commands.core import Script
 
 from yijing.config import settings
 from yijing.extensions import redis_client, redis_key
+from yijing.models.volunteer import CATEGORY_LABELS
 
 TAG = "{duty}"
 # Seeding and rebuilding write this many volunteers per round trip.
@@ -52,68 +56,123 @@ BATCH = 1000
 # 40 µs, and the work stays about ``limit`` points however dense the city gets (docs/performance.md).
 START_RADIUS_M = 250
 
-_SEARCH_LUA = """
-local lng, lat, radius = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
-local min_seen = tonumber(ARGV[5])
-local r = math.min(tonumber(ARGV[6]), radius)
-local pos = 7
-local ncats = tonumber(ARGV[pos]); pos = pos + 1
-local cats = nil
-if ncats > 0 then
-  cats = {}
-  for _ = 1, ncats do cats[ARGV[pos]] = true; pos = pos + 1 end
+# The search itself, shared by the plain script and the bearer's (:data:`_BEARER_SEARCH_LUA`).
+_SEARCH_FN = """
+local function search(key, seen_key, info_key, lng, lat, radius, limit, min_seen, r, cats, prefixes)
+  local nprefixes = #prefixes
+  local function in_scope(path)
+    if nprefixes == 0 then return true end
+    if not path then return false end
+    for i = 1, nprefixes do
+      local p = prefixes[i]
+      if string.sub(path, 1, #p) == p then return true end
+    end
+    return false
+  end
+
+  -- The info is JSON written by DutyEntry.info_json (compact, fixed keys): its category and path are
+  -- matched as text and the whole entry is spliced into the answer as it is, since cjson.decode
+  -- would cost more than the GEO search itself. Each round's hits start with the previous round's
+  -- (nearest first, a wider radius or a larger COUNT only adds farther ones), so only the new ones
+  -- are looked at: two commands per round (ZMSCORE, HMGET), not two per hit.
+  local out, examined, fetch = {}, 0, limit
+  while true do
+    local hits = redis.call('GEOSEARCH', key, 'FROMLONLAT', lng, lat, 'BYRADIUS', r, 'm',
+                            'ASC', 'COUNT', fetch, 'WITHDIST', 'WITHCOORD')
+    for first = examined + 1, #hits, 1000 do
+      local last = math.min(first + 999, #hits)
+      local ids = {}
+      for i = first, last do ids[#ids + 1] = hits[i][1] end
+      local seen = redis.call('ZMSCORE', seen_key, unpack(ids))
+      local infos = redis.call('HMGET', info_key, unpack(ids))
+      for j = 1, #ids do
+        local s, info = seen[j], infos[j]
+        if s and tonumber(s) >= min_seen and info
+            and (cats == nil or cats[string.match(info, '"c":"([^"]*)"')])
+            and in_scope(string.match(info, '"p":"([^"]*)"')) then
+          local hit = hits[first + j - 1]
+          out[#out + 1] = '[' .. ids[j] .. ',' .. hit[2] .. ',' .. hit[3][1] .. ',' .. hit[3][2] .. ','
+            .. s .. ',' .. info .. ']'
+          if #out >= limit then return '[' .. table.concat(out, ',') .. ']' end
+        end
+      end
+    end
+    examined = #hits
+    if #hits >= fetch then
+      fetch = fetch * 4  -- more points inside r than were fetched: fetch more of them
+    elseif r < radius then
+      r = math.min(r * 2, radius)  -- every point inside r was seen, too few kept: widen
+    else
+      return '[' .. table.concat(out, ',') .. ']'
+    end
+  end
 end
+
+-- ARGV from pos: the number of categories, the categories; a table (set) or nil for any.
+local function read_set(pos)
+  local n = tonumber(ARGV[pos]); pos = pos + 1
+  if n == 0 then return nil, pos end
+  local set = {}
+  for _ = 1, n do set[ARGV[pos]] = true; pos = pos + 1 end
+  return set, pos
+end
+"""
+
+_SEARCH_LUA = (
+    _SEARCH_FN
+    + """
+local radius = tonumber(ARGV[3])
+local cats, pos = read_set(7)
 local nprefixes = tonumber(ARGV[pos]); pos = pos + 1
 local prefixes = {}
 for i = 1, nprefixes do prefixes[i] = ARGV[pos]; pos = pos + 1 end
-
-local function in_scope(path)
-  if nprefixes == 0 then return true end
-  if not path then return false end
-  for i = 1, nprefixes do
-    local p = prefixes[i]
-    if string.sub(path, 1, #p) == p then return true end
-  end
-  return false
-end
-
--- The info is JSON written by DutyEntry.info_json (compact, fixed keys): its category and path are
--- matched as text and the whole entry is spliced into the answer as it is, since cjson.decode
--- would cost more than the GEO search itself. Each round's hits start with the previous round's
--- (nearest first, a wider radius or a larger COUNT only adds farther ones), so only the new ones
--- are looked at: two commands per round (ZMSCORE, HMGET), not two per hit.
-local out, examined, fetch = {}, 0, limit
-while true do
-  local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', lng, lat, 'BYRADIUS', r, 'm',
-                          'ASC', 'COUNT', fetch, 'WITHDIST', 'WITHCOORD')
-  for first = examined + 1, #hits, 1000 do
-    local last = math.min(first + 999, #hits)
-    local ids = {}
-    for i = first, last do ids[#ids + 1] = hits[i][1] end
-    local seen = redis.call('ZMSCORE', KEYS[2], unpack(ids))
-    local infos = redis.call('HMGET', KEYS[3], unpack(ids))
-    for j = 1, #ids do
-      local s, info = seen[j], infos[j]
-      if s and tonumber(s) >= min_seen and info and (cats == nil or cats[string.match(info, '"c":"([^"]*)"')])
-          and in_scope(string.match(info, '"p":"([^"]*)"')) then
-        local hit = hits[first + j - 1]
-        out[#out + 1] = '[' .. ids[j] .. ',' .. hit[2] .. ',' .. hit[3][1] .. ',' .. hit[3][2] .. ','
-          .. s .. ',' .. info .. ']'
-        if #out >= limit then return '[' .. table.concat(out, ',') .. ']' end
-      end
-    end
-  end
-  examined = #hits
-  if #hits >= fetch then
-    fetch = fetch * 4  -- more points inside r than were fetched: fetch more of them
-  elseif r < radius then
-    r = math.min(r * 2, radius)  -- every point inside r was seen, too few kept: widen
-  else
-    return '[' .. table.concat(out, ',') .. ']'
-  end
-end
+return search(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], radius, tonumber(ARGV[4]), tonumber(ARGV[5]),
+              math.min(tonumber(ARGV[6]), radius), cats, prefixes)
 """
+)
+
+# The desk's search as the bearer of a token, in one round trip (:func:`search_as_bearer`): the
+# token's cache entry (KEYS[1]), the principal's (ARGV[1] .. uid), the subtree roots where the
+# principal's grants give one of the roles in ARGV (without nested duplicates, as
+# ``policies.scope_paths``), the GEO set those roots allow (a common partition's, else the one
+# category's, else everyone's), and the search in it. It answers what it read and used; the caller
+# decides (yijing.services.duty). Without the token or the principal entry it stops early.
+_BEARER_SEARCH_LUA = (
+    _SEARCH_FN
+    + """
+local token = redis.call('GET', KEYS[1])
+if not token then return {} end
+local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
+if not profile then return {token} end
+local radius = tonumber(ARGV[7])
+local cats, pos = read_set(11)
+local roles = read_set(pos) or {}
+local found = {}
+for _, grant in ipairs(cjson.decode(profile)['grants']) do
+  if roles[grant['role']] and type(grant['path']) == 'string' then found[#found + 1] = grant['path'] end
+end
+table.sort(found, function(a, b) return #a < #b end)
+local paths = {}
+for _, p in ipairs(found) do
+  local nested = false
+  for _, kept in ipairs(paths) do
+    if string.sub(p, 1, #kept) == kept then nested = true; break end
+  end
+  if not nested then paths[#paths + 1] = p end
+end
+if #paths == 0 then return {token, profile} end
+local partition
+for i, p in ipairs(paths) do
+  local part = string.match(p, '^/[^/]*/([^/]+)/') or ''
+  if i == 1 then partition = part elseif part ~= partition then partition = '' end
+end
+local key = ARGV[2]
+if partition ~= '' then key = ARGV[3] .. partition elseif ARGV[4] ~= '' then key = ARGV[4] end
+local rows = search(key, KEYS[2], KEYS[3], ARGV[5], ARGV[6], radius, tonumber(ARGV[8]), tonumber(ARGV[9]),
+                    math.min(tonumber(ARGV[10]), radius), cats, paths)
+return {token, profile, table.concat(paths, '\\n'), key, rows}
+"""
+)
 
 # Remove one member if (and only if) its last ping is older than the cutoff; atomic against a ping.
 _EVICT_LUA = """
@@ -343,6 +402,47 @@ def is_built() -> bool:
 
 # -- reading ----------------------------------------------------------------------------------
 
+#: One hit as the search scripts answer it: id, distance (m), lng, lat, last ping (unix time), and
+#: the info JSON (:meth:`DutyEntry.info_json`) decoded.
+Row = tuple[int, float, float, float, float, dict[str, Any]]
+
+
+def search_key(categories: Sequence[str], partition: str | None) -> str:
+    """The GEO set a search sorts: the partition's, else the one category's, else everyone's."""
+    if partition:
+        return key_partition(partition)
+    if len(categories) == 1:
+        return key_category(categories[0])
+    return key_all()
+
+
+def _search_args(
+    lat: float, lng: float, radius_m: float, limit: int, categories: Sequence[str], window: int | None
+) -> list[object]:
+    min_seen = time.time() - (window if window is not None else window_seconds())
+    return [lng, lat, radius_m, max(1, limit), min_seen, START_RADIUS_M, len(categories), *categories]
+
+
+def search_rows(
+    lat: float,
+    lng: float,
+    radius_m: float,
+    limit: int,
+    *,
+    categories: Sequence[str] | None = None,
+    within_paths: Sequence[str] | None = None,
+    partition: str | None = None,
+    window: int | None = None,
+) -> list[Row]:
+    """:func:`search`'s hits as the script answers them (see :data:`Row`)."""
+    client = redis_client()
+    categories = sorted(set(categories or ()))
+    paths = list(within_paths or ())
+    args = [*_search_args(lat, lng, radius_m, limit, categories, window), len(paths), *paths]
+    keys = [search_key(categories, partition), key_seen(), key_info()]
+    # One JSON string back: parsing it beats parsing ~7 RESP elements per hit in Python.
+    return json.loads(_script(client, _SEARCH_LUA)(keys=keys, args=args, client=client))
+
 
 def search(
     lat: float,
@@ -361,40 +461,123 @@ def search(
     one of those subtrees; ``partition`` searches only that partition's set (see
     :func:`partition_of`), which must contain every path in ``within_paths``.
     """
+    rows = search_rows(
+        lat,
+        lng,
+        radius_m,
+        limit,
+        categories=categories,
+        within_paths=within_paths,
+        partition=partition,
+        window=window,
+    )
+    return [
+        Hit(
+            volunteer_id=member,
+            distance_m=round(dist, 1),
+            lat=hit_lat,
+            lng=hit_lng,
+            last_seen_at=datetime.fromtimestamp(seen, UTC),
+            category=data["c"],
+            path=data["p"],
+            user_id=data["u"],
+            jurisdiction_id=data["j"],
+            name_masked=data["n"],
+            team_id=data.get("t"),
+        )
+        for member, dist, hit_lng, hit_lat, seen, data in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class BearerSearch:
+    """What :func:`search_as_bearer`'s script read and did: the token's and the principal's cache
+    entries as stored (None: not found), and, when it searched, the scope paths and the GEO set it
+    searched and the hits."""
+
+    token: bytes | None
+    profile: bytes | None
+    paths: list[str] | None = None
+    key: str | None = None
+    rows: list[Row] | None = None
+
+
+def search_as_bearer(
+    token_key: str,
+    principal_prefix: str,
+    roles: Sequence[str],
+    lat: float,
+    lng: float,
+    radius_m: float,
+    limit: int,
+    *,
+    categories: Sequence[str] | None = None,
+    window: int | None = None,
+) -> BearerSearch:
+    """The token's cache entry (``token_key``), its principal's (``principal_prefix`` + user id) and
+    :func:`search` within the subtrees where the principal holds one of ``roles``, in one round trip.
+
+    Nothing here decides whether the token is good or what its bearer may see: the caller
+    authenticates from the entries returned and uses the hits only if the principal it decoded
+    grants exactly :attr:`BearerSearch.paths` and :func:`search_key` of those is
+    :attr:`BearerSearch.key`.
+    """
     client = redis_client()
     categories = sorted(set(categories or ()))
-    if partition:
-        key = key_partition(partition)
-    elif len(categories) == 1:
-        key = key_category(categories[0])
-    else:
-        key = key_all()
-    min_seen = time.time() - (window if window is not None else window_seconds())
-    paths = list(within_paths or ())
-    args: list[object] = [lng, lat, radius_m, max(1, limit), min_seen, START_RADIUS_M]
-    args += [len(categories), *categories, len(paths), *paths]
-    # One JSON string back: parsing it beats parsing ~7 RESP elements per hit in Python.
-    rows = json.loads(
-        _script(client, _SEARCH_LUA)(keys=[key, key_seen(), key_info()], args=args, client=client)
+    args: list[object] = [
+        principal_prefix,
+        key_all(),
+        key_partition(""),
+        key_category(categories[0]) if len(categories) == 1 else "",
+        *_search_args(lat, lng, radius_m, limit, categories, window),
+        len(roles),
+        *roles,
+    ]
+    values = _script(client, _BEARER_SEARCH_LUA)(
+        keys=[token_key, key_seen(), key_info()], args=args, client=client
     )
-    hits = []
-    for member, dist, hit_lng, hit_lat, seen, data in rows:
-        hits.append(
-            Hit(
-                volunteer_id=member,
-                distance_m=round(dist, 1),
-                lat=hit_lat,
-                lng=hit_lng,
-                last_seen_at=datetime.fromtimestamp(seen, UTC),
-                category=data["c"],
-                path=data["p"],
-                user_id=data["u"],
-                jurisdiction_id=data["j"],
-                name_masked=data["n"],
-                team_id=data.get("t"),
-            )
-        )
-    return hits
+    token, profile = [*values, None, None][:2]
+    if len(values) < 5:
+        return BearerSearch(token=token or None, profile=profile or None)
+    return BearerSearch(
+        token=token,
+        profile=profile,
+        paths=values[2].decode().split("\n"),
+        key=values[3].decode(),
+        rows=json.loads(values[4]),
+    )
+
+
+# -- the desk's answer, rendered --------------------------------------------------------------------
+
+# What ``json.dumps(..., ensure_ascii=False)`` (the app's JSON provider) writes for a string.
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _category_json(category: str) -> str:
+    label = CATEGORY_LABELS.get(category, category)
+    return f'"category":{_json_str(category)},"category_label":{_json_str(label)}'
+
+
+def _int_or_null(value: object) -> str:
+    return "null" if value is None else str(int(value))  # type: ignore[call-overload]
+
+
+def item_json(row: Row) -> str:
+    """One hit as the desk's ``OnDutyItemSchema`` dumps it and the app's JSON provider writes it:
+    keys sorted, compact, floats as ``repr`` (as marshmallow's ``Float`` then ``json`` do), the ping
+    time as ``isoformat`` of the UTC datetime. ``tests/desk/test_on_duty_rendered.py`` holds it equal."""
+    member, dist, lng, lat, seen, data = row
+    name = data["n"]
+    return (
+        f'{{{_category_json(data["c"])},"distance_m":{float(round(dist, 1))!r},'
+        f'"jurisdiction_id":{_int_or_null(data["j"])},'
+        f'"last_seen_at":"{datetime.fromtimestamp(seen, UTC).isoformat()}",'
+        f'"lat":{float(lat)!r},"lng":{float(lng)!r},'
+        f'"name_masked":{"null" if name is None else _json_str(name)},'
+        f'"team_id":{_int_or_null(data.get("t"))},"volunteer_id":{int(member)}}}'
+    )
 
 
 def nearest(

@@ -22,7 +22,7 @@ from yijing import jobs
 from yijing.extensions import db
 from yijing.models import Notification, NotificationStatus
 from yijing.models.base import utcnow
-from yijing.sql import insert_ignore_returning
+from yijing.sql import insert_ignore_returning, insert_many_ignore_returning
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,9 @@ def notify(
 
 
 def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int]:
-    """Write many outbox rows in one INSERT (fan-out); each dict holds ``notify``'s arguments.
+    """Write many outbox rows in one INSERT (fan-out; on PostgreSQL one prepared statement with an
+    array per column, :func:`yijing.sql.insert_many_ignore_returning`); each dict holds ``notify``'s
+    arguments.
 
     Returns the ids of the rows inserted (a known ``dedupe_key`` inserts nothing).
     """
@@ -164,7 +166,7 @@ def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int
         for r in rows
     ]
     session = db.session()
-    ids = insert_ignore_returning(session, Notification, values)
+    ids = insert_many_ignore_returning(session, Notification, values)
     register_for_delivery(session, ids, urgent=urgent)
     return ids
 

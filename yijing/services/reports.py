@@ -25,6 +25,7 @@ was closed), so a past period's figures never change.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import operator
 from collections import defaultdict
@@ -33,6 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -49,7 +51,7 @@ from sqlalchemy import (
 from yijing import cache, policies
 from yijing.config import settings
 from yijing.errors import InvalidInput, NotFound
-from yijing.extensions import db
+from yijing.extensions import db, redis_client, redis_key
 from yijing.models import (
     ActiveCount,
     DailyStat,
@@ -64,11 +66,13 @@ from yijing.models import (
 from yijing.models.volunteer import OPEN_STATUSES
 from yijing.policies import Permission, Principal
 from yijing.replica import reads_from_replica
+from yijing.services import auth as auth_service
 from yijing.services import jurisdictions, rollups
 from yijing.services.rollups import day_bounds, local_today
 from yijing.sql import work_mem
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 ACTIVE_WINDOW_DAYS = 30
 # Sort and hash memory for one report computation's transaction (see yijing.sql.work_mem).
@@ -629,23 +633,120 @@ def summary_json(
     (the grants in the token's cache entry carry its id); the entry holds the rollup version it
     was computed at and the node's path, so the permission is checked against the principal's
     grants without looking the node up, and an entry of an older version is a miss. A miss
-    computes, renders and stores it.
+    computes, renders and stores it. :func:`summary_json_for_token` reads the same entry in the
+    token's own round trip.
     """
-    scope = policies.require_somewhere(principal, Permission.REPORT_VIEW)
-    if jurisdiction_id is None:
-        jurisdiction_id = next(grant.jurisdiction_id for grant in principal.grants if grant.path == scope[0])
+    node_id = _summary_node_id(principal, jurisdiction_id)
     first, last = period(first, last)
-    key = ("reports", "summary-json", jurisdiction_id, first.isoformat(), last.isoformat())
-    version, entry = cache.get_many(rollups.ROLLUP_VERSION, key)
+    version, entry = cache.get_many(rollups.ROLLUP_VERSION, _summary_key(node_id, first, last))
+    return _summary_served(principal, node_id, first, last, version, entry, render)
+
+
+# The summary in the token's round trip: the token's cache entry, the principal's, then
+# :func:`summary_json`'s MGET of the rollup version and the entry of the node asked for (ARGV[5]),
+# or with none asked for, of the principal's own: the lowest path among its grants of the roles
+# that may view reports (ARGV[6..]), which is its first scope (:func:`_summary_node_id` checks it).
+_TOKEN_AND_SUMMARY = """
+local token = redis.call('GET', KEYS[1])
+if not token then return {} end
+local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
+if not profile then return {token} end
+local node = ARGV[5]
+if node == '' then
+  local roles, own = {}, nil
+  for i = 6, #ARGV do roles[ARGV[i]] = true end
+  for _, grant in ipairs(cjson.decode(profile)['grants']) do
+    if roles[grant['role']] and (own == nil or grant['path'] < own['path']) then own = grant end
+  end
+  if own == nil then return {token, profile} end
+  node = string.format('%d', own['jurisdiction']['id'])
+end
+local values = redis.call('MGET', ARGV[2], ARGV[3] .. node .. ARGV[4])
+return {token, profile, node, values[1] or '', values[2] or ''}
+"""
+_REPORT_ROLES = tuple(sorted(str(role) for role in policies.ROLES_WITH[Permission.REPORT_VIEW]))
+
+
+def summary_json_for_token(
+    token: str,
+    jurisdiction_id: int | None,
+    first: date | None,
+    last: date | None,
+    render: Callable[[Summary], bytes],
+    admit: auth_service.Admit,
+) -> bytes:
+    """:func:`summary_json` for the bearer of ``token``, authenticated in the same Redis round trip.
+
+    One script reads the token's and the principal's cache entries and :func:`summary_json`'s
+    rollup version and entry. The token is resolved from those two entries as
+    :func:`~yijing.services.auth.authenticate` would (401 when bad, expired or revoked) and
+    ``admit`` runs (the wrong audience, say) before anything else is looked at. The node the
+    script read is then checked to be the one :func:`summary_json` would read for that principal,
+    and the entry served under the same checks (version, scope); otherwise, and with Redis down,
+    the usual path.
+    """
+    first, last = period(first, last)
+    prefix, suffix = redis_key(*_summary_key("\0", first, last)).split("\0")
+    asked = "" if jurisdiction_id is None else str(jurisdiction_id)
+    try:
+        script = redis_client().register_script(_TOKEN_AND_SUMMARY)
+        values = script(
+            keys=[redis_key("tok", auth_service.hash_token(token))],
+            args=[
+                redis_key("principal", ""),
+                redis_key(*rollups.ROLLUP_VERSION),
+                prefix,
+                suffix,
+                asked,
+                *_REPORT_ROLES,
+            ],
+        )
+    except RedisError as exc:
+        log.warning("report cache read failed, using the database", extra={"error": str(exc)})
+        values = []
+    values = [*values, None, None][: max(len(values), 2)]
+    principal = auth_service.authenticate_cached(token, values[0] or None, values[1] or None)
+    admit(principal)
+    node_id = _summary_node_id(principal, jurisdiction_id)
+    if len(values) == 5 and values[2] == str(node_id).encode():
+        return _summary_served(principal, node_id, first, last, values[3] or None, values[4] or None, render)
+    version, entry = cache.get_many(rollups.ROLLUP_VERSION, _summary_key(node_id, first, last))
+    return _summary_served(principal, node_id, first, last, version, entry, render)
+
+
+def _summary_node_id(principal: Principal, jurisdiction_id: int | None) -> int:
+    """The node a summary is asked for: ``jurisdiction_id``, or the principal's own (its first
+    scope; 403 for a principal who may see no report)."""
+    scope = policies.require_somewhere(principal, Permission.REPORT_VIEW)
+    if jurisdiction_id is not None:
+        return jurisdiction_id
+    return next(grant.jurisdiction_id for grant in principal.grants if grant.path == scope[0])
+
+
+def _summary_key(node_id: int | str, first: date, last: date) -> tuple[object, ...]:
+    return ("reports", "summary-json", node_id, first.isoformat(), last.isoformat())
+
+
+def _summary_served(
+    principal: Principal,
+    node_id: int,
+    first: date,
+    last: date,
+    version: bytes | None,
+    entry: bytes | None,
+    render: Callable[[Summary], bytes],
+) -> bytes:
+    """The cached ``entry`` when it is of the current rollup ``version`` and within the principal's
+    scope (403 otherwise); else the summary computed, rendered and stored."""
     if entry is not None:
         entry_version, path, body = entry.split(b"\n", 2)
         if int(entry_version) == int(version or 0):
             policies.require(principal, Permission.REPORT_VIEW, path.decode())
             return body
-    node = authorised_node(principal, jurisdiction_id)
+    node = authorised_node(principal, node_id)
     body = render(figures_with_children(node, first, last))
     entry = b"%d\n%s\n%s" % (int(version or 0), node.path.encode(), body)
-    cache.set_bytes(entry, FIGURES_CACHE_SECONDS, *key)
+    cache.set_bytes(entry, FIGURES_CACHE_SECONDS, *_summary_key(node_id, first, last))
     return body
 
 

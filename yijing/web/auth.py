@@ -147,6 +147,68 @@ def resolve_optional_principal() -> Principal | None:
     return g.get("principal")
 
 
+def login_required_in_view(fn: F) -> F:
+    """:func:`login_required` for a view that authenticates in its own first Redis read.
+
+    The desk's on-duty search (``duty.on_duty_json``) and cached summary
+    (``reports.summary_json_for_token``) resolve the token in the same round trip as their own
+    read. The view takes the token with :func:`take_pending_token` (a request
+    without one is a 401 before the view runs) and hands the principal it got to :func:`admit`
+    before it authorises or answers anything. A view that failed before admitting anyone (its
+    arguments refused, say) is authenticated and admitted first, so a bad token is a 401 and the
+    wrong audience a 403 ahead of the view's error, as with :func:`login_required`; a view that
+    returned without admitting anyone is authenticated and admitted before its answer leaves.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = bearer_token()
+        if token is None:
+            raise Unauthorized("请先登录", code="missing_token")
+        g.principal = None
+        g.pending_token = token
+        try:
+            result = fn(*args, **kwargs)
+        except Unauthorized:
+            raise
+        except Exception:
+            _admit_pending()
+            raise
+        _admit_pending()
+        return result
+
+    _document_security(wrapper, optional=False)
+    return wrapper  # type: ignore[return-value]
+
+
+def take_pending_token() -> str:
+    """The bearer token of a :func:`login_required_in_view` view, for the view to resolve.
+
+    It stays pending until :func:`admit`: whatever the view raises before then (a refused period,
+    say) is preceded by the token's own 401 or 403, as with :func:`login_required`.
+    """
+    token = g.get("pending_token")
+    if token is None:
+        raise Unauthorized("请先登录", code="missing_token")
+    return token
+
+
+def admit(principal: Principal) -> None:
+    """What :func:`login_required` checks once the token is resolved: the audience, then a password
+    that must be changed first. For :func:`login_required_in_view` views."""
+    g.pending_token = None
+    g.principal = principal
+    _check_audience(principal)
+    _refuse_until_password_changed(principal)
+
+
+def _admit_pending() -> None:
+    token = g.get("pending_token")
+    if token is not None:
+        g.pending_token = None
+        admit(auth_service.authenticate(token))
+
+
 class NoCookieSession(SecureCookieSessionInterface):
     """The API and the console authenticate with bearer tokens; nothing reads Flask's cookie session.
 

@@ -9,7 +9,8 @@ cache entry is filled, so the bytes are exactly what ``@blp.response`` would sen
 token's Lua call) and no decoding, sorting or dumping (docs/performance.md, "Per-request overhead").
 The volunteer's task list is put together from cards kept rendered in the task index
 (``task_index.card_json``, held equal to ``TaskCardSchema``'s dump by a test) and served by
-:func:`json_response` too.
+:func:`json_response` too, and so is the desk's on-duty search, its hits rendered from the index's
+script (``duty_index.item_json``, held equal to ``OnDutySchema``'s dump by a test).
 """
 
 from __future__ import annotations

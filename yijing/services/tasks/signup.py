@@ -28,7 +28,8 @@ the page's tasks are loaded for the blueprint's schema.
 
 **Taking a place.** Every acceptance takes a slot with one conditional statement,
 ``UPDATE tasks SET filled = filled + 1 WHERE id = :id AND filled < slots … RETURNING filled``, in
-the same transaction as the assignment row (unique per task and volunteer). The database
+the same transaction as the assignment row (unique per task and volunteer; a new one is written by the
+same statement on PostgreSQL, a data-modifying CTE). The database
 serialises concurrent acceptances on the task's row, so a 5-slot task accepted by 50 volunteers
 at once has exactly 5 acceptances; the others get 409 ``task_full``.
 """
@@ -44,7 +45,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, column, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, joinedload
 
@@ -70,7 +71,7 @@ from yijing.services.tasks.common import (
     notification_data,
     task_page,
 )
-from yijing.sql import read_rows
+from yijing.sql import is_postgresql, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +160,38 @@ def _seeker_query() -> Select[Any]:
     return _seeker_select()
 
 
+@dataclass(frozen=True, slots=True)
+class _AcceptedTask:
+    """What taking a place reads of the task (a Core row's columns, not a loaded Task: the answer
+    of a rush, 409 full, costs little more than the query)."""
+
+    id: int
+    title: str
+    address: str
+    jurisdiction_id: int
+    lat: float
+    lng: float
+    starts_at: datetime
+    ends_at: datetime
+    slots: int
+    filled: int
+    categories: list[str]
+    skills: list[str]
+    status: str
+    dispatch_mode: str
+
+
+_ACCEPTED_TASK_FIELDS = _AcceptedTask.__slots__
+
+
 @functools.cache
 def _accept_query() -> Select[Any]:
-    """The seeker, the task ``:task_id`` and their place on it, in one query (built once)."""
+    """The seeker, the task ``:task_id`` (its columns as ``task_<name>``) and their place on it, in
+    one query (built once)."""
     return (
-        _seeker_select(Task, Assignment)
+        _seeker_select(
+            Assignment, *(getattr(Task, name).label(f"task_{name}") for name in _ACCEPTED_TASK_FIELDS)
+        )
         .outerjoin(Task, Task.id == bindparam("task_id"))
         .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == Volunteer.id))
     )
@@ -219,7 +247,7 @@ def misfit_reason(volunteer: Any, task: Any) -> str | None:
     return None
 
 
-def _closed_message(task: Task) -> str:
+def _closed_message(task: Task | _AcceptedTask) -> str:
     if task.status == TaskStatus.CANCELLED:
         return "该任务已取消"
     if task.status == TaskStatus.DRAFT:
@@ -570,7 +598,7 @@ def _overlapping(volunteer_id: Any, starts_at: Any, ends_at: Any, task_id: Any) 
     )
 
 
-def _check_overlap(volunteer: VolunteerFacts, task: Task) -> None:
+def _check_overlap(volunteer: VolunteerFacts, task: _AcceptedTask) -> None:
     other = db.session.scalar(_overlapping(volunteer.id, task.starts_at, task.ends_at, task.id).limit(1))
     if other is not None:
         raise Conflict(
@@ -604,7 +632,7 @@ def _take_slot_statement() -> Any:
     )
 
 
-def _take_slot(task: Task, volunteer: VolunteerFacts, now: datetime) -> tuple[int, int] | None:
+def _take_slot(task: _AcceptedTask, volunteer: VolunteerFacts, now: datetime) -> tuple[int, int] | None:
     """Take one slot atomically unless the volunteer holds an overlapping place; (filled, slots)
     after it, or None when the task is full or closed or the place overlaps. Taking the last slot
     also stops the rings (``dispatch_next_at``), in the same statement."""
@@ -621,7 +649,84 @@ def _take_slot(task: Task, volunteer: VolunteerFacts, now: datetime) -> tuple[in
     return None if row is None else (row[0], row[1])
 
 
-def _on_filled(task: Task) -> None:
+# A new place's columns, bound as ``:b_<name>`` (``b_task_id``, ``b_volunteer_id`` and ``b_now``
+# are the slot's too).
+_NEW_PLACE = {
+    "task_id": "b_task_id",
+    "volunteer_id": "b_volunteer_id",
+    "user_id": "b_user_id",
+    "status": "b_status",
+    "source": "b_source",
+    "accepted_at": "b_now",
+    "invite_seq": "b_invite_seq",
+    "checkout_auto": "b_checkout_auto",
+    "points_awarded": "b_points_awarded",
+    "created_at": "b_now",
+}
+
+
+@functools.cache
+def _take_slot_and_place_pg() -> Any:
+    """PostgreSQL: :func:`_take_slot_statement` as a data-modifying CTE and the new place's INSERT
+    from it, in one statement (one round trip, not two); it answers the place with the slot's
+    (filled, slots), or nothing when the slot was not taken (then nothing was written)."""
+    slot = _take_slot_statement().cte("slot")
+    table = Assignment.__table__
+    place = select(
+        *(bindparam(name, type_=table.c[key].type) for key, name in _NEW_PLACE.items())
+    ).select_from(slot)
+    written = (
+        insert(table)
+        .from_select(list(_NEW_PLACE), place)
+        .returning(
+            *table.c,
+            select(slot.c.filled).scalar_subquery().label("filled"),
+            select(slot.c.slots).scalar_subquery().label("slots"),
+        )
+    )
+    return select(Assignment, column("filled"), column("slots")).from_statement(written)
+
+
+@functools.cache
+def _insert_place() -> Any:
+    """Built once: the new place's INSERT … RETURNING (:data:`_NEW_PLACE`'s parameters)."""
+    return (
+        insert(Assignment)
+        .values({key: bindparam(name) for key, name in _NEW_PLACE.items()})
+        .returning(Assignment)
+    )
+
+
+def _take_slot_and_place(
+    task: _AcceptedTask, volunteer: VolunteerFacts, user_id: int, now: datetime
+) -> tuple[Assignment | None, tuple[int, int] | None]:
+    """Take a slot (:func:`_take_slot`) and write the volunteer's new place (accepted, signed up to
+    an open task): the place and the slot's (filled, slots), or (None, None) when the slot was not
+    taken. On PostgreSQL one statement (:func:`_take_slot_and_place_pg`); elsewhere the slot's
+    UPDATE, then the INSERT. Raises IntegrityError when the volunteer already has a place."""
+    params = {
+        "b_task_id": task.id,
+        "b_now": now,
+        "b_volunteer_id": volunteer.id,
+        "b_starts_at": task.starts_at,
+        "b_ends_at": task.ends_at,
+        "b_user_id": user_id,
+        "b_status": A.ACCEPTED,
+        "b_source": DispatchMode.OPEN,
+        "b_invite_seq": 0,
+        "b_checkout_auto": False,
+        "b_points_awarded": 0,
+    }
+    if is_postgresql(db.session()):
+        row = db.session.execute(_take_slot_and_place_pg(), params).first()
+        return (None, None) if row is None else (row.Assignment, (row.filled, row.slots))
+    slot = _take_slot(task, volunteer, now)
+    if slot is None:
+        return None, None
+    return db.session.scalars(_insert_place(), params).one(), slot
+
+
+def _on_filled(task: _AcceptedTask) -> None:
     """The last slot was taken (the rings already stopped by :func:`_take_slot`): off the open-task
     list, and the open invitees told they need not come."""
     if task.dispatch_mode == DispatchMode.OPEN:
@@ -644,6 +749,14 @@ def _on_filled(task: Task) -> None:
 _FULL_MESSAGE = "该任务已满员，感谢您的响应，请关注其他任务"
 
 
+def _not_taken(volunteer: VolunteerFacts, task: _AcceptedTask) -> Conflict:
+    """Why the slot's UPDATE took nothing (the transaction rolled back): a schedule overlap (raised
+    here), else the task is full or closed (returned)."""
+    _check_overlap(volunteer, task)  # the overlap kept the slot: say so
+    db.session.rollback()
+    return _full(task.id)
+
+
 def _full(task_id: int) -> Conflict:
     task = db.session.get(Task, task_id)
     if task is not None and (task.status not in LIVE or task.ends_at <= utcnow()):
@@ -656,16 +769,19 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
     again returns the same place; a full task answers 409 ``task_full``.
 
     A rush of acceptances costs little: one query reads the volunteer, the task and their place
-    on it; a task known full answers there. Otherwise one UPDATE takes the slot (checking the
-    schedule overlap in its WHERE), one INSERT … RETURNING writes the place, and the place is
-    returned detached, so that the commit does not expire it and its answer reads nothing back.
+    on it (the task as columns, not a loaded Task); a task known full answers there. Otherwise
+    one UPDATE takes the slot (checking the schedule overlap in its WHERE) and one INSERT …
+    RETURNING writes a new place, on PostgreSQL both in one statement (a data-modifying CTE);
+    the place is returned detached, so that the commit does not expire it and its answer reads
+    nothing back.
     """
     row = db.session.execute(_accept_query(), {"user_id": user_id, "task_id": task_id}).first()
     seeker = _seeker(row, lat, lng)
     volunteer = seeker.volunteer
-    task: Task | None = row.Task
-    if task is None:
+    if row.task_id is None:
         raise NotFound("任务不存在", code="task_not_found")
+    fields = row._mapping
+    task = _AcceptedTask(*(fields[f"task_{name}"] for name in _ACCEPTED_TASK_FIELDS))
     assignment: Assignment | None = row.Assignment
     now = utcnow()
     if assignment is not None and assignment.status in HOLDS_SLOT:
@@ -698,40 +814,9 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
         db.session.rollback()
         raise Conflict(_FULL_MESSAGE, code="task_full")
 
-    slot = _take_slot(task, volunteer, now)
-    if slot is None:
-        _check_overlap(volunteer, task)  # the overlap kept the slot: say so
-        db.session.rollback()
-        raise _full(task.id)
-    if task.dispatch_mode == DispatchMode.OPEN and slot[0] < slot[1]:
-        task_index.refresh(task.id)  # its card's places (the last one taken: unlisted below)
-    if assignment is not None:
-        values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
-        if assignment.status == A.INVITED:
-            values["responded_at"] = now
-        if not move_assignment(assignment, A.ACCEPTED, expect=[assignment.status], **values):
-            db.session.rollback()
-            db.session.refresh(assignment)
-            if assignment.status in HOLDS_SLOT:
-                return assignment
-            raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
-    else:
+    if assignment is None:
         try:
-            assignment = db.session.scalars(
-                insert(Assignment)
-                .values(
-                    task_id=task.id,
-                    volunteer_id=volunteer.id,
-                    user_id=user_id,
-                    status=A.ACCEPTED,
-                    source=DispatchMode.OPEN,
-                    accepted_at=now,
-                    invite_seq=0,
-                    checkout_auto=False,
-                    points_awarded=0,
-                )
-                .returning(Assignment)
-            ).one()
+            assignment, slot = _take_slot_and_place(task, volunteer, user_id, now)
         except IntegrityError:  # the same volunteer, twice at once: the other request won
             db.session.rollback()
             existing = db.session.scalar(
@@ -742,6 +827,23 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
             if existing is not None and existing.status in HOLDS_SLOT:
                 return existing
             raise Conflict("任务状态已变化，请刷新后重试", code="bad_status") from None
+        if slot is None or assignment is None:
+            raise _not_taken(volunteer, task)
+    else:
+        slot = _take_slot(task, volunteer, now)
+        if slot is None:
+            raise _not_taken(volunteer, task)
+        values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
+        if assignment.status == A.INVITED:
+            values["responded_at"] = now
+        if not move_assignment(assignment, A.ACCEPTED, expect=[assignment.status], **values):
+            db.session.rollback()
+            db.session.refresh(assignment)
+            if assignment.status in HOLDS_SLOT:
+                return assignment
+            raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
+    if task.dispatch_mode == DispatchMode.OPEN and slot[0] < slot[1]:
+        task_index.refresh(task.id)  # its card's places (the last one taken: unlisted below)
     if slot[0] >= slot[1]:
         _on_filled(task)
     db.session.expunge(assignment)
