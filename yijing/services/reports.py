@@ -727,6 +727,7 @@ def _summary_key(node_id: int | str, first: date, last: date) -> tuple[object, .
     return ("reports", "summary-json", node_id, first.isoformat(), last.isoformat())
 
 
+@reads_from_replica  # the token was resolved on the primary; the figures come from the replica
 def _summary_served(
     principal: Principal,
     node_id: int,
