@@ -31,8 +31,10 @@ LOG_DIR = RESULTS_DIR / "logs"
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/yijing_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 
-# Paths on the baseline app; a scenario names the one its ratio is computed against.
-BASELINES = {"constant": "/const"}
+# Paths on the baseline app; a scenario names the one its ratio is computed against. Every run with
+# scenarios also measures ``redis_get`` (the bare app plus one Redis GET), its ratio to ``constant``:
+# the ceiling of an endpoint that reads Redis once.
+BASELINES = {"constant": "/const", "redis_get": "/redis-get"}
 
 #: An API worker's resident memory must stay under this (issue 15); rows above it are flagged.
 API_WORKER_RSS_LIMIT_MB = 150.0

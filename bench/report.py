@@ -228,6 +228,19 @@ def _how(meta: dict[str, Any]) -> str:
     return text
 
 
+def _ceiling(latest: dict[str, Any]) -> list[str]:
+    """The sentence on ``baseline:redis_get``, the ceiling of an endpoint that reads Redis once."""
+    row = next((r for r in latest.get("results", []) if r["scenario"] == "baseline:redis_get"), None)
+    if row is None or row.get("ratio") is None:
+        return []
+    return [
+        f"The same bare app answering the bytes of one Redis GET (`baseline:redis_get`) ran at "
+        f"**{row['ratio']:.2f}×** the constant: no endpoint that reads Redis once can do better on "
+        f"this machine, before it authenticates, logs or checks anything.",
+        "",
+    ]
+
+
 def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: str = "") -> str:
     """The performance section's body (between the markers); ``note``: a sentence about the runs."""
     out = [
@@ -249,6 +262,7 @@ def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: 
             "",
             goals_table(latest),
             "",
+            *_ceiling(latest),
         ]
         if latest.get("breakdown"):
             out += [

@@ -329,7 +329,7 @@ class Runner:
 
     def run(self, scenarios: list[Any]) -> tuple[list[Result], dict[str, Any]]:
         ctx = self.start_servers(scenarios)
-        baselines_needed = ["constant"] + [
+        baselines_needed = ["constant", "redis_get"] + [
             s.baseline for s in scenarios if hasattr(s, "setup") and s.baseline != "constant"
         ]
         baselines_needed = list(dict.fromkeys(baselines_needed))
@@ -346,7 +346,9 @@ class Runner:
             for b in baselines_needed:
                 label = f"baseline:{b}"
                 row = self.measure(ctx.baseline_url, label, Request(path=BASELINES[b]))
-                row.ratio = 1.0
+                # the further baselines are shown against the constant one (the first measured)
+                row.ratio = row.rps / this_round["baseline:constant"].rps if this_round else 1.0
+                row.baseline = "baseline:constant" if this_round else None
                 self.note_memory([row], ctx)
                 this_round[label] = row
                 runs.setdefault(label, []).append(row)

@@ -285,6 +285,15 @@ def test_goals_are_read_off_the_rows_and_judged():
     assert len(lines) == len(report.GOALS) + 2  # header and rule
 
 
+def test_the_section_states_the_one_redis_get_ceiling_when_it_was_measured():
+    with_it = {
+        "results": [_json_row("baseline:constant", ratio=1.0), _json_row("baseline:redis_get", ratio=0.47)]
+    }
+    assert "(`baseline:redis_get`) ran at **0.47×** the constant" in report.section(with_it, None)
+    without = {"results": [_json_row("baseline:constant", ratio=1.0)]}
+    assert "baseline:redis_get" not in report.section(without, None)
+
+
 def test_the_breakdown_table_has_a_column_per_request_and_skips_unused_parts():
     parts = dict.fromkeys(report.PARTS, 0.0) | {"redis": 250.0, "framework": 300.0}
     item = {
