@@ -17,6 +17,8 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.fixtures.redis_commands import RedisCommands
+
 ORIGIN = (40.6520, 109.8320)
 URL = "/api/v1/desk/volunteers/on-duty"
 NAMES = ['O"Brien', "张\\三", "李*四 😀", "王\u2028五", "tab\there", "<b>&amp;</b>", "", "赵*"]
@@ -148,20 +150,6 @@ def test_the_bytes_are_the_schemas_dump_for_the_other_searches(app, client, staf
     assert community.get_data() == _schema_bytes(app, "desk-kdl", jurisdiction_id=tree["150203-01-01"])
 
 
-class _CountingRedis:
-    """The commands the app sends to Redis while in use."""
-
-    def __init__(self, monkeypatch):
-        self.commands: list[str] = []
-        original = Redis.execute_command
-
-        def counting(client, *args, **options):
-            self.commands.append(str(args[0]))
-            return original(client, *args, **options)
-
-        monkeypatch.setattr(Redis, "execute_command", counting)
-
-
 def test_one_round_trip_and_only_my_scope(app, client, staff, tree, varied, monkeypatch):
     desk = staff("desk-city", "desk", "150200")
     kdl = staff("desk-kdl", "desk", "150203")
@@ -169,7 +157,7 @@ def test_one_round_trip_and_only_my_scope(app, client, staff, tree, varied, monk
     params = {"lat": ORIGIN[0], "lng": ORIGIN[1], "radius_m": 50000, "limit": 200}
     for headers in (desk, kdl, leader):
         assert client.get(URL, query_string=params, headers=headers).status_code == 200  # warm the caches
-    counting = _CountingRedis(monkeypatch)
+    counting = RedisCommands(monkeypatch)
     everyone = client.get(URL, query_string=params, headers=desk)
     assert counting.commands == ["EVALSHA"]
     mine = client.get(URL, query_string=params, headers=kdl).get_json()["items"]

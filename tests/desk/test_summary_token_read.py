@@ -8,24 +8,9 @@ from datetime import date
 import pytest
 
 from tests.desk.test_reports import _period, dataset  # noqa: F401 (a fixture)
+from tests.fixtures.redis_commands import RedisCommands
 
 URL = "/api/v1/desk/reports/summary"
-
-
-class _CountingRedis:
-    """The commands (round trips) the app sends to Redis while in use."""
-
-    def __init__(self, monkeypatch):
-        from redis import Redis
-
-        self.commands: list[str] = []
-        original = Redis.execute_command
-
-        def counting(client, *args, **options):
-            self.commands.append(str(args[0]))
-            return original(client, *args, **options)
-
-        monkeypatch.setattr(Redis, "execute_command", counting)
 
 
 def _schema_dump(app, node_id: int, first: date, last: date) -> bytes:
@@ -67,7 +52,7 @@ def test_a_cached_summary_is_one_script_and_the_bytes_of_the_schema(app, client,
     ):
         miss = client.get(f"{URL}?{query}", headers=headers)
         assert miss.status_code == 200, miss.get_json()
-        counting = _CountingRedis(monkeypatch)
+        counting = RedisCommands(monkeypatch)
         hit = client.get(f"{URL}?{query}", headers=headers)
         assert counting.commands == ["EVALSHA"], query
         monkeypatch.undo()
@@ -96,7 +81,7 @@ def test_the_node_the_script_chose_is_checked_against_the_principals_own(
         db.session.remove()
     own = client.get(URL, headers=desk)
     assert own.get_json()["jurisdiction"]["key"] == "150203-01-01"
-    counting = _CountingRedis(monkeypatch)
+    counting = RedisCommands(monkeypatch)
     assert client.get(URL, headers=desk).data == own.data
     assert counting.commands == ["EVALSHA"]
     monkeypatch.undo()
@@ -104,7 +89,7 @@ def test_the_node_the_script_chose_is_checked_against_the_principals_own(
     two = client.get(f"{URL}?jurisdiction_id={tree['150203-01-02']}", headers=desk)
     assert two.status_code == 200 and two.data != own.data  # in the cache too
     monkeypatch.setattr(report_service, "_REPORT_ROLES", ("desk",))  # the script now picks 150203-01-02
-    counting = _CountingRedis(monkeypatch)
+    counting = RedisCommands(monkeypatch)
     assert client.get(URL, headers=desk).data == own.data
     assert counting.commands == ["EVALSHA", "MGET"]
 

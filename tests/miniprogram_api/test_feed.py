@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tests.fixtures.redis_commands import RedisCommands
+
 
 def _post(
     client, headers, tree, *, key="150203", kind="notice", title="通知", body="正文", publish=True, **extra
@@ -338,22 +340,6 @@ def test_feed_items_are_what_their_schema_documents(app, client, tree, city_desk
                 assert schema.dump({**item, "published_at": published_at}) == item
 
 
-class _CountingRedis:
-    """Counts the commands (round trips) the app sends to Redis while in use."""
-
-    def __init__(self, monkeypatch):
-        from redis import Redis
-
-        self.commands: list[str] = []
-        original = Redis.execute_command
-
-        def counting(client, *args, **options):
-            self.commands.append(str(args[0]))
-            return original(client, *args, **options)
-
-        monkeypatch.setattr(Redis, "execute_command", counting)
-
-
 def test_logged_in_first_page_is_one_round_trip_and_the_same_bytes(
     app, client, tree, city_desk, wechat_login, monkeypatch
 ):
@@ -371,7 +357,7 @@ def test_logged_in_first_page_is_one_round_trip_and_the_same_bytes(
     first = client.get("/api/v1/feed", headers=reader)
     assert [i["id"] for i in first.get_json()["items"]] == [kdl, city]
     assert first.get_data() == anonymous
-    counting = _CountingRedis(monkeypatch)
+    counting = RedisCommands(monkeypatch)
     hit = client.get("/api/v1/feed", headers=reader)
     assert hit.get_data() == anonymous
     assert counting.commands == ["EVALSHA"]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
@@ -31,6 +32,8 @@ from yijing.services import duty_index, jurisdictions, volunteers
 from yijing.services.duty_index import DutyEntry
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Radius of a point search unless given, and the largest allowed.
 DEFAULT_RADIUS_M = 3000
@@ -284,11 +287,18 @@ def _unavailable(exc: RedisError) -> ServiceUnavailable:
     return ServiceUnavailable("在岗定位服务暂时不可用，请稍后再试", code="duty_index_unavailable")
 
 
-def _rows(
-    origin: Origin, radius: float, limit: int, categories: Sequence[str] | None, paths: list[str]
-) -> list[duty_index.Row]:
+def _searched(
+    search: Callable[..., T],
+    origin: Origin,
+    radius: float,
+    limit: int,
+    categories: Sequence[str] | None,
+    paths: list[str],
+) -> T:
+    """``search`` (:func:`duty_index.search` or :func:`duty_index.search_rows`) within ``paths``;
+    503 when the index cannot be reached."""
     try:
-        return duty_index.search_rows(
+        return search(
             origin.lat,
             origin.lng,
             radius,
@@ -314,18 +324,7 @@ def search_for_staff(
     """On-duty volunteers whose home lies in the staff member's jurisdiction (or the one given),
     within a radius of a point, or else nearest the jurisdiction's centre; nearest first."""
     origin, radius, paths = _planned(principal, lat, lng, radius_m, jurisdiction_id)
-    try:
-        hits = duty_index.search(
-            origin.lat,
-            origin.lng,
-            radius,
-            limit,
-            categories=categories,
-            within_paths=paths,
-            partition=_common_partition(paths),
-        )
-    except RedisError as exc:
-        raise _unavailable(exc) from None
+    hits = _searched(duty_index.search, origin, radius, limit, categories, paths)
     return OnDutySearch(origin=origin, radius_m=radius, items=hits)
 
 
@@ -392,4 +391,4 @@ def on_duty_json(
         and found.key == duty_index.search_key(categories, _common_partition(paths))
     ):
         return _body(origin, radius, found.rows)
-    return _body(origin, radius, _rows(origin, radius, limit, categories, paths))
+    return _body(origin, radius, _searched(duty_index.search_rows, origin, radius, limit, categories, paths))
