@@ -9,14 +9,11 @@ and a staff member only ever sees their own scope, whatever the cache holds.
 from __future__ import annotations
 
 import random
-import socket
 import time
 
 import pytest
-from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from tests.fixtures.outages import redis_refused
 from tests.fixtures.redis_commands import RedisCommands
 
 ORIGIN = (40.6520, 109.8320)
@@ -296,19 +293,10 @@ def test_a_cache_miss_gives_the_same_answer(app, client, staff, varied):
 
 def test_redis_down_is_503_for_a_good_token_and_401_for_a_bad_one(app, client, staff):
     desk = staff("desk-o", "desk", "150203")
-    with socket.socket() as s:  # a port nobody listens on: every Redis call is refused
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]
-    working = app.extensions["yijing_redis"]
-    app.extensions["yijing_redis"] = Redis(
-        host="127.0.0.1", port=dead_port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
-    try:
+    with redis_refused(app):  # every Redis call is refused
         down = client.get(URL, query_string={"lat": 40.653, "lng": 109.833}, headers=desk)
         assert down.status_code == 503 and down.get_json()["error"]["code"] == "duty_index_unavailable"
         bad = client.get(
             URL, query_string={"lat": 40.653, "lng": 109.833}, headers={"Authorization": "Bearer x"}
         )
         assert bad.status_code == 401
-    finally:
-        app.extensions["yijing_redis"] = working

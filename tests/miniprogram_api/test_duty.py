@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-
-from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from tests.fixtures.outages import redis_refused
 
 
 def _row(app, volunteer_id: int):
@@ -103,14 +99,7 @@ def test_duty_survives_a_redis_outage_and_the_index_is_rebuilt(app, client, volu
     503, and once Redis is back ``flask yijing rebuild-duty-index`` restores the index."""
     desk = staff("desk-o", "desk", "150203")
     headers, body = volunteers.approved(desk, "outage")
-    with socket.socket() as s:  # a port nobody listens on: every Redis call is refused
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]
-    working = app.extensions["yijing_redis"]
-    app.extensions["yijing_redis"] = Redis(
-        host="127.0.0.1", port=dead_port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
-    )
-    try:
+    with redis_refused(app):  # every Redis call is refused
         state = volunteers.on_duty(headers, 40.652, 109.832)
         assert state["on_duty"] is True and state["indexed"] is False
         ping = client.post(
@@ -120,8 +109,6 @@ def test_duty_survives_a_redis_outage_and_the_index_is_rebuilt(app, client, volu
         search = client.get("/api/v1/desk/volunteers/on-duty?lat=40.653&lng=109.833", headers=desk)
         assert search.status_code == 503
         assert search.get_json()["error"]["code"] == "duty_index_unavailable"
-    finally:
-        app.extensions["yijing_redis"] = working
     # The ping during the outage went to the database at once.
     assert (_row(app, body["id"]).duty_lat, _row(app, body["id"]).duty_lng) == (40.653, 109.833)
     assert (
