@@ -260,6 +260,18 @@ def authenticate(token: str) -> Principal:
     return _resolve(token_hash, cached, data, me_body)
 
 
+#: How a Redis script that authenticates in its own round trip begins (the feed's first page, the
+#: desk's on-duty search and summary): ``KEYS[1]`` is the token's cache key, ``ARGV[1]`` the prefix
+#: of the principals' entries. Without the token's entry it answers ``{}``, without the principal's
+#: ``{token}``; after it, ``token`` and ``profile`` hold both raw, for :func:`authenticate_cached`.
+TOKEN_AND_PROFILE_LUA = """
+local token = redis.call('GET', KEYS[1])
+if not token then return {} end
+local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
+if not profile then return {token} end
+"""
+
+
 #: The web layer's checks of who may call an endpoint at all (audience, a password to change first),
 #: for a service that resolves the token in its own Redis read: called with the principal as soon as
 #: the token is resolved, before anything is authorised or read for the caller (yijing.web.auth.admit).

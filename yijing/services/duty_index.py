@@ -46,6 +46,7 @@ from redis.commands.core import Script
 from yijing.config import settings
 from yijing.extensions import redis_client, redis_key
 from yijing.models.volunteer import CATEGORY_LABELS
+from yijing.services.auth import TOKEN_AND_PROFILE_LUA
 
 TAG = "{duty}"
 # Seeding and rebuilding write this many volunteers per round trip.
@@ -139,11 +140,8 @@ return search(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], radius, tonumber(ARGV
 # decides (yijing.services.duty). Without the token or the principal entry it stops early.
 _BEARER_SEARCH_LUA = (
     _SEARCH_FN
+    + TOKEN_AND_PROFILE_LUA
     + """
-local token = redis.call('GET', KEYS[1])
-if not token then return {} end
-local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
-if not profile then return {token} end
 local radius = tonumber(ARGV[7])
 local cats, pos = read_set(11)
 local roles = read_set(pos) or {}

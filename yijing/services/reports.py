@@ -646,11 +646,9 @@ def summary_json(
 # :func:`summary_json`'s MGET of the rollup version and the entry of the node asked for (ARGV[5]),
 # or with none asked for, of the principal's own: the lowest path among its grants of the roles
 # that may view reports (ARGV[6..]), which is its first scope (:func:`_summary_node_id` checks it).
-_TOKEN_AND_SUMMARY = """
-local token = redis.call('GET', KEYS[1])
-if not token then return {} end
-local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
-if not profile then return {token} end
+_TOKEN_AND_SUMMARY = (
+    auth_service.TOKEN_AND_PROFILE_LUA
+    + """
 local node = ARGV[5]
 if node == '' then
   local roles, own = {}, nil
@@ -664,6 +662,7 @@ end
 local values = redis.call('MGET', ARGV[2], ARGV[3] .. node .. ARGV[4])
 return {token, profile, node, values[1] or '', values[2] or ''}
 """
+)
 _REPORT_ROLES = tuple(sorted(str(role) for role in policies.ROLES_WITH[Permission.REPORT_VIEW]))
 
 
@@ -704,8 +703,8 @@ def summary_json_for_token(
     except RedisError as exc:
         log.warning("report cache read failed, using the database", extra={"error": str(exc)})
         values = []
-    values = [*values, None, None][: max(len(values), 2)]
-    principal = auth_service.authenticate_cached(token, values[0] or None, values[1] or None)
+    raw_token, raw_profile = [*values, None, None][:2]
+    principal = auth_service.authenticate_cached(token, raw_token or None, raw_profile or None)
     admit(principal)
     node_id = _summary_node_id(principal, jurisdiction_id)
     if len(values) == 5 and values[2] == str(node_id).encode():

@@ -358,11 +358,9 @@ class ReaderFirstPage:
 # from its home (the city, or the city and the home district), and then :func:`first_page`'s MGET of
 # those scopes' versions and the rendered page. A home below a district needs its area's look-up:
 # the script then stops after the principal and the caller takes the usual path.
-_TOKEN_AND_FIRST_PAGE = """
-local token = redis.call('GET', KEYS[1])
-if not token then return {} end
-local profile = redis.call('GET', ARGV[1] .. cjson.decode(token)['uid'])
-if not profile then return {token} end
+_TOKEN_AND_FIRST_PAGE = (
+    auth_service.TOKEN_AND_PROFILE_LUA
+    + """
 local home = cjson.decode(profile)['home_jurisdiction']
 local scopes
 if type(home) ~= 'table' or home['level'] == ARGV[7] then
@@ -381,6 +379,7 @@ local out = {token, profile, joined}
 for i = 1, #keys do out[#out + 1] = values[i] or '' end
 return out
 """
+)
 
 
 def reader_first_page(
