@@ -18,7 +18,12 @@ Rows this scenario reports (``run(ctx)``):
 * ``on_duty:search_inprocess`` — the endpoint's own work without HTTP: the desk search service
   (:func:`yijing.services.duty.on_duty_json`: the token's cache entries, scope filtering and
   freshness in one Lua script, the hits rendered as the response's bytes)
-  called in this process, its ratio to the raw GEOSEARCH row.
+  called in this process, its ratio to the raw GEOSEARCH row;
+* ``baseline:constant_1client`` and ``baseline:redis_get_1client`` — the bare baseline app's
+  ``/const`` and ``/redis-get`` timed from the same HTTP client the same way: the least one HTTP
+  round trip through gunicorn and Flask costs this client, without and with one Redis read. Their
+  p99 over the raw GEOSEARCH's p99 is the floor of the one-client goal (p99 ≤ 2× the raw search)
+  for any endpoint served over HTTP.
 
 Size: ``BENCH_ON_DUTY_N`` (default 100,000) on duty, or ``OnDutyScenario(n)``; growth mode
 measures 10,000 / 100,000 / 1,000,000 through ``OnDutyScenario(size)``.
@@ -223,6 +228,19 @@ def endpoint_call(session, app_url: str, token: str) -> Callable[[], object]:  #
     return call
 
 
+def baseline_call(session, baseline_url: str, path: str) -> Callable[[], object]:  # type: ignore[no-untyped-def]
+    """One GET of the bare baseline app from the same client as :func:`endpoint_call`."""
+    url = baseline_url + path
+
+    def call() -> object:
+        response = session.get(url, timeout=10)
+        if response.status_code != 200:
+            raise RuntimeError(f"baseline {path}: {response.status_code}: {response.text[:300]}")
+        return response
+
+    return call
+
+
 def service_call(app, session, app_url: str, token: str) -> Callable[[], object]:  # type: ignore[no-untyped-def]
     """The endpoint's service call in this process, as the bearer of the token: the token's cache
     entries, the search and the answer's bytes in one round trip (``duty.on_duty_json``)."""
@@ -261,7 +279,7 @@ class OnDutyScenario:
         self._seeded: Seeded | None = None
 
     def run(self, ctx):  # type: ignore[no-untyped-def]
-        from bench.harness import Request, time_calls
+        from bench.harness import BASELINES, Request, time_calls
 
         if self._seeded is None:
             self._app = make_app(ctx.database_url, ctx.redis_url)
@@ -310,11 +328,26 @@ class OnDutyScenario:
             f"ratio {service.ratio:.3f} (p50 {service.p50_ms:.2f} vs {raw.p50_ms:.2f} ms, "
             f"p99 {service.p99_ms:.2f} vs {raw.p99_ms:.2f} ms)"
         )
+        floors = [
+            time_calls(
+                f"baseline:{name}_1client",
+                baseline_call(ctx.session, ctx.baseline_url, BASELINES[name]),
+                duration=ctx.duration,
+                target=f"GET {BASELINES[name]} (bare app), one client",
+            )
+            for name in ("constant", "redis_get")
+        ]
+        for floor in floors:
+            floor.baseline, floor.ratio = raw.scenario, floor.rps / raw.rps
+            print(
+                f"on_duty: {floor.scenario} p50 {floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms "
+                f"(raw GEOSEARCH p99 {raw.p99_ms:.2f} ms: ×{floor.p99_ms / raw.p99_ms:.2f})"
+            )
         loaded = ctx.measure_http(
             self.name, Request(path=query_path(), headers={"Authorization": f"Bearer {token}"})
         )
         loaded.baseline = "baseline:constant"
-        return [loaded, raw, one, service]
+        return [loaded, raw, one, service, *floors]
 
 
 SCENARIO = OnDutyScenario()

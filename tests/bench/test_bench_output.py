@@ -294,6 +294,18 @@ def test_the_section_states_the_one_redis_get_ceiling_when_it_was_measured():
     assert "baseline:redis_get" not in report.section(without, None)
 
 
+def test_the_section_states_the_one_client_floor_against_the_raw_search_when_it_was_measured():
+    rows = [
+        _json_row("on_duty:geosearch_raw", p99_ms=0.5),
+        _json_row("baseline:constant_1client", p99_ms=0.9),
+        _json_row("baseline:redis_get_1client", p99_ms=1.25),
+    ]
+    text = report.section({"results": rows}, None)
+    assert "constant with p99 0.90 ms and one Redis GET with p99 1.25 ms: **2.50×**" in text
+    assert "the one-client goal allows 2×" in text
+    assert "From one HTTP client" not in report.section({"results": rows[:2]}, None)
+
+
 def test_the_breakdown_table_has_a_column_per_request_and_skips_unused_parts():
     parts = dict.fromkeys(report.PARTS, 0.0) | {"redis": 250.0, "framework": 300.0}
     item = {
