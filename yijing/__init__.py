@@ -24,7 +24,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from ``config`` (read from the environment when not given)."""
     from desk import console
-    from yijing import cli, extensions
+    from yijing import cli, connection_check, extensions
     from yijing.web import auth, docs, errors, health, inputs, metrics, outages, ratelimit, request_log
     from yijing.web.api import create_api
 
@@ -69,9 +69,11 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops)
 
     extensions.db.init_app(app)
-    if config.database_url.startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        if config.database_url.startswith("sqlite"):
             event.listen(extensions.db.engine, "connect", _sqlite_pragmas)
+        else:
+            connection_check.ping_when_idle(extensions.db.engine)
     extensions.migrate.init_app(app, extensions.db, directory=str(_migrations_dir()), compare_type=True)
     extensions.init_redis(app)
     extensions.init_wechat(app)
@@ -94,9 +96,10 @@ def create_app(config: Config | None = None) -> Flask:
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 10}}
-    # pre-ping drops connections a database restart killed; a short connect timeout turns an unreachable
-    # database into a quick 503 (yijing.web.outages) rather than a request hanging on TCP.
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "connect_args": {"connect_timeout": 3}}
+    # Connections are checked before use only after an idle spell (yijing.connection_check); a short
+    # connect timeout turns an unreachable database into a quick 503 (yijing.web.outages) rather than
+    # a request hanging on TCP.
+    return {"pool_size": 5, "max_overflow": 10, "connect_args": {"connect_timeout": 3}}
 
 
 def _migrations_dir() -> Path:

@@ -32,6 +32,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from yijing.connection_check import ping_when_idle
+
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,13 +70,14 @@ def _make_engine(url: str) -> Engine:
             dbapi_connection.execute("PRAGMA query_only = ON")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=3,
         max_overflow=5,
         connect_args={"options": "-c default_transaction_read_only=on", "connect_timeout": 3},
     )
+    ping_when_idle(engine)
+    return engine
 
 
 def _replica() -> _Replica | None:

@@ -3,8 +3,9 @@
 PostgreSQL restarting, stopped or unreachable, and Redis down, reach a handler as exceptions from
 deep inside a service. The answer is ``503 service_unavailable`` with ``Retry-After`` (the header, and
 ``retry_after`` in ``fields``) in the one error shape, never a 500 with a traceback. The app recovers
-by itself when the service is back: the connection pool checks connections before use
-(``pool_pre_ping``) and throws away the ones a restart killed.
+by itself when the service is back: the connection pool checks a connection that sat idle before
+using it, and throws the whole pool away when a statement finds its connection killed by a restart
+(:mod:`yijing.connection_check`).
 
 Expected outage errors are logged as one warning per service per ``LOG_INTERVAL_SECONDS`` (with the
 number of requests it answered 503 since), so an outage at peak does not write a traceback per request.
