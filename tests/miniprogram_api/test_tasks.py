@@ -229,6 +229,69 @@ def test_withdrawing_frees_the_place(client, tasks, desk, people):
     assert detail["filled"] == 1 and detail["my_assignment"]["status"] == "accepted"
 
 
+def test_a_full_task_is_answered_from_one_read_outside_a_transaction(app, tasks, desk, people, monkeypatch):
+    """Most of a rush is told the task is full: that answer costs the token's Redis round trip and
+    one SELECT (the volunteer, the task and their place), run outside a transaction, so no BEGIN
+    or ROLLBACK round trips; the session never opens one and nothing is written."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from tests.fixtures.redis_commands import RedisCommands
+    from yijing.extensions import db
+
+    task = tasks.create(desk, slots=1)
+    tasks.accept(people["zt"]["headers"], task["id"])
+    tasks.accept(people["zt2"]["headers"], task["id"], expect=409)  # their principal now cached
+    statements: list[str] = []
+    begun: list[object] = []
+
+    def count(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def began(session, *_args):  # type: ignore[no-untyped-def]
+        begun.append(session)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    event.listen(Session, "after_begin", began)
+    try:
+        counting = RedisCommands(monkeypatch)
+        full = tasks.post(people["zt2"]["headers"], task["id"], "accept")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        event.remove(Session, "after_begin", began)
+    assert full.status_code == 409
+    assert full.get_json()["error"]["code"] == "task_full" and "已满员" in full.get_json()["error"]["message"]
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
+    assert begun == []
+    assert counting.commands == ["EVALSHA"]  # the token
+
+
+def test_signing_up_again_after_withdrawing_answers_the_place_as_stored(app, client, tasks, desk, people):
+    """A place given up is taken back by one UPDATE … RETURNING of the place the rules read: the
+    answer is the schema's dump of the row as stored (accepted, the withdrawal's marks cleared)."""
+    from yijing.extensions import db
+    from yijing.models import Assignment, Task
+    from yijing.web.schemas import AssignmentSchema
+
+    task = tasks.create(desk, slots=1)
+    first = tasks.accept(people["zt"]["headers"], task["id"])
+    tasks.post(people["zt"]["headers"], task["id"], "withdraw", {"reason": "临时有事"})
+    again = tasks.accept(people["zt"]["headers"], task["id"])
+    assert again["id"] == first["id"] and again["status"] == "accepted"
+    assert (again["cancelled_by"], again["cancel_reason"] is None) == (None, False)  # the reason stays
+    with app.app_context():
+        stored = db.session.get(Assignment, again["id"])
+        assert again == AssignmentSchema().dump(stored)
+        assert stored.cancelled_at is None
+        assert db.session.get(Task, task["id"]).filled == 1
+        db.session.remove()
+    assert tasks.accept(people["zt"]["headers"], task["id"]) == again  # a second tap: the same place
+    full = tasks.post(people["zt2"]["headers"], task["id"], "accept")
+    assert (full.status_code, full.get_json()["error"]["code"]) == (409, "task_full")
+
+
 def test_overlapping_tasks_cannot_both_be_taken(tasks, desk, people):
     one = tasks.create(desk, title="早班巡逻")
     two = tasks.create(desk, title="同时段活动")

@@ -95,6 +95,59 @@ def test_accepting_twice_returns_the_same_place(app, tasks, desk, volunteer_user
         db.session.remove()
 
 
+@pytest.mark.parametrize(("meanwhile", "answer"), [("accepted", 200), ("declined", 409)])
+def test_an_invitation_changed_between_the_read_and_the_write_is_not_taken_twice(
+    app, client, tasks, desk, volunteers, monkeypatch, meanwhile, answer
+):
+    """The rules read the invitation outside a transaction; the write moves it only if it is still
+    as they saw it (UPDATE … WHERE status = the status read), else the slot just taken is rolled
+    back and the place as it now is decides. Here the volunteer's other tap answers first: it
+    accepted (the same place is the answer, counted once) or declined (409 ``bad_status``)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, Task
+    from yijing.services.tasks import signup
+
+    headers, body = volunteers.approved(desk, "invitee")
+    task_id = tasks.create(desk, dispatch_mode="assigned", slots=2)["id"]
+    invited = client.post(
+        f"/api/v1/desk/tasks/{task_id}/invitations",
+        json={
+            "volunteer_ids": [body["id"]],
+            "expires_at": (datetime.now(UTC) + timedelta(minutes=30)).isoformat(),
+        },
+        headers=desk,
+    ).get_json()[0]
+    read = signup.read_rows
+
+    def read_then_answer_elsewhere(session, statement, params):  # type: ignore[no-untyped-def]
+        rows = read(session, statement, params)
+        with db.engine.begin() as other:  # the other tap, committed before this one writes
+            other.execute(update(Assignment).where(Assignment.id == invited["id"]).values(status=meanwhile))
+            if meanwhile == "accepted":
+                other.execute(update(Task).where(Task.id == task_id).values(filled=Task.filled + 1))
+        return rows
+
+    monkeypatch.setattr(signup, "read_rows", read_then_answer_elsewhere)
+    response = tasks.post(headers, task_id, "accept")
+    assert response.status_code == answer
+    if answer == 200:
+        assert (response.get_json()["id"], response.get_json()["status"]) == (invited["id"], "accepted")
+    else:
+        assert response.get_json()["error"] == {
+            "code": "bad_status",
+            "message": "任务状态已变化，请刷新后重试",
+            "fields": {},
+        }
+    with app.app_context():
+        assert db.session.get(Task, task_id).filled == (1 if meanwhile == "accepted" else 0)
+        assert db.session.get(Assignment, invited["id"]).status == meanwhile
+        db.session.remove()
+
+
 def test_withdrawing_gives_the_place_back_and_a_second_decline_is_refused(app, tasks, desk, volunteer_users):
     from yijing.errors import Conflict
     from yijing.extensions import db

@@ -31,7 +31,9 @@ the page's tasks are loaded for the blueprint's schema.
 the same transaction as the assignment row (unique per task and volunteer; a new one is written by the
 same statement on PostgreSQL, a data-modifying CTE). The database
 serialises concurrent acceptances on the task's row, so a 5-slot task accepted by 50 volunteers
-at once has exactly 5 acceptances; the others get 409 ``task_full``.
+at once has exactly 5 acceptances; the others get 409 ``task_full``. What the rules read before it
+(the volunteer, the task and their place on it, one query) is read outside a transaction
+(:func:`yijing.sql.read_rows`), so the answer to most of a rush, a task already full, opens none.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
 from yijing.pagination import Page, bad_cursor, decode_cursor, encode_cursor
 from yijing.services import jurisdictions, outbox, task_index
 from yijing.services.tasks.common import (
+    ASSIGNMENT_STATES,
     ASSIGNMENT_STATUS_LABELS,
     LIVE,
     A,
@@ -184,13 +187,28 @@ class _AcceptedTask:
 _ACCEPTED_TASK_FIELDS = _AcceptedTask.__slots__
 
 
+@dataclass(frozen=True, slots=True)
+class _SeenPlace:
+    """What taking a place reads of the volunteer's place on the task, if they have one (the rules'
+    columns; the place itself is loaded only when it is written or handed back)."""
+
+    id: int
+    status: str
+    invite_expires_at: datetime | None
+    cancelled_by: str | None
+
+
+_SEEN_PLACE_FIELDS = _SeenPlace.__slots__
+
+
 @functools.cache
 def _accept_query() -> Select[Any]:
-    """The seeker, the task ``:task_id`` (its columns as ``task_<name>``) and their place on it, in
-    one query (built once)."""
+    """The seeker, the task ``:task_id`` (its columns as ``task_<name>``) and their place on it
+    (``my_<name>``), in one query of columns (built once)."""
     return (
         _seeker_select(
-            Assignment, *(getattr(Task, name).label(f"task_{name}") for name in _ACCEPTED_TASK_FIELDS)
+            *(getattr(Task, name).label(f"task_{name}") for name in _ACCEPTED_TASK_FIELDS),
+            *(getattr(Assignment, name).label(f"my_{name}") for name in _SEEN_PLACE_FIELDS),
         )
         .outerjoin(Task, Task.id == bindparam("task_id"))
         .outerjoin(Assignment, and_(Assignment.task_id == Task.id, Assignment.volunteer_id == Volunteer.id))
@@ -764,36 +782,65 @@ def _full(task_id: int) -> Conflict:
     return Conflict(_FULL_MESSAGE, code="task_full")
 
 
+def _held_place(task_id: int, volunteer_id: int) -> Assignment:
+    """The volunteer's place on the task, read in the session, when it holds a slot (accepting
+    again, or twice at once: the same place); 409 ``bad_status`` when it changed meanwhile."""
+    existing = db.session.scalar(
+        select(Assignment).where(Assignment.task_id == task_id, Assignment.volunteer_id == volunteer_id)
+    )
+    if existing is not None and existing.status in HOLDS_SLOT:
+        return existing
+    raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
+
+
+def _accept_place(place: _SeenPlace, now: datetime) -> Assignment | None:
+    """Move the place the rules saw (an invitation, or an open task's place given up) to accepted if
+    its status is still the one they saw: the place as written, loaded by the same UPDATE …
+    RETURNING; None when another change got there first."""
+    ASSIGNMENT_STATES.require(place.status, A.ACCEPTED)
+    values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
+    if place.status == A.INVITED:
+        values["responded_at"] = now
+    return db.session.scalars(
+        update(Assignment)
+        .where(Assignment.id == place.id, Assignment.status == place.status)
+        .values(status=A.ACCEPTED, updated_at=now, **values)
+        .returning(Assignment)
+    ).first()
+
+
 def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> Assignment:
     """Take a place on a task: sign up to an open task, or accept an invitation. Accepting
     again returns the same place; a full task answers 409 ``task_full``.
 
-    A rush of acceptances costs little: one query reads the volunteer, the task and their place
-    on it (the task as columns, not a loaded Task); a task known full answers there. Otherwise
-    one UPDATE takes the slot (checking the schedule overlap in its WHERE) and one INSERT …
-    RETURNING writes a new place, on PostgreSQL both in one statement (a data-modifying CTE);
-    the place is returned detached, so that the commit does not expire it and its answer reads
-    nothing back.
+    A rush of acceptances costs little: one query of columns reads the volunteer, the task and
+    their place on it, outside a transaction (:func:`yijing.sql.read_rows`: no BEGIN and ROLLBACK
+    round trips, nothing loaded into the session); a task known full answers there. Otherwise a
+    transaction opens: one UPDATE takes the slot (checking the schedule overlap in its WHERE) and
+    one INSERT … RETURNING writes a new place, on PostgreSQL both in one statement (a
+    data-modifying CTE), or an UPDATE … RETURNING moves the place the rules saw, if it is still as
+    they saw it; the place is returned detached, so that the commit does not expire it and its
+    answer reads nothing back. The slot's ``WHERE filled < slots`` is the guard: the read is only
+    a snapshot, as it was inside a READ COMMITTED transaction.
     """
-    row = db.session.execute(_accept_query(), {"user_id": user_id, "task_id": task_id}).first()
+    rows = read_rows(db.session(), _accept_query(), {"user_id": user_id, "task_id": task_id})
+    row = rows[0] if rows else None
     seeker = _seeker(row, lat, lng)
     volunteer = seeker.volunteer
     if row.task_id is None:
         raise NotFound("任务不存在", code="task_not_found")
     fields = row._mapping
     task = _AcceptedTask(*(fields[f"task_{name}"] for name in _ACCEPTED_TASK_FIELDS))
-    assignment: Assignment | None = row.Assignment
+    place = None if row.my_id is None else _SeenPlace(*(fields[f"my_{name}"] for name in _SEEN_PLACE_FIELDS))
     now = utcnow()
-    if assignment is not None and assignment.status in HOLDS_SLOT:
-        return assignment
+    if place is not None and place.status in HOLDS_SLOT:
+        return _held_place(task.id, volunteer.id)
     if task.status not in LIVE or task.ends_at <= now:
         raise Conflict(_closed_message(task), code="task_not_open")
-    if assignment is not None and assignment.status == A.INVITED:
-        if assignment.invite_expires_at is not None and assignment.invite_expires_at <= now:
+    if place is not None and place.status == A.INVITED:
+        if place.invite_expires_at is not None and place.invite_expires_at <= now:
             raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
-    elif (
-        assignment is not None and assignment.status == A.EXPIRED and task.dispatch_mode != DispatchMode.OPEN
-    ):
+    elif place is not None and place.status == A.EXPIRED and task.dispatch_mode != DispatchMode.OPEN:
         # The expiry job got there first: the same answer as before it ran.
         raise Conflict("该邀请已过期，请联系值班台", code="invitation_expired")
     elif task.dispatch_mode == DispatchMode.OPEN:
@@ -802,46 +849,33 @@ def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) 
         misfit = misfit_reason(volunteer, task)
         if misfit:
             raise Forbidden(misfit, code="not_eligible")
-        if assignment is not None and not (
-            assignment.status in (A.DECLINED, A.EXPIRED)
-            or (assignment.status == A.CANCELLED and assignment.cancelled_by == "volunteer")
+        if place is not None and not (
+            place.status in (A.DECLINED, A.EXPIRED)
+            or (place.status == A.CANCELLED and place.cancelled_by == "volunteer")
         ):
             raise Conflict("您已不能再报名该任务", code="cannot_accept")
     else:
         raise Forbidden("该任务仅限受邀的义警接受", code="not_invited")
     if task.filled >= task.slots:
-        # Full already: answer without the slot's UPDATE (most of a rush).
-        db.session.rollback()
+        # Full already (most of a rush): answered from the read, with no transaction opened.
         raise Conflict(_FULL_MESSAGE, code="task_full")
 
-    if assignment is None:
+    if place is None:
         try:
             assignment, slot = _take_slot_and_place(task, volunteer, user_id, now)
         except IntegrityError:  # the same volunteer, twice at once: the other request won
             db.session.rollback()
-            existing = db.session.scalar(
-                select(Assignment).where(
-                    Assignment.task_id == task_id, Assignment.volunteer_id == volunteer.id
-                )
-            )
-            if existing is not None and existing.status in HOLDS_SLOT:
-                return existing
-            raise Conflict("任务状态已变化，请刷新后重试", code="bad_status") from None
+            return _held_place(task_id, volunteer.id)
         if slot is None or assignment is None:
             raise _not_taken(volunteer, task)
     else:
         slot = _take_slot(task, volunteer, now)
         if slot is None:
             raise _not_taken(volunteer, task)
-        values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
-        if assignment.status == A.INVITED:
-            values["responded_at"] = now
-        if not move_assignment(assignment, A.ACCEPTED, expect=[assignment.status], **values):
+        assignment = _accept_place(place, now)
+        if assignment is None:
             db.session.rollback()
-            db.session.refresh(assignment)
-            if assignment.status in HOLDS_SLOT:
-                return assignment
-            raise Conflict("任务状态已变化，请刷新后重试", code="bad_status")
+            return _held_place(task_id, volunteer.id)
     if task.dispatch_mode == DispatchMode.OPEN and slot[0] < slot[1]:
         task_index.refresh(task.id)  # its card's places (the last one taken: unlisted below)
     if slot[0] >= slot[1]:
