@@ -229,8 +229,9 @@ def _how(meta: dict[str, Any]) -> str:
 
 
 def _ceiling(latest: dict[str, Any]) -> list[str]:
-    """The sentences on ``baseline:redis_get`` (the ceiling of an endpoint that reads Redis once)
-    and on the bare app from one client (the floor of the on-duty one-client goal)."""
+    """The sentences on the reference rows: ``baseline:redis_get`` (the ceiling of an endpoint that
+    reads Redis once), the bare app from one client (the floor of the on-duty one-client goal) and
+    raced by the accept race's client (the floor under that race's p99)."""
     rows = {r["scenario"]: r for r in latest.get("results", [])}
     out = []
     row = rows.get("baseline:redis_get")
@@ -250,6 +251,14 @@ def _ceiling(latest: dict[str, Any]) -> list[str]:
             f"From one HTTP client (the on-duty scenario's), the bare app answered its constant with p99 "
             f"{const:.2f} ms and one Redis GET with p99 {get:.2f} ms: **{get / raw:.2f}×** the raw "
             f"GEOSEARCH's p99 ({raw:.2f} ms) before any endpoint's own work; the one-client goal allows 2×.",
+            "",
+        ]
+    race, floor = rows.get("tasks_accept_race", {}).get("p99_ms"), rows.get("baseline:constant_race", {})
+    if race and floor.get("p99_ms"):
+        out += [
+            f"The accept race's client racing the bare app's constant the same way "
+            f"(`baseline:constant_race`, 50 at once) waited p50 {floor['p50_ms']:.1f} ms, p99 "
+            f"{floor['p99_ms']:.1f} ms: the floor under the race's p99 of {race:.1f} ms.",
             "",
         ]
     return out

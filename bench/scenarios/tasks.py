@@ -15,7 +15,10 @@
   task at the same instant, ten rounds; every round must give exactly 5 × 200 and 45 × 409
   ``task_full`` (otherwise the run fails). Reported: requests per second over the races,
   per-request latency, and the median wall time of one race in ``extra``. With gunicorn's sync
-  workers the server takes two requests at a time; ``--gunicorn gthread`` makes it eight.
+  workers the server takes two requests at a time; ``--gunicorn gthread`` makes it eight. A second
+  row, ``baseline:constant_race``, is the floor: the same 50 client threads racing the bare
+  baseline app's ``GET /const`` as many rounds (the client threads share the machine's cores
+  with the server, so their own work is in every latency).
 
 Seeding runs in-process with an app built from the benchmark's ``DATABASE_URL``/``REDIS_URL``
 (the same Redis prefix and queue names as the app under test) and is idempotent: volunteers and
@@ -31,6 +34,7 @@ three sizes (``make bench-growth``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -38,7 +42,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -580,7 +584,9 @@ class AcceptRaceScenario:
         latencies: list[float] = []
         races: list[float] = []
         for task_id in task_ids:
-            statuses, took, race = self._race(ctx, task_id, tokens)
+            statuses, took, race = _race(
+                tokens, functools.partial(self._accept, ctx.url(f"/api/v1/tasks/{task_id}/accept"))
+            )
             latencies.extend(took)
             races.append(race)
             if sorted(statuses) != [200] * RACE_SLOTS + [409] * (RACERS - RACE_SLOTS):
@@ -592,46 +598,79 @@ class AcceptRaceScenario:
             filled = [db.session.get(Task, t).filled for t in task_ids]
         if filled != [RACE_SLOTS] * RACE_ROUNDS:
             raise BenchError(f"{self.name}: filled slots per round {filled}")
-        latencies.sort()
-        return [
-            Result(
-                scenario=self.name,
-                rps=len(latencies) / sum(races),
-                p50_ms=percentile(latencies, 50),
-                p99_ms=percentile(latencies, 99),
-                baseline="baseline:constant",
-                kind="python",
-                target=f"POST /api/v1/tasks/<id>/accept ×{RACERS} at once",
-                requests=len(latencies),
-                extra={
-                    "rounds": RACE_ROUNDS,
-                    "race_ms_median": round(statistics.median(races) * 1000, 1),
-                    "accepted_per_round": RACE_SLOTS,
-                    "database": ctx.database_url.split("@")[-1],
-                },
+        # The floor: the same client racing the bare baseline app's constant, as many rounds.
+        floor_latencies: list[float] = []
+        floor_races: list[float] = []
+        for _ in range(RACE_ROUNDS):
+            statuses, took, race = _race(
+                tokens, functools.partial(_get_constant, ctx.baseline_url + "/const")
             )
+            if set(statuses) != {200}:
+                raise BenchError(f"{self.name}: the baseline's constant answered {sorted(statuses)}")
+            floor_latencies.extend(took)
+            floor_races.append(race)
+        return [
+            _race_row(
+                self.name,
+                latencies,
+                races,
+                f"POST /api/v1/tasks/<id>/accept ×{RACERS} at once",
+                accepted_per_round=RACE_SLOTS,
+                database=ctx.database_url.split("@")[-1],
+            ),
+            _race_row(
+                "baseline:constant_race",
+                floor_latencies,
+                floor_races,
+                f"GET /const (bare app) ×{RACERS} at once",
+            ),
         ]
 
-    def _race(self, ctx: Context, task_id: int, tokens: list[str]) -> tuple[list[int], list[float], float]:
-        barrier = threading.Barrier(len(tokens))
-        url = ctx.url(f"/api/v1/tasks/{task_id}/accept")
+    def _accept(self, url: str, session: requests.Session, token: str) -> requests.Response:
+        response = session.post(url, json={}, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        if response.status_code == 409 and response.json()["error"]["code"] != "task_full":
+            raise BenchError(f"{self.name}: unexpected 409 {response.text[:300]}")
+        return response
 
-        def accept(token: str) -> tuple[int, float, float, float]:
-            with requests.Session() as session:
-                barrier.wait(timeout=60)
-                t0 = time.perf_counter()
-                response = session.post(
-                    url, json={}, headers={"Authorization": f"Bearer {token}"}, timeout=60
-                )
-                t1 = time.perf_counter()
-            if response.status_code == 409 and response.json()["error"]["code"] != "task_full":
-                raise BenchError(f"{self.name}: unexpected 409 {response.text[:300]}")
-            return response.status_code, (t1 - t0) * 1000, t0, t1
 
-        with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
-            answers = list(pool.map(accept, tokens))
-        race = max(a[3] for a in answers) - min(a[2] for a in answers)
-        return [a[0] for a in answers], [a[1] for a in answers], race
+def _get_constant(url: str, session: requests.Session, token: str) -> requests.Response:
+    return session.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _race(
+    tokens: list[str], send: Callable[[requests.Session, str], requests.Response]
+) -> tuple[list[int], list[float], float]:
+    """One request per token from as many threads released at once by a barrier: the statuses,
+    each request's latency (ms) and the race's wall time (s, first send to last answer)."""
+    barrier = threading.Barrier(len(tokens))
+
+    def one(token: str) -> tuple[int, float, float, float]:
+        with requests.Session() as session:
+            barrier.wait(timeout=60)
+            t0 = time.perf_counter()
+            response = send(session, token)
+            t1 = time.perf_counter()
+        return response.status_code, (t1 - t0) * 1000, t0, t1
+
+    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
+        answers = list(pool.map(one, tokens))
+    race = max(a[3] for a in answers) - min(a[2] for a in answers)
+    return [a[0] for a in answers], [a[1] for a in answers], race
+
+
+def _race_row(name: str, latencies: list[float], races: list[float], target: str, **extra: Any) -> Result:
+    latencies = sorted(latencies)
+    return Result(
+        scenario=name,
+        rps=len(latencies) / sum(races),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        baseline="baseline:constant",
+        kind="python",
+        target=target,
+        requests=len(latencies),
+        extra={"rounds": len(races), "race_ms_median": round(statistics.median(races) * 1000, 1), **extra},
+    )
 
 
 TASK_LIST_SCENARIO = TaskListScenario()

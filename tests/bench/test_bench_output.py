@@ -306,6 +306,16 @@ def test_the_section_states_the_one_client_floor_against_the_raw_search_when_it_
     assert "From one HTTP client" not in report.section({"results": rows[:2]}, None)
 
 
+def test_the_section_states_the_accept_race_floor_when_it_was_measured():
+    rows = [
+        _json_row("tasks_accept_race", p99_ms=150.0),
+        _json_row("baseline:constant_race", p50_ms=20.0, p99_ms=60.0),
+    ]
+    text = report.section({"results": rows}, None)
+    assert "waited p50 20.0 ms, p99 60.0 ms: the floor under the race's p99 of 150.0 ms" in text
+    assert "constant_race" not in report.section({"results": rows[:1]}, None)
+
+
 def test_the_breakdown_table_has_a_column_per_request_and_skips_unused_parts():
     parts = dict.fromkeys(report.PARTS, 0.0) | {"redis": 250.0, "framework": 300.0}
     item = {
