@@ -172,6 +172,7 @@ def test_one_ring_is_three_statements_and_two_redis_round_trips(
             for table in ("UPDATE tasks", "INSERT INTO assignments", "INSERT INTO dispatch_rings"):
                 assert table in write
             assert "INSERT INTO notifications" in write
+            assert "set_config" in write  # committed without waiting for the flush: see the next tests
             assert commands == []
         db.session.remove()
 
@@ -256,6 +257,65 @@ def test_a_volunteer_on_the_task_meanwhile_keeps_their_place(app, tasks, volunte
         )
         assert [key.split(":")[1] for key in messages] == [str(task_id)]
         db.session.remove()
+
+
+def test_a_ring_whose_transaction_never_committed_is_sent_again_by_the_sweep(
+    app, tasks, volunteers, desk, tree, monkeypatch
+):
+    """PostgreSQL commits a ring's statement without waiting for the WAL flush, so a crash can
+    lose a ring its run believed sent (here: its statement runs in a transaction rolled back, and
+    the run is told it was sent). What is left is the task as it was, with its ring due: the
+    sweep sends the ring again, to the same volunteers, and the jobs of the lost ring are
+    harmless (its next-ring job is a no-op until then, its messages do not exist)."""
+    from datetime import timedelta
+
+    from sqlalchemy.engine import Connection
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, DispatchRing, Task
+    from yijing.models.base import utcnow
+    from yijing.services import dispatch
+
+    near = _on_duty(volunteers, desk, tree, "near", 300)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    execute = Connection.execute
+
+    def lost(conn, statement, *args, **kwargs):
+        if statement is not dispatch._send_ring_pg():
+            return execute(conn, statement, *args, **kwargs)
+        conn.exec_driver_sql("BEGIN")
+        answer = execute(conn, statement, *args, **kwargs).all()
+        conn.exec_driver_sql("ROLLBACK")  # the crash: the commit never reached the disk
+        return _Answer(answer)
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL commits a ring without waiting for the flush")
+        with monkeypatch.context() as crash:
+            crash.setattr(Connection, "execute", lost)
+            assert dispatch.advance(task_id, 0) == 1  # the run believes it sent the ring
+        task = db.session.get(Task, task_id)
+        assert (task.dispatch_ring, task.dispatch_next_at <= utcnow()) == (0, True)
+        assert db.session.scalar(select(DispatchRing.id).where(DispatchRing.task_id == task_id)) is None
+        db.session.remove()
+
+        assert dispatch.sweep(utcnow() + timedelta(seconds=1)) == 1
+        invited = db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task_id))
+        assert list(invited) == [near]
+        assert db.session.get(Task, task_id).dispatch_ring == 1
+        assert dispatch.sweep(utcnow() + timedelta(seconds=1)) == 0  # due again only when ring 2 is
+        db.session.remove()
+
+
+class _Answer:
+    """A statement's rows as a Result hands them (``one``), kept after the rollback."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def one(self):
+        [row] = self.rows
+        return row
 
 
 def _principal(username: str):
