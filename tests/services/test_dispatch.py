@@ -172,7 +172,7 @@ def test_one_ring_is_three_statements_and_two_redis_round_trips(
             for table in ("UPDATE tasks", "INSERT INTO assignments", "INSERT INTO dispatch_rings"):
                 assert table in write
             assert "INSERT INTO notifications" in write
-            assert "set_config" in write  # committed without waiting for the flush: see the next tests
+            assert "set_config" in write  # committed without waiting for the flush (see the sweep test below)
             assert commands == []
         db.session.remove()
 
