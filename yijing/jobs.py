@@ -47,6 +47,7 @@ __all__ = [
     "Retry",
     "enqueue",
     "enqueue_after_commit",
+    "enqueue_committed",
     "enqueue_many",
     "get_queue",
     "job_id",
@@ -246,6 +247,15 @@ def _flush_jobs(session: Session) -> None:
     specs: list[JobSpec] = []
     for item in registered:
         specs.extend([item] if isinstance(item, JobSpec) else item())
+    enqueue_committed(specs)
+
+
+def enqueue_committed(specs: list[JobSpec]) -> None:
+    """Enqueue the jobs of data already committed (:func:`enqueue_many`), logging rather than
+    raising a failure to reach Redis: the data is committed and a sweeper picks up whatever was
+    not enqueued. What the after-commit hook does, for a writer that commits without the Session."""
+    if not specs:
+        return
     try:
         enqueue_many(specs)
     except RedisError as exc:

@@ -25,6 +25,7 @@ NOT_RESPONSES = {
     "yijing.services.feed.counters.flush_counters": "a job's result (counters flushed by kind)",
     "yijing.services.delivery.counts_by_status": "figures keyed by status name (the keys are data)",
     "yijing.services.outbox.row": "the values of an outbox row, inserted in bulk by the caller",
+    "yijing.services.outbox.rows_of": "the values of outbox rows, inserted in bulk by the caller",
     "yijing.services.tasks.board.counts_for": "an internal map task id → Counts for the board's rows",
     "yijing.services.tasks.common.notification_data": "the data= of an outbox row, not a response",
     "yijing.services.auth.profile": "the principal's cache entry (its own format), read by authentication",

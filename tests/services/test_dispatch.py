@@ -84,12 +84,9 @@ def test_a_ring_that_finds_nobody_widens_at_once(app, tasks, volunteers, desk, t
 
 
 def test_each_invitation_and_its_message_name_the_same_place(app, tasks, volunteers, desk, tree):
-    """A ring of several invitations: on PostgreSQL the ring's row and its invitations are one
-    statement (the ids come back by volunteer) and the messages one more; elsewhere the ring, the
-    invitations, the messages. Either way each volunteer's message names their own invitation,
-    nearest first, with the ring's id on every invitation."""
-    from sqlalchemy import event
-
+    """A ring of several invitations: each volunteer's message names their own invitation (on
+    PostgreSQL the ids are drawn before the one statement that writes them all), nearest first,
+    with the ring's id on every invitation."""
     from yijing.extensions import db
     from yijing.models import Assignment, DispatchRing, Notification
     from yijing.services import dispatch
@@ -97,17 +94,9 @@ def test_each_invitation_and_its_message_name_the_same_place(app, tasks, volunte
     metres = {"d1": 200, "d2": 450, "d3": 700}
     ids = {name: _on_duty(volunteers, desk, tree, name, m) for name, m in metres.items()}
     task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=2)["id"]
-    statements: list[str] = []
-
-    def remember(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
 
     with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", remember)
-        try:
-            assert dispatch.advance(task_id, 0) == 3
-        finally:
-            event.remove(db.engine, "before_cursor_execute", remember)
+        assert dispatch.advance(task_id, 0) == 3
         ring = db.session.scalars(select(DispatchRing).where(DispatchRing.task_id == task_id)).one()
         invited = db.session.scalars(
             select(Assignment).where(Assignment.task_id == task_id).order_by(Assignment.distance_m)
@@ -123,12 +112,210 @@ def test_each_invitation_and_its_message_name_the_same_place(app, tasks, volunte
             assert message.dedupe_key == f"task:{task_id}:assignment:{a.id}:invite:1"
             assert message.data["assignment_id"] == a.id
             assert message.data["distance_m"] == a.distance_m
-        inserts = [s for s in statements if "INSERT" in s.upper()]
-        if db.engine.dialect.name == "postgresql":
-            assert len(inserts) == 2
-            assert "dispatch_rings" in inserts[0] and "assignments" in inserts[0]
-            assert "notifications" in inserts[1] and "unnest" in inserts[1]
+            assert message.title.startswith("任务邀请") and message.status == "pending"
         db.session.remove()
+
+
+def test_one_ring_is_three_statements_and_two_redis_round_trips(
+    app, tasks, volunteers, desk, tree, monkeypatch
+):
+    """PostgreSQL: the task read, the candidates' facts (with the ids drawn), and one statement
+    that writes the ring, in autocommit (no BEGIN, no COMMIT); the GEO search, and the jobs
+    enqueued after the write in one pipeline. Elsewhere the ring is a transaction of its own."""
+    import psycopg
+    from redis.client import Pipeline
+    from sqlalchemy import event
+
+    from tests.fixtures.redis_commands import RedisCommands
+    from yijing.extensions import db
+    from yijing.services import dispatch
+
+    _on_duty(volunteers, desk, tree, "a", 200)
+    _on_duty(volunteers, desk, tree, "b", 400)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    statements: list[str] = []
+    commands: list[bytes] = []
+    pipelines: list[int] = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    exec_command = psycopg.Connection._exec_command
+
+    def command(self, command, *args, **kwargs):  # BEGIN, COMMIT, ROLLBACK
+        commands.append(bytes(command))
+        return exec_command(self, command, *args, **kwargs)
+
+    execute = Pipeline.execute
+
+    def pipeline(self, *args, **kwargs):
+        pipelines.append(len(self.command_stack))
+        return execute(self, *args, **kwargs)
+
+    with app.app_context():
+        postgresql = db.engine.dialect.name == "postgresql"
+        monkeypatch.setattr(psycopg.Connection, "_exec_command", command)
+        monkeypatch.setattr(Pipeline, "execute", pipeline)
+        redis_commands = RedisCommands(monkeypatch)
+        event.listen(db.engine, "before_cursor_execute", remember)
+        try:
+            assert dispatch.advance(task_id, 0) == 2
+        finally:
+            event.remove(db.engine, "before_cursor_execute", remember)
+        assert redis_commands.commands == ["EVALSHA"]  # the GEO search
+        assert len(pipelines) == 1  # the messages' delivery and the next ring, after the write
+        if postgresql:
+            assert len(statements) == 3, statements
+            assert statements[0].lstrip().startswith("SELECT") and "FROM tasks" in statements[0]
+            assert "nextval" in statements[1] and "volunteers" in statements[1]
+            write = statements[2]
+            for table in ("UPDATE tasks", "INSERT INTO assignments", "INSERT INTO dispatch_rings"):
+                assert table in write
+            assert "INSERT INTO notifications" in write
+            assert "set_config" in write  # committed without waiting for the flush (see the sweep test below)
+            assert commands == []
+        db.session.remove()
+
+
+def test_a_ring_sent_meanwhile_by_another_run_writes_nothing(app, tasks, volunteers, desk, tree, monkeypatch):
+    """PostgreSQL: between reading the task and writing the ring another run sends it: the
+    compare-and-set in the writing statement loses, and neither a ring, an invitation, a message
+    nor a job is made. (Elsewhere the compare-and-set comes first and holds the row.)"""
+    from sqlalchemy import update
+
+    from yijing import jobs
+    from yijing.extensions import db
+    from yijing.models import Assignment, DispatchRing, Notification, Task
+    from yijing.services import dispatch, duty_index
+
+    _on_duty(volunteers, desk, tree, "a", 200)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    nearest = duty_index.nearest
+    enqueued: list[object] = []
+
+    def search_while_another_run_wins(*args, **kwargs):
+        with db.engine.begin() as conn:  # the other run's commit
+            conn.execute(update(Task).where(Task.id == task_id).values(dispatch_ring=1))
+        return nearest(*args, **kwargs)
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the ring's writes follow its reads only on PostgreSQL")
+        monkeypatch.setattr(duty_index, "nearest", search_while_another_run_wins)
+        monkeypatch.setattr(jobs, "enqueue_many", lambda specs: enqueued.extend(specs))
+        assert dispatch.advance(task_id, 0) == 0
+        assert db.session.scalar(select(DispatchRing.id).where(DispatchRing.task_id == task_id)) is None
+        assert db.session.scalar(select(Assignment.id).where(Assignment.task_id == task_id)) is None
+        invitations = select(Notification.id).where(Notification.kind == "task.invitation")
+        assert db.session.scalar(invitations) is None
+        assert enqueued == []
+        db.session.remove()
+
+
+def test_a_volunteer_on_the_task_meanwhile_keeps_their_place(app, tasks, volunteers, desk, tree, monkeypatch):
+    """PostgreSQL: a volunteer the ring chose got onto the task between its reads and its write
+    (here: the desk's row, written directly): their row stays as it was, they get no invitation
+    message, and the ring counts only the invitations it made."""
+    from sqlalchemy import insert
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, DispatchRing, Notification, Volunteer
+    from yijing.services import dispatch, duty_index
+
+    near = _on_duty(volunteers, desk, tree, "near", 200)
+    far = _on_duty(volunteers, desk, tree, "far", 600)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    nearest = duty_index.nearest
+
+    def search_while_near_joins(*args, **kwargs):
+        with db.engine.begin() as conn:
+            user_id = conn.scalar(select(Volunteer.user_id).where(Volunteer.id == near))
+            conn.execute(
+                insert(Assignment).values(
+                    task_id=task_id, volunteer_id=near, user_id=user_id, status="accepted", source="open"
+                )
+            )
+        return nearest(*args, **kwargs)
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the ring's writes follow its reads only on PostgreSQL")
+        monkeypatch.setattr(duty_index, "nearest", search_while_near_joins)
+        assert dispatch.advance(task_id, 0) == 1
+        rows = db.session.execute(
+            select(Assignment.volunteer_id, Assignment.status, Assignment.source)
+            .where(Assignment.task_id == task_id)
+            .order_by(Assignment.volunteer_id)
+        ).all()
+        assert sorted(tuple(r) for r in rows) == sorted(
+            [(near, "accepted", "open"), (far, "invited", "nearby")]
+        )
+        ring = db.session.scalars(select(DispatchRing).where(DispatchRing.task_id == task_id)).one()
+        assert (ring.found, ring.invited) == (2, 1)
+        messages = db.session.scalars(
+            select(Notification.dedupe_key).where(Notification.kind == "task.invitation")
+        )
+        assert [key.split(":")[1] for key in messages] == [str(task_id)]
+        db.session.remove()
+
+
+def test_a_ring_whose_transaction_never_committed_is_sent_again_by_the_sweep(
+    app, tasks, volunteers, desk, tree, monkeypatch
+):
+    """PostgreSQL commits a ring's statement without waiting for the WAL flush, so a crash can
+    lose a ring its run believed sent (here: its statement runs in a transaction rolled back, and
+    the run is told it was sent). What is left is the task as it was, with its ring due: the
+    sweep sends the ring again, to the same volunteers, and the jobs of the lost ring are
+    harmless (its next-ring job is a no-op until then, its messages do not exist)."""
+    from datetime import timedelta
+
+    from sqlalchemy.engine import Connection
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, DispatchRing, Task
+    from yijing.models.base import utcnow
+    from yijing.services import dispatch
+
+    near = _on_duty(volunteers, desk, tree, "near", 300)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    execute = Connection.execute
+
+    def lost(conn, statement, *args, **kwargs):
+        if statement is not dispatch._send_ring_pg():
+            return execute(conn, statement, *args, **kwargs)
+        conn.exec_driver_sql("BEGIN")
+        answer = execute(conn, statement, *args, **kwargs).all()
+        conn.exec_driver_sql("ROLLBACK")  # the crash: the commit never reached the disk
+        return _Answer(answer)
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL commits a ring without waiting for the flush")
+        with monkeypatch.context() as crash:
+            crash.setattr(Connection, "execute", lost)
+            assert dispatch.advance(task_id, 0) == 1  # the run believes it sent the ring
+        task = db.session.get(Task, task_id)
+        assert (task.dispatch_ring, task.dispatch_next_at <= utcnow()) == (0, True)
+        assert db.session.scalar(select(DispatchRing.id).where(DispatchRing.task_id == task_id)) is None
+        db.session.remove()
+
+        assert dispatch.sweep(utcnow() + timedelta(seconds=1)) == 1
+        invited = db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task_id))
+        assert list(invited) == [near]
+        assert db.session.get(Task, task_id).dispatch_ring == 1
+        assert dispatch.sweep(utcnow() + timedelta(seconds=1)) == 0  # due again only when ring 2 is
+        db.session.remove()
+
+
+class _Answer:
+    """A statement's rows as a Result hands them (``one``), kept after the rollback."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def one(self):
+        [row] = self.rows
+        return row
 
 
 def _principal(username: str):

@@ -17,6 +17,27 @@ later, the next ring goes out: an RQ job scheduled for that time, with a periodi
 The ring number is advanced with a compare-and-set, so a job and the sweep never send the same
 ring twice.
 
+On PostgreSQL a ring is four round trips to the database and two to Redis (:func:`_advance_pg`):
+on one connection in autocommit, read the task (with whom it already has); search the GEO index;
+read the candidates' no-show facts while drawing the ring's and the invitations' ids from their
+sequences; then one statement that is its own transaction (no BEGIN, no COMMIT round trip)
+advances the ring number with the compare-and-set and, only if that won, writes the
+invitations, the ring's row and the invitations' messages; then one Redis pipeline enqueues the
+messages' delivery and the next ring. A run that loses the compare-and-set between its reads and
+its write writes nothing. (The connection's pre-ping is the fourth database round trip.)
+Elsewhere (SQLite) the ring is one transaction in the Session (:func:`_advance_portable`).
+
+That statement commits with ``synchronous_commit`` off (for its own transaction only): it does
+not wait for the WAL flush (0.15 ms on a quiet machine, milliseconds under I/O load). A crash of
+PostgreSQL within the moment before the WAL writer flushes it loses the ring, and the sweep sends
+it again: WAL is replayed in order, so what survives is the task as an earlier durable commit
+left it (publishing, or a resume, is an ordinary commit), with the ring number before the lost
+ring and a ``dispatch_next_at`` that is already due. Any later ordinary commit (a volunteer
+accepting the invitation) flushes the ring's WAL first, so a ring someone acted upon is never
+lost. The cost of a lost ring: its messages may have gone out already, and the ring sent again
+invites again. ``tests/services/test_dispatch.py`` sends a ring whose transaction never
+committed and has the sweep send it again.
+
 Ranking: ``score = distance_m × (1 + DISPATCH_NO_SHOW_WEIGHT × no_show_rate)``, lowest first, with
 ``no_show_rate = no_shows / (no_shows + completed + 2)`` over the volunteer's past assignments.
 The ``+ 2`` is a prior of two good assignments, so a newcomer ranks by distance alone and one
@@ -34,14 +55,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Float,
+    Integer,
     Row,
     Select,
+    Text,
     and_,
     any_,
     bindparam,
     case,
+    column,
     func,
     insert,
     not_,
@@ -50,8 +75,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from yijing import policies
+from yijing import jobs, policies
 from yijing.actor import Actor
 from yijing.errors import Conflict, InvalidInput
 from yijing.extensions import db
@@ -61,6 +87,7 @@ from yijing.models import (
     DispatchMode,
     DispatchRing,
     Jurisdiction,
+    Notification,
     Task,
     Volunteer,
     VolunteerStatus,
@@ -240,15 +267,13 @@ def no_show_rate(no_shows: int, completed: int) -> float:
 
 
 @functools.cache
-def _rank_query(postgresql: bool) -> Select[Any]:
-    """Built once: approved volunteers among ``:ids`` with their past assignments counted. On
-    PostgreSQL ``:ids`` is one array (``= ANY(:ids)``: the same SQL text for any number of ids, so
-    psycopg prepares it once); elsewhere an IN list."""
-    among = (
-        Volunteer.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
-        if postgresql
-        else Volunteer.id.in_(bindparam("ids", expanding=True))
-    )
+def _rank_query() -> Select[Any]:
+    """Built once: approved volunteers among ``:ids`` (an IN list) with their past assignments
+    counted (on PostgreSQL :func:`_rank_and_allocate_pg` reads the same)."""
+    return _volunteer_facts(Volunteer.id.in_(bindparam("ids", expanding=True)))
+
+
+def _volunteer_facts(among: Any) -> Select[Any]:
     return (
         select(
             Volunteer.id,
@@ -268,10 +293,13 @@ def rank(task: Task | RingTask, hits: Sequence[tuple[int, float]]) -> list[Candi
     """Eligible volunteers among ``hits`` ([(volunteer_id, distance_m)]), best first: approved,
     of the right category and skills, ranked by distance weighed by their no-show record. One
     query: the volunteers with their past assignments counted."""
-    ids = [vid for vid, _ in hits]
-    if not ids:
+    if not hits:
         return []
-    rows = db.session.execute(_rank_query(is_postgresql(db.session())), {"ids": ids}).all()
+    return _ranked(task, hits, db.session.execute(_rank_query(), {"ids": [vid for vid, _ in hits]}).all())
+
+
+def _ranked(task: Task | RingTask, hits: Sequence[tuple[int, float]], rows: Sequence[Any]) -> list[Candidate]:
+    """:func:`rank` of ``hits`` given their volunteers' ``rows`` (approved ones, with the counts)."""
     found = {row.id: row for row in rows if not task_service.misfit_reason(row, task)}
     weight = config().dispatch_no_show_weight
     out = []
@@ -295,7 +323,7 @@ def _live(now: Any) -> tuple[Any, ...]:
     )
 
 
-# What a ring reads of its task: the claim returns these columns as a Core row, not a loaded Task.
+# What a ring reads of its task: a Core row of these columns, not a loaded Task.
 _RING_TASK = (
     Task.id,
     Task.title,
@@ -314,9 +342,59 @@ _RING_TASK = (
 )
 
 
-@functools.cache
-def _claim_statement() -> Any:
-    """Built once (building it and its cache key cost more than running it)."""
+@dataclass(frozen=True, slots=True)
+class _Ring:
+    """The ring after ``after_ring`` of a task: its number, radius and timing, and whom to look for."""
+
+    task: RingTask
+    ring_no: int
+    radius_m: int
+    open_slots: int
+    want: int
+    next_at: datetime | None  # when the ring after it is due (None: this is the last)
+    exhausted_at: datetime | None  # set when this is the last ring
+    now: datetime
+
+
+def _timing(ring_no: int, rings: int, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """When the ring after ring ``ring_no`` is due (None after the last) and, for the last ring,
+    when the dispatch ran out of rings."""
+    if ring_no == rings:
+        return None, now
+    return now + timedelta(seconds=config().dispatch_ring_timeout_seconds), None
+
+
+def _plan(task: RingTask, after_ring: int, radii: Sequence[int], now: datetime) -> _Ring:
+    cfg = config()
+    ring_no = after_ring + 1
+    open_slots = task.slots - task.filled
+    next_at, exhausted_at = _timing(ring_no, len(radii), now)
+    return _Ring(
+        task=task,
+        ring_no=ring_no,
+        radius_m=radii[ring_no - 1],
+        open_slots=open_slots,
+        want=min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring),
+        next_at=next_at,
+        exhausted_at=exhausted_at,
+        now=now,
+    )
+
+
+def _claim_values(task_id: int, after_ring: int, rings: int, now: datetime) -> dict[str, Any]:
+    next_at, exhausted_at = _timing(after_ring + 1, rings, now)
+    return {
+        "b_id": task_id,
+        "b_after": after_ring,
+        "b_now": now,
+        "b_next_at": next_at,
+        "b_exhausted_at": exhausted_at,
+    }
+
+
+def _claim_update() -> Any:
+    """The ring's compare-and-set: advance the ring number from ``:b_after`` if the dispatch still
+    needs volunteers."""
     return (
         update(Task)
         .where(
@@ -329,35 +407,15 @@ def _claim_statement() -> Any:
             dispatch_next_at=bindparam("b_next_at"),
             dispatch_exhausted_at=bindparam("b_exhausted_at"),
         )
-        .returning(*_RING_TASK)
-        .execution_options(synchronize_session=False)
     )
 
 
-def _claim(task_id: int, after_ring: int, rings: int, now: datetime) -> RingTask | None:
-    """Claim the ring after ``after_ring``: one compare-and-set of the task's ring number that also
-    checks the dispatch still needs volunteers and a ring is left, returning the task (its row
-    locked until the commit). Only one of a job and the sweep racing on the same ring wins. None
-    for the other, and when the dispatch is over (which then no longer waits for a next ring). The
-    task comes back as a Core row of :data:`_RING_TASK` (loading a whole Task cost a third of a
-    millisecond more per ring)."""
-    if after_ring < rings:
-        is_last = after_ring + 1 == rings
-        next_at = None if is_last else now + timedelta(seconds=config().dispatch_ring_timeout_seconds)
-        task = db.session.execute(
-            _claim_statement(),
-            {
-                "b_id": task_id,
-                "b_after": after_ring,
-                "b_now": now,
-                "b_next_at": next_at,
-                "b_exhausted_at": now if is_last else None,
-            },
-        ).first()
-        if task is not None:
-            return task
+def _stop_waiting(execute: Any, task_id: int, after_ring: int, rings: int, now: datetime) -> None:
+    """A dispatch that is over (or has sent its last ring) no longer waits for a next ring: clear
+    ``dispatch_next_at`` if the ring number is still ``after_ring`` (``execute``: a Session's or a
+    Connection's)."""
     over = () if after_ring >= rings else (not_(and_(*_live(now))),)
-    db.session.execute(
+    execute(
         update(Task)
         .where(
             Task.id == task_id, Task.dispatch_ring == after_ring, Task.dispatch_next_at.is_not(None), *over
@@ -365,47 +423,75 @@ def _claim(task_id: int, after_ring: int, rings: int, now: datetime) -> RingTask
         .values(dispatch_next_at=None)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
-    return None
 
 
-def _find_candidates(task: RingTask, radius: int, want: int) -> tuple[int, list[Candidate]]:
-    """On-duty volunteers within ``radius`` not yet invited to the task: how many were found, and
-    the best ``want`` of them by :func:`rank`."""
-    # Ring 1 comes first (``task.dispatch_ring`` is the ring being sent): nobody can be invited to a
-    # nearby task before it (the desk cannot).
-    invited_before = (
-        set(db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task.id)))
-        if task.dispatch_ring > 1
-        else set()
-    )
+def _search(ring: _Ring, invited_before: set[int]) -> tuple[int, list[tuple[int, float]]]:
+    """On-duty volunteers within the ring's radius not yet invited to the task (the Redis GEO
+    index): how many were found, and their (volunteer id, distance) nearest first."""
+    task = ring.task
     hits = duty_index.nearest(
         task.lat,
         task.lng,
-        radius_m=radius,
-        limit=min(len(invited_before) + want * 4 + 16, 5000),
+        radius_m=ring.radius_m,
+        limit=min(len(invited_before) + ring.want * 4 + 16, 5000),
         categories=list(task.categories or []) or None,
     )
     fresh = [(vid, dist) for vid, dist in hits if vid not in invited_before]
-    return len(fresh), rank(task, fresh)[:want]
+    return len(fresh), fresh
 
+
+def _ring_row(ring: _Ring, found: int, invited: int) -> dict[str, Any]:
+    return {
+        "task_id": ring.task.id,
+        "ring_no": ring.ring_no,
+        "radius_m": ring.radius_m,
+        "found": found,
+        "invited": invited,
+        "slots_open": ring.open_slots,
+        "next_at": ring.next_at,
+        "created_at": ring.now,
+    }
+
+
+def _invitation_constants(ring: _Ring) -> dict[str, Any]:
+    """An invitation's values that are the same for every volunteer of a ring (valid until the
+    task ends)."""
+    return {
+        "task_id": ring.task.id,
+        "status": A.INVITED,
+        "source": DispatchMode.NEARBY,
+        "invite_seq": 1,
+        "invited_at": ring.now,
+        "invite_expires_at": ring.task.ends_at,
+        "checkout_auto": False,
+        "points_awarded": 0,
+        "created_at": ring.now,
+    }
+
+
+def _messages(ring: _Ring, chosen: Sequence[Candidate], ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The invitations' outbox messages (``ids``: the invitations' ids, in the order of ``chosen``)."""
+    task = ring.task
+    return [
+        _invitation(_Invited(aid, c.user_id, c.distance_m, task.ends_at), task)
+        for aid, c in zip(ids, chosen, strict=True)
+    ]
+
+
+def _sent(ring: _Ring, invited: int) -> int:
+    log.info(
+        "dispatch ring sent",
+        extra={"task_id": ring.task.id, "ring": ring.ring_no, "radius_m": ring.radius_m, "invited": invited},
+    )
+    return invited
+
+
+# -- one ring on PostgreSQL: a read, the GEO search, a read, one writing statement -------------------
 
 _ASSIGNMENTS = Assignment.__table__
 _RINGS = DispatchRing.__table__
+_NOTIFICATIONS = Notification.__table__
 
-
-@functools.cache
-def _insert_invitations() -> Any:
-    return insert(_ASSIGNMENTS).returning(_ASSIGNMENTS.c.id, sort_by_parameter_order=True)
-
-
-@functools.cache
-def _insert_ring() -> Any:
-    return insert(_RINGS).returning(_RINGS.c.id)
-
-
-# A ring's row (``:r_<name>``).
-_RING_COLUMNS = ("task_id", "ring_no", "radius_m", "found", "invited", "slots_open", "next_at", "created_at")
 # An invitation's columns that are the same for every volunteer of a ring (``:b_<name>``).
 _INVITATION_CONSTANTS = (
     "task_id",
@@ -418,157 +504,295 @@ _INVITATION_CONSTANTS = (
     "points_awarded",
     "created_at",
 )
+# A ring's row (``:r_<name>``; ``invited`` is counted by the statement).
+_RING_COLUMNS = ("task_id", "ring_no", "radius_m", "found", "slots_open", "next_at", "created_at")
+# What differs between the messages of one ring (in ``:chosen``); the rest of an outbox row is the
+# same for all of them (``:c_<name>``): the same task, deadline and template.
+_MESSAGE_VARYING = ("user_id", "dedupe_key", "data")
+_MESSAGE_CONSTANTS = (
+    "sealed",
+    "kind",
+    "title",
+    "body",
+    "page",
+    "status",
+    "attempts",
+    "created_at",
+    "sweep_after",
+)
 
 
 @functools.cache
-def _insert_ring_and_invitations_pg() -> Any:
-    """PostgreSQL: the ring's row and its invitations in one statement (the ring inserted by a
-    data-modifying CTE, the invitations from one array per varying column through ``unnest``),
-    the same SQL text for any number of invitations, so psycopg prepares it once. Answers
-    (volunteer id, assignment id) per invitation."""
+def _ring_task_pg() -> Select[Any]:
+    """The task as a ring reads it, whether the dispatch is still looking (``live``), and for a
+    ring after the first the volunteers already on the task (``invited_before``; NULL for the
+    first ring, which comes before any invitation: the desk cannot invite to a nearby task)."""
+    on_task = (
+        select(func.array_agg(Assignment.volunteer_id)).where(Assignment.task_id == Task.id).scalar_subquery()
+    )
+    return select(
+        *_RING_TASK,
+        and_(*_live(bindparam("b_now"))).label("live"),
+        case((bindparam("b_after", type_=Integer) > 0, on_task)).label("invited_before"),
+    ).where(Task.id == bindparam("b_id"))
+
+
+def _next_id(table: Any) -> Any:
+    return func.nextval(func.pg_get_serial_sequence(table.name, "id"))
+
+
+@functools.cache
+def _rank_and_allocate_pg() -> Select[Any]:
+    """The ring's id and ``:n`` invitation ids drawn from their sequences, beside the approved
+    volunteers among ``:ids`` (one array: the same SQL text for any number of ids, so psycopg
+    prepares it once) with their past assignments counted (as :func:`_rank_query`): one row per
+    volunteer, or one row of ids alone. Drawing the ids first lets the messages be written with
+    the invitations (their dedupe keys and data name the invitation) in the one writing
+    statement."""
+    # Each volunteer's past assignments counted through the index on ``volunteer_id`` (LATERAL), a
+    # plan that does not hang on the table's statistics: after a bulk delete (the benchmark's) the
+    # join below ``_volunteer_facts`` was planned as a scan of the whole table, 1 ms more.
+    past = (
+        select(
+            func.count().filter(Assignment.status == A.NO_SHOW).label("no_shows"),
+            func.count().filter(Assignment.status == A.COMPLETED).label("completed"),
+        )
+        .where(Assignment.volunteer_id == Volunteer.id)
+        .lateral("past")
+    )
+    facts = (
+        select(Volunteer.id, Volunteer.user_id, Volunteer.category, Volunteer.skills, *past.c)
+        .join(past, true())
+        .where(
+            Volunteer.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
+            Volunteer.status == VolunteerStatus.APPROVED,
+        )
+        .subquery()
+    )
+    allocated = select(
+        _next_id(_RINGS).label("ring_id"),
+        select(func.array_agg(_next_id(_ASSIGNMENTS)))
+        .select_from(func.generate_series(1, bindparam("n", type_=Integer)))
+        .scalar_subquery()
+        .label("assignment_ids"),
+    ).subquery()
+    return select(allocated, facts).select_from(allocated.outerjoin(facts, true()))
+
+
+@functools.cache
+def _send_ring_pg() -> Any:
+    """PostgreSQL: the whole ring in one statement, so in autocommit one transaction with no
+    BEGIN or COMMIT round trip: the compare-and-set of the ring number (:func:`_claim_update`),
+    then, only if it won, the invitations (with the ids drawn by :func:`_rank_and_allocate_pg`;
+    a volunteer already on the task keeps their place), the ring's row (counting the invitations
+    made) and the messages of the invitations made. What differs per invitation is one JSON
+    parameter (``:chosen``, read by ``json_to_recordset``): the same SQL text for any number of
+    invitations, so psycopg prepares it once, and one string to send rather than an array per
+    column (escaping the messages' JSON inside a text array cost more than the statement).
+    Answers whether the ring was sent, how many were invited, and the messages' ids. Commits
+    without waiting for the WAL flush (``set_config`` of ``synchronous_commit`` for this
+    transaction; see the module docstring)."""
+    claim = _claim_update().returning(Task.id).cte("claim")
+    each = (
+        func.json_to_recordset(bindparam("chosen", type_=JSON))
+        .table_valued(
+            column("id", BigInteger),
+            column("volunteer_id", BigInteger),
+            column("user_id", BigInteger),
+            column("distance_m", Float),
+            column("dedupe_key", Text),
+            column("data", JSON),
+        )
+        .render_derived(with_types=True)
+    )
+    ring_id = bindparam("r_id", type_=BigInteger)
+    invited = (
+        pg_insert(_ASSIGNMENTS)
+        .from_select(
+            ["id", "volunteer_id", "user_id", "distance_m", "ring_id", *_INVITATION_CONSTANTS],
+            select(
+                each.c.id,
+                each.c.volunteer_id,
+                each.c.user_id,
+                each.c.distance_m,
+                ring_id,
+                *(bindparam(f"b_{key}", type_=_ASSIGNMENTS.c[key].type) for key in _INVITATION_CONSTANTS),
+            ).join(claim, true()),
+        )
+        .on_conflict_do_nothing(index_elements=["task_id", "volunteer_id"])
+        .returning(_ASSIGNMENTS.c.id)
+        .cte("invited")
+    )
+    how_many = select(func.count()).select_from(invited).scalar_subquery()
     ring = (
         insert(_RINGS)
-        .values({key: bindparam(f"r_{key}", type_=_RINGS.c[key].type) for key in _RING_COLUMNS})
+        .from_select(
+            ["id", "invited", *_RING_COLUMNS],
+            select(
+                ring_id,
+                how_many,
+                *(bindparam(f"r_{key}", type_=_RINGS.c[key].type) for key in _RING_COLUMNS),
+            ).select_from(claim),
+        )
         .returning(_RINGS.c.id)
         .cte("ring")
     )
-    each = (
-        func.unnest(
-            bindparam("u_volunteer_id", type_=ARRAY(BigInteger)),
-            bindparam("u_user_id", type_=ARRAY(BigInteger)),
-            bindparam("u_distance_m", type_=ARRAY(Float)),
+    messages = (
+        pg_insert(_NOTIFICATIONS)
+        .from_select(
+            [*_MESSAGE_VARYING, *_MESSAGE_CONSTANTS],
+            select(
+                *(each.c[key] for key in _MESSAGE_VARYING),
+                *(bindparam(f"c_{key}", type_=_NOTIFICATIONS.c[key].type) for key in _MESSAGE_CONSTANTS),
+            ).join(invited, invited.c.id == each.c.id),
         )
-        .table_valued("volunteer_id", "user_id", "distance_m")
-        .render_derived()
+        .on_conflict_do_nothing()
+        .returning(_NOTIFICATIONS.c.id)
+        .cte("messages")
     )
-    constants = [bindparam(f"b_{key}", type_=_ASSIGNMENTS.c[key].type) for key in _INVITATION_CONSTANTS]
-    rows = select(each.c.volunteer_id, each.c.user_id, each.c.distance_m, ring.c.id, *constants).join(
-        ring, true()
-    )
-    return (
-        insert(_ASSIGNMENTS)
-        .from_select(["volunteer_id", "user_id", "distance_m", "ring_id", *_INVITATION_CONSTANTS], rows)
-        .returning(_ASSIGNMENTS.c.volunteer_id, _ASSIGNMENTS.c.id)
+    return select(
+        select(func.count()).select_from(ring).scalar_subquery().label("sent"),
+        how_many.label("invited"),
+        select(func.array_agg(messages.c.id)).scalar_subquery().label("message_ids"),
+        func.set_config("synchronous_commit", "off", true()).label("synchronous_commit"),
     )
 
 
-def _record_ring(
-    task: RingTask, ring: dict[str, Any], chosen: Sequence[Candidate], now: datetime
-) -> list[int]:
-    """Insert the ring's row (``ring``: its values) and one invitation per chosen volunteer (valid
-    until the task ends); the invitations' ids, in the order of ``chosen``. Nothing is loaded back
-    (Core statements: no unit of work). On PostgreSQL one statement
-    (:func:`_insert_ring_and_invitations_pg`); elsewhere the ring, then the invitations in one
-    INSERT."""
-    constants = {
-        "task_id": task.id,
-        "status": A.INVITED,
-        "source": DispatchMode.NEARBY,
-        "invite_seq": 1,
-        "invited_at": now,
-        "invite_expires_at": task.ends_at,
-        "checkout_auto": False,
-        "points_awarded": 0,
-        "created_at": now,
-    }
-    if chosen and is_postgresql(db.session()):
-        by_volunteer = dict(
-            db.session.execute(
-                _insert_ring_and_invitations_pg(),
-                {
-                    **{f"r_{key}": value for key, value in ring.items()},
-                    **{f"b_{key}": value for key, value in constants.items()},
-                    "u_volunteer_id": [c.volunteer_id for c in chosen],
-                    "u_user_id": [c.user_id for c in chosen],
-                    "u_distance_m": [c.distance_m for c in chosen],
-                },
-            ).all()
-        )
-        return [by_volunteer[c.volunteer_id] for c in chosen]
-    ring_id = db.session.execute(_insert_ring(), ring).scalar_one()
-    if not chosen:
-        return []
-    rows = [
-        {
-            **constants,
-            "volunteer_id": c.volunteer_id,
-            "user_id": c.user_id,
-            "ring_id": ring_id,
-            "distance_m": c.distance_m,
-        }
-        for c in chosen
-    ]
-    return list(db.session.execute(_insert_invitations(), rows).scalars())
+def _advance_pg(task_id: int, after_ring: int, radii: Sequence[int], now: datetime) -> int | None:
+    """Send the ring after ``after_ring`` on PostgreSQL (see :func:`advance`): how many were
+    invited, None when no ring was sent. On one connection in autocommit, outside the Session:
+    read the task, search the GEO index, read the candidates' facts (drawing the ids), write the
+    ring in one statement (:func:`_send_ring_pg`), then enqueue the messages' delivery and the next
+    ring in one Redis round trip. Nothing is written unless the compare-and-set wins."""
+    with db.session.get_bind().connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        task = conn.execute(_ring_task_pg(), {"b_id": task_id, "b_after": after_ring, "b_now": now}).first()
+        if task is None or task.dispatch_ring != after_ring:
+            return None  # another run sent this ring
+        if not task.live or after_ring >= len(radii):
+            _stop_waiting(conn.execute, task_id, after_ring, len(radii), now)
+            return None
+        ring = _plan(task, after_ring, radii, now)
+        found, fresh = _search(ring, set(task.invited_before or ()))
+        rows = conn.execute(_rank_and_allocate_pg(), {"ids": [vid for vid, _ in fresh], "n": ring.want}).all()
+        chosen = _ranked(task, fresh, [row for row in rows if row.id is not None])[: ring.want]
+        ids = (rows[0].assignment_ids or [])[: len(chosen)]
+        urgent = outbox.is_urgent("task.invitation")
+        messages = outbox.rows_of(_messages(ring, chosen, ids), urgent=urgent)
+        sent = conn.execute(
+            _send_ring_pg(),
+            {
+                **_claim_values(task_id, after_ring, len(radii), now),
+                "r_id": rows[0].ring_id,
+                **{f"r_{key}": value for key, value in _ring_row(ring, found, 0).items() if key != "invited"},
+                **{f"b_{key}": value for key, value in _invitation_constants(ring).items()},
+                "chosen": [
+                    {
+                        "id": aid,
+                        "volunteer_id": c.volunteer_id,
+                        "user_id": c.user_id,
+                        "distance_m": c.distance_m,
+                        "dedupe_key": m["dedupe_key"],
+                        "data": m["data"],
+                    }
+                    for aid, c, m in zip(ids, chosen, messages, strict=True)
+                ],
+                **{f"c_{key}": messages[0][key] if messages else None for key in _MESSAGE_CONSTANTS},
+            },
+        ).one()
+    if not sent.sent:
+        return None  # another run sent this ring between the read and the write
+    specs = outbox.delivery_specs(sent.message_ids or [], urgent=urgent)
+    if ring.next_at is not None and sent.invited:
+        specs.append(task_service.dispatch_job(task_id, ring.ring_no, at=ring.next_at))
+    jobs.enqueue_committed(specs)
+    return _sent(ring, sent.invited)
 
 
-def _notify_chosen(task: RingTask, chosen: Sequence[Candidate], ids: Sequence[int]) -> None:
-    """The invitations' messages, written to the outbox in one INSERT (urgent: they go out ahead
-    of the rest)."""
-    outbox.notify_many(
-        [
-            _invitation(_Invited(aid, c.user_id, c.distance_m, task.ends_at), task)
-            for aid, c in zip(ids, chosen, strict=True)
-        ],
-        urgent=outbox.is_urgent("task.invitation"),
+# -- one ring elsewhere (SQLite): in the Session's transaction -------------------------------------
+
+
+@functools.cache
+def _claim_statement() -> Any:
+    """Built once (building it and its cache key cost more than running it)."""
+    return _claim_update().returning(*_RING_TASK).execution_options(synchronize_session=False)
+
+
+@functools.cache
+def _insert_invitations() -> Any:
+    return insert(_ASSIGNMENTS).returning(_ASSIGNMENTS.c.id, sort_by_parameter_order=True)
+
+
+@functools.cache
+def _insert_ring() -> Any:
+    return insert(_RINGS).returning(_RINGS.c.id)
+
+
+def _advance_portable(task_id: int, after_ring: int, radii: Sequence[int], now: datetime) -> int | None:
+    """Send the ring after ``after_ring`` in the Session's transaction (see :func:`advance`): how
+    many were invited, None when no ring was sent. The compare-and-set first (the task's row
+    locked until the commit), then the search, the ranking, the ring's row, the invitations and
+    their messages; the jobs are enqueued after the commit."""
+    rings = len(radii)
+    task = None
+    if after_ring < rings:
+        task = db.session.execute(_claim_statement(), _claim_values(task_id, after_ring, rings, now)).first()
+    if task is None:
+        _stop_waiting(db.session.execute, task_id, after_ring, rings, now)
+        db.session.commit()
+        return None
+    ring = _plan(task, after_ring, radii, now)
+    # The ring being sent is the first when no invitation can exist yet (see _ring_task_pg).
+    invited_before = (
+        set(db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task_id)))
+        if ring.ring_no > 1
+        else set()
     )
-
-
-def _send_ring(task: RingTask, radii: Sequence[int], now: datetime) -> list[Candidate]:
-    """Send the ring just claimed (``task.dispatch_ring``) and commit (see :func:`advance`); the
-    volunteers it invited."""
-    cfg = config()
-    ring_no = task.dispatch_ring
-    radius = radii[ring_no - 1]
-    open_slots = task.slots - task.filled
-    want = min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
-    found, chosen = _find_candidates(task, radius, want)
-    next_at = task.dispatch_next_at
-    ring = {
-        "task_id": task.id,
-        "ring_no": ring_no,
-        "radius_m": radius,
-        "found": found,
-        "invited": len(chosen),
-        "slots_open": open_slots,
-        "next_at": next_at,
-        "created_at": now,
-    }
-    ids = _record_ring(task, ring, chosen, now)
+    found, fresh = _search(ring, invited_before)
+    chosen = rank(task, fresh)[: ring.want]
+    ring_id = db.session.execute(_insert_ring(), _ring_row(ring, found, len(chosen))).scalar_one()
     if chosen:
-        _notify_chosen(task, chosen, ids)
-    if next_at is not None and chosen:
-        task_service.enqueue_dispatch(task.id, ring_no, at=next_at)
-    task_id = task.id  # the commit expires the task: no reload just for the log line
+        constants = _invitation_constants(ring)
+        rows = [
+            {
+                **constants,
+                "volunteer_id": c.volunteer_id,
+                "user_id": c.user_id,
+                "ring_id": ring_id,
+                "distance_m": c.distance_m,
+            }
+            for c in chosen
+        ]
+        ids = list(db.session.execute(_insert_invitations(), rows).scalars())
+        outbox.notify_many(_messages(ring, chosen, ids), urgent=outbox.is_urgent("task.invitation"))
+        if ring.next_at is not None:
+            task_service.enqueue_dispatch(task_id, ring.ring_no, at=ring.next_at)
     db.session.commit()
-    log.info(
-        "dispatch ring sent",
-        extra={"task_id": task_id, "ring": ring_no, "radius_m": radius, "invited": len(chosen)},
-    )
-    return chosen
+    return _sent(ring, len(chosen))
 
 
 def advance(task_id: int, after_ring: int) -> int:
     """Send the ring after ``after_ring`` if the task still needs volunteers; returns how many
     were invited. Harmless to run twice.
 
-    One ring, in one transaction: advance the task's ring number with a compare-and-set that also
-    reads the task and checks the dispatch still needs volunteers (another run that sent this ring
-    wins and this one stops); search the on-duty index within the ring's radius, drop those
-    already invited to the task, rank the rest and keep the best ``open slots ×
-    DISPATCH_INVITES_PER_SLOT`` (at most DISPATCH_MAX_INVITES_PER_RING); record the ring; invite
-    the chosen; schedule the next ring DISPATCH_RING_TIMEOUT_SECONDS later unless this was the
-    last. A ring that finds nobody new widens at once to the next.
+    One ring, atomically: advance the task's ring number with a compare-and-set that also checks
+    the dispatch still needs volunteers (another run that sent this ring wins and this one
+    stops); search the on-duty index within the ring's radius, drop those already invited to the
+    task, rank the rest and keep the best ``open slots × DISPATCH_INVITES_PER_SLOT`` (at most
+    DISPATCH_MAX_INVITES_PER_RING); record the ring; invite the chosen; schedule the next ring
+    DISPATCH_RING_TIMEOUT_SECONDS later unless this was the last. A ring that finds nobody new
+    widens at once to the next. On PostgreSQL the writes are one statement after the reads
+    (:func:`_advance_pg`); elsewhere one transaction (:func:`_advance_portable`).
     """
     radii = ring_radii()
+    send = _advance_pg if is_postgresql(db.session()) else _advance_portable
     invited_total = 0
     while True:
-        now = utcnow()
-        task = _claim(task_id, after_ring, len(radii), now)
-        if task is None:
+        invited = send(task_id, after_ring, radii, utcnow())
+        if invited is None:
             return invited_total
-        chosen = _send_ring(task, radii, now)
-        invited_total += len(chosen)
-        if chosen or after_ring + 1 == len(radii):
+        invited_total += invited
+        if invited or after_ring + 1 == len(radii):
             return invited_total
         after_ring += 1  # nobody new within this radius: widen now
 

@@ -581,5 +581,9 @@ def item_json(row: Row) -> str:
 def nearest(
     lat: float, lng: float, radius_m: float, limit: int, categories: Sequence[str] | None = None
 ) -> list[tuple[int, float]]:
-    """``[(volunteer_id, distance_m), ...]`` of fresh on-duty volunteers, nearest first."""
-    return [(h.volunteer_id, h.distance_m) for h in search(lat, lng, radius_m, limit, categories=categories)]
+    """``[(volunteer_id, distance_m), ...]`` of fresh on-duty volunteers, nearest first (as
+    :func:`search` has them, without building its hits)."""
+    return [
+        (member, round(dist, 1))
+        for member, dist, *_ in search_rows(lat, lng, radius_m, limit, categories=categories)
+    ]

@@ -149,9 +149,18 @@ def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int
     """
     if not rows:
         return []
+    session = db.session()
+    ids = insert_many_ignore_returning(session, Notification, rows_of(rows, urgent=urgent))
+    register_for_delivery(session, ids, urgent=urgent)
+    return ids
+
+
+def rows_of(messages: list[dict[str, Any]], *, urgent: bool = False) -> list[dict[str, Any]]:
+    """The outbox rows of many messages (each dict holds ``notify``'s arguments), for a caller that
+    inserts them itself and then has them delivered (:func:`delivery_specs`)."""
     now = utcnow()
     sweep_after = _sweep_after(now, urgent)
-    values = [
+    return [
         _row(
             r["user_id"],
             r["kind"],
@@ -163,12 +172,8 @@ def notify_many(rows: list[dict[str, Any]], *, urgent: bool = False) -> list[int
             now=now,
             sweep_after=sweep_after,
         )
-        for r in rows
+        for r in messages
     ]
-    session = db.session()
-    ids = insert_many_ignore_returning(session, Notification, values)
-    register_for_delivery(session, ids, urgent=urgent)
-    return ids
 
 
 def is_urgent(kind: str) -> bool:

@@ -192,7 +192,13 @@ def _jurisdiction_for(principal: Principal, jurisdiction_id: int) -> Jurisdictio
 
 
 def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False) -> None:
-    """After the commit: send the ring after ``after_ring`` now (``at`` None) or at ``at``.
+    """After the commit: send the ring after ``after_ring`` now (``at`` None) or at ``at``
+    (:func:`dispatch_job`)."""
+    jobs.enqueue_after_commit(db.session(), dispatch_job(task_id, after_ring, at=at, resume=resume))
+
+
+def dispatch_job(task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False) -> JobSpec:
+    """The job that sends the ring after ``after_ring``, now (``at`` None) or at ``at``.
 
     The job id is deterministic per ring, so a ring is scheduled once; a resumed dispatch (a slot
     freed after the task was full) gets an id of its own, since the ring's earlier job may still
@@ -201,17 +207,14 @@ def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resu
     job_id = f"task-dispatch-{task_id}-{after_ring + 1}"
     if resume:
         job_id += f"-resume-{int(utcnow().timestamp() * 1000)}"
-    jobs.enqueue_after_commit(
-        db.session(),
-        JobSpec(
-            queue=jobs.DISPATCH,
-            func="workers.tasks.advance_dispatch",
-            args=(task_id, after_ring),
-            job_id=job_id,
-            timeout=60,
-            retry=Retry(max=3, interval=[5, 15, 30]),
-            at=at,
-        ),
+    return JobSpec(
+        queue=jobs.DISPATCH,
+        func="workers.tasks.advance_dispatch",
+        args=(task_id, after_ring),
+        job_id=job_id,
+        timeout=60,
+        retry=Retry(max=3, interval=[5, 15, 30]),
+        at=at,
     )
 
 
