@@ -17,14 +17,15 @@ later, the next ring goes out: an RQ job scheduled for that time, with a periodi
 The ring number is advanced with a compare-and-set, so a job and the sweep never send the same
 ring twice.
 
-On PostgreSQL a ring is four round trips to the database and two to Redis (:func:`_advance_pg`):
+On PostgreSQL a ring is three round trips to the database and two to Redis (:func:`_advance_pg`):
 on one connection in autocommit, read the task (with whom it already has); search the GEO index;
 read the candidates' no-show facts while drawing the ring's and the invitations' ids from their
 sequences; then one statement that is its own transaction (no BEGIN, no COMMIT round trip)
 advances the ring number with the compare-and-set and, only if that won, writes the
 invitations, the ring's row and the invitations' messages; then one Redis pipeline enqueues the
 messages' delivery and the next ring. A run that loses the compare-and-set between its reads and
-its write writes nothing. (The connection's pre-ping is the fourth database round trip.)
+its write writes nothing. (A connection that sat idle in the pool is pinged first, one more
+round trip: :mod:`yijing.connection_check`.)
 Elsewhere (SQLite) the ring is one transaction in the Session (:func:`_advance_portable`).
 
 That statement commits with ``synchronous_commit`` off (for its own transaction only): it does
