@@ -216,15 +216,17 @@ def test_cancelling_tells_every_volunteer_why(app, client, tasks, desk, voluntee
 
 
 def test_board_filters_and_counts(client, tasks, desk, staff, tree, volunteers):
-    tomorrow = _now() + timedelta(days=1)
+    # Two days on, not tomorrow: from 22:00 in Shanghai the other tasks (now until two hours on)
+    # reach into tomorrow and the day filter rightly lists them too.
+    later = _now() + timedelta(days=2)
     patrol = tasks.create(desk, slots=2)
     guard = tasks.create(
         desk,
         kind="campus_guard",
         title="友谊小学护校安园",
         jurisdiction_id=tree["150203-01-02"],
-        starts_at=tomorrow,
-        ends_at=tomorrow + timedelta(hours=1),
+        starts_at=later,
+        ends_at=later + timedelta(hours=1),
     )
     draft = tasks.create(desk, publish=False, title="草稿任务")
     city = staff("desk-city", "desk", "150200")
@@ -249,8 +251,8 @@ def test_board_filters_and_counts(client, tasks, desk, staff, tree, volunteers):
     assert [t["id"] for t in board(status="draft")["items"]] == [draft["id"]]
     assert [t["id"] for t in board(kind="campus_guard")["items"]] == [guard["id"]]
     assert [t["id"] for t in board(jurisdiction_id=tree["150203-01-02"])["items"]] == [guard["id"]]
-    local_tomorrow = tomorrow.astimezone(SHANGHAI).date().isoformat()
-    assert [t["id"] for t in board(day=local_tomorrow)["items"]] == [guard["id"]]
+    local_day = later.astimezone(SHANGHAI).date().isoformat()
+    assert [t["id"] for t in board(day=local_day)["items"]] == [guard["id"]]
     row = next(t for t in board()["items"] if t["id"] == patrol["id"])
     assert row["filled"] == 2 and row["remaining"] == 0
     assert (
