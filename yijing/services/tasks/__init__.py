@@ -3,9 +3,9 @@ draft, publish, cancel), recurring series, closing tasks after their window, rem
 volunteer's side (open tasks, taking a place, declining, withdrawing), and the views of the
 board and of a volunteer's service.
 
-State machines (every change goes through :func:`move_task` / :func:`move_assignment`, a
-conditional UPDATE on the expected status, so two requests or jobs racing on the same row cannot
-both win)::
+State machines (every change goes through :func:`move_task` / :func:`move_assignment` (or
+``common.moved_assignment``, the same by id, returning the row), a conditional UPDATE on the
+expected status, so two requests or jobs racing on the same row cannot both win)::
 
     task        draft → published → in_progress → completed | unserved
                 draft | published | in_progress → cancelled

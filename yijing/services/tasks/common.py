@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app
 from rq import Retry
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 
 from yijing import jobs, policies
 from yijing.config import Config
@@ -145,15 +145,30 @@ def move_assignment(
     """Move ``assignment`` to ``to`` if its status is still one of ``expect`` (default: its
     current status). False, with ``assignment`` refreshed, when another change won."""
     expected = _check_flow(ASSIGNMENT_STATES, expect or [assignment.status], to)
-    result = db.session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment.id, Assignment.status.in_(expected))
-        .values(status=to, updated_at=utcnow(), **values)
-    )
+    result = db.session.execute(_assignment_move(assignment.id, expected, to, values))
     if result.rowcount == 1:
         return True
     db.session.refresh(assignment)
     return False
+
+
+def moved_assignment(
+    assignment_id: int, to: AssignmentStatus, *, expect: Iterable[str], **values: Any
+) -> Assignment | None:
+    """Like :func:`move_assignment` for an assignment known by its id and status (not loaded):
+    the row as written (``UPDATE … RETURNING``, loaded into the session), or None when another
+    change won."""
+    expected = _check_flow(ASSIGNMENT_STATES, expect, to)
+    statement = _assignment_move(assignment_id, expected, to, values).returning(Assignment)
+    return db.session.scalars(statement).first()
+
+
+def _assignment_move(assignment_id: int, expected: list[str], to: str, values: dict[str, Any]) -> Update:
+    return (
+        update(Assignment)
+        .where(Assignment.id == assignment_id, Assignment.status.in_(expected))
+        .values(status=to, updated_at=utcnow(), **values)
+    )
 
 
 # -- look-ups -----------------------------------------------------------------------------------

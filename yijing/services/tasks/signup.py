@@ -61,7 +61,6 @@ from yijing.models.volunteer import CATEGORY_LABELS, SKILL_LABELS
 from yijing.pagination import Page, bad_cursor, decode_cursor, encode_cursor
 from yijing.services import jurisdictions, outbox, task_index
 from yijing.services.tasks.common import (
-    ASSIGNMENT_STATES,
     ASSIGNMENT_STATUS_LABELS,
     LIVE,
     A,
@@ -70,6 +69,7 @@ from yijing.services.tasks.common import (
     get_task,
     local_text,
     move_assignment,
+    moved_assignment,
     my_volunteer,
     notification_data,
     task_page,
@@ -797,16 +797,10 @@ def _accept_place(place: _SeenPlace, now: datetime) -> Assignment | None:
     """Move the place the rules saw (an invitation, or an open task's place given up) to accepted if
     its status is still the one they saw: the place as written, loaded by the same UPDATE …
     RETURNING; None when another change got there first."""
-    ASSIGNMENT_STATES.require(place.status, A.ACCEPTED)
     values: dict[str, Any] = {"accepted_at": now, "cancelled_at": None, "cancelled_by": None}
     if place.status == A.INVITED:
         values["responded_at"] = now
-    return db.session.scalars(
-        update(Assignment)
-        .where(Assignment.id == place.id, Assignment.status == place.status)
-        .values(status=A.ACCEPTED, updated_at=now, **values)
-        .returning(Assignment)
-    ).first()
+    return moved_assignment(place.id, A.ACCEPTED, expect=[place.status], **values)
 
 
 def accept(user_id: int, task_id: int, *, lat: float | None, lng: float | None) -> Assignment:
