@@ -14,12 +14,13 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app
-from flask_migrate import upgrade
-from sqlalchemy import Connection, inspect, text
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import Connection, inspect, select, text
 
 from tests.fixtures.environment import PG_SERVER_URL, PG_TEST_DATABASE, TEST_DB, make_config
 from yijing import create_app
 from yijing.extensions import db
+from yijing.models import DailyHistogram
 
 
 def test_single_head(app_ctx):
@@ -106,7 +107,7 @@ def old_volunteer_days_index(conn: Connection) -> None:
 
 
 # Today's head: the last file of the chain.
-HEAD = "0015"
+HEAD = "0016"
 
 # Every state a head of main has left a database in (`git log --first-parent main -- migrations/versions`),
 # built with today's files: which revision of today's chain has the same schema, what else differed,
@@ -127,6 +128,7 @@ EARLIER_HEADS: dict[str, tuple[str, Callable[[Connection], None] | None, tuple[s
     "9ea4d2f two heads, 0011 and personal information 0013": ("0012", None, ("0011", "0013")),
     "e7ff93d personal information rights, staff passwords": ("0013", None, ("0013",)),
     "f9777f4 the reports' covering indexes": ("0014", None, ("0014",)),
+    "ca7f240 active counts": ("0015", None, ("0015",)),
 }
 
 
@@ -177,3 +179,52 @@ def test_every_earlier_head_upgrades_to_the_schema_of_an_empty_database(fresh_ap
                 versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
                 assert versions == [HEAD], state
                 assert schema(conn) == expected, state
+
+
+def test_0016_moves_the_histograms_out_of_daily_stats_and_back(fresh_app):
+    """Rolled-up histograms become one row per node, day and histogram (values ascending), the
+    other figures stay; the downgrade gives the per-value rows back as they were."""
+    rows = [
+        (7, "2026-11-02", "resp_accept_s", "100", 3),
+        (7, "2026-11-02", "resp_accept_s", "30", 2),
+        (7, "2026-11-02", "resp_accept_s", "5", 1),
+        (7, "2026-11-03", "clue_answer_min", "12", 4),
+        (8, "2026-11-02", "resp_checkin_s", "600", 1),
+        (7, "2026-11-02", "task_published", "patrol", 9),
+    ]
+    insert = text(
+        "INSERT INTO daily_stats (jurisdiction_id, day, metric, dimension, value) "
+        "VALUES (:j, :d, :m, :dim, :v)"
+    )
+    read = text(
+        "SELECT jurisdiction_id, CAST(day AS VARCHAR), metric, dimension, value FROM daily_stats "
+        "ORDER BY jurisdiction_id, day, metric, dimension"
+    )
+    with fresh_app().app_context():
+        upgrade(revision="0015")
+        with db.engine.begin() as conn:
+            conn.execute(insert, [dict(zip(("j", "d", "m", "dim", "v"), row, strict=True)) for row in rows])
+            before = conn.execute(read).all()
+        upgrade(revision="0016")
+        with db.engine.connect() as conn:
+            assert conn.execute(read).all() == [(7, "2026-11-02", "task_published", "patrol", 9)]
+            moved = {
+                (jid, str(day), metric): (list(bins), list(counts))
+                for jid, day, metric, bins, counts in conn.execute(
+                    select(
+                        DailyHistogram.jurisdiction_id,
+                        DailyHistogram.day,
+                        DailyHistogram.metric,
+                        DailyHistogram.bins,
+                        DailyHistogram.counts,
+                    )
+                )
+            }
+        assert moved == {
+            (7, "2026-11-02", "resp_accept_s"): ([5, 30, 100], [1, 2, 3]),
+            (7, "2026-11-03", "clue_answer_min"): ([12], [4]),
+            (8, "2026-11-02", "resp_checkin_s"): ([600], [1]),
+        }
+        downgrade(revision="0015")
+        with db.engine.connect() as conn:
+            assert conn.execute(read).all() == before

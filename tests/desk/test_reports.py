@@ -1184,3 +1184,34 @@ def test_a_communitys_summary_breaks_down_by_its_grids(client, app, tree, staff,
     assert child["service"]["published"] > 0 and child["clues"]["reported"] > 0
     assert 0 < child["volunteers"]["active"] < body["volunteers"]["active"]
     assert 0 < sum(child["volunteers"]["by_status"].values()) < sum(body["volunteers"]["by_status"].values())
+
+
+def test_the_check_finds_a_changed_histogram_and_a_rebuild_mends_it(app, tree, dataset):
+    from sqlalchemy import update
+
+    from yijing.extensions import db
+    from yijing.models import DailyHistogram
+    from yijing.services import rollups
+    from yijing.services.rollups import local_today
+
+    with app.app_context():
+        rollups.rebuild(local_today() - timedelta(days=29), local_today())
+        row = db.session.scalars(select(DailyHistogram).order_by(DailyHistogram.day.desc())).first()
+        assert row is not None, "the generated month has answered clues and nearby dispatches"
+        day, key = row.day, (row.jurisdiction_id, row.day, row.metric)
+        assert list(row.bins) == sorted(set(row.bins)) and all(count > 0 for count in row.counts)
+        assert rollups.differing_days(day, day) == []
+        db.session.execute(
+            update(DailyHistogram)
+            .where(
+                DailyHistogram.jurisdiction_id == key[0],
+                DailyHistogram.day == key[1],
+                DailyHistogram.metric == key[2],
+            )
+            .values(counts=[count + 1 for count in row.counts])
+        )
+        db.session.commit()
+        assert rollups.differing_days(day - timedelta(days=1), day) == [day]
+        rollups.rebuild_day(day)
+        assert rollups.differing_days(day, day) == []
+        db.session.remove()

@@ -28,7 +28,15 @@ from yijing.models.media import Media, MediaPurpose
 from yijing.models.message import Message, MessageReply, MessageStatus
 from yijing.models.notification import Notification, NotificationStatus, SealedEnvelope
 from yijing.models.points import PointsEntry
-from yijing.models.report import ActiveCount, DailyStat, ExportKind, ExportStatus, ReportExport, VolunteerDay
+from yijing.models.report import (
+    ActiveCount,
+    DailyHistogram,
+    DailyStat,
+    ExportKind,
+    ExportStatus,
+    ReportExport,
+    VolunteerDay,
+)
 from yijing.models.subscription import ConsentAnswer, SubscriptionConsent
 from yijing.models.task import (
     Assignment,
@@ -76,6 +84,7 @@ __all__ = [
     "ConsentAnswer",
     "CorrectionStatus",
     "CounterFlush",
+    "DailyHistogram",
     "DailyStat",
     "DispatchMode",
     "DispatchRing",

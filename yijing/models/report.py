@@ -2,10 +2,13 @@
 
 * :class:`DailyStat` — one figure of one jurisdiction node's whole subtree (the node's own rows
   and all its descendants') on one local (Asia/Shanghai) day: ``metric`` (e.g. ``task_published``)
-  and an optional ``dimension`` (task kind, volunteer category, clue category or status, or the
-  value of a histogram in whole minutes or seconds; ``""`` when none). Figures for a jurisdiction
-  and a period are sums over that node's rows for the days: never a scan of the raw tables, nor
-  of the subtree, per request.
+  and an optional ``dimension`` (task kind, volunteer category, clue category or status; ``""``
+  when none). Figures for a jurisdiction and a period are sums over that node's rows for the
+  days: never a scan of the raw tables, nor of the subtree, per request.
+* :class:`DailyHistogram` — one histogram of one node's whole subtree on one day (the time to a
+  clue's first answer in minutes, from a nearby dispatch's first ring to its first acceptance or
+  check-in in seconds): the distinct values ascending and how many had each, in one row, so a
+  period's medians and percentiles read one row per node, day and histogram.
 * :class:`VolunteerDay` — one volunteer's completed service on one day (count and minutes), keyed
   to the volunteer's community: distinct active volunteers, retention and the hours leaderboard
   over any period come from it.
@@ -25,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from yijing.extensions import db
@@ -44,6 +48,23 @@ class DailyStat(db.Model):
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     dimension: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# A list of integers: an array on PostgreSQL (read as a list, no JSON to parse), JSON elsewhere.
+IntList = JSON().with_variant(ARRAY(Integer), "postgresql")
+
+
+class DailyHistogram(db.Model):
+    __tablename__ = "daily_histograms"
+    # A day's rows are replaced whole by the rollup (the primary key serves the reports' reads).
+    __table_args__ = (Index("ix_daily_histograms_day", "day"),)
+
+    jurisdiction_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The distinct values (whole minutes or seconds), ascending, and how many had each.
+    bins: Mapped[list[int]] = mapped_column(IntList)
+    counts: Mapped[list[int]] = mapped_column(IntList)
 
 
 class VolunteerDay(db.Model):

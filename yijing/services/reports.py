@@ -13,8 +13,9 @@ community's grids.
 The summary is cached per node and period until the rollups change, as the JSON the endpoint
 answers (:func:`summary_json`): a hit is one Redis round trip, with the node's path stored beside
 the answer so that the permission is checked against the token's grants without a query. The
-histograms' medians and percentiles are computed in the database (:func:`_stat_quantiles`), and
-the rollup rows and the volunteers' counts are read by index-only scans (migration 0014).
+histograms' medians and percentiles are selected from the period's daily histograms without adding
+them up (:func:`_quantiles`), and the rollup rows and the volunteers' counts are read by
+index-only scans (migration 0014).
 
 What each figure counts, and on which day, is documented on the response schemas in
 ``desk/reports.py`` (the OpenAPI document) and in the README; in short, every figure counts an event
@@ -29,20 +30,19 @@ import logging
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from itertools import accumulate
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 from sqlalchemy import (
     ColumnElement,
-    Float,
     Integer,
     Select,
     and_,
     case,
-    cast,
     func,
     literal,
     select,
@@ -54,6 +54,7 @@ from yijing.errors import InvalidInput, NotFound
 from yijing.extensions import db, redis_client, redis_key
 from yijing.models import (
     ActiveCount,
+    DailyHistogram,
     DailyStat,
     Jurisdiction,
     JurisdictionLevel,
@@ -68,7 +69,7 @@ from yijing.policies import Permission, Principal
 from yijing.replica import reads_from_replica
 from yijing.services import auth as auth_service
 from yijing.services import jurisdictions, rollups
-from yijing.services.rollups import day_bounds, local_today
+from yijing.services.rollups import HISTOGRAMS, day_bounds, local_today
 from yijing.sql import work_mem
 
 T = TypeVar("T")
@@ -260,10 +261,6 @@ def _in_node(node: Jurisdiction) -> ColumnElement[bool]:
 Sums = dict[str, dict[str, int]]
 
 
-# Histograms: the dimension is a value in whole minutes or seconds, the value how many had it.
-HISTOGRAMS = ("clue_answer_min", "resp_accept_s", "resp_checkin_s")
-
-
 @dataclass(frozen=True, slots=True)
 class _Quantiles:
     """A histogram's count, median (as :func:`statistics.median`) and nearest-rank 90th percentile."""
@@ -272,17 +269,54 @@ class _Quantiles:
     median: float | None = None
     p90: float | None = None
 
-    @classmethod
-    def of(cls, counts: dict[str, int]) -> _Quantiles:
-        """From the histogram itself ({value: how many})."""
-        return cls(
-            sum(counts.values()), _median_from_histogram(counts), _percentile_from_histogram(counts, 0.9)
-        )
+
+# A day's histogram as stored: its distinct values ascending, and how many had each.
+Histogram = tuple[Sequence[int], Sequence[int]]
+
+
+def _quantiles(histograms: Sequence[Histogram]) -> _Quantiles:
+    """The count, median and 90th percentile of the values of several histograms together (a
+    period's days), without adding them up.
+
+    A city's 30 days of response times hold tens of thousands of (value, count) pairs, and adding
+    them up value by value, in the database or here, cost more than the rest of the dashboard.
+    What a quantile needs is the smallest value with at least *k* values at or below it; how many
+    lie at or below a value is one bisection of each day's values (with its running counts), so a
+    binary search over the values finds it in a few hundred bisections. The median is that of
+    :func:`statistics.median` (the mean of the two middle values for an even count), the 90th
+    percentile the nearest rank.
+    """
+    days = [(values, list(accumulate(counts))) for values, counts in histograms if values]
+    total = sum(running[-1] for _, running in days)
+    if not total:
+        return _Quantiles()
+
+    def at_most(value: int) -> int:
+        return sum(running[i - 1] for values, running in days if (i := bisect.bisect_right(values, value)))
+
+    def nth(rank: int) -> int:
+        """The rank-th smallest value (1-based)."""
+        low, high = min(values[0] for values, _ in days), max(values[-1] for values, _ in days)
+        while low < high:
+            middle = (low + high) // 2
+            if at_most(middle) >= rank:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    half = total // 2
+    if total % 2:
+        median = float(nth(half + 1))
+    else:
+        below = nth(half)
+        median = float(below) if at_most(below) > half else (below + nth(half + 1)) / 2
+    return _Quantiles(total, median, float(nth(max(1, math.ceil(0.9 * total)))))
 
 
 def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sums]:
-    """{child id: {metric: {dimension: sum}}} but the histograms; None holds the node's. Rows are
-    subtree totals, so this reads the rows of the node and its children only, whatever the level."""
+    """{child id: {metric: {dimension: sum}}}; None holds the node's. Rows are subtree totals, so
+    this reads the rows of the node and its children only, whatever the level."""
     ids = [groups.node.id, *(child.id for child in groups.children)]
     rows = db.session.execute(
         select(DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension, func.sum(DailyStat.value))
@@ -290,7 +324,6 @@ def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sum
             DailyStat.jurisdiction_id.in_(ids),
             DailyStat.day >= first,
             DailyStat.day <= last,
-            DailyStat.metric.not_in(HISTOGRAMS),
         )
         .group_by(DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension)
     )
@@ -302,63 +335,23 @@ def _stat_sums(groups: _Groups, first: date, last: date) -> dict[int | None, Sum
 
 
 def _stat_quantiles(groups: _Groups, first: date, last: date) -> dict[int | None, dict[str, _Quantiles]]:
-    """{child id: {histogram metric: its quantiles over the period}}; None holds the node's.
-
-    Computed in the database from the histograms summed over the period (a city's hold thousands
-    of distinct values): the running count in value order gives the median's two middle values
-    (the smallest values whose running count reaches half the count, and passes it) and the 90th
-    percentile (the smallest whose running count reaches 0.9 × the count, multiplied in floating
-    point as :func:`_percentile_from_histogram` does), so only a few numbers per node come back.
-    """
+    """{child id: {histogram metric: its quantiles over the period}}; None holds the node's. One
+    read of the period's histograms of the node and its children (subtree totals, as the sums)."""
     ids = [groups.node.id, *(child.id for child in groups.children)]
-    value = cast(DailyStat.dimension, Integer)
-    # Integers throughout (the metric's position in HISTOGRAMS, counts as int): sorting on the
-    # metric's name and summing numerics cost more than the rest of the query.
-    code = case(*((DailyStat.metric == name, index) for index, name in enumerate(HISTOGRAMS)))
-    hist = (
+    days: dict[tuple[int, str], list[Histogram]] = defaultdict(list)
+    for jid, metric, values, counts in db.session.execute(
         select(
-            DailyStat.jurisdiction_id.label("jid"),
-            code.label("metric"),
-            value.label("v"),
-            cast(func.sum(DailyStat.value), Integer).label("n"),
+            DailyHistogram.jurisdiction_id, DailyHistogram.metric, DailyHistogram.bins, DailyHistogram.counts
+        ).where(
+            DailyHistogram.jurisdiction_id.in_(ids),
+            DailyHistogram.day >= first,
+            DailyHistogram.day <= last,
         )
-        .where(
-            DailyStat.jurisdiction_id.in_(ids),
-            DailyStat.day >= first,
-            DailyStat.day <= last,
-            DailyStat.metric.in_(HISTOGRAMS),
-        )
-        .group_by(DailyStat.jurisdiction_id, code, value)
-        .subquery()
-    )
-    part = (hist.c.jid, hist.c.metric)
-    running = (
-        select(
-            hist.c.jid,
-            hist.c.metric,
-            hist.c.v,
-            func.sum(hist.c.n).over(partition_by=part, order_by=hist.c.v, rows=(None, 0)).label("upto"),
-            func.sum(hist.c.n).over(partition_by=part).label("total"),
-        )
-        .where(hist.c.n > 0)
-        .subquery()
-    )
-    r = running.c
-    quantiles: dict[int | None, dict[str, _Quantiles]] = {gid: {} for gid in groups.ids()}
-    for jid, metric, total, low, high, p90 in db.session.execute(
-        select(
-            r.jid,
-            r.metric,
-            func.max(r.total),
-            func.min(case((2 * r.upto >= r.total, r.v))),
-            func.min(case((2 * r.upto > r.total, r.v))),
-            func.min(case((r.upto >= cast(r.total, Float) * literal(0.9, Float), r.v))),
-        ).group_by(r.jid, r.metric)
     ):
-        median = (int(low) + int(high)) / 2
-        quantiles[None if jid == groups.node.id else jid][HISTOGRAMS[metric]] = _Quantiles(
-            int(total), median, float(p90)
-        )
+        days[(jid, metric)].append((values, counts))
+    quantiles: dict[int | None, dict[str, _Quantiles]] = {gid: {} for gid in groups.ids()}
+    for (jid, metric), histograms in days.items():
+        quantiles[None if jid == groups.node.id else jid][metric] = _quantiles(histograms)
     return quantiles
 
 
@@ -372,26 +365,6 @@ def _total(sums: Sums, metric: str) -> int:
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def _median_from_histogram(counts: dict[str, int]) -> float | None:
-    """The median (as :func:`statistics.median`) of values given as {value: how many}."""
-    pairs = sorted((int(value), count) for value, count in counts.items() if count > 0)
-    total = sum(count for _, count in pairs)
-    if not total:
-        return None
-
-    def nth(index: int) -> int:
-        seen = 0
-        for value, count in pairs:
-            seen += count
-            if index < seen:
-                return value
-        raise IndexError(index)
-
-    if total % 2:
-        return float(nth(total // 2))
-    return (nth(total // 2 - 1) + nth(total // 2)) / 2
 
 
 def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tuple[int, int, int]]:
@@ -426,20 +399,6 @@ def _activity(groups: _Groups, first: date, last: date) -> dict[int | None, tupl
     ):
         result[None if jid == groups.node.id else jid] = (int(active), int(previous), int(both))
     return result
-
-
-def _percentile_from_histogram(counts: dict[str, int], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..1) of values given as {value: how many}."""
-    pairs = sorted((int(value), count) for value, count in counts.items() if count > 0)
-    total = sum(count for _, count in pairs)
-    if not total:
-        return None
-    rank, seen = max(1, math.ceil(q * total)), 0
-    for value, count in pairs:
-        seen += count
-        if seen >= rank:
-            return float(value)
-    raise AssertionError("unreachable")
 
 
 def _response(sums: Sums, quantiles: dict[str, _Quantiles]) -> ResponseFigures:
@@ -836,8 +795,8 @@ class Series:
     points: list[SeriesPoint]
 
 
-def _point(sums: Sums) -> dict[str, Any]:
-    """One series point's figures (keyed by metric name) from its days' sums."""
+def _point(sums: Sums, histograms: dict[str, list[Histogram]]) -> dict[str, Any]:
+    """One series point's figures (keyed by metric name) from its days' sums and histograms."""
     point: dict[str, Any] = {metric: _total(sums, metric) for metric in SERIES_METRICS}
     point["task_ended"] = point["task_completed"] + point["task_unserved"]
     point["completion_rate"] = _rate(point["task_completed"], point["task_ended"])
@@ -845,7 +804,7 @@ def _point(sums: Sums) -> dict[str, Any]:
     point["no_show_rate"] = _rate(point["no_shows"], point["checkins"] + point["no_shows"])
     point["service_hours"] = round(point["service_minutes"] / 60, 1)
     point["valid_share"] = _rate(point["clue_valid"], point["clue_judged"])
-    quantiles = {metric: _Quantiles.of(_by(sums, metric)) for metric in HISTOGRAMS}
+    quantiles = {metric: _quantiles(histograms.get(metric, [])) for metric in HISTOGRAMS}
     point["clues_answered"] = quantiles["clue_answer_min"].count
     point["answer_median_minutes"] = quantiles["clue_answer_min"].median
     point.update(asdict(_response(sums, quantiles)))
@@ -924,6 +883,18 @@ def series_points(node: Jurisdiction, first: date, last: date, granularity: str)
     ):
         if value:
             buckets[as_date(bucket)][metric][dim] = int(value)
+    histogram_bucket = bucket_of(DailyHistogram.day)
+    histograms: dict[date, dict[str, list[Histogram]]] = {
+        span_first: defaultdict(list) for span_first, _ in spans
+    }
+    for bucket, metric, values, counts in db.session.execute(
+        select(histogram_bucket, DailyHistogram.metric, DailyHistogram.bins, DailyHistogram.counts).where(
+            DailyHistogram.jurisdiction_id == node.id,
+            DailyHistogram.day >= first,
+            DailyHistogram.day <= last,
+        )
+    ):
+        histograms[as_date(bucket)][metric].append((values, counts))
     # Distinct active volunteers per bucket, in one grouped pass.
     active_bucket = bucket_of(VolunteerDay.day)
     active = {
@@ -939,7 +910,10 @@ def series_points(node: Jurisdiction, first: date, last: date, granularity: str)
         SeriesPoint(
             start=span_first.isoformat(),
             end=span_last.isoformat(),
-            figures={**_point(buckets[span_first]), "active_volunteers": active.get(span_first, 0)},
+            figures={
+                **_point(buckets[span_first], histograms[span_first]),
+                "active_volunteers": active.get(span_first, 0),
+            },
         )
         for span_first, span_last in spans
     ]

@@ -21,8 +21,8 @@ an earlier one. What counts on which day, and for which node:
   (resolved with a verdict) and ``clue_valid`` on the day the clue was closed (``closed_at``; a
   closed clue never moves again); the time to the first public answer (the first staff step
   with a note the reporter sees, or the first desk message) on the day of that answer, as a
-  histogram in whole minutes (``clue_answer_min``, dimension = minutes), from which the median
-  over any period is exact to the minute;
+  histogram in whole minutes (``clue_answer_min``), from which the median over any period is
+  exact to the minute;
 * nearby dispatches ended on the day (closed or cancelled): how many (``nearby_dispatched``) and
   histograms in whole seconds from the first ring to the first acceptance (``resp_accept_s``)
   and to the first check-in (``resp_checkin_s``), from which the median and the 90th percentile
@@ -40,6 +40,10 @@ an earlier one. What counts on which day, and for which node:
 
 Each ``daily_stats`` row is the total of its node's whole subtree (the node's own figures and all
 its descendants'), so a figure of any node, a city or a community, reads that node's rows only.
+The histograms (:data:`HISTOGRAMS`) are subtree totals too, one ``daily_histograms`` row per node,
+day and histogram holding its distinct values and their counts: a city's 30 days are a few
+hundred rows rather than a row per value (a city's day of response times holds hundreds of
+distinct seconds).
 
 A day is always recomputed whole: delete its rows and insert the fresh ones in one transaction,
 under a PostgreSQL advisory lock on the day, so overlapping rebuilds of the same day (the
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -74,6 +79,7 @@ from yijing.models import (
     Clue,
     ClueEvent,
     ClueMessage,
+    DailyHistogram,
     DailyStat,
     DispatchMode,
     DispatchRing,
@@ -117,6 +123,9 @@ def _aware(moment: datetime) -> datetime:
     """A UTC time read through an aggregate (``min``) may come back naive on SQLite."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
+
+# Histograms: whole minutes or seconds, counted per value (``daily_histograms``, not ``daily_stats``).
+HISTOGRAMS = ("clue_answer_min", "resp_accept_s", "resp_checkin_s")
 
 # Bumped after every rebuilt day: cached report figures keyed by it are retired at once.
 ROLLUP_VERSION = ("reports", "rollup-version")
@@ -174,9 +183,19 @@ _ONE = literal(1)
 _DONE = Assignment.status == AssignmentStatus.COMPLETED
 
 
-def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict], list[dict]]:
-    """The rows that hold ``day``'s figures: ``daily_stats`` rows, per-volunteer service rows and
-    ``active_counts`` rows.
+@dataclass(frozen=True, slots=True)
+class _DayRows:
+    """The rows that hold one day's figures, one list per rollup table."""
+
+    stats: list[dict]
+    histograms: list[dict]
+    volunteers: list[dict]
+    active: list[dict]
+
+
+def _day_rows(day: date, ancestry: Ancestry) -> _DayRows:
+    """The rows that hold ``day``'s figures: ``daily_stats`` and ``daily_histograms`` rows,
+    per-volunteer service rows and ``active_counts`` rows.
 
     Each figure is counted once, on the day its fact became final (a task's window closed, a clue
     closed, a volunteer first approved, a first answer given), so a past day's rows never change
@@ -191,7 +210,8 @@ def _day_rows(day: date, ancestry: Ancestry) -> tuple[list[dict], list[dict], li
     _answer_figures(figures)
     _dispatch_figures(figures)
     volunteer_rows, active = _volunteer_rows(figures)
-    return _subtree_totals(figures, ancestry), volunteer_rows, _active_rows(day, active, ancestry)
+    stats, histograms = _subtree_totals(figures, ancestry)
+    return _DayRows(stats, histograms, volunteer_rows, _active_rows(day, active, ancestry))
 
 
 def _task_figures(f: _Day) -> None:
@@ -369,16 +389,31 @@ def _seconds(since: datetime, until: datetime) -> int:
     return max(0, int((_aware(until) - _aware(since)).total_seconds()))
 
 
-def _subtree_totals(f: _Day, ancestry: Ancestry) -> list[dict]:
+def _subtree_totals(f: _Day, ancestry: Ancestry) -> tuple[list[dict], list[dict]]:
     """Every figure counts for its node and for each of the node's ancestors: a node's row is the
-    total of its whole subtree, so a figure of any node is read from that node's rows alone."""
+    total of its whole subtree, so a figure of any node is read from that node's rows alone. The
+    ``daily_stats`` rows, then the ``daily_histograms`` rows (a histogram's dimension is its value)."""
     totals: dict[tuple[int, str, str], int] = defaultdict(int)
     for (jid, metric, dim), value in f.stats.items():
         for node_id in ancestry.get(jid, (jid,)):
             totals[(node_id, metric, dim)] += value
-    return [
-        {"jurisdiction_id": jid, "day": f.day, "metric": metric, "dimension": dim, "value": value}
-        for (jid, metric, dim), value in totals.items()
+    stats, histograms = [], defaultdict(list)
+    for (jid, metric, dim), value in totals.items():
+        if metric in HISTOGRAMS:
+            histograms[(jid, metric)].append((int(dim), value))
+        else:
+            stats.append(
+                {"jurisdiction_id": jid, "day": f.day, "metric": metric, "dimension": dim, "value": value}
+            )
+    return stats, [
+        {
+            "jurisdiction_id": jid,
+            "day": f.day,
+            "metric": metric,
+            "bins": [value for value, _ in sorted(pairs)],
+            "counts": [count for _, count in sorted(pairs)],
+        }
+        for (jid, metric), pairs in histograms.items()
     ]
 
 
@@ -453,21 +488,27 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
     The day's lock is taken before the raw rows are read, so of two overlapping rebuilds the
     second reads after the first has committed and replaces its rows whole."""
     _lock_day(day)
-    stat_rows, volunteer_rows, active_rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
-    db.session.execute(delete(DailyStat).where(DailyStat.day == day))
-    db.session.execute(delete(VolunteerDay).where(VolunteerDay.day == day))
-    db.session.execute(delete(ActiveCount).where(ActiveCount.day == day))
-    # Core INSERTs (executemany): no ORM bookkeeping for thousands of rows per day.
-    if stat_rows:
-        db.session.execute(insert(DailyStat.__table__), stat_rows)
-    if volunteer_rows:
-        db.session.execute(insert(VolunteerDay.__table__), volunteer_rows)
-    if active_rows:
-        db.session.execute(insert(ActiveCount.__table__), active_rows)
+    rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
+    written = 0
+    for model, new in _tables_of(rows):
+        db.session.execute(delete(model).where(model.day == day))
+        # Core INSERTs (executemany): no ORM bookkeeping for thousands of rows per day.
+        if new:
+            db.session.execute(insert(model.__table__), new)
+        written += len(new)
     db.session.commit()
     cache.bump(*ROLLUP_VERSION)
     telemetry.mark_rollup_refreshed(redis_client(), settings().redis_prefix)
-    return len(stat_rows) + len(volunteer_rows) + len(active_rows)
+    return written
+
+
+def _tables_of(rows: _DayRows) -> list[tuple[Any, list[dict]]]:
+    return [
+        (DailyStat, rows.stats),
+        (DailyHistogram, rows.histograms),
+        (VolunteerDay, rows.volunteers),
+        (ActiveCount, rows.active),
+    ]
 
 
 def differing_days(first: date, last: date) -> list[date]:
@@ -476,44 +517,27 @@ def differing_days(first: date, last: date) -> list[date]:
     ancestry = _ancestry()
     differ = []
     for day in days(first, last):
-        stat_rows, volunteer_rows, active_rows = _day_rows(day, ancestry)
-        fresh_active = {(r["jurisdiction_id"], r["prev_day"]): r["volunteers"] for r in active_rows}
-        fresh_stats = {(r["jurisdiction_id"], r["metric"], r["dimension"]): r["value"] for r in stat_rows}
-        fresh_days = {
-            r["volunteer_id"]: (r["community_id"], r["completed"], r["service_minutes"])
-            for r in volunteer_rows
-        }
-        stored_stats = {
-            (jid, metric, dim): int(value)
-            for jid, metric, dim, value in db.session.execute(
-                select(
-                    DailyStat.jurisdiction_id, DailyStat.metric, DailyStat.dimension, DailyStat.value
-                ).where(DailyStat.day == day)
-            )
-        }
-        stored_days = {
-            vid: (cid, completed, minutes)
-            for vid, cid, completed, minutes in db.session.execute(
-                select(
-                    VolunteerDay.volunteer_id,
-                    VolunteerDay.community_id,
-                    VolunteerDay.completed,
-                    VolunteerDay.service_minutes,
-                ).where(VolunteerDay.day == day)
-            )
-        }
-        stored_active = {
-            (jid, prev): count
-            for jid, prev, count in db.session.execute(
-                select(ActiveCount.jurisdiction_id, ActiveCount.prev_day, ActiveCount.volunteers).where(
-                    ActiveCount.day == day
-                )
-            )
-        }
+        tables = _tables_of(_day_rows(day, ancestry))
+        stored = [
+            _comparable(model, db.session.execute(_day_of(model, day)).mappings()) for model, _ in tables
+        ]
         db.session.rollback()
-        if fresh_stats != stored_stats or fresh_days != stored_days or fresh_active != stored_active:
+        if any(_comparable(model, fresh) != old for (model, fresh), old in zip(tables, stored, strict=True)):
             differ.append(day)
     return differ
+
+
+def _day_of(model: Any, day: date) -> Any:
+    return select(*model.__table__.columns).where(model.day == day)
+
+
+def _comparable(model: Any, rows: Any) -> list[tuple]:
+    """Rows of a rollup table as sorted tuples of its columns (lists as tuples), to compare."""
+    names = [column.name for column in model.__table__.columns]
+    return sorted(
+        tuple(tuple(value) if isinstance(value, list) else value for value in (row[name] for name in names))
+        for row in rows
+    )
 
 
 def rebuild(
@@ -532,5 +556,7 @@ def rebuild(
         written += rebuild_day(day, ancestry)
         if progress:
             progress(day)
-    (vacuum_analyze if vacuum else analyze)(db.session(), DailyStat, VolunteerDay, ActiveCount)
+    (vacuum_analyze if vacuum else analyze)(
+        db.session(), DailyStat, DailyHistogram, VolunteerDay, ActiveCount
+    )
     return written
