@@ -17,15 +17,21 @@ later, the next ring goes out: an RQ job scheduled for that time, with a periodi
 The ring number is advanced with a compare-and-set, so a job and the sweep never send the same
 ring twice.
 
-On PostgreSQL a ring is three round trips to the database and two to Redis (:func:`_advance_pg`):
-on one connection in autocommit, read the task (with whom it already has); search the GEO index;
-read the candidates' no-show facts while drawing the ring's and the invitations' ids from their
-sequences; then one statement that is its own transaction (no BEGIN, no COMMIT round trip)
-advances the ring number with the compare-and-set and, only if that won, writes the
-invitations, the ring's row and the invitations' messages; then one Redis pipeline enqueues the
-messages' delivery and the next ring. A run that loses the compare-and-set between its reads and
-its write writes nothing. (A connection that sat idle in the pool is pinged first, one more
-round trip: :mod:`yijing.connection_check`.)
+On PostgreSQL a ring is two round trips to the database and two to Redis (:func:`_advance_pg`):
+search the GEO index where the ring's job says the task is (its :class:`~yijing.services.tasks.RingHint`:
+place, categories, slots, how many were on it; publishing and each ring put it in the next
+ring's job); then, on one connection in autocommit, read the task (whether the dispatch still
+looks, with whom it already has) and the candidates' no-show facts in one statement, drawing the
+ring's and the invitations' ids from their sequences; then one statement that is its own
+transaction (no BEGIN, no COMMIT round trip) advances the ring number with the compare-and-set
+and, only if that won, writes the invitations, the ring's row and the invitations' messages; then
+one Redis pipeline enqueues the messages' delivery and the next ring. The row decides, never the
+hint: a task no longer where the hint says (edited since), or a search that stopped at a limit
+short of what the row asks for, is searched again where the row says and read again (a round
+trip each); a job without a hint (enqueued before hints, the sweep's) reads the task first, as
+that fallback does: three statements. A run that loses the compare-and-set between its read and
+its write writes nothing. (A connection that sat idle in the pool is pinged first, one more round
+trip: :mod:`yijing.connection_check`.)
 Elsewhere (SQLite) the ring is one transaction in the Session (:func:`_advance_portable`).
 
 That statement commits with ``synchronous_commit`` off (for its own transaction only): it does
