@@ -185,6 +185,22 @@ def test_one_ring_is_two_statements_and_two_redis_round_trips(
         db.session.remove()
 
 
+def test_the_ids_a_ring_draws_come_from_the_serial_sequences(app):
+    """PostgreSQL: the ring draws ids by the sequences' names (``<table>_id_seq``), which must be
+    those of the tables' ``id`` columns."""
+    from sqlalchemy import text
+
+    from yijing.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("sequences are PostgreSQL's")
+        for table in ("assignments", "dispatch_rings"):
+            found = db.session.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table})
+            assert found in (f"{table}_id_seq", f"public.{table}_id_seq")
+        db.session.remove()
+
+
 def test_a_hint_the_task_no_longer_matches_searches_where_the_row_says(
     app, tasks, volunteers, desk, tree, monkeypatch
 ):
