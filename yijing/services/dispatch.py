@@ -864,7 +864,8 @@ def _advance_portable(
     """Send the ring after ``after_ring`` in the Session's transaction (see :func:`advance`): how
     many were invited, None when no ring was sent. The compare-and-set first (the task's row
     locked until the commit), then the search, the ranking, the ring's row, the invitations and
-    their messages; the jobs are enqueued after the commit."""
+    their messages; the jobs are enqueued after the commit. ``hint`` goes unused: the task is read
+    (by the compare-and-set) before the search."""
     rings = len(radii)
     task = None
     if after_ring < rings:
