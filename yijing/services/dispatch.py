@@ -278,7 +278,7 @@ def no_show_rate(no_shows: int, completed: int) -> float:
 @functools.cache
 def _rank_query() -> Select[Any]:
     """Built once: approved volunteers among ``:ids`` (an IN list) with their past assignments
-    counted (on PostgreSQL :func:`_rank_and_allocate_pg` reads the same)."""
+    counted (on PostgreSQL :func:`_ring_facts_pg` reads the same)."""
     return _volunteer_facts(Volunteer.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -629,7 +629,7 @@ def _ring_facts_pg() -> Select[Any]:
 def _send_ring_pg() -> Any:
     """PostgreSQL: the whole ring in one statement, so in autocommit one transaction with no
     BEGIN or COMMIT round trip: the compare-and-set of the ring number (:func:`_claim_update`),
-    then, only if it won, the invitations (with the ids drawn by :func:`_rank_and_allocate_pg`;
+    then, only if it won, the invitations (with the ids drawn by :func:`_ring_facts_pg`;
     a volunteer already on the task keeps their place), the ring's row (counting the invitations
     made) and the messages of the invitations made. What differs per invitation is one JSON
     parameter (``:chosen``, read by ``json_to_recordset``): the same SQL text for any number of
@@ -875,7 +875,7 @@ def _advance_portable(
         db.session.commit()
         return None
     ring = _plan(task, after_ring, radii, now)
-    # The ring being sent is the first when no invitation can exist yet (see _ring_task_pg).
+    # The ring being sent is the first when no invitation can exist yet (see _ring_facts_pg).
     invited_before = (
         set(db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task_id)))
         if ring.ring_no > 1
