@@ -374,7 +374,6 @@ def _timing(ring_no: int, rings: int, now: datetime) -> tuple[datetime | None, d
 
 
 def _plan(task: RingTask, after_ring: int, radii: Sequence[int], now: datetime) -> _Ring:
-    cfg = config()
     ring_no = after_ring + 1
     open_slots = task.slots - task.filled
     next_at, exhausted_at = _timing(ring_no, len(radii), now)
@@ -383,7 +382,7 @@ def _plan(task: RingTask, after_ring: int, radii: Sequence[int], now: datetime) 
         ring_no=ring_no,
         radius_m=radii[ring_no - 1],
         open_slots=open_slots,
-        want=min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring),
+        want=_most_wanted(open_slots),
         next_at=next_at,
         exhausted_at=exhausted_at,
         now=now,
@@ -735,6 +734,8 @@ def _hinted_hits(
 
 
 def _most_wanted(open_slots: int) -> int:
+    """Whom a ring with ``open_slots`` looks for: ``open slots × DISPATCH_INVITES_PER_SLOT``, at
+    most DISPATCH_MAX_INVITES_PER_RING (``_ring_facts_pg`` draws as many ids)."""
     cfg = config()
     return min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
 
