@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -664,6 +664,41 @@ def time_calls(
         requests=len(samples),
         extra=extra or {},
     )
+
+
+Timed = tuple[str, Callable[[], object], str, dict[str, Any]]
+
+
+def time_alternating(calls: Sequence[Timed], *, iterations: int, warmup: int = 10) -> list[Result]:
+    """Time several calls (scenario, fn, target, extra) one after the other, round after round
+    (``iterations`` rounds after ``warmup``), one row each: rows compared with each other (a path
+    and its floor) see the same minutes of a shared machine. req/s is over each call's own time."""
+    for _ in range(warmup):
+        for _, fn, _, _ in calls:
+            fn()
+    samples: list[list[float]] = [[] for _ in calls]
+    clock = time.perf_counter
+    for _ in range(iterations):
+        for (_, fn, _, _), own in zip(calls, samples, strict=True):
+            t0 = clock()
+            fn()
+            own.append((clock() - t0) * 1000.0)
+    rows = []
+    for (scenario, _, target, extra), own in zip(calls, samples, strict=True):
+        own.sort()
+        rows.append(
+            Result(
+                scenario=scenario,
+                rps=len(own) / (sum(own) / 1000.0),
+                p50_ms=percentile(own, 50),
+                p99_ms=percentile(own, 99),
+                kind="python",
+                target=target,
+                requests=len(own),
+                extra=extra,
+            )
+        )
+    return rows
 
 
 def median_result(runs: Iterable[Result]) -> Result:

@@ -231,7 +231,8 @@ def _how(meta: dict[str, Any]) -> str:
 def _ceiling(latest: dict[str, Any]) -> list[str]:
     """The sentences on the reference rows: ``baseline:redis_get`` (the ceiling of an endpoint that
     reads Redis once), the bare app from one client (the floor of the on-duty one-client goal) and
-    raced by the accept race's client (the floor under that race's p99)."""
+    raced by the accept race's client (the floor under that race's p99), and what any nearby ring
+    must do on this stack (the floor under the ring's p50)."""
     rows = {r["scenario"]: r for r in latest.get("results", [])}
     out = []
     row = rows.get("baseline:redis_get")
@@ -259,6 +260,16 @@ def _ceiling(latest: dict[str, Any]) -> list[str]:
             f"The accept race's client racing the bare app's constant the same way "
             f"(`baseline:constant_race`, 50 at once) waited p50 {floor['p50_ms']:.1f} ms, p99 "
             f"{floor['p99_ms']:.1f} ms: the floor under the race's p99 of {race:.1f} ms.",
+            "",
+        ]
+    ring = rows.get("tasks_nearby_dispatch", {}).get("p50_ms")
+    floor = rows.get("tasks_nearby_dispatch:floor", {})
+    if ring and floor.get("p50_ms"):
+        out += [
+            f"What any nearby ring must do on this stack (`tasks_nearby_dispatch:floor`: the same GEO "
+            f"search, one INSERT of the ring's row, its invitations and their messages, the same jobs "
+            f"enqueued) took p50 {floor['p50_ms']:.2f} ms in the same run: the ring's p50 of {ring:.2f} ms "
+            f"is **{ring / floor['p50_ms']:.2f}×** its floor.",
             "",
         ]
     return out

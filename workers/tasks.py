@@ -3,6 +3,8 @@ reminders, and closing tasks after their window (which marks no-shows). Each is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from yijing.services import dispatch, task_index, tasks
 
 
@@ -11,10 +13,11 @@ def generate_occurrences(series_id: int | None = None) -> int:
     return tasks.generate_occurrences(series_id)
 
 
-def advance_dispatch(task_id: int, after_ring: int) -> int:
+def advance_dispatch(task_id: int, after_ring: int, hint: list[Any] | None = None) -> int:
     """Send the nearby-dispatch ring after ``after_ring`` if the task still needs volunteers
-    (scheduled DISPATCH_RING_TIMEOUT_SECONDS after the previous ring)."""
-    return dispatch.advance(task_id, after_ring)
+    (scheduled DISPATCH_RING_TIMEOUT_SECONDS after the previous ring); ``hint``: where to search,
+    as :meth:`yijing.services.tasks.RingHint.as_job` wrote it (a job enqueued before hints has none)."""
+    return dispatch.advance(task_id, after_ring, tasks.RingHint.of_job(hint) if hint else None)
 
 
 def sweep_dispatches() -> int:

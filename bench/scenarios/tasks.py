@@ -9,7 +9,12 @@
   100,000 on-duty volunteers spread uniformly over 100 km × 100 km around Baotou (GEO index
   seeded with :func:`yijing.services.duty_index.add_many`, the same volunteers in the database):
   GEO search, eligibility and no-show ranking, the ring's compare-and-set, 10 invitations with
-  their outbox rows, the commit and the next ring's delayed job. A second row times the GEO
+  their outbox rows, the commit and the next ring's delayed job; called as the ring's job calls
+  it, with the task's place (:class:`yijing.services.tasks.RingHint`). A second row,
+  ``tasks_nearby_dispatch:floor``, is what any ring must do on this stack, measured in the same
+  run (:func:`ring_floor`): the same GEO search, one INSERT statement of the same rows (the ring,
+  10 invitations, their 10 messages; ``synchronous_commit`` off, autocommit) and enqueuing the
+  same jobs; no read, no compare-and-set, no ranking, no message built. A third times the GEO
   search alone (:func:`duty_index.nearest`, 1 km).
 * ``tasks_accept_race`` (timed, real HTTP, PostgreSQL): 50 approved volunteers accept a 5-slot
   task at the same instant, ten rounds; every round must give exactly 5 × 200 and 45 × 409
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import random
 import statistics
@@ -46,11 +52,21 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import requests
 
-from bench.harness import BenchError, Context, Growth, Request, Result, percentile, time_calls
+from bench.harness import (
+    BenchError,
+    Context,
+    Growth,
+    Request,
+    Result,
+    percentile,
+    time_alternating,
+    time_calls,
+)
 from bench.scenarios.city import CITY_NODE, ensure_city
 
 # The fake WeChat server the harness starts accepts this pair (see bench/run.py).
@@ -480,6 +496,7 @@ class NearbyDispatchScenario:
 
     def run(self, ctx: Context) -> list[Result]:
         from yijing.services import dispatch, duty_index
+        from yijing.services import tasks as task_service
 
         rng = random.Random(7)
         with app_context(ctx):
@@ -494,36 +511,54 @@ class NearbyDispatchScenario:
                 for _ in range(self.iterations + 10)
             ]
             now = datetime.now(UTC)
-            ids = insert_tasks(
+            rows = [
+                task_row(
+                    tree,
+                    kind="missing_person",
+                    title="压测就近调度",
+                    lat=lat,
+                    lng=lng,
+                    starts_at=now,
+                    ends_at=now + timedelta(hours=2),
+                    dispatch_mode="nearby",
+                    dispatch_next_at=now,
+                )
+                for lat, lng in points
+            ]
+            ids = insert_tasks(rows)
+            # Each ring as its job sends it: the task's id and where to search.
+            queue = iter(
                 [
-                    task_row(
-                        tree,
-                        kind="missing_person",
-                        title="压测就近调度",
-                        lat=lat,
-                        lng=lng,
-                        starts_at=now,
-                        ends_at=now + timedelta(hours=2),
-                        dispatch_mode="nearby",
-                        dispatch_next_at=now,
-                    )
-                    for lat, lng in points
+                    (tid, task_service.ring_hint(SimpleNamespace(**row)))
+                    for tid, row in zip(ids, rows, strict=True)
                 ]
             )
-            queue = iter(ids)
             invited: list[int] = []
 
             def ring() -> None:
-                invited.append(dispatch.advance(next(queue), 0))
+                task_id, hint = next(queue)
+                invited.append(dispatch.advance(task_id, 0, hint))
 
-            dispatch_row = time_calls(
-                self.name,
-                ring,
-                iterations=self.iterations,
-                warmup=10,
-                target="dispatch.advance(task, 0): GEO search + ranking + 10 invitations",
-                extra={"on_duty": self.on_duty, "seed_seconds": round(seeded_s, 1)},
-            )
+            # The ring and its floor alternate, call by call: the same minutes of a shared machine.
+            with ring_floor(tree, points, now) as floor:
+                dispatch_row, floor_row = time_alternating(
+                    [
+                        (
+                            self.name,
+                            ring,
+                            "dispatch.advance(task, 0): GEO search + ranking + 10 invitations",
+                            {"on_duty": self.on_duty, "seed_seconds": round(seeded_s, 1)},
+                        ),
+                        (
+                            f"{self.name}:floor",
+                            floor,
+                            "floor: GEO search + one INSERT of a ring, 10 invitations, messages + the jobs",
+                            {"on_duty": self.on_duty},
+                        ),
+                    ],
+                    iterations=self.iterations,
+                    warmup=10,
+                )
             # At 100,000 on duty a 1 km ring holds ~30; at 10,000 only ~3, so an empty one happens.
             if max(invited) < 1 or (self.on_duty >= ON_DUTY and min(invited) < 1):
                 raise BenchError(f"{self.name}: a ring invited nobody ({invited.count(0)} of {len(invited)})")
@@ -543,9 +578,110 @@ class NearbyDispatchScenario:
                 target=f"duty_index.nearest(1 km, 42) among {self.on_duty:,}",
                 extra={"on_duty": self.on_duty},
             )
-        for row in (dispatch_row, geo_row):
+        for row in (dispatch_row, floor_row, geo_row):
             row.baseline = "baseline:constant"
-        return [dispatch_row, geo_row]
+        return [dispatch_row, floor_row, geo_row]
+
+
+# What the floor writes in one statement: a ring's row, its invitations and their messages.
+_FLOOR_SQL = """
+WITH ring AS (
+  INSERT INTO dispatch_rings (task_id, ring_no, radius_m, found, invited, slots_open, next_at, created_at)
+  VALUES (:task_id, 1, 1000, :found, :invited, :slots, :next_at, :now) RETURNING id
+), invited AS (
+  INSERT INTO assignments (task_id, volunteer_id, user_id, ring_id, distance_m, status, source, invite_seq,
+                           invited_at, invite_expires_at, checkout_auto, points_awarded, created_at)
+  SELECT :task_id, x.volunteer_id, x.user_id, ring.id, x.distance_m, 'invited', 'nearby', 1,
+         :now, :ends_at, false, 0, :now
+  FROM ring, unnest(CAST(:volunteer_ids AS bigint[]), CAST(:user_ids AS bigint[]),
+                    CAST(:distances AS float8[])) AS x(volunteer_id, user_id, distance_m)
+  RETURNING id, user_id
+), messages AS (
+  INSERT INTO notifications (user_id, kind, title, body, data, page, dedupe_key, status, attempts,
+                             created_at, sweep_after, sealed)
+  SELECT invited.user_id, 'task.invitation', :title, :body, CAST(:data AS json), :page,
+         'bench-floor:' || invited.id, 'pending', 0, :now, :now, false
+  FROM invited RETURNING id
+)
+SELECT (SELECT array_agg(id) FROM messages) AS message_ids, set_config('synchronous_commit', 'off', true)
+"""
+
+
+@contextmanager
+def ring_floor(
+    tree: dict[str, int], points: list[tuple[float, float]], now: datetime, invite: int = 10
+) -> Iterator[Callable[[], None]]:
+    """What any ring must do on this stack, as a call to time beside the ring (one task of its
+    own per call, at the ring's places in turn): the GEO search at the task's place (the same
+    script, radius and limit), one INSERT statement of the ring's row, the nearest ``invite`` found
+    as invitations and their messages (about the size of a ring's), in autocommit with
+    ``synchronous_commit`` off as the ring writes, then the same jobs enqueued (the messages'
+    delivery, the next ring with its hint). No read of the task or the candidates, no
+    compare-and-set, no ranking, no message built."""
+    from flask import current_app
+    from sqlalchemy import text
+
+    from yijing import jobs
+    from yijing.extensions import db
+    from yijing.services import duty_index, outbox
+    from yijing.services import tasks as task_service
+
+    ends_at = now + timedelta(hours=2)
+    floor_ids = insert_tasks(
+        [
+            task_row(tree, kind="missing_person", title="压测调度下限", lat=lat, lng=lng, ends_at=ends_at)
+            for lat, lng in points
+        ]
+    )
+    queue = iter(zip(floor_ids, points, strict=True))
+    data = json.dumps(
+        {
+            "task_id": 0,
+            "task_title": "压测调度下限",
+            "starts_at": now.isoformat(),
+            "place": "压测地点",
+            "assignment_id": 0,
+            "expires_at": ends_at.isoformat(),
+            "distance_m": 512.3,
+        },
+        ensure_ascii=False,
+    )
+    statement = text(_FLOOR_SQL)
+    urgent = outbox.is_urgent("task.invitation")
+    timeout = current_app.config["YIJING"].dispatch_ring_timeout_seconds
+    with db.engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+
+        def floor() -> None:
+            task_id, (lat, lng) = next(queue)
+            rows = duty_index.search_rows(lat, lng, 1000, invite * 4 + 16)
+            chosen = rows[:invite]
+            at = datetime.now(UTC) + timedelta(seconds=timeout)
+            message_ids = conn.execute(
+                statement,
+                {
+                    "task_id": task_id,
+                    "found": len(rows),
+                    "invited": len(chosen),
+                    "slots": 5,
+                    "next_at": at,
+                    "now": datetime.now(UTC),
+                    "ends_at": ends_at,
+                    "volunteer_ids": [r[0] for r in chosen],
+                    "user_ids": [r[5]["u"] for r in chosen],
+                    "distances": [r[1] for r in chosen],
+                    "title": "任务邀请：压测调度下限",
+                    "body": "12月1日 16:00 开始，地点：压测地点。",
+                    "data": data,
+                    "page": f"pages/task/detail?id={task_id}",
+                },
+            ).scalar_one()
+            specs = outbox.delivery_specs(message_ids or [], urgent=urgent)
+            hint = task_service.RingHint(lat, lng, (), 5, len(chosen))
+            specs.append(task_service.dispatch_job(task_id, 1, at=at, hint=hint))
+            jobs.enqueue_committed(specs)
+
+        yield floor
 
 
 # -- 50 volunteers accept a 5-slot task at once ------------------------------------------------------

@@ -316,6 +316,16 @@ def test_the_section_states_the_accept_race_floor_when_it_was_measured():
     assert "constant_race" not in report.section({"results": rows[:1]}, None)
 
 
+def test_the_section_states_the_nearby_ring_floor_when_it_was_measured():
+    rows = [
+        _json_row("tasks_nearby_dispatch", p50_ms=4.5),
+        _json_row("tasks_nearby_dispatch:floor", p50_ms=3.0),
+    ]
+    text = report.section({"results": rows}, None)
+    assert "took p50 3.00 ms in the same run: the ring's p50 of 4.50 ms is **1.50×** its floor" in text
+    assert "tasks_nearby_dispatch:floor" not in report.section({"results": rows[:1]}, None)
+
+
 def test_the_breakdown_table_has_a_column_per_request_and_skips_unused_parts():
     parts = dict.fromkeys(report.PARTS, 0.0) | {"redis": 250.0, "framework": 300.0}
     item = {

@@ -116,19 +116,24 @@ def test_each_invitation_and_its_message_name_the_same_place(app, tasks, volunte
         db.session.remove()
 
 
-def test_one_ring_is_three_statements_and_two_redis_round_trips(
-    app, tasks, volunteers, desk, tree, monkeypatch
+@pytest.mark.parametrize("hinted", [True, False], ids=["hint", "no-hint"])
+def test_one_ring_is_two_statements_and_two_redis_round_trips(
+    app, tasks, volunteers, desk, tree, monkeypatch, hinted
 ):
-    """PostgreSQL: the task read, the candidates' facts (with the ids drawn), and one statement
-    that writes the ring, in autocommit (no BEGIN, no COMMIT); the GEO search, and the jobs
-    enqueued after the write in one pipeline. Elsewhere the ring is a transaction of its own."""
+    """PostgreSQL, a ring as its job sends it (with the task's place): the GEO search first, then
+    one statement that reads the task and the candidates' facts (with the ids drawn), and one
+    that writes the ring, in autocommit (no BEGIN, no COMMIT); the jobs enqueued after the write in
+    one pipeline. Without a hint (a job enqueued before hints, the sweep) the task is read first:
+    three statements. Elsewhere the ring is a transaction of its own."""
     import psycopg
     from redis.client import Pipeline
     from sqlalchemy import event
 
     from tests.fixtures.redis_commands import RedisCommands
     from yijing.extensions import db
+    from yijing.models import Task
     from yijing.services import dispatch
+    from yijing.services import tasks as task_service
 
     _on_duty(volunteers, desk, tree, "a", 200)
     _on_duty(volunteers, desk, tree, "b", 400)
@@ -153,27 +158,132 @@ def test_one_ring_is_three_statements_and_two_redis_round_trips(
         return execute(self, *args, **kwargs)
 
     with app.app_context():
+        hint = task_service.ring_hint(db.session.get(Task, task_id)) if hinted else None
+        db.session.remove()
         postgresql = db.engine.dialect.name == "postgresql"
         monkeypatch.setattr(psycopg.Connection, "_exec_command", command)
         monkeypatch.setattr(Pipeline, "execute", pipeline)
         redis_commands = RedisCommands(monkeypatch)
         event.listen(db.engine, "before_cursor_execute", remember)
         try:
-            assert dispatch.advance(task_id, 0) == 2
+            assert dispatch.advance(task_id, 0, hint) == 2
         finally:
             event.remove(db.engine, "before_cursor_execute", remember)
         assert redis_commands.commands == ["EVALSHA"]  # the GEO search
         assert len(pipelines) == 1  # the messages' delivery and the next ring, after the write
         if postgresql:
-            assert len(statements) == 3, statements
-            assert statements[0].lstrip().startswith("SELECT") and "FROM tasks" in statements[0]
-            assert "nextval" in statements[1] and "volunteers" in statements[1]
-            write = statements[2]
+            reads = 1 if hinted else 2
+            assert len(statements) == reads + 1, statements
+            for read in statements[:reads]:
+                assert "FROM tasks" in read and "nextval" in read and "volunteers" in read
+            write = statements[reads]
             for table in ("UPDATE tasks", "INSERT INTO assignments", "INSERT INTO dispatch_rings"):
                 assert table in write
             assert "INSERT INTO notifications" in write
             assert "set_config" in write  # committed without waiting for the flush (see the sweep test below)
             assert commands == []
+        db.session.remove()
+
+
+def test_publishing_and_each_ring_hand_the_next_ring_where_to_search(
+    app, tasks, volunteers, desk, tree, monkeypatch
+):
+    """The first ring's job (publishing) carries the task's place, categories and slots; each ring
+    hands the next its hint with how many are now on the task; the worker reads it back."""
+    from yijing import jobs
+    from yijing.extensions import db
+    from yijing.services import dispatch
+    from yijing.services.tasks import RingHint
+
+    _on_duty(volunteers, desk, tree, "a", 200)
+    enqueued: list[jobs.JobSpec] = []
+    monkeypatch.setattr(jobs, "enqueue_many", lambda specs: enqueued.extend(specs))
+    task_id = tasks.create(
+        desk, dispatch_mode="nearby", kind="missing_person", slots=2, categories=["courier"]
+    )["id"]
+    [first] = [s for s in enqueued if s.func == "workers.tasks.advance_dispatch"]
+    hint = RingHint(PLACE[0], PLACE[1], ("courier",), 2, 0)
+    assert first.args == (task_id, 0) and RingHint.of_job(first.kwargs["hint"]) == hint
+    enqueued.clear()
+    with app.app_context():
+        assert dispatch.advance(task_id, 0, RingHint.of_job(first.kwargs["hint"])) == 1
+        [second] = [s for s in enqueued if s.func == "workers.tasks.advance_dispatch"]
+        assert second.args == (task_id, 1)
+        assert RingHint.of_job(second.kwargs["hint"]) == RingHint(PLACE[0], PLACE[1], ("courier",), 2, 1)
+        db.session.remove()
+
+
+def test_the_ids_a_ring_draws_come_from_the_serial_sequences(app):
+    """PostgreSQL: the ring draws ids by the sequences' names (``<table>_id_seq``), which must be
+    those of the tables' ``id`` columns."""
+    from sqlalchemy import text
+
+    from yijing.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("sequences are PostgreSQL's")
+        for table in ("assignments", "dispatch_rings"):
+            found = db.session.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table})
+            assert found in (f"{table}_id_seq", f"public.{table}_id_seq")
+        db.session.remove()
+
+
+def test_a_hint_the_task_no_longer_matches_searches_where_the_row_says(
+    app, tasks, volunteers, desk, tree, monkeypatch
+):
+    """The job's hint says where the task was when the job was made; the task was edited since
+    (here: moved 2 km away from everyone): the ring searches again where the row says, and its
+    first ring (1 km) finds nobody. A hint whose search stopped at its limit short of what the ring
+    needs (more slots since) is searched again too."""
+    from yijing.extensions import db
+    from yijing.models import DispatchRing, Task
+    from yijing.services import dispatch, duty_index
+    from yijing.services import tasks as task_service
+
+    near = _on_duty(volunteers, desk, tree, "near", 300)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    searched: list[tuple[float, float, int]] = []
+    nearest = duty_index.nearest
+
+    def remember(lat, lng, radius_m, limit, categories=None):
+        searched.append((lat, lng, limit))
+        return nearest(lat, lng, radius_m=radius_m, limit=limit, categories=categories)
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL searches before it reads the task (elsewhere the hint goes unused)")
+        task = db.session.get(Task, task_id)
+        hint = task_service.ring_hint(task)
+        moved = PLACE[0] - 2000 / METRES_PER_DEGREE
+        task.lat = moved
+        db.session.commit()
+        monkeypatch.setattr(duty_index, "nearest", remember)
+        dispatch.advance(task_id, 0, hint)
+        assert [(lat, lng) for lat, lng, _ in searched[:2]] == [(hint.lat, hint.lng), (moved, PLACE[1])]
+        first = select(DispatchRing.found).where(DispatchRing.task_id == task_id, DispatchRing.ring_no == 1)
+        assert db.session.scalar(first) == 0
+        db.session.remove()
+
+        # In place again, with more slots than the hint knew of and a search that fills its limit.
+        searched.clear()
+        other = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+        task = db.session.get(Task, other)
+        hint = task_service.ring_hint(task)
+        task.slots = 20
+        db.session.commit()
+        monkeypatch.setattr(
+            duty_index,
+            "nearest",
+            lambda lat, lng, radius_m, limit, categories=None: (
+                searched.append((lat, lng, limit)) or [(near, 300.0)] * limit
+            ),
+        )
+        dispatch.advance(other, 0, hint)
+        assert [limit for *_, limit in searched[:2]] == [
+            dispatch._limit(dispatch._most_wanted(1), 0),
+            dispatch._limit(dispatch._most_wanted(20), 0),
+        ]
         db.session.remove()
 
 

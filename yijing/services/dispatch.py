@@ -17,15 +17,21 @@ later, the next ring goes out: an RQ job scheduled for that time, with a periodi
 The ring number is advanced with a compare-and-set, so a job and the sweep never send the same
 ring twice.
 
-On PostgreSQL a ring is three round trips to the database and two to Redis (:func:`_advance_pg`):
-on one connection in autocommit, read the task (with whom it already has); search the GEO index;
-read the candidates' no-show facts while drawing the ring's and the invitations' ids from their
-sequences; then one statement that is its own transaction (no BEGIN, no COMMIT round trip)
-advances the ring number with the compare-and-set and, only if that won, writes the
-invitations, the ring's row and the invitations' messages; then one Redis pipeline enqueues the
-messages' delivery and the next ring. A run that loses the compare-and-set between its reads and
-its write writes nothing. (A connection that sat idle in the pool is pinged first, one more
-round trip: :mod:`yijing.connection_check`.)
+On PostgreSQL a ring is two round trips to the database and two to Redis (:func:`_advance_pg`):
+search the GEO index where the ring's job says the task is (its :class:`~yijing.services.tasks.RingHint`:
+place, categories, slots, how many were on it; publishing and each ring put it in the next
+ring's job); then, on one connection in autocommit, read the task (whether the dispatch still
+looks, with whom it already has) and the candidates' no-show facts in one statement, drawing the
+ring's and the invitations' ids from their sequences; then one statement that is its own
+transaction (no BEGIN, no COMMIT round trip) advances the ring number with the compare-and-set
+and, only if that won, writes the invitations, the ring's row and the invitations' messages; then
+one Redis pipeline enqueues the messages' delivery and the next ring. The row decides, never the
+hint: a task no longer where the hint says (edited since), or a search that stopped at a limit
+short of what the row asks for, is searched again where the row says and read again (a round
+trip each); a job without a hint (enqueued before hints, the sweep's) reads the task first, as
+that fallback does: three statements. A run that loses the compare-and-set between its read and
+its write writes nothing. (A connection that sat idle in the pool is pinged first, one more round
+trip: :mod:`yijing.connection_check`.)
 Elsewhere (SQLite) the ring is one transaction in the Session (:func:`_advance_portable`).
 
 That statement commits with ``synchronous_commit`` off (for its own transaction only): it does
@@ -53,11 +59,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     Integer,
     Row,
@@ -70,6 +77,7 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    literal_column,
     not_,
     select,
     true,
@@ -97,7 +105,7 @@ from yijing.models.base import utcnow
 from yijing.policies import Permission, Principal
 from yijing.services import audit, duty_index, outbox
 from yijing.services import tasks as task_service
-from yijing.services.tasks import LIVE, config, local_text, move_assignment
+from yijing.services.tasks import LIVE, RingHint, config, local_text, move_assignment, ring_hint
 from yijing.sql import is_postgresql
 
 log = logging.getLogger(__name__)
@@ -270,7 +278,7 @@ def no_show_rate(no_shows: int, completed: int) -> float:
 @functools.cache
 def _rank_query() -> Select[Any]:
     """Built once: approved volunteers among ``:ids`` (an IN list) with their past assignments
-    counted (on PostgreSQL :func:`_rank_and_allocate_pg` reads the same)."""
+    counted (on PostgreSQL :func:`_ring_facts_pg` reads the same)."""
     return _volunteer_facts(Volunteer.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -366,7 +374,6 @@ def _timing(ring_no: int, rings: int, now: datetime) -> tuple[datetime | None, d
 
 
 def _plan(task: RingTask, after_ring: int, radii: Sequence[int], now: datetime) -> _Ring:
-    cfg = config()
     ring_no = after_ring + 1
     open_slots = task.slots - task.filled
     next_at, exhausted_at = _timing(ring_no, len(radii), now)
@@ -375,7 +382,7 @@ def _plan(task: RingTask, after_ring: int, radii: Sequence[int], now: datetime) 
         ring_no=ring_no,
         radius_m=radii[ring_no - 1],
         open_slots=open_slots,
-        want=min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring),
+        want=_most_wanted(open_slots),
         next_at=next_at,
         exhausted_at=exhausted_at,
         now=now,
@@ -426,17 +433,31 @@ def _stop_waiting(execute: Any, task_id: int, after_ring: int, rings: int, now: 
     )
 
 
+def _limit(want: int, on_task: int) -> int:
+    """How many hits a ring's search asks for: enough to keep ``want`` after dropping those
+    already on the task and the misfits."""
+    return min(on_task + want * 4 + 16, 5000)
+
+
+def _nearest(
+    lat: float, lng: float, categories: Sequence[str], radius_m: int, limit: int
+) -> list[tuple[int, float]]:
+    return duty_index.nearest(lat, lng, radius_m=radius_m, limit=limit, categories=list(categories) or None)
+
+
 def _search(ring: _Ring, invited_before: set[int]) -> tuple[int, list[tuple[int, float]]]:
     """On-duty volunteers within the ring's radius not yet invited to the task (the Redis GEO
     index): how many were found, and their (volunteer id, distance) nearest first."""
     task = ring.task
-    hits = duty_index.nearest(
-        task.lat,
-        task.lng,
-        radius_m=ring.radius_m,
-        limit=min(len(invited_before) + ring.want * 4 + 16, 5000),
-        categories=list(task.categories or []) or None,
+    hits = _nearest(
+        task.lat, task.lng, task.categories or (), ring.radius_m, _limit(ring.want, len(invited_before))
     )
+    return _fresh(hits, invited_before)
+
+
+def _fresh(
+    hits: Sequence[tuple[int, float]], invited_before: set[int]
+) -> tuple[int, list[tuple[int, float]]]:
     fresh = [(vid, dist) for vid, dist in hits if vid not in invited_before]
     return len(fresh), fresh
 
@@ -523,33 +544,53 @@ _MESSAGE_CONSTANTS = (
 )
 
 
+def _next_id(table: Any) -> Any:
+    """The next value of the table's ``id`` sequence, named as PostgreSQL names a serial's
+    (``<table>_id_seq``; ``tests/services/test_dispatch.py`` holds it to ``pg_get_serial_sequence``):
+    the name cast once at planning, where ``pg_get_serial_sequence`` searched the catalog per id
+    drawn (~0.1 ms for a ring's ten)."""
+    return func.nextval(literal_column(f"'{table.name}_id_seq'::regclass"))
+
+
 @functools.cache
-def _ring_task_pg() -> Select[Any]:
-    """The task as a ring reads it, whether the dispatch is still looking (``live``), and for a
-    ring after the first the volunteers already on the task (``invited_before``; NULL for the
-    first ring, which comes before any invitation: the desk cannot invite to a nearby task)."""
+def _ring_facts_pg() -> Select[Any]:
+    """Everything a ring reads, in one statement and one row (none: no such task): the task as a
+    ring reads it, whether the dispatch is still looking (``live``), for a ring after the first
+    the volunteers already on the task (``invited_before``; NULL for the first ring, which comes
+    before any invitation: the desk cannot invite to a nearby task), and the approved volunteers
+    among ``:ids`` (one array: the same SQL text for any number of ids, so psycopg prepares it
+    once) with their past assignments counted (as :func:`_rank_query`), as arrays (``f_*``).
+    With ``:draw``, and only if this ring is still to be sent (the ring number is ``:b_after``
+    and the dispatch live), it also draws the ring's id and one invitation id per volunteer
+    wanted from their sequences (``open slots × :per_slot``, at most ``:most``, as
+    :func:`_plan`), so that the messages, whose dedupe keys and data name the invitation, are
+    written with the invitations in the one writing statement."""
+    live = and_(*_live(bindparam("b_now")))
     on_task = (
         select(func.array_agg(Assignment.volunteer_id)).where(Assignment.task_id == Task.id).scalar_subquery()
     )
-    return select(
-        *_RING_TASK,
-        and_(*_live(bindparam("b_now"))).label("live"),
-        case((bindparam("b_after", type_=Integer) > 0, on_task)).label("invited_before"),
-    ).where(Task.id == bindparam("b_id"))
-
-
-def _next_id(table: Any) -> Any:
-    return func.nextval(func.pg_get_serial_sequence(table.name, "id"))
-
-
-@functools.cache
-def _rank_and_allocate_pg() -> Select[Any]:
-    """The ring's id and ``:n`` invitation ids drawn from their sequences, beside the approved
-    volunteers among ``:ids`` (one array: the same SQL text for any number of ids, so psycopg
-    prepares it once) with their past assignments counted (as :func:`_rank_query`): one row per
-    volunteer, or one row of ids alone. Drawing the ids first lets the messages be written with
-    the invitations (their dedupe keys and data name the invitation) in the one writing
-    statement."""
+    sending = and_(bindparam("draw", type_=Boolean), Task.dispatch_ring == bindparam("b_after"), live)
+    want = func.least(
+        (Task.slots - Task.filled) * bindparam("per_slot", type_=Integer), bindparam("most", type_=Integer)
+    )
+    task = (
+        select(
+            *_RING_TASK,
+            live.label("live"),
+            case((bindparam("b_after", type_=Integer) > 0, on_task)).label("invited_before"),
+            case((sending, _next_id(_RINGS))).label("ring_id"),
+            case(
+                (
+                    sending,
+                    select(func.array_agg(_next_id(_ASSIGNMENTS)))
+                    .select_from(func.generate_series(1, want))
+                    .scalar_subquery(),
+                )
+            ).label("assignment_ids"),
+        )
+        .where(Task.id == bindparam("b_id"))
+        .cte("task")  # it draws from sequences: PostgreSQL evaluates it once and never inlines it
+    )
     # Each volunteer's past assignments counted through the index on ``volunteer_id`` (LATERAL), a
     # plan that does not hang on the table's statistics: after a bulk delete (the benchmark's) the
     # join below ``_volunteer_facts`` was planned as a scan of the whole table, 1 ms more.
@@ -561,7 +602,7 @@ def _rank_and_allocate_pg() -> Select[Any]:
         .where(Assignment.volunteer_id == Volunteer.id)
         .lateral("past")
     )
-    facts = (
+    candidates = (
         select(Volunteer.id, Volunteer.user_id, Volunteer.category, Volunteer.skills, *past.c)
         .join(past, true())
         .where(
@@ -570,21 +611,24 @@ def _rank_and_allocate_pg() -> Select[Any]:
         )
         .subquery()
     )
-    allocated = select(
-        _next_id(_RINGS).label("ring_id"),
-        select(func.array_agg(_next_id(_ASSIGNMENTS)))
-        .select_from(func.generate_series(1, bindparam("n", type_=Integer)))
-        .scalar_subquery()
-        .label("assignment_ids"),
+    # One row, the candidates as arrays (column by column): the task's columns are not repeated
+    # per candidate, and psycopg parses arrays faster than rows.
+    facts = select(
+        func.array_agg(candidates.c.id).label("f_ids"),
+        func.array_agg(candidates.c.user_id).label("f_user_ids"),
+        func.array_agg(candidates.c.category).label("f_categories"),
+        func.json_agg(candidates.c.skills).label("f_skills"),
+        func.array_agg(candidates.c.no_shows).label("f_no_shows"),
+        func.array_agg(candidates.c.completed).label("f_completed"),
     ).subquery()
-    return select(allocated, facts).select_from(allocated.outerjoin(facts, true()))
+    return select(task, facts).select_from(task.join(facts, true()))
 
 
 @functools.cache
 def _send_ring_pg() -> Any:
     """PostgreSQL: the whole ring in one statement, so in autocommit one transaction with no
     BEGIN or COMMIT round trip: the compare-and-set of the ring number (:func:`_claim_update`),
-    then, only if it won, the invitations (with the ids drawn by :func:`_rank_and_allocate_pg`;
+    then, only if it won, the invitations (with the ids drawn by :func:`_ring_facts_pg`;
     a volunteer already on the task keeps their place), the ring's row (counting the invitations
     made) and the messages of the invitations made. What differs per invitation is one JSON
     parameter (``:chosen``, read by ``json_to_recordset``): the same SQL text for any number of
@@ -659,32 +703,116 @@ def _send_ring_pg() -> Any:
     )
 
 
-def _advance_pg(task_id: int, after_ring: int, radii: Sequence[int], now: datetime) -> int | None:
+class _VolunteerFacts(NamedTuple):
+    """A candidate's row as :func:`_ranked` reads it."""
+
+    id: int
+    user_id: int
+    category: str
+    skills: Any
+    no_shows: int
+    completed: int
+
+
+def _hinted_hits(
+    hint: RingHint, task: RingTask, ring: _Ring, invited_before: set[int], hits: list[tuple[int, float]]
+) -> list[tuple[int, float]] | None:
+    """The hits of the search sent with ``hint`` as the ring's own search would have found them
+    (its first :func:`_limit`), or None when they may not be: the task is no longer where the
+    hint put it, or that search stopped at its limit short of the ring's."""
+    if (hint.lat, hint.lng, tuple(sorted(hint.categories))) != (
+        float(task.lat),
+        float(task.lng),
+        tuple(sorted(task.categories or ())),
+    ):
+        return None
+    limit = _limit(ring.want, len(invited_before))
+    asked = _limit(_most_wanted(hint.slots), hint.on_task)
+    if len(hits) >= asked and asked < limit:
+        return None
+    return hits[:limit]
+
+
+def _most_wanted(open_slots: int) -> int:
+    """Whom a ring with ``open_slots`` looks for: ``open slots × DISPATCH_INVITES_PER_SLOT``, at
+    most DISPATCH_MAX_INVITES_PER_RING (``_ring_facts_pg`` draws as many ids)."""
+    cfg = config()
+    return min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
+
+
+def _advance_pg(
+    task_id: int, after_ring: int, radii: Sequence[int], now: datetime, hint: RingHint | None
+) -> int | None:
     """Send the ring after ``after_ring`` on PostgreSQL (see :func:`advance`): how many were
     invited, None when no ring was sent. On one connection in autocommit, outside the Session:
-    read the task, search the GEO index, read the candidates' facts (drawing the ids), write the
-    ring in one statement (:func:`_send_ring_pg`), then enqueue the messages' delivery and the next
-    ring in one Redis round trip. Nothing is written unless the compare-and-set wins."""
+    search the GEO index where ``hint`` says the task is, read the task and the candidates' facts
+    (drawing the ids) in one statement, write the ring in one statement (:func:`_send_ring_pg`),
+    then enqueue the messages' delivery and the next ring in one Redis round trip. Without a hint,
+    or when the row disagrees with it, the task is read first and searched where the row says.
+    Nothing is written unless the compare-and-set wins."""
+    cfg = config()
+    hits = None
+    if hint is not None and after_ring < len(radii):
+        hits = _nearest(
+            hint.lat,
+            hint.lng,
+            hint.categories,
+            radii[after_ring],
+            _limit(_most_wanted(hint.slots), hint.on_task),
+        )
     with db.session.get_bind().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        task = conn.execute(_ring_task_pg(), {"b_id": task_id, "b_after": after_ring, "b_now": now}).first()
-        if task is None or task.dispatch_ring != after_ring:
-            return None  # another run sent this ring
-        if not task.live or after_ring >= len(radii):
-            _stop_waiting(conn.execute, task_id, after_ring, len(radii), now)
-            return None
-        ring = _plan(task, after_ring, radii, now)
-        found, fresh = _search(ring, set(task.invited_before or ()))
-        rows = conn.execute(_rank_and_allocate_pg(), {"ids": [vid for vid, _ in fresh], "n": ring.want}).all()
-        chosen = _ranked(task, fresh, [row for row in rows if row.id is not None])[: ring.want]
-        ids = (rows[0].assignment_ids or [])[: len(chosen)]
+        while True:
+            task = conn.execute(
+                _ring_facts_pg(),
+                {
+                    "b_id": task_id,
+                    "b_after": after_ring,
+                    "b_now": now,
+                    "ids": [vid for vid, _ in hits or ()],
+                    "draw": hits is not None,
+                    "per_slot": cfg.dispatch_invites_per_slot,
+                    "most": cfg.dispatch_max_invites_per_ring,
+                },
+            ).first()
+            if task is None or task.dispatch_ring != after_ring:
+                return None  # another run sent this ring
+            if not task.live or after_ring >= len(radii):
+                _stop_waiting(conn.execute, task_id, after_ring, len(radii), now)
+                return None
+            ring = _plan(task, after_ring, radii, now)
+            invited_before = set(task.invited_before or ())
+            if hits is not None:
+                kept = hits if hint is None else _hinted_hits(hint, task, ring, invited_before, hits)
+                if kept is not None:
+                    break
+            # No hint, or not one to trust: search where the row says, then read again (the
+            # candidates' facts, and the ids drawn only now that the ring is known to be sent).
+            hint = None
+            limit = _limit(ring.want, len(invited_before))
+            hits = _nearest(task.lat, task.lng, task.categories or (), ring.radius_m, limit)
+        found, fresh = _fresh(kept, invited_before)
+        facts = [
+            _VolunteerFacts(*each)
+            for each in zip(
+                task.f_ids or (),
+                task.f_user_ids or (),
+                task.f_categories or (),
+                task.f_skills or (),
+                task.f_no_shows or (),
+                task.f_completed or (),
+                strict=True,
+            )
+        ]
+        chosen = _ranked(task, fresh, facts)[: ring.want]
+        ids = (task.assignment_ids or [])[: len(chosen)]
         urgent = outbox.is_urgent("task.invitation")
         messages = outbox.rows_of(_messages(ring, chosen, ids), urgent=urgent)
         sent = conn.execute(
             _send_ring_pg(),
             {
                 **_claim_values(task_id, after_ring, len(radii), now),
-                "r_id": rows[0].ring_id,
+                "r_id": task.ring_id,
                 **{f"r_{key}": value for key, value in _ring_row(ring, found, 0).items() if key != "invited"},
                 **{f"b_{key}": value for key, value in _invitation_constants(ring).items()},
                 "chosen": [
@@ -705,7 +833,9 @@ def _advance_pg(task_id: int, after_ring: int, radii: Sequence[int], now: dateti
         return None  # another run sent this ring between the read and the write
     specs = outbox.delivery_specs(sent.message_ids or [], urgent=urgent)
     if ring.next_at is not None and sent.invited:
-        specs.append(task_service.dispatch_job(task_id, ring.ring_no, at=ring.next_at))
+        on_task = len(invited_before) + sent.invited
+        hint = ring_hint(task, on_task)
+        specs.append(task_service.dispatch_job(task_id, ring.ring_no, at=ring.next_at, hint=hint))
     jobs.enqueue_committed(specs)
     return _sent(ring, sent.invited)
 
@@ -729,11 +859,14 @@ def _insert_ring() -> Any:
     return insert(_RINGS).returning(_RINGS.c.id)
 
 
-def _advance_portable(task_id: int, after_ring: int, radii: Sequence[int], now: datetime) -> int | None:
+def _advance_portable(
+    task_id: int, after_ring: int, radii: Sequence[int], now: datetime, hint: RingHint | None
+) -> int | None:
     """Send the ring after ``after_ring`` in the Session's transaction (see :func:`advance`): how
     many were invited, None when no ring was sent. The compare-and-set first (the task's row
     locked until the commit), then the search, the ranking, the ring's row, the invitations and
-    their messages; the jobs are enqueued after the commit."""
+    their messages; the jobs are enqueued after the commit. ``hint`` goes unused: the task is read
+    (by the compare-and-set) before the search."""
     rings = len(radii)
     task = None
     if after_ring < rings:
@@ -743,7 +876,7 @@ def _advance_portable(task_id: int, after_ring: int, radii: Sequence[int], now: 
         db.session.commit()
         return None
     ring = _plan(task, after_ring, radii, now)
-    # The ring being sent is the first when no invitation can exist yet (see _ring_task_pg).
+    # The ring being sent is the first when no invitation can exist yet (see _ring_facts_pg).
     invited_before = (
         set(db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task_id)))
         if ring.ring_no > 1
@@ -767,12 +900,13 @@ def _advance_portable(task_id: int, after_ring: int, radii: Sequence[int], now: 
         ids = list(db.session.execute(_insert_invitations(), rows).scalars())
         outbox.notify_many(_messages(ring, chosen, ids), urgent=outbox.is_urgent("task.invitation"))
         if ring.next_at is not None:
-            task_service.enqueue_dispatch(task_id, ring.ring_no, at=ring.next_at)
+            hint = ring_hint(task, len(invited_before) + len(chosen))
+            task_service.enqueue_dispatch(task_id, ring.ring_no, at=ring.next_at, hint=hint)
     db.session.commit()
     return _sent(ring, len(chosen))
 
 
-def advance(task_id: int, after_ring: int) -> int:
+def advance(task_id: int, after_ring: int, hint: RingHint | None = None) -> int:
     """Send the ring after ``after_ring`` if the task still needs volunteers; returns how many
     were invited. Harmless to run twice.
 
@@ -789,7 +923,7 @@ def advance(task_id: int, after_ring: int) -> int:
     send = _advance_pg if is_postgresql(db.session()) else _advance_portable
     invited_total = 0
     while True:
-        invited = send(task_id, after_ring, radii, utcnow())
+        invited = send(task_id, after_ring, radii, utcnow(), hint)
         if invited is None:
             return invited_total
         invited_total += invited

@@ -70,6 +70,7 @@ from yijing.services.tasks.common import (
     TASK_STATES,
     TASK_STATUS_LABELS,
     A,
+    RingHint,
     S,
     config,
     dispatch_job,
@@ -82,6 +83,7 @@ from yijing.services.tasks.common import (
     move_task,
     my_volunteer,
     notification_data,
+    ring_hint,
     task_page,
 )
 from yijing.services.tasks.history import (
@@ -143,6 +145,7 @@ __all__ = [
     "TASK_STATUS_LABELS",
     "A",
     "Counts",
+    "RingHint",
     "S",
     "Seeker",
     "ServiceTotals",
@@ -183,6 +186,7 @@ __all__ = [
     "open_tasks",
     "points_source_key",
     "publish",
+    "ring_hint",
     "row_for",
     "seeker_for",
     "send_reminders",

@@ -29,6 +29,7 @@ from yijing.services.tasks.common import (
     move_assignment,
     move_task,
     notification_data,
+    ring_hint,
     task_page,
 )
 from yijing.services.tasks.lifecycle import complete_assignment
@@ -202,7 +203,7 @@ def _publish(task: Task, actor: Actor) -> None:
     audit.record(actor, "task.publish", "task", task.id)
     task_index.refresh(task.id)
     if task.dispatch_mode == DispatchMode.NEARBY:
-        enqueue_dispatch(task.id, 0, at=None)
+        enqueue_dispatch(task.id, 0, at=None, hint=ring_hint(task))
 
 
 def publish(principal: Principal, task_id: int, actor: Actor) -> TaskRow:

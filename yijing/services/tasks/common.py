@@ -4,7 +4,8 @@ notifications show."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -206,14 +207,49 @@ def _jurisdiction_for(principal: Principal, jurisdiction_id: int) -> Jurisdictio
     return item
 
 
-def enqueue_dispatch(task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False) -> None:
+@dataclass(frozen=True, slots=True)
+class RingHint:
+    """Where a nearby ring will search, carried by the job that sends it (:func:`ring_hint`), so
+    that the ring's GEO search goes out before its task is read: the task's place and categories,
+    its slots and how many were on it when the job was made. The row read after the search
+    decides (:mod:`yijing.services.dispatch`): a hint that no longer matches it (the task was
+    edited) costs a second search, never a ring sent to the wrong place."""
+
+    lat: float
+    lng: float
+    categories: tuple[str, ...]
+    slots: int
+    on_task: int = 0
+
+    def as_job(self) -> list[Any]:
+        """Plain values for the job's arguments (``RingHint.of_job`` reads them back)."""
+        return [self.lat, self.lng, list(self.categories), self.slots, self.on_task]
+
+    @classmethod
+    def of_job(cls, values: Sequence[Any]) -> RingHint:
+        lat, lng, categories, slots, on_task = values
+        return cls(lat, lng, tuple(categories), slots, on_task)
+
+
+def ring_hint(task: Any, on_task: int = 0) -> RingHint:
+    """The hint of a task (a Task or a row with its place, categories and slots)."""
+    return RingHint(float(task.lat), float(task.lng), tuple(task.categories or ()), task.slots, on_task)
+
+
+def enqueue_dispatch(
+    task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False, hint: RingHint | None = None
+) -> None:
     """After the commit: send the ring after ``after_ring`` now (``at`` None) or at ``at``
     (:func:`dispatch_job`)."""
-    jobs.enqueue_after_commit(db.session(), dispatch_job(task_id, after_ring, at=at, resume=resume))
+    job = dispatch_job(task_id, after_ring, at=at, resume=resume, hint=hint)
+    jobs.enqueue_after_commit(db.session(), job)
 
 
-def dispatch_job(task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False) -> JobSpec:
-    """The job that sends the ring after ``after_ring``, now (``at`` None) or at ``at``.
+def dispatch_job(
+    task_id: int, after_ring: int, *, at: datetime | None, resume: bool = False, hint: RingHint | None = None
+) -> JobSpec:
+    """The job that sends the ring after ``after_ring``, now (``at`` None) or at ``at``, with
+    where to search (``hint``) when the caller has the task at hand.
 
     The job id is deterministic per ring, so a ring is scheduled once; a resumed dispatch (a slot
     freed after the task was full) gets an id of its own, since the ring's earlier job may still
@@ -226,6 +262,7 @@ def dispatch_job(task_id: int, after_ring: int, *, at: datetime | None, resume: 
         queue=jobs.DISPATCH,
         func="workers.tasks.advance_dispatch",
         args=(task_id, after_ring),
+        kwargs={"hint": hint.as_job()} if hint is not None else {},
         job_id=job_id,
         timeout=60,
         retry=Retry(max=3, interval=[5, 15, 30]),
