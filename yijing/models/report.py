@@ -7,8 +7,9 @@
   days: never a scan of the raw tables, nor of the subtree, per request.
 * :class:`DailyHistogram` — one histogram of one node's whole subtree on one day (the time to a
   clue's first answer in minutes, from a nearby dispatch's first ring to its first acceptance or
-  check-in in seconds): the distinct values ascending and how many had each, in one row, so a
-  period's medians and percentiles read one row per node, day and histogram.
+  check-in in seconds): the distinct values ascending and how many had each, in one row (packed
+  as bytes, :class:`PackedInts`), so a period's medians and percentiles read one row per node,
+  day and histogram.
 * :class:`VolunteerDay` — one volunteer's completed service on one day (count and minutes), keyed
   to the volunteer's community: distinct active volunteers, retention and the hours leaderboard
   over any period come from it.
@@ -23,12 +24,23 @@ transaction), so it can run any number of times; ``flask yijing rollup`` rebuild
 
 from __future__ import annotations
 
+import struct
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from yijing.extensions import db
@@ -50,8 +62,22 @@ class DailyStat(db.Model):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-# A list of integers: an array on PostgreSQL (read as a list, no JSON to parse), JSON elsewhere.
-IntList = JSON().with_variant(ARRAY(Integer), "postgresql")
+class PackedInts(TypeDecorator[list[int]]):
+    """A list of whole numbers stored as one binary value (``bytea``; a BLOB on SQLite), each a
+    4-byte big-endian integer (what PostgreSQL's ``int4send`` writes, so SQL can build it too).
+
+    A city's month of histograms is a quarter of a million numbers: read as integer arrays,
+    psycopg parsed them number by number in ~110 ms; as bytes they arrive in ~25 ms and unpack in C.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: list[int] | None, dialect: Any) -> bytes | None:
+        return None if value is None else struct.pack(f">{len(value)}i", *value)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> list[int] | None:
+        return None if value is None else list(struct.unpack(f">{len(value) // 4}i", value))
 
 
 class DailyHistogram(db.Model):
@@ -63,8 +89,8 @@ class DailyHistogram(db.Model):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     metric: Mapped[str] = mapped_column(String(32), primary_key=True)
     # The distinct values (whole minutes or seconds), ascending, and how many had each.
-    bins: Mapped[list[int]] = mapped_column(IntList)
-    counts: Mapped[list[int]] = mapped_column(IntList)
+    bins: Mapped[list[int]] = mapped_column(PackedInts)
+    counts: Mapped[list[int]] = mapped_column(PackedInts)
 
 
 class VolunteerDay(db.Model):
