@@ -445,14 +445,16 @@ def _nearest(
     return duty_index.nearest(lat, lng, radius_m=radius_m, limit=limit, categories=list(categories) or None)
 
 
+def _ring_hits(ring: _Ring, on_task: int) -> list[tuple[int, float]]:
+    """The ring's search at its task's place (:func:`_limit` for ``on_task`` already on it)."""
+    task = ring.task
+    return _nearest(task.lat, task.lng, task.categories or (), ring.radius_m, _limit(ring.want, on_task))
+
+
 def _search(ring: _Ring, invited_before: set[int]) -> tuple[int, list[tuple[int, float]]]:
     """On-duty volunteers within the ring's radius not yet invited to the task (the Redis GEO
     index): how many were found, and their (volunteer id, distance) nearest first."""
-    task = ring.task
-    hits = _nearest(
-        task.lat, task.lng, task.categories or (), ring.radius_m, _limit(ring.want, len(invited_before))
-    )
-    return _fresh(hits, invited_before)
+    return _fresh(_ring_hits(ring, len(invited_before)), invited_before)
 
 
 def _fresh(
@@ -789,8 +791,7 @@ def _advance_pg(
             # No hint, or not one to trust: search where the row says, then read again (the
             # candidates' facts, and the ids drawn only now that the ring is known to be sent).
             hint = None
-            limit = _limit(ring.want, len(invited_before))
-            hits = _nearest(task.lat, task.lng, task.categories or (), ring.radius_m, limit)
+            hits = _ring_hits(ring, len(invited_before))
         found, fresh = _fresh(kept, invited_before)
         facts = [
             _VolunteerFacts(*each)

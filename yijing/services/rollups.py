@@ -60,7 +60,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -183,19 +182,9 @@ _ONE = literal(1)
 _DONE = Assignment.status == AssignmentStatus.COMPLETED
 
 
-@dataclass(frozen=True, slots=True)
-class _DayRows:
-    """The rows that hold one day's figures, one list per rollup table."""
-
-    stats: list[dict]
-    histograms: list[dict]
-    volunteers: list[dict]
-    active: list[dict]
-
-
-def _day_rows(day: date, ancestry: Ancestry) -> _DayRows:
-    """The rows that hold ``day``'s figures: ``daily_stats`` and ``daily_histograms`` rows,
-    per-volunteer service rows and ``active_counts`` rows.
+def _day_rows(day: date, ancestry: Ancestry) -> list[tuple[Any, list[dict]]]:
+    """The rows that hold ``day``'s figures, by rollup model: ``daily_stats`` and
+    ``daily_histograms`` rows, per-volunteer service rows and ``active_counts`` rows.
 
     Each figure is counted once, on the day its fact became final (a task's window closed, a clue
     closed, a volunteer first approved, a first answer given), so a past day's rows never change
@@ -211,7 +200,12 @@ def _day_rows(day: date, ancestry: Ancestry) -> _DayRows:
     _dispatch_figures(figures)
     volunteer_rows, active = _volunteer_rows(figures)
     stats, histograms = _subtree_totals(figures, ancestry)
-    return _DayRows(stats, histograms, volunteer_rows, _active_rows(day, active, ancestry))
+    return [
+        (DailyStat, stats),
+        (DailyHistogram, histograms),
+        (VolunteerDay, volunteer_rows),
+        (ActiveCount, _active_rows(day, active, ancestry)),
+    ]
 
 
 def _task_figures(f: _Day) -> None:
@@ -405,16 +399,19 @@ def _subtree_totals(f: _Day, ancestry: Ancestry) -> tuple[list[dict], list[dict]
             stats.append(
                 {"jurisdiction_id": jid, "day": f.day, "metric": metric, "dimension": dim, "value": value}
             )
-    return stats, [
-        {
-            "jurisdiction_id": jid,
-            "day": f.day,
-            "metric": metric,
-            "bins": [value for value, _ in sorted(pairs)],
-            "counts": [count for _, count in sorted(pairs)],
-        }
-        for (jid, metric), pairs in histograms.items()
-    ]
+    histogram_rows = []
+    for (jid, metric), pairs in histograms.items():
+        values, counts = zip(*sorted(pairs), strict=True)
+        histogram_rows.append(
+            {
+                "jurisdiction_id": jid,
+                "day": f.day,
+                "metric": metric,
+                "bins": list(values),
+                "counts": list(counts),
+            }
+        )
+    return stats, histogram_rows
 
 
 def _volunteer_rows(f: _Day) -> tuple[list[dict], Counter[tuple[int, date]]]:
@@ -488,9 +485,8 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
     The day's lock is taken before the raw rows are read, so of two overlapping rebuilds the
     second reads after the first has committed and replaces its rows whole."""
     _lock_day(day)
-    rows = _day_rows(day, ancestry if ancestry is not None else _ancestry())
     written = 0
-    for model, new in _tables_of(rows):
+    for model, new in _day_rows(day, ancestry if ancestry is not None else _ancestry()):
         db.session.execute(delete(model).where(model.day == day))
         # Core INSERTs (executemany): no ORM bookkeeping for thousands of rows per day.
         if new:
@@ -502,22 +498,13 @@ def rebuild_day(day: date, ancestry: Ancestry | None = None) -> int:
     return written
 
 
-def _tables_of(rows: _DayRows) -> list[tuple[Any, list[dict]]]:
-    return [
-        (DailyStat, rows.stats),
-        (DailyHistogram, rows.histograms),
-        (VolunteerDay, rows.volunteers),
-        (ActiveCount, rows.active),
-    ]
-
-
 def differing_days(first: date, last: date) -> list[date]:
     """The days of a range whose stored rollup rows differ from what the raw rows give now (a
     read-only check: nothing is rebuilt)."""
     ancestry = _ancestry()
     differ = []
     for day in days(first, last):
-        tables = _tables_of(_day_rows(day, ancestry))
+        tables = _day_rows(day, ancestry)
         stored = [
             _comparable(model, db.session.execute(_day_of(model, day)).mappings()) for model, _ in tables
         ]
