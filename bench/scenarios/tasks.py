@@ -627,13 +627,12 @@ def ring_floor(
     from yijing.services import tasks as task_service
 
     ends_at = now + timedelta(hours=2)
-    floor_ids = insert_tasks(
-        [
-            task_row(tree, kind="missing_person", title="压测调度下限", lat=lat, lng=lng, ends_at=ends_at)
-            for lat, lng in points
-        ]
-    )
-    queue = iter(zip(floor_ids, points, strict=True))
+    floor_rows = [
+        task_row(tree, kind="missing_person", title="压测调度下限", lat=lat, lng=lng, ends_at=ends_at)
+        for lat, lng in points
+    ]
+    floor_ids = insert_tasks(floor_rows)
+    queue = iter(zip(floor_ids, points, floor_rows, strict=True))
     data = json.dumps(
         {
             "task_id": 0,
@@ -653,7 +652,7 @@ def ring_floor(
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
 
         def floor() -> None:
-            task_id, (lat, lng) = next(queue)
+            task_id, (lat, lng), row = next(queue)
             rows = duty_index.search_rows(lat, lng, 1000, invite * 4 + 16)
             chosen = rows[:invite]
             at = datetime.now(UTC) + timedelta(seconds=timeout)
@@ -677,7 +676,7 @@ def ring_floor(
                 },
             ).scalar_one()
             specs = outbox.delivery_specs(message_ids or [], urgent=urgent)
-            hint = task_service.RingHint(lat, lng, (), 5, len(chosen))
+            hint = task_service.ring_hint(SimpleNamespace(**row), len(chosen))
             specs.append(task_service.dispatch_job(task_id, 1, at=at, hint=hint))
             jobs.enqueue_committed(specs)
 

@@ -3,11 +3,29 @@ directly: whom it invites, what it records, and that sending the same ring again
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from types import SimpleNamespace
+
 import pytest
 from sqlalchemy import select
 
 PLACE = (40.6525, 109.8330)
 METRES_PER_DEGREE = 111_195.0
+# A past patrol's columns (a volunteer's no-show record is one assignment per patrol).
+_PAST_TASK = (
+    "jurisdiction_id",
+    "kind",
+    "title",
+    "lat",
+    "lng",
+    "geofence_radius_m",
+    "starts_at",
+    "ends_at",
+    "slots",
+    "filled",
+    "status",
+)
 
 
 @pytest.fixture
@@ -117,14 +135,14 @@ def test_each_invitation_and_its_message_name_the_same_place(app, tasks, volunte
 
 
 @pytest.mark.parametrize("hinted", [True, False], ids=["hint", "no-hint"])
-def test_one_ring_is_two_statements_and_two_redis_round_trips(
+def test_one_ring_is_one_statement_and_two_redis_round_trips(
     app, tasks, volunteers, desk, tree, monkeypatch, hinted
 ):
-    """PostgreSQL, a ring as its job sends it (with the task's place): the GEO search first, then
-    one statement that reads the task and the candidates' facts (with the ids drawn), and one
-    that writes the ring, in autocommit (no BEGIN, no COMMIT); the jobs enqueued after the write in
-    one pipeline. Without a hint (a job enqueued before hints, the sweep) the task is read first:
-    three statements. Elsewhere the ring is a transaction of its own."""
+    """PostgreSQL, a ring as its job sends it (with the task as publishing saw it): the GEO
+    search first, then one statement that checks the task, ranks the candidates and writes the
+    ring, in autocommit (no BEGIN, no COMMIT); the jobs enqueued after it in one pipeline.
+    Without a hint (a job enqueued before hints, the sweep) the task is read first: two
+    statements. Elsewhere the ring is a transaction of its own."""
     import psycopg
     from redis.client import Pipeline
     from sqlalchemy import event
@@ -172,11 +190,12 @@ def test_one_ring_is_two_statements_and_two_redis_round_trips(
         assert redis_commands.commands == ["EVALSHA"]  # the GEO search
         assert len(pipelines) == 1  # the messages' delivery and the next ring, after the write
         if postgresql:
-            reads = 1 if hinted else 2
+            reads = 0 if hinted else 1
             assert len(statements) == reads + 1, statements
             for read in statements[:reads]:
-                assert "FROM tasks" in read and "nextval" in read and "volunteers" in read
+                assert "FROM tasks" in read and "INSERT" not in read and "UPDATE" not in read
             write = statements[reads]
+            assert "JOIN volunteers" in write and "nextval" in write
             for table in ("UPDATE tasks", "INSERT INTO assignments", "INSERT INTO dispatch_rings"):
                 assert table in write
             assert "INSERT INTO notifications" in write
@@ -192,6 +211,7 @@ def test_publishing_and_each_ring_hand_the_next_ring_where_to_search(
     hands the next its hint with how many are now on the task; the worker reads it back."""
     from yijing import jobs
     from yijing.extensions import db
+    from yijing.models import Task
     from yijing.services import dispatch
     from yijing.services.tasks import RingHint
 
@@ -202,14 +222,50 @@ def test_publishing_and_each_ring_hand_the_next_ring_where_to_search(
         desk, dispatch_mode="nearby", kind="missing_person", slots=2, categories=["courier"]
     )["id"]
     [first] = [s for s in enqueued if s.func == "workers.tasks.advance_dispatch"]
-    hint = RingHint(PLACE[0], PLACE[1], ("courier",), 2, 0)
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        hint = RingHint(
+            lat=PLACE[0],
+            lng=PLACE[1],
+            categories=("courier",),
+            slots=2,
+            on_task=0,
+            skills=(),
+            title=task.title,
+            address=task.address,
+            jurisdiction_id=task.jurisdiction_id,
+            starts_at=task.starts_at,
+            ends_at=task.ends_at,
+        )
+        db.session.remove()
     assert first.args == (task_id, 0) and RingHint.of_job(first.kwargs["hint"]) == hint
+    assert json.loads(json.dumps(first.kwargs)) == first.kwargs  # plain values
     enqueued.clear()
     with app.app_context():
         assert dispatch.advance(task_id, 0, RingHint.of_job(first.kwargs["hint"])) == 1
         [second] = [s for s in enqueued if s.func == "workers.tasks.advance_dispatch"]
         assert second.args == (task_id, 1)
-        assert RingHint.of_job(second.kwargs["hint"]) == RingHint(PLACE[0], PLACE[1], ("courier",), 2, 1)
+        assert RingHint.of_job(second.kwargs["hint"]) == dataclasses.replace(hint, on_task=1)
+        db.session.remove()
+
+
+def test_a_job_enqueued_before_hints_said_it_all_reads_its_task(app, tasks, volunteers, desk, tree):
+    """A ring job made before this version carries the place, categories, slots and count as a
+    list: the worker takes it as no hint, and the ring reads its task and is sent."""
+    from workers import tasks as task_jobs
+    from yijing.extensions import db
+    from yijing.models import Assignment
+    from yijing.services.tasks import RingHint
+
+    near = _on_duty(volunteers, desk, tree, "near", 300)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    old = [PLACE[0], PLACE[1], [], 1, 0]
+    assert RingHint.of_job(old) is None
+    with app.app_context():
+        assert task_jobs.advance_dispatch(task_id, 0, old) == 1
+        assert db.session.scalars(
+            select(Assignment.volunteer_id).where(Assignment.task_id == task_id)
+        ).all() == [near]
         db.session.remove()
 
 
@@ -323,10 +379,14 @@ def test_a_ring_sent_meanwhile_by_another_run_writes_nothing(app, tasks, volunte
 
 
 def test_a_volunteer_on_the_task_meanwhile_keeps_their_place(app, tasks, volunteers, desk, tree, monkeypatch):
-    """PostgreSQL: a volunteer the ring chose got onto the task between its reads and its write
-    (here: the desk's row, written directly): their row stays as it was, they get no invitation
-    message, and the ring counts only the invitations it made."""
-    from sqlalchemy import insert
+    """PostgreSQL: a volunteer the ring chose is getting onto the task in another transaction
+    while the ring's statement runs (here: the desk's row, inserted before the statement and
+    committed once the statement waits for it): their row stays as it was, they get no
+    invitation message, and the ring counts only the invitations it made."""
+    import threading
+    import time
+
+    from sqlalchemy import insert, text
 
     from yijing.extensions import db
     from yijing.models import Assignment, DispatchRing, Notification, Volunteer
@@ -336,22 +396,45 @@ def test_a_volunteer_on_the_task_meanwhile_keeps_their_place(app, tasks, volunte
     far = _on_duty(volunteers, desk, tree, "far", 600)
     task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
     nearest = duty_index.nearest
+    engine = None  # the app's, set inside its context below
+    committed = threading.Event()
+
+    def commit_once_the_ring_waits(other) -> None:
+        with engine.connect() as watch:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                waiting = watch.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query LIKE 'WITH claim AS%'"
+                    )
+                )
+                watch.rollback()
+                if waiting:
+                    break
+                time.sleep(0.01)
+        other.commit()
+        other.close()
+        committed.set()
 
     def search_while_near_joins(*args, **kwargs):
-        with db.engine.begin() as conn:
-            user_id = conn.scalar(select(Volunteer.user_id).where(Volunteer.id == near))
-            conn.execute(
-                insert(Assignment).values(
-                    task_id=task_id, volunteer_id=near, user_id=user_id, status="accepted", source="open"
-                )
+        other = engine.connect()
+        user_id = other.scalar(select(Volunteer.user_id).where(Volunteer.id == near))
+        other.execute(
+            insert(Assignment).values(
+                task_id=task_id, volunteer_id=near, user_id=user_id, status="accepted", source="open"
             )
+        )  # not committed yet: the ring's statement does not see it, and waits on its key
+        threading.Thread(target=commit_once_the_ring_waits, args=(other,), daemon=True).start()
         return nearest(*args, **kwargs)
 
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
-            pytest.skip("the ring's writes follow its reads only on PostgreSQL")
+            pytest.skip("the ring's statement and another transaction meet only on PostgreSQL")
+        engine = db.engine
         monkeypatch.setattr(duty_index, "nearest", search_while_near_joins)
         assert dispatch.advance(task_id, 0) == 1
+        assert committed.wait(10)
         rows = db.session.execute(
             select(Assignment.volunteer_id, Assignment.status, Assignment.source)
             .where(Assignment.task_id == task_id)
@@ -434,3 +517,104 @@ def _principal(username: str):
     from yijing.services import auth
 
     return auth.load_principal(db.session.scalar(select(User.id).where(User.username == username)))
+
+
+def test_the_statement_ranks_as_rank_does(app, tasks, volunteers, desk, tree, monkeypatch):
+    """PostgreSQL ranks a ring's candidates inside its one statement; elsewhere :func:`rank`
+    does. Volunteers of mixed categories, skills and past no-shows, one suspended, two at the
+    same spot with the same record (the volunteer id decides): for tasks of 1 to 6 slots (one
+    invitation per slot) and several categories and skills, each ring invites exactly the best
+    ``slots`` of ``rank`` over the same search."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from yijing.extensions import db
+    from yijing.models import Assignment, Task, Volunteer
+    from yijing.services import dispatch, duty_index
+    from yijing.services import tasks as task_service
+
+    rng = random.Random(15)
+    ids = [
+        _on_duty(volunteers, desk, tree, f"twin{i}", 50, category="courier", skills=["first_aid", "driving"])
+        for i in range(2)
+    ]
+    for i in range(12):
+        skills = [s for s in ("first_aid", "driving") if rng.random() < 0.5]
+        category = rng.choice(["courier", "security_guard"])
+        ids.append(
+            _on_duty(volunteers, desk, tree, f"v{i}", rng.uniform(100, 950), category=category, skills=skills)
+        )
+    tasks.set_rows("Volunteer", ids[5], status="suspended")
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL ranks in SQL; elsewhere the ring calls rank() itself")
+        past = datetime.now(UTC) - timedelta(days=3)
+        old = SimpleNamespace(
+            jurisdiction_id=tree["150203-01-01"],
+            kind="patrol",
+            title="往日巡逻",
+            lat=PLACE[0],
+            lng=PLACE[1],
+            geofence_radius_m=200,
+            starts_at=past,
+            ends_at=past + timedelta(hours=1),
+            slots=1,
+            filled=1,
+            status="completed",
+        )
+        for vid in ids[2:]:
+            user_id = db.session.get(Volunteer, vid).user_id
+            for status in ["no_show"] * rng.randint(0, 3) + ["completed"] * rng.randint(0, 3):
+                db.session.add(Task(**{c: getattr(old, c) for c in _PAST_TASK}))
+                db.session.flush()
+                patrol = db.session.scalars(select(Task.id).order_by(Task.id.desc()).limit(1)).one()
+                db.session.add(
+                    Assignment(
+                        task_id=patrol, volunteer_id=vid, user_id=user_id, status=status, source="open"
+                    )
+                )
+        db.session.commit()
+        db.session.remove()
+    config = app.config["YIJING"]
+    monkeypatch.setitem(app.config, "YIJING", dataclasses.replace(config, dispatch_invites_per_slot=1))
+    cases = [
+        (slots, categories, skills)
+        for slots in range(1, 7)
+        for categories, skills in [
+            ([], []),
+            (["courier"], []),
+            ([], ["first_aid"]),
+            (["security_guard"], ["driving"]),
+        ]
+    ]
+    for slots, categories, skills in cases:
+        task_id = tasks.create(
+            desk,
+            dispatch_mode="nearby",
+            kind="missing_person",
+            slots=slots,
+            categories=categories,
+            skills=skills,
+        )["id"]
+        with app.app_context():
+            task = db.session.get(Task, task_id)
+            hint = task_service.ring_hint(task)
+            hits = duty_index.nearest(
+                task.lat,
+                task.lng,
+                radius_m=1000,
+                limit=dispatch._limit(slots, 0),
+                categories=categories or None,
+            )
+            best = [c.volunteer_id for c in dispatch.rank(task, hits)[:slots]]
+            db.session.remove()
+            assert best, (slots, categories, skills)
+            dispatch.advance(task_id, 0, hint)
+            invited = db.session.scalars(
+                select(Assignment.volunteer_id).where(Assignment.task_id == task_id)
+            ).all()
+            assert sorted(invited) == sorted(best), (slots, categories, skills)
+            assert ids[5] not in invited  # suspended
+            if slots == 1 and categories != ["security_guard"]:
+                assert invited == [ids[0]]  # the twins tie: the lower id first
+            db.session.remove()

@@ -17,21 +17,20 @@ later, the next ring goes out: an RQ job scheduled for that time, with a periodi
 The ring number is advanced with a compare-and-set, so a job and the sweep never send the same
 ring twice.
 
-On PostgreSQL a ring is two round trips to the database and two to Redis (:func:`_advance_pg`):
+On PostgreSQL a ring is one round trip to the database and two to Redis (:func:`_advance_pg`):
 search the GEO index where the ring's job says the task is (its :class:`~yijing.services.tasks.RingHint`:
-place, categories, slots, how many were on it; publishing and each ring put it in the next
-ring's job); then, on one connection in autocommit, read the task (whether the dispatch still
-looks, with whom it already has) and the candidates' no-show facts in one statement, drawing the
-ring's and the invitations' ids from their sequences; then one statement that is its own
-transaction (no BEGIN, no COMMIT round trip) advances the ring number with the compare-and-set
-and, only if that won, writes the invitations, the ring's row and the invitations' messages; then
-one Redis pipeline enqueues the messages' delivery and the next ring. The row decides, never the
-hint: a task no longer where the hint says (edited since), or a search that stopped at a limit
-short of what the row asks for, is searched again where the row says and read again (a round
-trip each); a job without a hint (enqueued before hints, the sweep's) reads the task first, as
-that fallback does: three statements. A run that loses the compare-and-set between its read and
-its write writes nothing. (A connection that sat idle in the pool is pinged first, one more round
-trip: :mod:`yijing.connection_check`.)
+the task as publishing, or the ring before, saw it: place, categories, skills, slots, how many
+were on it, title, address and times); then one statement, its own transaction in autocommit
+(no BEGIN, no COMMIT round trip), advances the ring number with the compare-and-set, only if the
+task still is what the hint says, and, only if that won, ranks the hits in SQL as :func:`rank`
+does, writes the invitations, the ring's row and the invitations' messages
+(:func:`_send_ring_pg`); then one Redis pipeline enqueues the messages' delivery and the next ring.
+The row decides, never the hint: a task no longer what the hint says (edited since), or a search
+that stopped at a limit short of what the row asks for, sends nothing; the task is then read and
+searched again where the row says (a round trip each). A job without a hint (enqueued before
+hints, the sweep's) reads the task first: two statements. Two runs of the same ring meet at the
+compare-and-set, and one writes nothing. (A connection that sat idle in the pool is pinged first,
+one more round trip: :mod:`yijing.connection_check`.)
 Elsewhere (SQLite) the ring is one transaction in the Session (:func:`_advance_portable`).
 
 That statement commits with ``synchronous_commit`` off (for its own transaction only): it does
@@ -49,11 +48,14 @@ Ranking: ``score = distance_m × (1 + DISPATCH_NO_SHOW_WEIGHT × no_show_rate)``
 ``no_show_rate = no_shows / (no_shows + completed + 2)`` over the volunteer's past assignments.
 The ``+ 2`` is a prior of two good assignments, so a newcomer ranks by distance alone and one
 missed patrol does not bury anyone; with the default weight 2, a volunteer who missed 8 of 10
-ranks as if about 2.3 times farther away.
+ranks as if about 2.3 times farther away. Ties go to the nearer, then to the lower volunteer id.
+:func:`rank` ranks in Python (SQLite); on PostgreSQL the ring's statement ranks in SQL with the
+same float operations, and ``tests/services/test_dispatch.py`` holds the two to the same answers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -71,19 +73,21 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
-    any_,
     bindparam,
     case,
+    cast,
     column,
+    exists,
     func,
     insert,
     literal_column,
     not_,
+    or_,
     select,
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from yijing import jobs, policies
@@ -118,24 +122,34 @@ RingTask = Row[Any]
 # -- assigned: the desk names volunteers -----------------------------------------------------------
 
 
-def _invitation(assignment: Any, task: Task | RingTask) -> dict[str, Any]:
+def _invitation(assignment: Any, task: Any) -> dict[str, Any]:
     """The outbox message of an invitation (``assignment``: an Assignment or an :class:`_Invited`)."""
-    deadline = assignment.invite_expires_at
-    when = f"，请在 {local_text(deadline)} 前答复" if deadline and assignment.source == "assigned" else ""
+    message = _invitation_to(task, assignment.invite_expires_at, assignment.source)
+    message["user_id"] = assignment.user_id
+    message["dedupe_key"] = _invitation_key(task.id, assignment.id, assignment.invite_seq)
+    message["data"].update(assignment_id=assignment.id, distance_m=assignment.distance_m)
+    return message
+
+
+def _invitation_to(task: Any, deadline: datetime | None, source: str) -> dict[str, Any]:
+    """What every invitation to ``task`` with this deadline and source says, before its own
+    assignment's id and distance are added to its data (:func:`_invitation`; a ring's statement
+    adds them the same way, :func:`_send_ring_pg`). ``task``: a Task or a row with its id,
+    title, address, jurisdiction and start."""
+    when = f"，请在 {local_text(deadline)} 前答复" if deadline and source == "assigned" else ""
     return {
-        "user_id": assignment.user_id,
         "kind": "task.invitation",
         "title": f"任务邀请：{task.title}"[:100],
         "body": f"{local_text(task.starts_at)} 开始，地点：{task.address or '见任务详情'}{when}。",
-        "dedupe_key": f"task:{task.id}:assignment:{assignment.id}:invite:{assignment.invite_seq}",
-        "data": task_service.notification_data(
-            task,
-            assignment,
-            expires_at=deadline.isoformat() if deadline else None,
-            distance_m=assignment.distance_m,
-        ),
+        "data": task_service.notification_data(task, expires_at=deadline.isoformat() if deadline else None),
         "page": task_service.task_page(task.id),
     }
+
+
+def _invitation_key(task_id: int, assignment_id: int | str, invite_seq: int) -> str:
+    """An invitation message's dedupe key (``assignment_id`` ``"%s"``: the format a ring's
+    statement fills in)."""
+    return f"task:{task_id}:assignment:{assignment_id}:invite:{invite_seq}"
 
 
 def _notify_invitation(assignment: Assignment, task: Task) -> None:
@@ -278,7 +292,7 @@ def no_show_rate(no_shows: int, completed: int) -> float:
 @functools.cache
 def _rank_query() -> Select[Any]:
     """Built once: approved volunteers among ``:ids`` (an IN list) with their past assignments
-    counted (on PostgreSQL :func:`_ring_facts_pg` reads the same)."""
+    counted (on PostgreSQL :func:`_send_ring_pg` ranks the same way in SQL)."""
     return _volunteer_facts(Volunteer.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -433,10 +447,23 @@ def _stop_waiting(execute: Any, task_id: int, after_ring: int, rings: int, now: 
     )
 
 
+def _most_wanted(open_slots: int) -> int:
+    """Whom a ring with ``open_slots`` looks for: ``open slots × DISPATCH_INVITES_PER_SLOT``, at
+    most DISPATCH_MAX_INVITES_PER_RING (``_send_ring_pg`` computes the same)."""
+    cfg = config()
+    return min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
+
+
+# How many hits a ring's search asks for (:func:`_limit`; ``_send_ring_pg`` computes the same).
+_LIMIT_PER_WANTED = 4
+_LIMIT_SPARE = 16
+_LIMIT_MOST = 5000
+
+
 def _limit(want: int, on_task: int) -> int:
     """How many hits a ring's search asks for: enough to keep ``want`` after dropping those
     already on the task and the misfits."""
-    return min(on_task + want * 4 + 16, 5000)
+    return min(on_task + want * _LIMIT_PER_WANTED + _LIMIT_SPARE, _LIMIT_MOST)
 
 
 def _nearest(
@@ -445,21 +472,13 @@ def _nearest(
     return duty_index.nearest(lat, lng, radius_m=radius_m, limit=limit, categories=list(categories) or None)
 
 
-def _ring_hits(ring: _Ring, on_task: int) -> list[tuple[int, float]]:
-    """The ring's search at its task's place (:func:`_limit` for ``on_task`` already on it)."""
-    task = ring.task
-    return _nearest(task.lat, task.lng, task.categories or (), ring.radius_m, _limit(ring.want, on_task))
-
-
 def _search(ring: _Ring, invited_before: set[int]) -> tuple[int, list[tuple[int, float]]]:
     """On-duty volunteers within the ring's radius not yet invited to the task (the Redis GEO
-    index): how many were found, and their (volunteer id, distance) nearest first."""
-    return _fresh(_ring_hits(ring, len(invited_before)), invited_before)
-
-
-def _fresh(
-    hits: Sequence[tuple[int, float]], invited_before: set[int]
-) -> tuple[int, list[tuple[int, float]]]:
+    index, :func:`_limit` hits for those already on it): how many were found, and their
+    (volunteer id, distance) nearest first."""
+    task = ring.task
+    limit = _limit(ring.want, len(invited_before))
+    hits = _nearest(task.lat, task.lng, task.categories or (), ring.radius_m, limit)
     fresh = [(vid, dist) for vid, dist in hits if vid not in invited_before]
     return len(fresh), fresh
 
@@ -477,19 +496,19 @@ def _ring_row(ring: _Ring, found: int, invited: int) -> dict[str, Any]:
     }
 
 
-def _invitation_constants(ring: _Ring) -> dict[str, Any]:
+def _invitation_constants(task_id: int, ends_at: datetime, now: datetime) -> dict[str, Any]:
     """An invitation's values that are the same for every volunteer of a ring (valid until the
     task ends)."""
     return {
-        "task_id": ring.task.id,
+        "task_id": task_id,
         "status": A.INVITED,
         "source": DispatchMode.NEARBY,
         "invite_seq": 1,
-        "invited_at": ring.now,
-        "invite_expires_at": ring.task.ends_at,
+        "invited_at": now,
+        "invite_expires_at": ends_at,
         "checkout_auto": False,
         "points_awarded": 0,
-        "created_at": ring.now,
+        "created_at": now,
     }
 
 
@@ -502,16 +521,17 @@ def _messages(ring: _Ring, chosen: Sequence[Candidate], ids: Sequence[int]) -> l
     ]
 
 
-def _sent(ring: _Ring, invited: int) -> int:
+def _sent(task_id: int, ring_no: int, radius_m: int, invited: int) -> int:
     log.info(
         "dispatch ring sent",
-        extra={"task_id": ring.task.id, "ring": ring.ring_no, "radius_m": ring.radius_m, "invited": invited},
+        extra={"task_id": task_id, "ring": ring_no, "radius_m": radius_m, "invited": invited},
     )
     return invited
 
 
-# -- one ring on PostgreSQL: a read, the GEO search, a read, one writing statement -------------------
+# -- one ring on PostgreSQL: the GEO search, then one statement ------------------------------------
 
+_TASKS = Task.__table__
 _ASSIGNMENTS = Assignment.__table__
 _RINGS = DispatchRing.__table__
 _NOTIFICATIONS = Notification.__table__
@@ -528,11 +548,10 @@ _INVITATION_CONSTANTS = (
     "points_awarded",
     "created_at",
 )
-# A ring's row (``:r_<name>``; ``invited`` is counted by the statement).
-_RING_COLUMNS = ("task_id", "ring_no", "radius_m", "found", "slots_open", "next_at", "created_at")
-# What differs between the messages of one ring (in ``:chosen``); the rest of an outbox row is the
-# same for all of them (``:c_<name>``): the same task, deadline and template.
-_MESSAGE_VARYING = ("user_id", "dedupe_key", "data")
+# A ring's row (``:r_<name>``; ``found``, ``invited`` and ``slots_open`` are the statement's).
+_RING_COLUMNS = ("task_id", "ring_no", "radius_m", "next_at", "created_at")
+# An outbox row's columns that are the same for every message of a ring (``:c_<name>``): the same
+# task, deadline and template. Each message's user, dedupe key and data are the statement's.
 _MESSAGE_CONSTANTS = (
     "sealed",
     "kind",
@@ -544,58 +563,100 @@ _MESSAGE_CONSTANTS = (
     "created_at",
     "sweep_after",
 )
+# The task's columns a hint must still match for the statement to send the ring (``:e_<name>``):
+# where it searched and what its messages say.
+_SEEN_COLUMNS = ("lat", "lng", "title", "address", "jurisdiction_id", "starts_at", "ends_at")
 
 
 def _next_id(table: Any) -> Any:
     """The next value of the table's ``id`` sequence, named as PostgreSQL names a serial's
     (``<table>_id_seq``; ``tests/services/test_dispatch.py`` holds it to ``pg_get_serial_sequence``):
-    the name cast once at planning, where ``pg_get_serial_sequence`` searched the catalog per id
-    drawn (~0.1 ms for a ring's ten)."""
+    the name cast once at planning, where ``pg_get_serial_sequence`` searched the catalog per id."""
     return func.nextval(literal_column(f"'{table.name}_id_seq'::regclass"))
 
 
+_EMPTY_LIST = literal_column("'[]'::jsonb")
+
+
+def _json_list(value: Any) -> Any:
+    """A JSON list column or parameter as ``jsonb``, JSON null or SQL NULL as ``[]`` (as Python
+    reads ``task.categories or ()``)."""
+    as_jsonb = cast(value, JSONB)
+    return case((func.jsonb_typeof(as_jsonb) == "array", as_jsonb), else_=_EMPTY_LIST)
+
+
+def _on_task_count() -> Any:
+    """How many volunteers are on the task (any assignment), correlated to ``tasks``."""
+    return select(func.count()).where(Assignment.task_id == Task.id).scalar_subquery()
+
+
 @functools.cache
-def _ring_facts_pg() -> Select[Any]:
-    """Everything a ring reads, in one statement and one row (none: no such task): the task as a
-    ring reads it, whether the dispatch is still looking (``live``), for a ring after the first
-    the volunteers already on the task (``invited_before``; NULL for the first ring, which comes
-    before any invitation: the desk cannot invite to a nearby task), and the approved volunteers
-    among ``:ids`` (one array: the same SQL text for any number of ids, so psycopg prepares it
-    once) with their past assignments counted (as :func:`_rank_query`), as arrays (``f_*``).
-    With ``:draw``, and only if this ring is still to be sent (the ring number is ``:b_after``
-    and the dispatch live), it also draws the ring's id and one invitation id per volunteer
-    wanted from their sequences (``open slots × :per_slot``, at most ``:most``, as
-    :func:`_plan`), so that the messages, whose dedupe keys and data name the invitation, are
-    written with the invitations in the one writing statement."""
-    live = and_(*_live(bindparam("b_now")))
-    on_task = (
-        select(func.array_agg(Assignment.volunteer_id)).where(Assignment.task_id == Task.id).scalar_subquery()
-    )
-    sending = and_(bindparam("draw", type_=Boolean), Task.dispatch_ring == bindparam("b_after"), live)
-    want = func.least(
-        (Task.slots - Task.filled) * bindparam("per_slot", type_=Integer), bindparam("most", type_=Integer)
-    )
-    task = (
-        select(
-            *_RING_TASK,
-            live.label("live"),
-            case((bindparam("b_after", type_=Integer) > 0, on_task)).label("invited_before"),
-            case((sending, _next_id(_RINGS))).label("ring_id"),
-            case(
-                (
-                    sending,
-                    select(func.array_agg(_next_id(_ASSIGNMENTS)))
-                    .select_from(func.generate_series(1, want))
-                    .scalar_subquery(),
-                )
-            ).label("assignment_ids"),
+def _ring_task_pg() -> Select[Any]:
+    """The task as a ring reads it when its job brought no hint, or one the row no longer
+    matches: its columns, whether the dispatch is still looking (``live``) and how many are on
+    it (``on_task``)."""
+    return select(
+        *_RING_TASK, and_(*_live(bindparam("b_now"))).label("live"), _on_task_count().label("on_task")
+    ).where(Task.id == bindparam("b_id"))
+
+
+@functools.cache
+def _send_ring_pg() -> Any:
+    """PostgreSQL: the whole ring in one statement, so in autocommit one transaction with no
+    BEGIN or COMMIT round trip. It takes the GEO search's hits (``:h_ids``/``:h_distances``,
+    nearest first: one array each, the same SQL text for any number, so psycopg prepares it once)
+    and the task as the ring's hint saw it (``:e_*``), and:
+
+    1. advances the ring number with the compare-and-set (:func:`_claim_update`), only if the
+       task still is what the hint says (place, categories, skills, title, address, times) and
+       the search did not stop at its limit (``:asked``, ``:short``) short of what the row now
+       asks for (:func:`_limit` of the row's open slots and how many are on it);
+    2. keeps the hits within that limit not yet on the task (``found``), the approved among them
+       of the task's categories and skills, ranked as :func:`rank` ranks them (distance weighed by
+       the no-show record, each volunteer's past assignments counted through the index on
+       ``volunteer_id``), the best ``open slots × :per_slot`` (at most ``:most``);
+    3. writes their invitations (a volunteer on the task meanwhile keeps their place), the ring's
+       row (its id drawn first, so that the invitations can name it) and the invitations'
+       messages: the ring's shared outbox row (``:c_*``) with each one's user, dedupe key
+       (``:c_dedupe_key`` with the assignment's id) and data (``:c_data`` with its id and
+       distance, as :func:`_invitation` adds them).
+
+    Answers whether the ring was sent, how many were invited, the messages' ids and how many
+    were on the task before. Commits without waiting for the WAL flush (``set_config`` of
+    ``synchronous_commit`` for this transaction; see the module docstring)."""
+    on_task = _on_task_count()
+    open_slots = Task.slots - Task.filled
+    want = func.least(open_slots * bindparam("per_slot", type_=Integer), bindparam("most", type_=Integer))
+    limit = func.least(on_task + want * _LIMIT_PER_WANTED + _LIMIT_SPARE, _LIMIT_MOST)
+    categories = _json_list(bindparam("e_categories", type_=JSON))
+    skills = _json_list(bindparam("e_skills", type_=JSON))
+    claim = (
+        _claim_update()
+        .where(
+            *(
+                _TASKS.c[key].is_not_distinct_from(bindparam(f"e_{key}", type_=_TASKS.c[key].type))
+                for key in _SEEN_COLUMNS
+            ),
+            _json_list(Task.categories) == categories,
+            _json_list(Task.skills) == skills,
+            not_(and_(bindparam("short", type_=Boolean), bindparam("asked", type_=Integer) < limit)),
         )
-        .where(Task.id == bindparam("b_id"))
-        .cte("task")  # it draws from sequences: PostgreSQL evaluates it once and never inlines it
+        .returning(
+            open_slots.label("open_slots"), want.label("want"), limit.label("lim"), on_task.label("on_task")
+        )
+        .cte("claim")
     )
-    # Each volunteer's past assignments counted through the index on ``volunteer_id`` (LATERAL), a
-    # plan that does not hang on the table's statistics: after a bulk delete (the benchmark's) the
-    # join below ``_volunteer_facts`` was planned as a scan of the whole table, 1 ms more.
+    hits = (
+        func.unnest(bindparam("h_ids", type_=ARRAY(BigInteger)), bindparam("h_distances", type_=ARRAY(Float)))
+        .table_valued(column("id", BigInteger), column("distance_m", Float), with_ordinality="ord")
+        .render_derived(name="hits")
+    )
+    fresh = (
+        select(hits.c.id, hits.c.distance_m)
+        .join(claim, hits.c.ord <= claim.c.lim)
+        .where(~exists().where(Assignment.task_id == bindparam("b_id"), Assignment.volunteer_id == hits.c.id))
+        .cte("fresh")
+    )
     past = (
         select(
             func.count().filter(Assignment.status == A.NO_SHOW).label("no_shows"),
@@ -604,94 +665,70 @@ def _ring_facts_pg() -> Select[Any]:
         .where(Assignment.volunteer_id == Volunteer.id)
         .lateral("past")
     )
-    candidates = (
-        select(Volunteer.id, Volunteer.user_id, Volunteer.category, Volunteer.skills, *past.c)
+    # no_show_rate() and rank()'s score in the same float operations, in the same order.
+    rate = cast(past.c.no_shows, Float) / cast(past.c.no_shows + past.c.completed + 2, Float)
+    score = fresh.c.distance_m * (1 + bindparam("weight", type_=Float) * rate)
+    chosen = (
+        select(Volunteer.id.label("volunteer_id"), Volunteer.user_id, fresh.c.distance_m)
+        .select_from(fresh)
+        .join(Volunteer, Volunteer.id == fresh.c.id)
         .join(past, true())
         .where(
-            Volunteer.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
             Volunteer.status == VolunteerStatus.APPROVED,
+            or_(categories == _EMPTY_LIST, categories.op("?")(Volunteer.category)),
+            _json_list(Volunteer.skills).op("@>")(skills),
         )
-        .subquery()
+        .order_by(score, fresh.c.distance_m, Volunteer.id)
+        .limit(select(claim.c.want).scalar_subquery())
+        .cte("chosen")
     )
-    # One row, the candidates as arrays (column by column): the task's columns are not repeated
-    # per candidate, and psycopg parses arrays faster than rows.
-    facts = select(
-        func.array_agg(candidates.c.id).label("f_ids"),
-        func.array_agg(candidates.c.user_id).label("f_user_ids"),
-        func.array_agg(candidates.c.category).label("f_categories"),
-        func.json_agg(candidates.c.skills).label("f_skills"),
-        func.array_agg(candidates.c.no_shows).label("f_no_shows"),
-        func.array_agg(candidates.c.completed).label("f_completed"),
-    ).subquery()
-    return select(task, facts).select_from(task.join(facts, true()))
-
-
-@functools.cache
-def _send_ring_pg() -> Any:
-    """PostgreSQL: the whole ring in one statement, so in autocommit one transaction with no
-    BEGIN or COMMIT round trip: the compare-and-set of the ring number (:func:`_claim_update`),
-    then, only if it won, the invitations (with the ids drawn by :func:`_ring_facts_pg`;
-    a volunteer already on the task keeps their place), the ring's row (counting the invitations
-    made) and the messages of the invitations made. What differs per invitation is one JSON
-    parameter (``:chosen``, read by ``json_to_recordset``): the same SQL text for any number of
-    invitations, so psycopg prepares it once, and one string to send rather than an array per
-    column (escaping the messages' JSON inside a text array cost more than the statement).
-    Answers whether the ring was sent, how many were invited, and the messages' ids. Commits
-    without waiting for the WAL flush (``set_config`` of ``synchronous_commit`` for this
-    transaction; see the module docstring)."""
-    claim = _claim_update().returning(Task.id).cte("claim")
-    each = (
-        func.json_to_recordset(bindparam("chosen", type_=JSON))
-        .table_valued(
-            column("id", BigInteger),
-            column("volunteer_id", BigInteger),
-            column("user_id", BigInteger),
-            column("distance_m", Float),
-            column("dedupe_key", Text),
-            column("data", JSON),
-        )
-        .render_derived(with_types=True)
-    )
-    ring_id = bindparam("r_id", type_=BigInteger)
+    # Drawn once (a CTE that calls nextval is evaluated once), before the ring's row is written.
+    ring_id = select(_next_id(_RINGS).label("id")).select_from(claim).cte("ring_id")
     invited = (
         pg_insert(_ASSIGNMENTS)
         .from_select(
-            ["id", "volunteer_id", "user_id", "distance_m", "ring_id", *_INVITATION_CONSTANTS],
+            ["volunteer_id", "user_id", "distance_m", "ring_id", *_INVITATION_CONSTANTS],
             select(
-                each.c.id,
-                each.c.volunteer_id,
-                each.c.user_id,
-                each.c.distance_m,
-                ring_id,
+                chosen.c.volunteer_id,
+                chosen.c.user_id,
+                chosen.c.distance_m,
+                ring_id.c.id,
                 *(bindparam(f"b_{key}", type_=_ASSIGNMENTS.c[key].type) for key in _INVITATION_CONSTANTS),
-            ).join(claim, true()),
+            ).join(ring_id, true()),
         )
         .on_conflict_do_nothing(index_elements=["task_id", "volunteer_id"])
-        .returning(_ASSIGNMENTS.c.id)
+        .returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.user_id, _ASSIGNMENTS.c.distance_m)
         .cte("invited")
     )
     how_many = select(func.count()).select_from(invited).scalar_subquery()
     ring = (
         insert(_RINGS)
         .from_select(
-            ["id", "invited", *_RING_COLUMNS],
+            ["id", "found", "invited", "slots_open", *_RING_COLUMNS],
             select(
-                ring_id,
+                ring_id.c.id,
+                select(func.count()).select_from(fresh).scalar_subquery(),
                 how_many,
+                claim.c.open_slots,
                 *(bindparam(f"r_{key}", type_=_RINGS.c[key].type) for key in _RING_COLUMNS),
-            ).select_from(claim),
+            ).join(ring_id, true()),
         )
         .returning(_RINGS.c.id)
         .cte("ring")
     )
+    each_data = func.jsonb_build_object(
+        literal_column("'assignment_id'"), invited.c.id, literal_column("'distance_m'"), invited.c.distance_m
+    )
     messages = (
         pg_insert(_NOTIFICATIONS)
         .from_select(
-            [*_MESSAGE_VARYING, *_MESSAGE_CONSTANTS],
+            ["user_id", "dedupe_key", "data", *_MESSAGE_CONSTANTS],
             select(
-                *(each.c[key] for key in _MESSAGE_VARYING),
+                invited.c.user_id,
+                func.format(bindparam("c_dedupe_key", type_=Text), invited.c.id),
+                cast(cast(bindparam("c_data", type_=JSON), JSONB).op("||")(each_data), JSON),
                 *(bindparam(f"c_{key}", type_=_NOTIFICATIONS.c[key].type) for key in _MESSAGE_CONSTANTS),
-            ).join(invited, invited.c.id == each.c.id),
+            ),
         )
         .on_conflict_do_nothing()
         .returning(_NOTIFICATIONS.c.id)
@@ -701,45 +738,65 @@ def _send_ring_pg() -> Any:
         select(func.count()).select_from(ring).scalar_subquery().label("sent"),
         how_many.label("invited"),
         select(func.array_agg(messages.c.id)).scalar_subquery().label("message_ids"),
+        select(claim.c.on_task).scalar_subquery().label("on_task"),
         func.set_config("synchronous_commit", "off", true()).label("synchronous_commit"),
     )
 
 
-class _VolunteerFacts(NamedTuple):
-    """A candidate's row as :func:`_ranked` reads it."""
+class _SeenTask(NamedTuple):
+    """A task as a ring's hint saw it: what its invitations' messages read."""
 
     id: int
-    user_id: int
-    category: str
-    skills: Any
-    no_shows: int
-    completed: int
+    title: str
+    address: str
+    jurisdiction_id: int
+    starts_at: datetime
 
 
-def _hinted_hits(
-    hint: RingHint, task: RingTask, ring: _Ring, invited_before: set[int], hits: list[tuple[int, float]]
-) -> list[tuple[int, float]] | None:
-    """The hits of the search sent with ``hint`` as the ring's own search would have found them
-    (its first :func:`_limit`), or None when they may not be: the task is no longer where the
-    hint put it, or that search stopped at its limit short of the ring's."""
-    if (hint.lat, hint.lng, tuple(sorted(hint.categories))) != (
-        float(task.lat),
-        float(task.lng),
-        tuple(sorted(task.categories or ())),
-    ):
-        return None
-    limit = _limit(ring.want, len(invited_before))
-    asked = _limit(_most_wanted(hint.slots), hint.on_task)
-    if len(hits) >= asked and asked < limit:
-        return None
-    return hits[:limit]
-
-
-def _most_wanted(open_slots: int) -> int:
-    """Whom a ring with ``open_slots`` looks for: ``open slots × DISPATCH_INVITES_PER_SLOT``, at
-    most DISPATCH_MAX_INVITES_PER_RING (``_ring_facts_pg`` draws as many ids)."""
+def _send_hinted(
+    conn: Any, task_id: int, after_ring: int, radii: Sequence[int], now: datetime, hint: RingHint
+) -> tuple[Row[Any], datetime | None] | None:
+    """Search where ``hint`` says the task is and send the ring in one statement
+    (:func:`_send_ring_pg`): its answer and when the next ring is due, or None when the
+    statement sent nothing (the ring was sent meanwhile, the dispatch is over, or the task is no
+    longer what the hint says)."""
     cfg = config()
-    return min(open_slots * cfg.dispatch_invites_per_slot, cfg.dispatch_max_invites_per_ring)
+    ring_no = after_ring + 1
+    asked = _limit(_most_wanted(hint.slots), hint.on_task)
+    hits = _nearest(hint.lat, hint.lng, hint.categories, radii[after_ring], asked)
+    claim = _claim_values(task_id, after_ring, len(radii), now)
+    seen = _SeenTask(task_id, hint.title, hint.address, hint.jurisdiction_id, hint.starts_at)
+    message = _invitation_to(seen, hint.ends_at, DispatchMode.NEARBY)
+    urgent = outbox.is_urgent("task.invitation")
+    [shared] = outbox.rows_of(
+        [{**message, "user_id": 0, "dedupe_key": _invitation_key(task_id, "%s", 1)}], urgent=urgent
+    )
+    answer = conn.execute(
+        _send_ring_pg(),
+        {
+            **claim,
+            **{f"e_{key}": getattr(hint, key) for key in _SEEN_COLUMNS},
+            "e_categories": list(hint.categories),
+            "e_skills": list(hint.skills),
+            "short": len(hits) >= asked,
+            "asked": asked,
+            "per_slot": cfg.dispatch_invites_per_slot,
+            "most": cfg.dispatch_max_invites_per_ring,
+            "weight": cfg.dispatch_no_show_weight,
+            "h_ids": [vid for vid, _ in hits],
+            "h_distances": [distance for _, distance in hits],
+            "r_task_id": task_id,
+            "r_ring_no": ring_no,
+            "r_radius_m": radii[after_ring],
+            "r_next_at": claim["b_next_at"],
+            "r_created_at": now,
+            **{f"b_{key}": value for key, value in _invitation_constants(task_id, hint.ends_at, now).items()},
+            "c_dedupe_key": shared["dedupe_key"],
+            "c_data": shared["data"],
+            **{f"c_{key}": shared[key] for key in _MESSAGE_CONSTANTS},
+        },
+    ).one()
+    return (answer, claim["b_next_at"]) if answer.sent else None
 
 
 def _advance_pg(
@@ -747,98 +804,41 @@ def _advance_pg(
 ) -> int | None:
     """Send the ring after ``after_ring`` on PostgreSQL (see :func:`advance`): how many were
     invited, None when no ring was sent. On one connection in autocommit, outside the Session:
-    search the GEO index where ``hint`` says the task is, read the task and the candidates' facts
-    (drawing the ids) in one statement, write the ring in one statement (:func:`_send_ring_pg`),
-    then enqueue the messages' delivery and the next ring in one Redis round trip. Without a hint,
-    or when the row disagrees with it, the task is read first and searched where the row says.
-    Nothing is written unless the compare-and-set wins."""
-    cfg = config()
-    hits = None
-    if hint is not None and after_ring < len(radii):
-        hits = _nearest(
-            hint.lat,
-            hint.lng,
-            hint.categories,
-            radii[after_ring],
-            _limit(_most_wanted(hint.slots), hint.on_task),
-        )
+    search the GEO index where ``hint`` says the task is and send the ring in one statement
+    (:func:`_send_hinted`), then enqueue the messages' delivery and the next ring in one Redis
+    round trip. Without a hint, or when the statement finds the task is not what the hint says,
+    the task is read (:func:`_ring_task_pg`) and its row is the hint. Nothing is written unless
+    the compare-and-set wins."""
+    rings = len(radii)
     with db.session.get_bind().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        while True:
-            task = conn.execute(
-                _ring_facts_pg(),
-                {
-                    "b_id": task_id,
-                    "b_after": after_ring,
-                    "b_now": now,
-                    "ids": [vid for vid, _ in hits or ()],
-                    "draw": hits is not None,
-                    "per_slot": cfg.dispatch_invites_per_slot,
-                    "most": cfg.dispatch_max_invites_per_ring,
-                },
-            ).first()
-            if task is None or task.dispatch_ring != after_ring:
-                return None  # another run sent this ring
-            if not task.live or after_ring >= len(radii):
-                _stop_waiting(conn.execute, task_id, after_ring, len(radii), now)
-                return None
-            ring = _plan(task, after_ring, radii, now)
-            invited_before = set(task.invited_before or ())
-            if hits is not None:
-                kept = hits if hint is None else _hinted_hits(hint, task, ring, invited_before, hits)
-                if kept is not None:
-                    break
-            # No hint, or not one to trust: search where the row says, then read again (the
-            # candidates' facts, and the ids drawn only now that the ring is known to be sent).
-            hint = None
-            hits = _ring_hits(ring, len(invited_before))
-        found, fresh = _fresh(kept, invited_before)
-        facts = [
-            _VolunteerFacts(*each)
-            for each in zip(
-                task.f_ids or (),
-                task.f_user_ids or (),
-                task.f_categories or (),
-                task.f_skills or (),
-                task.f_no_shows or (),
-                task.f_completed or (),
-                strict=True,
-            )
-        ]
-        chosen = _ranked(task, fresh, facts)[: ring.want]
-        ids = (task.assignment_ids or [])[: len(chosen)]
-        urgent = outbox.is_urgent("task.invitation")
-        messages = outbox.rows_of(_messages(ring, chosen, ids), urgent=urgent)
-        sent = conn.execute(
-            _send_ring_pg(),
-            {
-                **_claim_values(task_id, after_ring, len(radii), now),
-                "r_id": task.ring_id,
-                **{f"r_{key}": value for key, value in _ring_row(ring, found, 0).items() if key != "invited"},
-                **{f"b_{key}": value for key, value in _invitation_constants(ring).items()},
-                "chosen": [
-                    {
-                        "id": aid,
-                        "volunteer_id": c.volunteer_id,
-                        "user_id": c.user_id,
-                        "distance_m": c.distance_m,
-                        "dedupe_key": m["dedupe_key"],
-                        "data": m["data"],
-                    }
-                    for aid, c, m in zip(ids, chosen, messages, strict=True)
-                ],
-                **{f"c_{key}": messages[0][key] if messages else None for key in _MESSAGE_CONSTANTS},
-            },
-        ).one()
-    if not sent.sent:
-        return None  # another run sent this ring between the read and the write
-    specs = outbox.delivery_specs(sent.message_ids or [], urgent=urgent)
-    if ring.next_at is not None and sent.invited:
-        on_task = len(invited_before) + sent.invited
-        hint = ring_hint(task, on_task)
-        specs.append(task_service.dispatch_job(task_id, ring.ring_no, at=ring.next_at, hint=hint))
+        if after_ring >= rings:
+            _stop_waiting(conn.execute, task_id, after_ring, rings, now)
+            return None
+        # A row read just now is a hint the statement matches unless the task changes in between:
+        # a few tries are enough for a task edited meanwhile.
+        for _ in range(3):
+            if hint is None:
+                task = conn.execute(_ring_task_pg(), {"b_id": task_id, "b_now": now}).first()
+                if task is None or task.dispatch_ring != after_ring:
+                    return None  # another run sent this ring
+                if not task.live:
+                    _stop_waiting(conn.execute, task_id, after_ring, rings, now)
+                    return None
+                hint = ring_hint(task, task.on_task)
+            sent = _send_hinted(conn, task_id, after_ring, radii, now, hint)
+            if sent is not None:
+                break
+            hint = None  # sent meanwhile, over, or edited: the row says which
+        else:
+            raise RuntimeError(f"task {task_id} changed under each of three tries to send its ring")
+    answer, next_at = sent
+    specs = outbox.delivery_specs(answer.message_ids or [], urgent=outbox.is_urgent("task.invitation"))
+    if next_at is not None and answer.invited:
+        following = dataclasses.replace(hint, on_task=answer.on_task + answer.invited)
+        specs.append(task_service.dispatch_job(task_id, after_ring + 1, at=next_at, hint=following))
     jobs.enqueue_committed(specs)
-    return _sent(ring, sent.invited)
+    return _sent(task_id, after_ring + 1, radii[after_ring], answer.invited)
 
 
 # -- one ring elsewhere (SQLite): in the Session's transaction -------------------------------------
@@ -877,7 +877,8 @@ def _advance_portable(
         db.session.commit()
         return None
     ring = _plan(task, after_ring, radii, now)
-    # The ring being sent is the first when no invitation can exist yet (see _ring_facts_pg).
+    # The ring being sent is the first when no invitation can exist yet: the desk cannot invite to a
+    # nearby task.
     invited_before = (
         set(db.session.scalars(select(Assignment.volunteer_id).where(Assignment.task_id == task_id)))
         if ring.ring_no > 1
@@ -887,7 +888,7 @@ def _advance_portable(
     chosen = rank(task, fresh)[: ring.want]
     ring_id = db.session.execute(_insert_ring(), _ring_row(ring, found, len(chosen))).scalar_one()
     if chosen:
-        constants = _invitation_constants(ring)
+        constants = _invitation_constants(task_id, ring.task.ends_at, ring.now)
         rows = [
             {
                 **constants,
@@ -904,7 +905,7 @@ def _advance_portable(
             hint = ring_hint(task, len(invited_before) + len(chosen))
             task_service.enqueue_dispatch(task_id, ring.ring_no, at=ring.next_at, hint=hint)
     db.session.commit()
-    return _sent(ring, len(chosen))
+    return _sent(task_id, ring.ring_no, ring.radius_m, len(chosen))
 
 
 def advance(task_id: int, after_ring: int, hint: RingHint | None = None) -> int:

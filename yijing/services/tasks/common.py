@@ -4,7 +4,7 @@ notifications show."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -209,31 +209,78 @@ def _jurisdiction_for(principal: Principal, jurisdiction_id: int) -> Jurisdictio
 
 @dataclass(frozen=True, slots=True)
 class RingHint:
-    """Where a nearby ring will search, carried by the job that sends it (:func:`ring_hint`), so
-    that the ring's GEO search goes out before its task is read: the task's place and categories,
-    its slots and how many were on it when the job was made. The row read after the search
-    decides (:mod:`yijing.services.dispatch`): a hint that no longer matches it (the task was
-    edited) costs a second search, never a ring sent to the wrong place."""
+    """The task as the job that sends a nearby ring saw it (:func:`ring_hint`): where to search
+    (place, categories, slots, how many were on it) and what the invitations' messages say
+    (title, place, times, skills). With it, on PostgreSQL, the ring searches the GEO index and
+    then sends itself in one statement without reading the task first
+    (:mod:`yijing.services.dispatch`). The row decides, never the hint: that statement sends the
+    ring only if the task still is what the hint says; a task edited since is read and searched
+    again, never a ring sent to the wrong place or a message with an old title."""
 
     lat: float
     lng: float
     categories: tuple[str, ...]
     slots: int
-    on_task: int = 0
+    on_task: int
+    skills: tuple[str, ...]
+    title: str
+    address: str
+    jurisdiction_id: int
+    starts_at: datetime
+    ends_at: datetime
 
-    def as_job(self) -> list[Any]:
+    def as_job(self) -> dict[str, Any]:
         """Plain values for the job's arguments (``RingHint.of_job`` reads them back)."""
-        return [self.lat, self.lng, list(self.categories), self.slots, self.on_task]
+        return {
+            "lat": self.lat,
+            "lng": self.lng,
+            "categories": list(self.categories),
+            "slots": self.slots,
+            "on_task": self.on_task,
+            "skills": list(self.skills),
+            "title": self.title,
+            "address": self.address,
+            "jurisdiction_id": self.jurisdiction_id,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+        }
 
     @classmethod
-    def of_job(cls, values: Sequence[Any]) -> RingHint:
-        lat, lng, categories, slots, on_task = values
-        return cls(lat, lng, tuple(categories), slots, on_task)
+    def of_job(cls, values: Any) -> RingHint | None:
+        """The hint a job carries; None for a job enqueued before hints said all of this (a list
+        of the place, categories, slots and count): such a ring reads its task first."""
+        if not isinstance(values, dict):
+            return None
+        return cls(
+            lat=values["lat"],
+            lng=values["lng"],
+            categories=tuple(values["categories"]),
+            slots=values["slots"],
+            on_task=values["on_task"],
+            skills=tuple(values["skills"]),
+            title=values["title"],
+            address=values["address"],
+            jurisdiction_id=values["jurisdiction_id"],
+            starts_at=datetime.fromisoformat(values["starts_at"]),
+            ends_at=datetime.fromisoformat(values["ends_at"]),
+        )
 
 
 def ring_hint(task: Any, on_task: int = 0) -> RingHint:
-    """The hint of a task (a Task or a row with its place, categories and slots)."""
-    return RingHint(float(task.lat), float(task.lng), tuple(task.categories or ()), task.slots, on_task)
+    """The hint of a task (a Task, or a row with the same attributes) with ``on_task`` on it."""
+    return RingHint(
+        lat=float(task.lat),
+        lng=float(task.lng),
+        categories=tuple(task.categories or ()),
+        slots=task.slots,
+        on_task=on_task,
+        skills=tuple(task.skills or ()),
+        title=task.title,
+        address=task.address,
+        jurisdiction_id=task.jurisdiction_id,
+        starts_at=task.starts_at,
+        ends_at=task.ends_at,
+    )
 
 
 def enqueue_dispatch(
