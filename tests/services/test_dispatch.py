@@ -343,6 +343,35 @@ def test_a_hint_the_task_no_longer_matches_searches_where_the_row_says(
         db.session.remove()
 
 
+def test_a_task_renamed_after_its_hint_sends_messages_with_its_new_title(app, tasks, volunteers, desk, tree):
+    """The hint carries what the messages say; the desk renamed the task and moved its start
+    since the job was made: the ring is sent once, and its message has the row's title and time."""
+    from datetime import timedelta
+
+    from yijing.extensions import db
+    from yijing.models import Notification, Task
+    from yijing.services import dispatch
+    from yijing.services import tasks as task_service
+
+    _on_duty(volunteers, desk, tree, "near", 300)
+    task_id = tasks.create(desk, dispatch_mode="nearby", kind="missing_person", slots=1)["id"]
+    with app.app_context():
+        task = db.session.get(Task, task_id)
+        hint = task_service.ring_hint(task)
+        task.title = "寻找走失老人（已更新）"
+        task.starts_at = task.starts_at + timedelta(minutes=30)
+        starts_at = task.starts_at
+        db.session.commit()
+        assert dispatch.advance(task_id, 0, hint) == 1
+        [message] = db.session.scalars(select(Notification).where(Notification.kind == "task.invitation"))
+        assert message.title == "任务邀请：寻找走失老人（已更新）"
+        assert message.body.startswith(task_service.local_text(starts_at))
+        assert message.data["task_title"] == "寻找走失老人（已更新）"
+        assert message.data["starts_at"] == starts_at.isoformat()
+        assert db.session.get(Task, task_id).dispatch_ring == 1
+        db.session.remove()
+
+
 def test_a_ring_sent_meanwhile_by_another_run_writes_nothing(app, tasks, volunteers, desk, tree, monkeypatch):
     """PostgreSQL: between reading the task and writing the ring another run sends it: the
     compare-and-set in the writing statement loses, and neither a ring, an invitation, a message
