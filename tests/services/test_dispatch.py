@@ -285,6 +285,23 @@ def test_the_ids_a_ring_draws_come_from_the_serial_sequences(app):
         db.session.remove()
 
 
+def test_the_ring_statement_stays_within_what_psycopg_caches(app):
+    """psycopg parses a statement's text once and keeps it only when the text is at most
+    ``MAX_CACHED_STATEMENT_LENGTH`` bytes with at most ``MAX_CACHED_STATEMENT_PARAMS``
+    parameters; past either, every ring parses its statement again."""
+    from psycopg import _queries
+
+    from yijing.extensions import db
+    from yijing.services import dispatch
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the ring's statement is PostgreSQL's")
+        compiled = dispatch._send_ring_pg().compile(dialect=db.engine.dialect)
+        assert len(str(compiled).encode()) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+        assert len(compiled.params) <= _queries.MAX_CACHED_STATEMENT_PARAMS
+
+
 def test_a_hint_the_task_no_longer_matches_searches_where_the_row_says(
     app, tasks, volunteers, desk, tree, monkeypatch
 ):

@@ -72,23 +72,18 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
+    TextClause,
     and_,
     bindparam,
     case,
-    cast,
-    column,
-    exists,
     func,
     insert,
-    literal_column,
     not_,
-    or_,
     select,
-    true,
+    text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from yijing import jobs, policies
 from yijing.actor import Actor
@@ -563,26 +558,22 @@ _MESSAGE_CONSTANTS = (
     "created_at",
     "sweep_after",
 )
+# An invitation's constants the statement has as other parameters already (the rest are ``:b_<name>``).
+_INVITATION_SAME = {
+    "task_id": ":b_id",
+    "invited_at": ":b_now",
+    "created_at": ":b_now",
+    "invite_expires_at": ":e_ends_at",
+}
 # The task's columns a hint must still match for the statement to send the ring (``:e_<name>``):
 # where it searched and what its messages say.
 _SEEN_COLUMNS = ("lat", "lng", "title", "address", "jurisdiction_id", "starts_at", "ends_at")
 
 
-def _next_id(table: Any) -> Any:
-    """The next value of the table's ``id`` sequence, named as PostgreSQL names a serial's
-    (``<table>_id_seq``; ``tests/services/test_dispatch.py`` holds it to ``pg_get_serial_sequence``):
-    the name cast once at planning, where ``pg_get_serial_sequence`` searched the catalog per id."""
-    return func.nextval(literal_column(f"'{table.name}_id_seq'::regclass"))
-
-
-_EMPTY_LIST = literal_column("'[]'::jsonb")
-
-
-def _json_list(value: Any) -> Any:
-    """A JSON list column or parameter as ``jsonb``, JSON null or SQL NULL as ``[]`` (as Python
-    reads ``task.categories or ()``)."""
-    as_jsonb = cast(value, JSONB)
-    return case((func.jsonb_typeof(as_jsonb) == "array", as_jsonb), else_=_EMPTY_LIST)
+def _json_list(value: str) -> str:
+    """SQL for a JSON list column as ``jsonb``, JSON null or SQL NULL as ``[]`` (as Python reads
+    ``task.categories or ()``)."""
+    return f"(CASE WHEN json_typeof({value}) = 'array' THEN CAST({value} AS jsonb) ELSE '[]' END)"
 
 
 def _on_task_count() -> Any:
@@ -601,20 +592,22 @@ def _ring_task_pg() -> Select[Any]:
 
 
 @functools.cache
-def _send_ring_pg() -> Any:
+def _send_ring_pg() -> TextClause:
     """PostgreSQL: the whole ring in one statement, so in autocommit one transaction with no
     BEGIN or COMMIT round trip. It takes the GEO search's hits (``:h_ids``/``:h_distances``,
-    nearest first: one array each, the same SQL text for any number, so psycopg prepares it once)
-    and the task as the ring's hint saw it (``:e_*``), and:
+    nearest first: one array each, so the same SQL text for any number) and the task as the
+    ring's hint saw it (``:e_*``), and:
 
-    1. advances the ring number with the compare-and-set (:func:`_claim_update`), only if the
-       task still is what the hint says (place, categories, skills, title, address, times) and
-       the search did not stop at its limit (``:asked``, ``:short``) short of what the row now
-       asks for (:func:`_limit` of the row's open slots and how many are on it);
-    2. keeps the hits within that limit not yet on the task (``found``), the approved among them
-       of the task's categories and skills, ranked as :func:`rank` ranks them (distance weighed by
-       the no-show record, each volunteer's past assignments counted through the index on
-       ``volunteer_id``), the best ``open slots × :per_slot`` (at most ``:most``);
+    1. (``claim``) advances the ring number with the compare-and-set, as :func:`_claim_update`
+       and :func:`_live`, only if the task still is what the hint says (place, categories, skills,
+       title, address, times) and the search did not stop at its limit (``:asked``, ``:short``)
+       short of what the row now asks for (:func:`_limit` of :func:`_most_wanted` of the row's
+       open slots, and how many are on it);
+    2. (``fresh``, ``chosen``) keeps the hits within that limit not yet on the task (``found``),
+       the approved among them of the task's categories and skills (as
+       :func:`~yijing.services.tasks.misfit_reason`), ranked as :func:`rank` ranks them (each
+       volunteer's past assignments counted through the index on ``volunteer_id``), the best
+       ``want``;
     3. writes their invitations (a volunteer on the task meanwhile keeps their place), the ring's
        row (its id drawn first, so that the invitations can name it) and the invitations'
        messages: the ring's shared outbox row (``:c_*``) with each one's user, dedupe key
@@ -623,123 +616,108 @@ def _send_ring_pg() -> Any:
 
     Answers whether the ring was sent, how many were invited, the messages' ids and how many
     were on the task before. Commits without waiting for the WAL flush (``set_config`` of
-    ``synchronous_commit`` for this transaction; see the module docstring)."""
-    on_task = _on_task_count()
-    open_slots = Task.slots - Task.filled
-    want = func.least(open_slots * bindparam("per_slot", type_=Integer), bindparam("most", type_=Integer))
-    limit = func.least(on_task + want * _LIMIT_PER_WANTED + _LIMIT_SPARE, _LIMIT_MOST)
-    categories = _json_list(bindparam("e_categories", type_=JSON))
-    skills = _json_list(bindparam("e_skills", type_=JSON))
-    claim = (
-        _claim_update()
-        .where(
-            *(
-                _TASKS.c[key].is_not_distinct_from(bindparam(f"e_{key}", type_=_TASKS.c[key].type))
-                for key in _SEEN_COLUMNS
-            ),
-            _json_list(Task.categories) == categories,
-            _json_list(Task.skills) == skills,
-            not_(and_(bindparam("short", type_=Boolean), bindparam("asked", type_=Integer) < limit)),
-        )
-        .returning(
-            open_slots.label("open_slots"), want.label("want"), limit.label("lim"), on_task.label("on_task")
-        )
-        .cte("claim")
-    )
-    hits = (
-        func.unnest(bindparam("h_ids", type_=ARRAY(BigInteger)), bindparam("h_distances", type_=ARRAY(Float)))
-        .table_valued(column("id", BigInteger), column("distance_m", Float), with_ordinality="ord")
-        .render_derived(name="hits")
-    )
-    fresh = (
-        select(hits.c.id, hits.c.distance_m)
-        .join(claim, hits.c.ord <= claim.c.lim)
-        .where(~exists().where(Assignment.task_id == bindparam("b_id"), Assignment.volunteer_id == hits.c.id))
-        .cte("fresh")
-    )
-    past = (
-        select(
-            func.count().filter(Assignment.status == A.NO_SHOW).label("no_shows"),
-            func.count().filter(Assignment.status == A.COMPLETED).label("completed"),
-        )
-        .where(Assignment.volunteer_id == Volunteer.id)
-        .lateral("past")
-    )
-    # no_show_rate() and rank()'s score in the same float operations, in the same order.
-    rate = cast(past.c.no_shows, Float) / cast(past.c.no_shows + past.c.completed + 2, Float)
-    score = fresh.c.distance_m * (1 + bindparam("weight", type_=Float) * rate)
-    chosen = (
-        select(Volunteer.id.label("volunteer_id"), Volunteer.user_id, fresh.c.distance_m)
-        .select_from(fresh)
-        .join(Volunteer, Volunteer.id == fresh.c.id)
-        .join(past, true())
-        .where(
-            Volunteer.status == VolunteerStatus.APPROVED,
-            or_(categories == _EMPTY_LIST, categories.op("?")(Volunteer.category)),
-            _json_list(Volunteer.skills).op("@>")(skills),
-        )
-        .order_by(score, fresh.c.distance_m, Volunteer.id)
-        .limit(select(claim.c.want).scalar_subquery())
-        .cte("chosen")
-    )
-    # Drawn once (a CTE that calls nextval is evaluated once), before the ring's row is written.
-    ring_id = select(_next_id(_RINGS).label("id")).select_from(claim).cte("ring_id")
-    invited = (
-        pg_insert(_ASSIGNMENTS)
-        .from_select(
-            ["volunteer_id", "user_id", "distance_m", "ring_id", *_INVITATION_CONSTANTS],
-            select(
-                chosen.c.volunteer_id,
-                chosen.c.user_id,
-                chosen.c.distance_m,
-                ring_id.c.id,
-                *(bindparam(f"b_{key}", type_=_ASSIGNMENTS.c[key].type) for key in _INVITATION_CONSTANTS),
-            ).join(ring_id, true()),
-        )
-        .on_conflict_do_nothing(index_elements=["task_id", "volunteer_id"])
-        .returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.user_id, _ASSIGNMENTS.c.distance_m)
-        .cte("invited")
-    )
-    how_many = select(func.count()).select_from(invited).scalar_subquery()
-    ring = (
-        insert(_RINGS)
-        .from_select(
-            ["id", "found", "invited", "slots_open", *_RING_COLUMNS],
-            select(
-                ring_id.c.id,
-                select(func.count()).select_from(fresh).scalar_subquery(),
-                how_many,
-                claim.c.open_slots,
-                *(bindparam(f"r_{key}", type_=_RINGS.c[key].type) for key in _RING_COLUMNS),
-            ).join(ring_id, true()),
-        )
-        .returning(_RINGS.c.id)
-        .cte("ring")
-    )
-    each_data = func.jsonb_build_object(
-        literal_column("'assignment_id'"), invited.c.id, literal_column("'distance_m'"), invited.c.distance_m
-    )
-    messages = (
-        pg_insert(_NOTIFICATIONS)
-        .from_select(
-            ["user_id", "dedupe_key", "data", *_MESSAGE_CONSTANTS],
-            select(
-                invited.c.user_id,
-                func.format(bindparam("c_dedupe_key", type_=Text), invited.c.id),
-                cast(cast(bindparam("c_data", type_=JSON), JSONB).op("||")(each_data), JSON),
-                *(bindparam(f"c_{key}", type_=_NOTIFICATIONS.c[key].type) for key in _MESSAGE_CONSTANTS),
-            ),
-        )
-        .on_conflict_do_nothing()
-        .returning(_NOTIFICATIONS.c.id)
-        .cte("messages")
-    )
-    return select(
-        select(func.count()).select_from(ring).scalar_subquery().label("sent"),
-        how_many.label("invited"),
-        select(func.array_agg(messages.c.id)).scalar_subquery().label("message_ids"),
-        select(claim.c.on_task).scalar_subquery().label("on_task"),
-        func.set_config("synchronous_commit", "off", true()).label("synchronous_commit"),
+    ``synchronous_commit`` for this transaction; see the module docstring).
+
+    Written as SQL, not built with SQLAlchemy's expressions: their text was 6.7 KB with 64
+    parameters, over psycopg's limits for caching a statement's parsing (4 KB, 50 parameters), so
+    every ring parsed it again (~0.12 ms) and bound the parameters one by one."""
+    live = ", ".join(f"'{status}'" for status in LIVE)
+    invitation = ", ".join(_INVITATION_CONSTANTS)
+    invitation_values = ", ".join(_INVITATION_SAME.get(key, f":b_{key}") for key in _INVITATION_CONSTANTS)
+    message = ", ".join(_MESSAGE_CONSTANTS)
+    message_values = ", ".join(f":c_{key}" for key in _MESSAGE_CONSTANTS)
+    each_data = "jsonb_build_object('assignment_id', i.id, 'distance_m', i.distance_m)"
+    sql = f"""
+WITH wanted AS (SELECT CAST(:e_categories AS jsonb) AS categories, CAST(:e_skills AS jsonb) AS skills),
+now_on AS (SELECT count(*) AS on_task FROM assignments WHERE task_id = :b_id),
+row AS (
+  SELECT t.slots - t.filled AS open_slots, now_on.on_task,
+         least((t.slots - t.filled) * :per_slot, :most) AS want
+  FROM tasks t, now_on WHERE t.id = :b_id),
+sized AS (
+  SELECT *, least(on_task + want * {_LIMIT_PER_WANTED} + {_LIMIT_SPARE}, {_LIMIT_MOST}) AS lim FROM row),
+claim AS (
+  UPDATE tasks t
+  SET dispatch_ring = :b_after + 1, dispatch_next_at = :b_next_at, dispatch_exhausted_at = :b_exhausted_at
+  FROM sized, wanted w
+  WHERE t.id = :b_id AND t.dispatch_ring = :b_after
+    AND t.dispatch_mode = '{DispatchMode.NEARBY}' AND t.status IN ({live}) AND t.ends_at > :b_now
+    AND t.filled < t.slots
+    AND (t.lat, t.lng, t.title, t.address, t.jurisdiction_id, t.starts_at, t.ends_at)
+      = (:e_lat, :e_lng, :e_title, :e_address, :e_jurisdiction_id, :e_starts_at, :e_ends_at)
+    AND {_json_list("t.categories")} = w.categories AND {_json_list("t.skills")} = w.skills
+    AND NOT (:short AND :asked < sized.lim)
+  RETURNING sized.*),
+fresh AS (
+  SELECT h.id, h.distance_m
+  FROM claim, unnest(:h_ids, :h_distances) WITH ORDINALITY AS h(id, distance_m, ord)
+  WHERE h.ord <= claim.lim
+    AND NOT EXISTS (SELECT FROM assignments a WHERE a.task_id = :b_id AND a.volunteer_id = h.id)),
+chosen AS (
+  SELECT v.id AS volunteer_id, v.user_id, f.distance_m
+  FROM wanted w, fresh f JOIN volunteers v ON v.id = f.id,
+  LATERAL (
+    SELECT count(*) FILTER (WHERE a.status = '{A.NO_SHOW}') AS no_shows,
+           count(*) FILTER (WHERE a.status = '{A.COMPLETED}') AS completed
+    FROM assignments a WHERE a.volunteer_id = v.id) past
+  WHERE v.status = '{VolunteerStatus.APPROVED}'
+    AND (w.categories = '[]' OR w.categories ? v.category) AND {_json_list("v.skills")} @> w.skills
+  ORDER BY f.distance_m * (1 + :weight * (CAST(past.no_shows AS float8)
+           / CAST(past.no_shows + past.completed + 2 AS float8))), f.distance_m, v.id
+  LIMIT (SELECT want FROM claim)),
+ring_id AS (SELECT nextval('{_RINGS.name}_id_seq'::regclass) AS id FROM claim),
+invited AS (
+  INSERT INTO assignments (volunteer_id, user_id, distance_m, ring_id, {invitation})
+  SELECT c.volunteer_id, c.user_id, c.distance_m, r.id, {invitation_values}
+  FROM chosen c, ring_id r
+  ON CONFLICT (task_id, volunteer_id) DO NOTHING
+  RETURNING id, user_id, distance_m),
+ring AS (
+  INSERT INTO dispatch_rings (id, task_id, ring_no, radius_m, found, invited, slots_open, next_at, created_at)
+  SELECT r.id, :b_id, :b_after + 1, :r_radius_m, (SELECT count(*) FROM fresh), (SELECT count(*) FROM invited),
+         c.open_slots, :b_next_at, :b_now
+  FROM claim c, ring_id r
+  RETURNING id),
+messages AS (
+  INSERT INTO notifications (user_id, dedupe_key, data, {message})
+  SELECT i.user_id, format(:c_dedupe_key, i.id),
+         CAST(CAST(:c_data AS jsonb) || {each_data} AS json), {message_values}
+  FROM invited i
+  ON CONFLICT DO NOTHING
+  RETURNING id)
+SELECT (SELECT count(*) FROM ring) AS sent, (SELECT count(*) FROM invited) AS invited,
+       (SELECT array_agg(id) FROM messages) AS message_ids, (SELECT on_task FROM claim) AS on_task,
+       set_config('synchronous_commit', 'off', true)"""
+    # Times go untyped (psycopg sends an aware datetime as timestamptz): a typed one is sent with a
+    # 26-byte cast, and ten of them would take the text over psycopg's limit.
+    types: dict[str, Any] = {
+        "b_id": BigInteger(),
+        "b_after": Integer(),
+        **{f"e_{key}": _TASKS.c[key].type for key in ("lat", "lng", "title", "address", "jurisdiction_id")},
+        "e_categories": JSON(),
+        "e_skills": JSON(),
+        "short": Boolean(),
+        "asked": Integer(),
+        "per_slot": Integer(),
+        "most": Integer(),
+        "weight": Float(),
+        "h_ids": ARRAY(BigInteger),
+        "h_distances": ARRAY(Float),
+        "r_radius_m": Integer(),
+        **{
+            f"b_{key}": _ASSIGNMENTS.c[key].type
+            for key in ("status", "source", "invite_seq", "points_awarded")
+        },
+        "c_dedupe_key": Text(),
+        "c_data": JSON(),
+        **{
+            f"c_{key}": _NOTIFICATIONS.c[key].type
+            for key in ("kind", "title", "body", "page", "status", "attempts")
+        },
+    }
+    # On one line: the statement's indentation would be a tenth of what psycopg parses.
+    return text(" ".join(sql.split())).bindparams(
+        *(bindparam(name, type_=type_) for name, type_ in types.items())
     )
 
 
@@ -790,7 +768,11 @@ def _send_hinted(
             "r_radius_m": radii[after_ring],
             "r_next_at": claim["b_next_at"],
             "r_created_at": now,
-            **{f"b_{key}": value for key, value in _invitation_constants(task_id, hint.ends_at, now).items()},
+            **{
+                f"b_{key}": value
+                for key, value in _invitation_constants(task_id, hint.ends_at, now).items()
+                if key not in _INVITATION_SAME
+            },
             "c_dedupe_key": shared["dedupe_key"],
             "c_data": shared["data"],
             **{f"c_{key}": shared[key] for key in _MESSAGE_CONSTANTS},
