@@ -543,8 +543,6 @@ _INVITATION_CONSTANTS = (
     "points_awarded",
     "created_at",
 )
-# A ring's row (``:r_<name>``; ``found``, ``invited`` and ``slots_open`` are the statement's).
-_RING_COLUMNS = ("task_id", "ring_no", "radius_m", "next_at", "created_at")
 # An outbox row's columns that are the same for every message of a ring (``:c_<name>``): the same
 # task, deadline and template. Each message's user, dedupe key and data are the statement's.
 _MESSAGE_CONSTANTS = (
@@ -626,6 +624,8 @@ def _send_ring_pg() -> TextClause:
     invitation_values = ", ".join(_INVITATION_SAME.get(key, f":b_{key}") for key in _INVITATION_CONSTANTS)
     message = ", ".join(_MESSAGE_CONSTANTS)
     message_values = ", ".join(f":c_{key}" for key in _MESSAGE_CONSTANTS)
+    seen = ", ".join(f"t.{key}" for key in _SEEN_COLUMNS)
+    seen_values = ", ".join(f":e_{key}" for key in _SEEN_COLUMNS)
     each_data = "jsonb_build_object('assignment_id', i.id, 'distance_m', i.distance_m)"
     sql = f"""
 WITH wanted AS (SELECT CAST(:e_categories AS jsonb) AS categories, CAST(:e_skills AS jsonb) AS skills),
@@ -643,8 +643,7 @@ claim AS (
   WHERE t.id = :b_id AND t.dispatch_ring = :b_after
     AND t.dispatch_mode = '{DispatchMode.NEARBY}' AND t.status IN ({live}) AND t.ends_at > :b_now
     AND t.filled < t.slots
-    AND (t.lat, t.lng, t.title, t.address, t.jurisdiction_id, t.starts_at, t.ends_at)
-      = (:e_lat, :e_lng, :e_title, :e_address, :e_jurisdiction_id, :e_starts_at, :e_ends_at)
+    AND ({seen}) = ({seen_values})
     AND {_json_list("t.categories")} = w.categories AND {_json_list("t.skills")} = w.skills
     AND NOT (:short AND :asked < sized.lim)
   RETURNING sized.*),
