@@ -198,39 +198,7 @@ def test_ranking_weighs_distance_by_the_no_show_record(
 ):
     unreliable = _on_duty(volunteers, desk, tree, "unreliable", 400)
     reliable = _on_duty(volunteers, desk, tree, "reliable", 600)
-    with app.app_context():  # three past patrols the first one never showed up for
-        from yijing.extensions import db
-        from yijing.models import Assignment, Task, Volunteer
-
-        user_id = db.session.get(Volunteer, unreliable["id"]).user_id
-        past = datetime.now(UTC) - timedelta(days=3)
-        for _ in range(3):
-            old = Task(
-                jurisdiction_id=tree["150203-01-01"],
-                kind="patrol",
-                title="往日巡逻",
-                lat=PLACE[0],
-                lng=PLACE[1],
-                geofence_radius_m=200,
-                starts_at=past,
-                ends_at=past + timedelta(hours=1),
-                slots=1,
-                filled=1,
-                status="completed",
-            )
-            db.session.add(old)
-            db.session.flush()
-            db.session.add(
-                Assignment(
-                    task_id=old.id,
-                    volunteer_id=unreliable["id"],
-                    user_id=user_id,
-                    status="no_show",
-                    source="open",
-                )
-            )
-        db.session.commit()
-        db.session.remove()
+    tasks.past_record(unreliable["id"], ["no_show"] * 3)  # three past patrols never shown up for
     config = app.config["YIJING"]
     monkeypatch.setitem(app.config, "YIJING", dataclasses.replace(config, dispatch_invites_per_slot=1))
 

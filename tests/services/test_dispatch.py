@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
 
 PLACE = (40.6525, 109.8330)
 METRES_PER_DEGREE = 111_195.0
-# A past patrol's columns (a volunteer's no-show record is one assignment per patrol).
-_PAST_TASK = (
-    "jurisdiction_id",
-    "kind",
-    "title",
-    "lat",
-    "lng",
-    "geofence_radius_m",
-    "starts_at",
-    "ends_at",
-    "slots",
-    "filled",
-    "status",
-)
 
 
 @pytest.fixture
@@ -572,13 +557,15 @@ def test_the_statement_ranks_as_rank_does(app, tasks, volunteers, desk, tree, mo
     invitation per slot) and several categories and skills, each ring invites exactly the best
     ``slots`` of ``rank`` over the same search."""
     import random
-    from datetime import UTC, datetime, timedelta
 
     from yijing.extensions import db
-    from yijing.models import Assignment, Task, Volunteer
+    from yijing.models import Assignment, Task
     from yijing.services import dispatch, duty_index
     from yijing.services import tasks as task_service
 
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("only PostgreSQL ranks in SQL; elsewhere the ring calls rank() itself")
     rng = random.Random(15)
     ids = [
         _on_duty(volunteers, desk, tree, f"twin{i}", 50, category="courier", skills=["first_aid", "driving"])
@@ -591,36 +578,8 @@ def test_the_statement_ranks_as_rank_does(app, tasks, volunteers, desk, tree, mo
             _on_duty(volunteers, desk, tree, f"v{i}", rng.uniform(100, 950), category=category, skills=skills)
         )
     tasks.set_rows("Volunteer", ids[5], status="suspended")
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("only PostgreSQL ranks in SQL; elsewhere the ring calls rank() itself")
-        past = datetime.now(UTC) - timedelta(days=3)
-        old = SimpleNamespace(
-            jurisdiction_id=tree["150203-01-01"],
-            kind="patrol",
-            title="往日巡逻",
-            lat=PLACE[0],
-            lng=PLACE[1],
-            geofence_radius_m=200,
-            starts_at=past,
-            ends_at=past + timedelta(hours=1),
-            slots=1,
-            filled=1,
-            status="completed",
-        )
-        for vid in ids[2:]:
-            user_id = db.session.get(Volunteer, vid).user_id
-            for status in ["no_show"] * rng.randint(0, 3) + ["completed"] * rng.randint(0, 3):
-                db.session.add(Task(**{c: getattr(old, c) for c in _PAST_TASK}))
-                db.session.flush()
-                patrol = db.session.scalars(select(Task.id).order_by(Task.id.desc()).limit(1)).one()
-                db.session.add(
-                    Assignment(
-                        task_id=patrol, volunteer_id=vid, user_id=user_id, status=status, source="open"
-                    )
-                )
-        db.session.commit()
-        db.session.remove()
+    for vid in ids[2:]:
+        tasks.past_record(vid, ["no_show"] * rng.randint(0, 3) + ["completed"] * rng.randint(0, 3))
     config = app.config["YIJING"]
     monkeypatch.setitem(app.config, "YIJING", dataclasses.replace(config, dispatch_invites_per_slot=1))
     cases = [
