@@ -47,8 +47,9 @@ def _until(check: Callable[[], object], timeout: float = 20) -> float:
 @pytest.fixture
 def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, object]]:
     master, replica, sentinel = _free_port(), _free_port(), _free_port()
-    # Own directories: a replica's full sync makes the master write an RDB file.
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    # Own directories: a replica's full sync makes the master write an RDB file. The master sends
+    # it at once (Redis waits 5 s by default for more replicas to share a diskless transfer).
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
     for name in ("master", "replica"):
         (tmp_path / name).mkdir()
     procs = {
@@ -70,14 +71,18 @@ def sentinel_setup(tmp_path: Path) -> Iterator[dict[str, object]]:
         f"sentinel monitor t 127.0.0.1 {master} 1\n"
         "sentinel down-after-milliseconds t 1000\nsentinel failover-timeout t 5000\n"
     )
-    procs["sentinel"] = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL)
     try:
-        probe = redis.Redis(port=sentinel, socket_timeout=1)
-        _until(lambda: probe.sentinel_slaves("t"))  # the Sentinel knows the replica
-        probe.close()
         follower = redis.Redis(port=replica, socket_timeout=1)
         _until(lambda: follower.info("replication")["master_link_status"] == "up")
         follower.close()
+        # Started once the replica is in sync, the Sentinel finds it in the master's first INFO; a
+        # replica that connects later is found by the next INFO, which Sentinel sends every 10 s.
+        procs["sentinel"] = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL
+        )
+        probe = redis.Redis(port=sentinel, socket_timeout=1)
+        _until(lambda: probe.sentinel_slaves("t"))  # the Sentinel knows the replica
+        probe.close()
         yield {"master": master, "replica": replica, "sentinel": sentinel, "procs": procs}
     finally:
         for proc in procs.values():
