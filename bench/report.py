@@ -275,8 +275,11 @@ def _ceiling(latest: dict[str, Any]) -> list[str]:
     return out
 
 
-def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: str = "") -> str:
-    """The performance section's body (between the markers); ``note``: a sentence about the runs."""
+def section(
+    latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: str = "", kept_growth: str = ""
+) -> str:
+    """The performance section's body (between the markers); ``note``: a sentence about the runs;
+    ``kept_growth``: the growth part to keep when there is no growth run (:func:`growth_part`)."""
     out = [
         "Refresh: `make bench` (all scenarios) and `make bench-growth`, then "
         "`python -m bench.report --write-readme`. How to read the columns: `bench/README.md`.",
@@ -317,9 +320,24 @@ def section(latest: dict[str, Any] | None, growth: dict[str, Any] | None, note: 
             growth_table(growth),
             "",
         ]
+    elif kept_growth:
+        out += [kept_growth.strip("\n"), ""]
     else:
         out += ["No growth run recorded yet (`bench/results/growth.json` is missing).", ""]
     return "\n".join(out)
+
+
+def growth_part(readme: str) -> str:
+    """The growth part of ``readme``'s performance section (from its "Growth: " line to the end
+    marker), or "" when it has none: a README rewritten without a growth run keeps it, since a
+    full growth run takes hours."""
+    start = readme.find(START)
+    end = readme.find(END)
+    if start < 0 or end < start:
+        return ""
+    inside = readme[start + len(START) : end]
+    at = inside.find("\nGrowth: ")
+    return inside[at + 1 :] if at >= 0 else ""
 
 
 def rewrite(readme: str, body: str) -> str:
@@ -346,12 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-readme", action="store_true", help="rewrite README.md's performance section")
     p.add_argument("--note", default="", help="a sentence about the runs (e.g. the machine was busy)")
     args = p.parse_args(argv)
-    body = section(_load(args.latest), _load(args.growth), args.note)
+    growth = _load(args.growth)
     if not args.write_readme:
-        print(body)
+        print(section(_load(args.latest), growth, args.note))
         return 0
     try:
-        args.readme.write_text(rewrite(args.readme.read_text(), body))
+        readme = args.readme.read_text()
+        body = section(_load(args.latest), growth, args.note, "" if growth else growth_part(readme))
+        args.readme.write_text(rewrite(readme, body))
     except ValueError as exc:
         print(f"bench.report: {exc}", file=sys.stderr)
         return 1

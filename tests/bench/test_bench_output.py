@@ -227,12 +227,31 @@ def test_rewrite_replaces_only_between_the_markers():
 def test_write_readme_from_json_files(tmp_path):
     (tmp_path / "latest.json").write_text(json.dumps(LATEST))
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.START}\n{report.END}\nend\n")
+    readme.write_text(f"intro\n{report.START}\n{report.END}\nend\n")  # no growth part to keep
     argv = ["--latest", str(tmp_path / "latest.json"), "--growth", str(tmp_path / "none.json")]
     assert report.main([*argv, "--readme", str(readme), "--write-readme"]) == 0
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{report.END}\nend\n")
     assert "| `me` |" in text and "growth.json` is missing" in text
+
+
+def test_write_readme_without_a_growth_run_keeps_the_growth_part(tmp_path):
+    """A full growth run takes hours: a README rewritten from a new latest.json alone keeps the
+    growth table it had; with a growth run the table is the run's."""
+    (tmp_path / "latest.json").write_text(json.dumps(LATEST))
+    readme = tmp_path / "README.md"
+    old = "Growth: an earlier run.\n\n| path | size |\n|---|---|\n| feed | 10k |\n"
+    readme.write_text(f"intro\n{report.START}\n\nold latest table\n\n{old}\n{report.END}\nend\n")
+    argv = ["--latest", str(tmp_path / "latest.json"), "--readme", str(readme), "--write-readme"]
+    assert report.main([*argv, "--growth", str(tmp_path / "none.json")]) == 0
+    text = readme.read_text()
+    assert "old latest table" not in text and "| `me` |" in text
+    assert f"{old}\n{report.END}\nend\n" in text and "growth.json` is missing" not in text
+    assert report.main([*argv, "--growth", str(tmp_path / "none.json")]) == 0
+    assert readme.read_text() == text  # idempotent
+    (tmp_path / "growth.json").write_text(json.dumps(GROWTH_JSON))
+    assert report.main([*argv, "--growth", str(tmp_path / "growth.json")]) == 0
+    assert "Growth: an earlier run." not in readme.read_text() and "100k posts" in readme.read_text()
 
 
 def test_the_project_readme_has_the_markers():
