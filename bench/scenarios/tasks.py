@@ -388,9 +388,10 @@ def seed_on_duty(
 
     from yijing import pii
     from yijing.extensions import db, redis_client
-    from yijing.models import User, Volunteer
+    from yijing.models import PrivacyConsent, User, Volunteer
     from yijing.services import duty_index
     from yijing.services.duty_index import DutyEntry
+    from yijing.sql import vacuum_analyze
 
     prefix = "bench-duty-"
     have = db.session.scalar(select(func.count()).select_from(User).where(User.openid.startswith(prefix)))
@@ -442,8 +443,9 @@ def seed_on_duty(
                 },
             )
             db.session.commit()
-        db.session.execute(text("ANALYZE users; ANALYZE volunteers; ANALYZE privacy_consents"))
-        db.session.commit()
+        # Vacuumed, not only analyzed: the rows just written would otherwise get their hint bits
+        # (a write per page) and their visibility map from the measured rings' reads and autovacuum.
+        vacuum_analyze(db.session(), User, Volunteer, PrivacyConsent)
     found = db.session.execute(
         select(Volunteer.id, Volunteer.user_id, Volunteer.duty_lat, Volunteer.duty_lng)
         .join(User, User.id == Volunteer.user_id)
