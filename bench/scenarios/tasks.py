@@ -10,7 +10,8 @@
   seeded with :func:`yijing.services.duty_index.add_many`, the same volunteers in the database):
   GEO search, eligibility and no-show ranking, the ring's compare-and-set, 10 invitations with
   their outbox rows, the commit and the next ring's delayed job; called as the ring's job calls
-  it, with the task's place (:class:`yijing.services.tasks.RingHint`). A second row,
+  it, with the task as the job saw it (:class:`yijing.services.tasks.RingHint`; on PostgreSQL the
+  ring is then the search and one statement). A second row,
   ``tasks_nearby_dispatch:floor``, is what any ring must do on this stack, measured in the same
   run (:func:`ring_floor`): the same GEO search, one INSERT statement of the same rows (the ring,
   10 invitations, their 10 messages; ``synchronous_commit`` off, autocommit) and enqueuing the
