@@ -13,10 +13,12 @@ def generate_occurrences(series_id: int | None = None) -> int:
     return tasks.generate_occurrences(series_id)
 
 
-def advance_dispatch(task_id: int, after_ring: int, hint: list[Any] | None = None) -> int:
+def advance_dispatch(task_id: int, after_ring: int, hint: dict[str, Any] | list[Any] | None = None) -> int:
     """Send the nearby-dispatch ring after ``after_ring`` if the task still needs volunteers
-    (scheduled DISPATCH_RING_TIMEOUT_SECONDS after the previous ring); ``hint``: where to search,
-    as :meth:`yijing.services.tasks.RingHint.as_job` wrote it (a job enqueued before hints has none)."""
+    (scheduled DISPATCH_RING_TIMEOUT_SECONDS after the previous ring); ``hint``: the task as the
+    job saw it, as :meth:`yijing.services.tasks.RingHint.as_job` wrote it (a job enqueued before
+    hints has none, and one enqueued before they said all of this has a list: the ring reads its
+    task first)."""
     return dispatch.advance(task_id, after_ring, tasks.RingHint.of_job(hint) if hint else None)
 
 
