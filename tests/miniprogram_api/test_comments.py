@@ -147,7 +147,7 @@ def test_desk_hides_and_restores_a_comment_and_the_author_is_told_why(app, clien
     assert _notifications(app, "comment.restore")[0][1] == "复核后无隐私信息"
     with app.app_context():
         actions = db.session.scalars(
-            select(AuditEntry.action).where(AuditEntry.target_type == "comment")
+            select(AuditEntry.action).where(AuditEntry.target_type == "comment").order_by(AuditEntry.id)
         ).all()
     assert actions == ["comment.hide", "comment.restore"]
 
