@@ -429,21 +429,22 @@ def test_a_volunteer_on_the_task_meanwhile_keeps_their_place(app, tasks, volunte
     nearest = duty_index.nearest
     engine = None  # the app's, set inside its context below
     committed = threading.Event()
+    waited: list[bool] = []
 
     def commit_once_the_ring_waits(other) -> None:
+        blocker = other.scalar(text("SELECT pg_backend_pid()"))
         with engine.connect() as watch:
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                waiting = watch.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND query LIKE 'WITH claim AS%'"
-                    )
+            while time.monotonic() < deadline and not waited:
+                blocked = watch.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+                    {"pid": blocker},
                 )
                 watch.rollback()
-                if waiting:
-                    break
-                time.sleep(0.01)
+                if blocked:
+                    waited.append(True)
+                else:
+                    time.sleep(0.01)
         other.commit()
         other.close()
         committed.set()
@@ -465,7 +466,7 @@ def test_a_volunteer_on_the_task_meanwhile_keeps_their_place(app, tasks, volunte
         engine = db.engine
         monkeypatch.setattr(duty_index, "nearest", search_while_near_joins)
         assert dispatch.advance(task_id, 0) == 1
-        assert committed.wait(10)
+        assert committed.wait(10) and waited  # the ring's statement waited on the other's key
         rows = db.session.execute(
             select(Assignment.volunteer_id, Assignment.status, Assignment.source)
             .where(Assignment.task_id == task_id)
