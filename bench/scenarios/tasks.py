@@ -243,6 +243,7 @@ def clear_tasks(tree: dict[str, int]) -> None:
     from yijing.extensions import db
     from yijing.models import Assignment, DispatchRing, Task, TrackPoint
     from yijing.services import task_index
+    from yijing.sql import vacuum_analyze
 
     ids = select(Task.id).where(Task.jurisdiction_id.in_(list(tree.values())))
     task_index.remove_many(db.session.scalars(ids).all())  # deleted by hand: out of the index too
@@ -252,6 +253,9 @@ def clear_tasks(tree: dict[str, int]) -> None:
     db.session.execute(delete(DispatchRing).where(DispatchRing.task_id.in_(ids)))
     db.session.execute(delete(Task).where(Task.id.in_(ids)))
     db.session.commit()
+    # Vacuumed as autovacuum would (it may be off, as on the benchmark machine's PostgreSQL): else
+    # each run measures on the dead rows of the runs before it.
+    vacuum_analyze(db.session(), TrackPoint, Assignment, DispatchRing, Task)
 
 
 def task_row(tree: dict[str, int], **values: Any) -> dict[str, Any]:
@@ -498,13 +502,18 @@ class NearbyDispatchScenario:
         )
 
     def run(self, ctx: Context) -> list[Result]:
+        from yijing.extensions import db
+        from yijing.models import Notification
         from yijing.services import dispatch, duty_index
         from yijing.services import tasks as task_service
+        from yijing.sql import vacuum_analyze
 
         rng = random.Random(7)
         with app_context(ctx):
             tree = ensure_tree()
             clear_tasks(tree)
+            # The rings write messages; the fan-out's runs leave theirs deleted (see clear_tasks).
+            vacuum_analyze(db.session(), Notification)
             started = time.perf_counter()
             seed_on_duty(tree, self.on_duty)
             seeded_s = time.perf_counter() - started
