@@ -100,7 +100,7 @@ from yijing.models import (
     Volunteer,
     VolunteerStatus,
 )
-from yijing.models.base import utcnow
+from yijing.models.base import UTCDateTime, utcnow
 from yijing.policies import Permission, Principal
 from yijing.services import audit, duty_index, outbox
 from yijing.services import tasks as task_service
@@ -288,10 +288,6 @@ def no_show_rate(no_shows: int, completed: int) -> float:
 def _rank_query() -> Select[Any]:
     """Built once: approved volunteers among ``:ids`` (an IN list) with their past assignments
     counted (on PostgreSQL :func:`_send_ring_pg` ranks the same way in SQL)."""
-    return _volunteer_facts(Volunteer.id.in_(bindparam("ids", expanding=True)))
-
-
-def _volunteer_facts(among: Any) -> Select[Any]:
     return (
         select(
             Volunteer.id,
@@ -302,7 +298,9 @@ def _volunteer_facts(among: Any) -> Select[Any]:
             func.sum(case((Assignment.status == A.COMPLETED, 1), else_=0)).label("completed"),
         )
         .outerjoin(Assignment, Assignment.volunteer_id == Volunteer.id)
-        .where(among, Volunteer.status == VolunteerStatus.APPROVED)
+        .where(
+            Volunteer.id.in_(bindparam("ids", expanding=True)), Volunteer.status == VolunteerStatus.APPROVED
+        )
         .group_by(Volunteer.id)
     )
 
@@ -574,9 +572,11 @@ def _json_list(value: str) -> str:
     return f"(CASE WHEN json_typeof({value}) = 'array' THEN CAST({value} AS jsonb) ELSE '[]' END)"
 
 
-def _on_task_count() -> Any:
-    """How many volunteers are on the task (any assignment), correlated to ``tasks``."""
-    return select(func.count()).where(Assignment.task_id == Task.id).scalar_subquery()
+def _column_types(prefix: str, table: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """``:<prefix><key>``'s type, the column's; times untyped (see :func:`_send_ring_pg`)."""
+    return {
+        f"{prefix}{key}": table.c[key].type for key in keys if not isinstance(table.c[key].type, UTCDateTime)
+    }
 
 
 @functools.cache
@@ -584,8 +584,9 @@ def _ring_task_pg() -> Select[Any]:
     """The task as a ring reads it when its job brought no hint, or one the row no longer
     matches: its columns, whether the dispatch is still looking (``live``) and how many are on
     it (``on_task``)."""
+    on_task = select(func.count()).where(Assignment.task_id == Task.id).scalar_subquery()
     return select(
-        *_RING_TASK, and_(*_live(bindparam("b_now"))).label("live"), _on_task_count().label("on_task")
+        *_RING_TASK, and_(*_live(bindparam("b_now"))).label("live"), on_task.label("on_task")
     ).where(Task.id == bindparam("b_id"))
 
 
@@ -692,7 +693,7 @@ SELECT (SELECT count(*) FROM ring) AS sent, (SELECT count(*) FROM invited) AS in
     types: dict[str, Any] = {
         "b_id": BigInteger(),
         "b_after": Integer(),
-        **{f"e_{key}": _TASKS.c[key].type for key in ("lat", "lng", "title", "address", "jurisdiction_id")},
+        **_column_types("e_", _TASKS, _SEEN_COLUMNS),
         "e_categories": JSON(),
         "e_skills": JSON(),
         "short": Boolean(),
@@ -703,16 +704,10 @@ SELECT (SELECT count(*) FROM ring) AS sent, (SELECT count(*) FROM invited) AS in
         "h_ids": ARRAY(BigInteger),
         "h_distances": ARRAY(Float),
         "r_radius_m": Integer(),
-        **{
-            f"b_{key}": _ASSIGNMENTS.c[key].type
-            for key in ("status", "source", "invite_seq", "points_awarded")
-        },
+        **_column_types("b_", _ASSIGNMENTS, [k for k in _INVITATION_CONSTANTS if k not in _INVITATION_SAME]),
         "c_dedupe_key": Text(),
         "c_data": JSON(),
-        **{
-            f"c_{key}": _NOTIFICATIONS.c[key].type
-            for key in ("kind", "title", "body", "page", "status", "attempts")
-        },
+        **_column_types("c_", _NOTIFICATIONS, _MESSAGE_CONSTANTS),
     }
     # On one line: the statement's indentation would be a tenth of what psycopg parses.
     return text(" ".join(sql.split())).bindparams(
@@ -731,12 +726,17 @@ class _SeenTask(NamedTuple):
 
 
 def _send_hinted(
-    conn: Any, task_id: int, after_ring: int, radii: Sequence[int], now: datetime, hint: RingHint
-) -> tuple[Row[Any], datetime | None] | None:
+    conn: Any,
+    task_id: int,
+    after_ring: int,
+    radii: Sequence[int],
+    now: datetime,
+    hint: RingHint,
+    urgent: bool,
+) -> Row[Any] | None:
     """Search where ``hint`` says the task is and send the ring in one statement
-    (:func:`_send_ring_pg`): its answer and when the next ring is due, or None when the
-    statement sent nothing (the ring was sent meanwhile, the dispatch is over, or the task is no
-    longer what the hint says)."""
+    (:func:`_send_ring_pg`): its answer, or None when the statement sent nothing (the ring was
+    sent meanwhile, the dispatch is over, or the task is no longer what the hint says)."""
     cfg = config()
     ring_no = after_ring + 1
     asked = _limit(_most_wanted(hint.slots), hint.on_task)
@@ -744,7 +744,6 @@ def _send_hinted(
     claim = _claim_values(task_id, after_ring, len(radii), now)
     seen = _SeenTask(task_id, hint.title, hint.address, hint.jurisdiction_id, hint.starts_at)
     message = _invitation_to(seen, hint.ends_at, DispatchMode.NEARBY)
-    urgent = outbox.is_urgent("task.invitation")
     [shared] = outbox.rows_of(
         [{**message, "user_id": 0, "dedupe_key": _invitation_key(task_id, "%s", 1)}], urgent=urgent
     )
@@ -777,7 +776,7 @@ def _send_hinted(
             **{f"c_{key}": shared[key] for key in _MESSAGE_CONSTANTS},
         },
     ).one()
-    return (answer, claim["b_next_at"]) if answer.sent else None
+    return answer if answer.sent else None
 
 
 def _advance_pg(
@@ -791,6 +790,7 @@ def _advance_pg(
     the task is read (:func:`_ring_task_pg`) and its row is the hint. Nothing is written unless
     the compare-and-set wins."""
     rings = len(radii)
+    urgent = outbox.is_urgent("task.invitation")
     with db.session.get_bind().connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         if after_ring >= rings:
@@ -807,14 +807,14 @@ def _advance_pg(
                     _stop_waiting(conn.execute, task_id, after_ring, rings, now)
                     return None
                 hint = ring_hint(task, task.on_task)
-            sent = _send_hinted(conn, task_id, after_ring, radii, now, hint)
-            if sent is not None:
+            answer = _send_hinted(conn, task_id, after_ring, radii, now, hint, urgent)
+            if answer is not None:
                 break
             hint = None  # sent meanwhile, over, or edited: the row says which
         else:
             raise RuntimeError(f"task {task_id} changed under each of three tries to send its ring")
-    answer, next_at = sent
-    specs = outbox.delivery_specs(answer.message_ids or [], urgent=outbox.is_urgent("task.invitation"))
+    specs = outbox.delivery_specs(answer.message_ids or [], urgent=urgent)
+    next_at, _ = _timing(after_ring + 1, rings, now)
     if next_at is not None and answer.invited:
         following = dataclasses.replace(hint, on_task=answer.on_task + answer.invited)
         specs.append(task_service.dispatch_job(task_id, after_ring + 1, at=next_at, hint=following))
